@@ -1,0 +1,2 @@
+//! The wire protocol shared by the host (`spatialbot-edge`) and arm-controller firmware.
+#![no_std]

@@ -1,0 +1,1 @@
+//! Stage timing, latency histograms and reports.

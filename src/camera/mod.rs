@@ -1,0 +1,1 @@
+//! Frame sources: RealSense (feature `realsense`), V4L2 (feature `v4l2`), replay, synthetic.

@@ -1,0 +1,8 @@
+//! `spatialbot-edge devices`.
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args, _json: bool) -> anyhow::Result<u8> {
+    Err(spatialbot_edge::exit::ExitError::runtime("`devices` is not built yet").into())
+}

@@ -1,0 +1,8 @@
+//! `spatialbot-edge preprocess`.
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args, _json: bool) -> anyhow::Result<u8> {
+    Err(spatialbot_edge::exit::ExitError::runtime("`preprocess` is not built yet").into())
+}

@@ -1,0 +1,14 @@
+//! spatialbot-edge: RGB-D capture, SpatialBot depth packing, ONNX inference and a safe
+//! serial action link for robot boards. See DESIGN.md-derived layout in README.md.
+
+pub mod bench;
+pub mod camera;
+pub mod exit;
+pub mod fsutil;
+pub mod imageio;
+pub mod link;
+pub mod model;
+pub mod pipeline;
+pub mod policy;
+pub mod preprocess;
+pub mod rgbd;

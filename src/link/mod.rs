@@ -1,0 +1,1 @@
+//! Host side of the action link: serial transport, safety governor, controller simulator.

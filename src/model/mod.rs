@@ -1,0 +1,1 @@
+//! Model folders (manifest + graphs), backends, tokenizer, prompt, generation, Depth API.

@@ -1,0 +1,1 @@
+//! The `run` loop: threads, bounded channels, per-stage stamps, shutdown.

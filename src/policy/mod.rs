@@ -1,0 +1,1 @@
+//! Robot policy: frame history, vision-embedding cache, action text parsing and decoding.

@@ -1,0 +1,1 @@
+//! PURE image preprocessing: expand2square, Pillow-exact bicubic resize, normalisation.
