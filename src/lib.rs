@@ -2,6 +2,7 @@
 //! serial action link for robot boards. See DESIGN.md-derived layout in README.md.
 
 pub mod bench;
+pub mod board;
 pub mod camera;
 pub mod exit;
 pub mod fsutil;

@@ -3,6 +3,7 @@
 
 pub mod calibration;
 pub mod frame;
+pub mod register;
 
 pub use calibration::{Calibration, DistortionModel, Extrinsics, Intrinsics};
 pub use frame::{DepthMm, RgbImage, DEPTH_MM_MAX};

@@ -1,0 +1,1 @@
+//! Board profiles (`boards/*.toml`): backend order, camera modes, link, safety limits, budgets.

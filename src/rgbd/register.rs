@@ -1,0 +1,1 @@
+//! Registration of depth into the colour camera's frame.
