@@ -1,1 +1,942 @@
-//! The `run` loop: threads, bounded channels, per-stage stamps, shutdown.
+//! The `run` loop: camera → preprocessing + vision → language model → governor + link, each on
+//! its own thread, joined by bounded channels.
+//!
+//! - The camera side keeps only the newest frame: a frame that arrives before the loop took the
+//!   previous one replaces it, and the drop is counted. The loop never works through a queue.
+//! - Vision runs on demand: when the language model has produced a step's answer, it asks for
+//!   the next frame, so the vision thread encodes the newest frame while the answer is decoded
+//!   and sent. Each frame goes through the vision graph once and its embedding is reused while
+//!   it stays in the history ([`crate::policy::EmbeddingHistory`]).
+//! - Every frame carries its capture and ready times; every action carries its frame's capture
+//!   time; each stage boundary is recorded in [`stats::LoopStats`].
+//! - Loop threads never write logs themselves: they hand events to the supervisor (the calling
+//!   thread) through a bounded channel and drop them, counted, if it is behind. The supervisor
+//!   also draws the status line, enforces the duration, and turns a signal into a clean stop.
+//! - A stop of any kind ends with [`ActionSink::stop`] (Stop sent and acknowledged); the exit
+//!   code follows [`StopReason`].
+//!
+//! Real parts plug in through the traits here: [`FrameSource`], [`VisionEncoder`],
+//! [`LanguageModel`] and [`ActionSink`].
+
+pub mod stats;
+pub mod status;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+
+use crate::exit;
+use crate::policy::{
+    action_from_answer, build_policy_prompt, EmbeddingHistory, PolicyPrompt, PolicySpec,
+    PromptError,
+};
+use crate::rgbd::{DepthMm, RgbImage};
+
+pub use stats::{LoopStats, RunSummary};
+
+/// An error from a pluggable part (camera, model, link adapter), kept as its message chain.
+pub type StageError = Box<dyn std::error::Error + Send + Sync>;
+
+/// One RGB-D frame as the loop sees it.
+#[derive(Clone, Debug)]
+pub struct CapturedFrame {
+    /// Increases by one per frame the source delivered.
+    pub seq: u64,
+    /// When the sensor captured it, on the host monotonic clock.
+    pub captured: Instant,
+    /// When the registered frame was ready in memory.
+    pub ready: Instant,
+    pub rgb: Arc<RgbImage>,
+    /// Registered to colour; required when the policy takes depth.
+    pub depth: Option<Arc<DepthMm>>,
+}
+
+/// A camera or a recording.
+pub trait FrameSource: Send {
+    /// Blocks until the next frame; `Ok(None)` when the source has ended (a recording's end).
+    fn next_frame(&mut self) -> Result<Option<CapturedFrame>, StageError>;
+}
+
+/// Preprocessing and the vision graph.
+pub trait VisionEncoder: Send {
+    type Input: Send;
+    type Embedding: Send + Sync + 'static;
+    /// Image `image` of `frame` (0: RGB, 1: packed depth) → the vision graph's input tensor.
+    fn preprocess(
+        &mut self,
+        frame: &CapturedFrame,
+        image: usize,
+    ) -> Result<Self::Input, StageError>;
+    fn encode(&mut self, input: Self::Input) -> Result<Self::Embedding, StageError>;
+}
+
+/// The language model: a prompt with one embedding per image → the answer text.
+pub trait LanguageModel<E>: Send {
+    fn generate(
+        &mut self,
+        prompt: &PolicyPrompt,
+        images: &[Arc<E>],
+        max_new_tokens: usize,
+    ) -> Result<String, StageError>;
+}
+
+/// A decoded action, ready for the governor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Action {
+    /// 1-based policy step.
+    pub step: u64,
+    pub frame_seq: u64,
+    /// Capture time of the newest frame the action was computed from.
+    pub captured: Instant,
+    /// The manifest's name for each index; indices beyond the layout are named `v{i}`.
+    pub names: Arc<[String]>,
+    pub values: Vec<f64>,
+}
+
+/// What the governor did with an action.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Written to the link (possibly clamped).
+    Sent,
+    /// Not sent; the controller holds. The reason names the rule.
+    Held(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SinkError {
+    #[error("link to the arm controller lost: {0}")]
+    LinkLost(String),
+    #[error("emergency stop: {0}")]
+    EStop(String),
+    #[error("the arm controller did not acknowledge Stop: {0}")]
+    NoStopAck(String),
+}
+
+/// The safety governor and the link to the arm controller.
+pub trait ActionSink: Send {
+    fn send(&mut self, action: &Action, now: Instant) -> Result<Delivery, SinkError>;
+    /// No action this step; `reason` says why. The controller keeps holding.
+    fn hold(&mut self, reason: &str, now: Instant) -> Result<(), SinkError>;
+    /// Called when the link thread had nothing to send for a tick (heartbeats go here).
+    fn idle(&mut self, _now: Instant) -> Result<(), SinkError> {
+        Ok(())
+    }
+    /// Sends Stop and waits, bounded, for the controller's acknowledgement.
+    fn stop(&mut self) -> Result<(), SinkError>;
+}
+
+/// Why the loop ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    StepsDone,
+    DurationDone,
+    SourceEnded,
+    /// SIGINT or SIGTERM.
+    Signal,
+    /// No fresh frame within the stall limit.
+    CameraStalled,
+    SourceFailed,
+    ModelFailed,
+    /// Too many consecutive unparsable answers.
+    UnparsableAnswers,
+    LinkLost,
+    EStop,
+    /// A loop thread panicked (a bug).
+    Internal,
+}
+
+impl StopReason {
+    pub fn name(self) -> &'static str {
+        match self {
+            StopReason::StepsDone => "steps",
+            StopReason::DurationDone => "duration",
+            StopReason::SourceEnded => "source_ended",
+            StopReason::Signal => "signal",
+            StopReason::CameraStalled => "camera_stalled",
+            StopReason::SourceFailed => "source_failed",
+            StopReason::ModelFailed => "model_failed",
+            StopReason::UnparsableAnswers => "unparsable_answers",
+            StopReason::LinkLost => "link_lost",
+            StopReason::EStop => "estop",
+            StopReason::Internal => "internal",
+        }
+    }
+
+    pub fn exit_code(self) -> u8 {
+        match self {
+            StopReason::StepsDone
+            | StopReason::DurationDone
+            | StopReason::SourceEnded
+            | StopReason::Signal => exit::OK,
+            StopReason::CameraStalled => exit::WATCHDOG_STOP,
+            StopReason::LinkLost => exit::LINK_LOST,
+            StopReason::EStop => exit::ESTOP,
+            StopReason::SourceFailed
+            | StopReason::ModelFailed
+            | StopReason::UnparsableAnswers
+            | StopReason::Internal => exit::RUNTIME,
+        }
+    }
+
+    /// An orderly stop lets the step in flight finish and reach the link; any other stop sends
+    /// Stop at once.
+    fn is_orderly(self) -> bool {
+        matches!(
+            self,
+            StopReason::StepsDone | StopReason::DurationDone | StopReason::SourceEnded
+        )
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct LoopConfig {
+    pub goal: String,
+    pub steps: Option<u64>,
+    pub duration: Option<Duration>,
+    /// A frame older than this when the loop takes it is not acted on: the step holds.
+    pub max_frame_age: Duration,
+    /// No fresh frame for this long → watchdog stop.
+    pub camera_stall_stop: Duration,
+    /// This many unparsable answers in a row → stop.
+    pub max_consecutive_unparsable: u32,
+    /// Draw a status line on stderr (only when it is a terminal).
+    pub status_line: bool,
+    pub status_interval: Duration,
+}
+
+impl Default for LoopConfig {
+    fn default() -> Self {
+        Self {
+            goal: String::new(),
+            steps: None,
+            duration: None,
+            max_frame_age: Duration::from_millis(500),
+            camera_stall_stop: Duration::from_secs(2),
+            max_consecutive_unparsable: 5,
+            status_line: false,
+            status_interval: Duration::from_millis(250),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoopError {
+    #[error(transparent)]
+    Prompt(#[from] PromptError),
+    #[error("cannot start the {thread} thread: {source}")]
+    Spawn {
+        thread: &'static str,
+        source: std::io::Error,
+    },
+}
+
+/// How often blocked threads look at the stop flag.
+const TICK: Duration = Duration::from_millis(10);
+/// How long the supervisor waits for a thread stuck in a device or model call after a stop.
+const JOIN_GRACE: Duration = Duration::from_secs(5);
+const LOG_QUEUE: usize = 1024;
+
+#[derive(Default)]
+struct StopCell {
+    flag: AtomicBool,
+    reason: Mutex<Option<(StopReason, String)>>,
+}
+
+impl StopCell {
+    /// The first request wins.
+    fn request(&self, reason: StopReason, detail: impl Into<String>) {
+        let mut r = lock(&self.reason);
+        if r.is_none() {
+            *r = Some((reason, detail.into()));
+        }
+        self.flag.store(true, Ordering::SeqCst);
+    }
+    fn is_set(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+    fn reason(&self) -> Option<(StopReason, String)> {
+        lock(&self.reason).clone()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[derive(Clone, Debug)]
+enum LogLevel {
+    Info,
+    Warn,
+}
+
+#[derive(Clone, Debug)]
+struct LogEvent {
+    level: LogLevel,
+    message: String,
+}
+
+/// What the loop threads share.
+struct Shared {
+    stop: StopCell,
+    stats: Mutex<LoopStats>,
+    log_tx: Sender<LogEvent>,
+    log_dropped: AtomicU64,
+}
+
+impl Shared {
+    fn log(&self, level: LogLevel, message: String) {
+        if self.log_tx.try_send(LogEvent { level, message }).is_err() {
+            self.log_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    fn stats(&self) -> MutexGuard<'_, LoopStats> {
+        lock(&self.stats)
+    }
+}
+
+enum CaptureMsg {
+    Frame(CapturedFrame),
+    Ended,
+    Failed(String),
+}
+
+struct StepInput<E> {
+    frame_seq: u64,
+    captured: Instant,
+    frame_overhead: Duration,
+    embeddings: Vec<Arc<E>>,
+}
+
+enum LinkMsg {
+    Act {
+        action: Action,
+        overhead_before_link: Duration,
+    },
+    Hold(String),
+}
+
+/// Sends a thread's name when it ends, panics included.
+struct DoneGuard {
+    name: &'static str,
+    tx: Sender<(&'static str, bool)>,
+}
+
+impl Drop for DoneGuard {
+    fn drop(&mut self) {
+        let _ = self.tx.send((self.name, std::thread::panicking()));
+    }
+}
+
+/// Everything the loop runs.
+pub struct LoopParts<S, V, L, A> {
+    pub source: S,
+    pub vision: V,
+    pub model: L,
+    pub sink: A,
+}
+
+/// Runs the control loop until the steps or duration are done, the source ends, `signal` is
+/// raised, or a part fails; returns the summary (its `exit_code` is the process's).
+pub fn run_loop<S, V, L, A>(
+    parts: LoopParts<S, V, L, A>,
+    spec: &PolicySpec,
+    cfg: &LoopConfig,
+    signal: Arc<AtomicBool>,
+) -> Result<RunSummary, LoopError>
+where
+    S: FrameSource + 'static,
+    V: VisionEncoder + 'static,
+    L: LanguageModel<V::Embedding> + 'static,
+    A: ActionSink + 'static,
+{
+    let prompt = build_policy_prompt(spec, &cfg.goal)?;
+    let (log_tx, log_rx) = bounded(LOG_QUEUE);
+    let shared = Arc::new(Shared {
+        stop: StopCell::default(),
+        stats: Mutex::new(LoopStats::default()),
+        log_tx,
+        log_dropped: AtomicU64::new(0),
+    });
+    let started = Instant::now();
+
+    let (frame_tx, frame_rx) = bounded::<CaptureMsg>(1);
+    let (want_tx, want_rx) = bounded::<()>(1);
+    let (step_tx, step_rx) = bounded::<StepInput<V::Embedding>>(1);
+    let (link_tx, link_rx) = bounded::<LinkMsg>(2);
+    let (done_tx, done_rx) = bounded::<(&'static str, bool)>(4);
+
+    let mut handles: Vec<(&'static str, JoinHandle<()>)> = Vec::new();
+    let spawn =
+        |name: &'static str, f: Box<dyn FnOnce() + Send>| -> Result<JoinHandle<()>, LoopError> {
+            std::thread::Builder::new()
+                .name(format!("sbe-{name}"))
+                .spawn(f)
+                .map_err(|source| LoopError::Spawn {
+                    thread: name,
+                    source,
+                })
+        };
+
+    {
+        let shared = shared.clone();
+        let evict_rx = frame_rx.clone();
+        let done = DoneGuard {
+            name: "capture",
+            tx: done_tx.clone(),
+        };
+        let source = parts.source;
+        handles.push((
+            "capture",
+            spawn(
+                "capture",
+                Box::new(move || capture_thread(source, frame_tx, evict_rx, shared, done)),
+            )?,
+        ));
+    }
+    {
+        let shared = shared.clone();
+        let done = DoneGuard {
+            name: "vision",
+            tx: done_tx.clone(),
+        };
+        let ctx = VisionCtx {
+            history: EmbeddingHistory::new(spec),
+            max_frame_age: cfg.max_frame_age,
+            camera_stall_stop: cfg.camera_stall_stop,
+        };
+        let encoder = parts.vision;
+        let hold_tx = link_tx.clone();
+        handles.push((
+            "vision",
+            spawn(
+                "vision",
+                Box::new(move || {
+                    vision_thread(
+                        encoder, ctx, frame_rx, want_rx, step_tx, hold_tx, shared, done,
+                    )
+                }),
+            )?,
+        ));
+    }
+    {
+        let shared = shared.clone();
+        let done = DoneGuard {
+            name: "model",
+            tx: done_tx.clone(),
+        };
+        let mut names: Vec<String> = spec.actions.dims().iter().map(|d| d.name.clone()).collect();
+        for i in names.len()..64 {
+            names.push(format!("v{i}"));
+        }
+        let ctx = ModelCtx {
+            prompt,
+            layout: spec.actions.clone(),
+            names: names.into(),
+            max_new_tokens: spec.max_new_tokens,
+            steps: cfg.steps,
+            max_consecutive_unparsable: cfg.max_consecutive_unparsable,
+        };
+        let model = parts.model;
+        handles.push((
+            "model",
+            spawn(
+                "model",
+                Box::new(move || model_thread(model, ctx, step_rx, want_tx, link_tx, shared, done)),
+            )?,
+        ));
+    }
+    {
+        let shared = shared.clone();
+        let done = DoneGuard {
+            name: "link",
+            tx: done_tx.clone(),
+        };
+        let sink = parts.sink;
+        handles.push((
+            "link",
+            spawn(
+                "link",
+                Box::new(move || link_thread(sink, link_rx, shared, done)),
+            )?,
+        ));
+    }
+    drop(done_tx);
+
+    let mut status = status::StatusLine::new(cfg.status_line, cfg.status_interval);
+    let mut finished: Vec<(&'static str, bool)> = Vec::new();
+    let mut stopped_at: Option<Instant> = None;
+    // The capture thread may sit in a device read; the loop is over once the other three end.
+    while finished.iter().filter(|(n, _)| *n != "capture").count() < 3 {
+        match done_rx.recv_timeout(TICK * 5) {
+            Ok((name, panicked)) => {
+                if panicked {
+                    shared
+                        .stop
+                        .request(StopReason::Internal, format!("the {name} thread panicked"));
+                }
+                finished.push((name, panicked));
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if signal.load(Ordering::SeqCst) {
+            shared
+                .stop
+                .request(StopReason::Signal, "interrupted; Stop sent to the arm");
+        }
+        if let Some(limit) = cfg.duration {
+            if started.elapsed() >= limit {
+                shared.stop.request(
+                    StopReason::DurationDone,
+                    format!("{:.1} s elapsed", limit.as_secs_f64()),
+                );
+            }
+        }
+        drain_logs(&log_rx);
+        if shared.stop.is_set() {
+            let at = *stopped_at.get_or_insert_with(Instant::now);
+            if at.elapsed() > JOIN_GRACE {
+                tracing::warn!(
+                    "a loop thread did not end within {:?} of the stop; leaving it",
+                    JOIN_GRACE
+                );
+                break;
+            }
+        }
+        status.tick(&shared.stats());
+    }
+    status.clear();
+    drain_logs(&log_rx);
+
+    for (name, handle) in handles {
+        if finished.iter().any(|(n, _)| *n == name) {
+            if handle.join().is_err() {
+                shared
+                    .stop
+                    .request(StopReason::Internal, format!("the {name} thread panicked"));
+            }
+        }
+    }
+
+    let (reason, detail) = shared.stop.reason().unwrap_or((
+        StopReason::Internal,
+        "the loop ended without a reason".into(),
+    ));
+    let mut stats = shared.stats().clone();
+    stats.log_events_dropped = shared.log_dropped.load(Ordering::Relaxed);
+    Ok(RunSummary::from_stats(
+        &stats,
+        started.elapsed(),
+        reason.name().to_string(),
+        detail,
+        reason.exit_code(),
+    ))
+}
+
+fn drain_logs(rx: &Receiver<LogEvent>) {
+    while let Ok(ev) = rx.try_recv() {
+        match ev.level {
+            LogLevel::Info => tracing::info!(target: "spatialbot_edge::run", "{}", ev.message),
+            LogLevel::Warn => tracing::warn!(target: "spatialbot_edge::run", "{}", ev.message),
+        }
+    }
+}
+
+/// Puts `msg` in the one-slot channel, evicting the frame already there.
+fn send_newest(
+    tx: &Sender<CaptureMsg>,
+    evict: &Receiver<CaptureMsg>,
+    mut msg: CaptureMsg,
+    shared: &Shared,
+) -> bool {
+    loop {
+        match tx.try_send(msg) {
+            Ok(()) => return true,
+            Err(TrySendError::Full(back)) => {
+                msg = back;
+                if let Ok(CaptureMsg::Frame(_)) = evict.try_recv() {
+                    shared.stats().frames_dropped += 1;
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => return false,
+        }
+    }
+}
+
+fn capture_thread<S: FrameSource>(
+    mut source: S,
+    tx: Sender<CaptureMsg>,
+    evict: Receiver<CaptureMsg>,
+    shared: Arc<Shared>,
+    _done: DoneGuard,
+) {
+    while !shared.stop.is_set() {
+        let msg = match source.next_frame() {
+            Ok(Some(frame)) => {
+                let mut st = shared.stats();
+                st.frames_captured += 1;
+                st.record(
+                    stats::stage::FRAME,
+                    frame.ready.saturating_duration_since(frame.captured),
+                );
+                CaptureMsg::Frame(frame)
+            }
+            Ok(None) => CaptureMsg::Ended,
+            Err(e) => CaptureMsg::Failed(error_chain(&*e)),
+        };
+        let last = !matches!(msg, CaptureMsg::Frame(_));
+        if !send_newest(&tx, &evict, msg, &shared) || last {
+            return;
+        }
+    }
+}
+
+struct VisionCtx<E> {
+    history: EmbeddingHistory<E>,
+    max_frame_age: Duration,
+    camera_stall_stop: Duration,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn vision_thread<V: VisionEncoder>(
+    mut encoder: V,
+    mut ctx: VisionCtx<V::Embedding>,
+    frames: Receiver<CaptureMsg>,
+    want: Receiver<()>,
+    steps: Sender<StepInput<V::Embedding>>,
+    hold_tx: Sender<LinkMsg>,
+    shared: Arc<Shared>,
+    _done: DoneGuard,
+) {
+    'steps: loop {
+        match want.recv_timeout(TICK) {
+            Ok(()) => {}
+            Err(RecvTimeoutError::Timeout) if !shared.stop.is_set() => continue,
+            Err(_) => return,
+        }
+        let waiting_since = Instant::now();
+        let mut held = false;
+        let frame = loop {
+            if shared.stop.is_set() {
+                return;
+            }
+            match frames.recv_timeout(TICK) {
+                Ok(CaptureMsg::Frame(f)) => {
+                    let age = Instant::now().saturating_duration_since(f.captured);
+                    if age <= ctx.max_frame_age {
+                        break f;
+                    }
+                    if !held {
+                        held = true;
+                        shared.log(
+                            LogLevel::Warn,
+                            format!(
+                                "frame {} is {:.0} ms old; holding",
+                                f.seq,
+                                age.as_secs_f64() * 1e3
+                            ),
+                        );
+                        shared.stats().hold("stale_frame");
+                        let _ = hold_tx.try_send(LinkMsg::Hold("stale frame".into()));
+                    }
+                }
+                Ok(CaptureMsg::Ended) => {
+                    shared
+                        .stop
+                        .request(StopReason::SourceEnded, "the recording ended");
+                    return;
+                }
+                Ok(CaptureMsg::Failed(e)) => {
+                    shared
+                        .stop
+                        .request(StopReason::SourceFailed, format!("camera failed: {e}"));
+                    return;
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if waiting_since.elapsed() > ctx.max_frame_age && !held {
+                        held = true;
+                        shared.stats().hold("camera_stall");
+                        let _ = hold_tx.try_send(LinkMsg::Hold("no fresh frame".into()));
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    shared
+                        .stop
+                        .request(StopReason::SourceEnded, "the camera thread ended");
+                    return;
+                }
+            }
+            let waited = waiting_since.elapsed();
+            if waited > ctx.camera_stall_stop {
+                shared.stop.request(
+                    StopReason::CameraStalled,
+                    format!(
+                        "no fresh frame for {:.0} ms (limit {:.0} ms)",
+                        waited.as_secs_f64() * 1e3,
+                        ctx.camera_stall_stop.as_secs_f64() * 1e3
+                    ),
+                );
+                return;
+            }
+        };
+        let picked = Instant::now();
+        let mut preprocess = Duration::ZERO;
+        let mut vision = Duration::ZERO;
+        let result = ctx.history.step(frame.seq, |image| {
+            let t0 = Instant::now();
+            let input = encoder.preprocess(&frame, image)?;
+            let t1 = Instant::now();
+            let embedding = encoder.encode(input)?;
+            preprocess += t1 - t0;
+            vision += t1.elapsed();
+            Ok::<_, StageError>(embedding)
+        });
+        let embeddings = match result {
+            Ok(e) => e,
+            Err(e) => {
+                shared.stop.request(
+                    StopReason::ModelFailed,
+                    format!("vision: {}", error_chain(&*e)),
+                );
+                return;
+            }
+        };
+        {
+            let mut st = shared.stats();
+            st.record(
+                stats::stage::QUEUE,
+                picked.saturating_duration_since(frame.ready),
+            );
+            if preprocess > Duration::ZERO || vision > Duration::ZERO {
+                st.record(stats::stage::PREPROCESS, preprocess);
+                st.record(stats::stage::VISION, vision);
+            }
+            st.cache = ctx.history.counts();
+        }
+        let mut input = StepInput {
+            frame_seq: frame.seq,
+            captured: frame.captured,
+            frame_overhead: frame.ready.saturating_duration_since(frame.captured) + preprocess,
+            embeddings,
+        };
+        loop {
+            match steps.send_timeout(input, TICK) {
+                Ok(()) => continue 'steps,
+                Err(crossbeam_channel::SendTimeoutError::Timeout(back))
+                    if !shared.stop.is_set() =>
+                {
+                    input = back
+                }
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+struct ModelCtx {
+    prompt: PolicyPrompt,
+    layout: crate::policy::ActionLayout,
+    names: Arc<[String]>,
+    max_new_tokens: usize,
+    steps: Option<u64>,
+    max_consecutive_unparsable: u32,
+}
+
+fn model_thread<E, L: LanguageModel<E>>(
+    mut model: L,
+    ctx: ModelCtx,
+    steps: Receiver<StepInput<E>>,
+    want: Sender<()>,
+    link: Sender<LinkMsg>,
+    shared: Arc<Shared>,
+    _done: DoneGuard,
+) {
+    if ctx.steps == Some(0) {
+        shared.stop.request(StopReason::StepsDone, "0 steps asked");
+        return;
+    }
+    let _ = want.try_send(());
+    let mut step: u64 = 0;
+    let mut unparsable_in_a_row = 0u32;
+    let mut last_start: Option<Instant> = None;
+    loop {
+        let input = match steps.recv_timeout(TICK) {
+            Ok(i) => i,
+            Err(RecvTimeoutError::Timeout) if !shared.stop.is_set() => continue,
+            Err(_) => return,
+        };
+        step += 1;
+        let start = Instant::now();
+        if let Some(prev) = last_start.replace(start) {
+            shared
+                .stats()
+                .record(stats::stage::STEP_INTERVAL, start - prev);
+        }
+        let answer = model.generate(&ctx.prompt, &input.embeddings, ctx.max_new_tokens);
+        let generated = Instant::now();
+        let last_step = ctx.steps.is_some_and(|n| step >= n);
+        if !last_step {
+            let _ = want.try_send(());
+        }
+        let answer = match answer {
+            Ok(a) => a,
+            Err(e) => {
+                shared.stop.request(
+                    StopReason::ModelFailed,
+                    format!("generation: {}", error_chain(&*e)),
+                );
+                return;
+            }
+        };
+        let decoded = action_from_answer(&ctx.layout, &answer);
+        let decode_time = generated.elapsed();
+        {
+            let mut st = shared.stats();
+            st.record(stats::stage::GENERATE, generated - start);
+            st.record(stats::stage::DECODE, decode_time);
+            st.steps = step;
+        }
+        let msg = match decoded {
+            Ok(values) => {
+                unparsable_in_a_row = 0;
+                shared.log(
+                    LogLevel::Info,
+                    format!("step {step}: frame {} → {answer}", input.frame_seq),
+                );
+                LinkMsg::Act {
+                    action: Action {
+                        step,
+                        frame_seq: input.frame_seq,
+                        captured: input.captured,
+                        names: ctx.names.clone(),
+                        values,
+                    },
+                    overhead_before_link: input.frame_overhead + decode_time,
+                }
+            }
+            Err(e) => {
+                unparsable_in_a_row += 1;
+                shared.stats().hold("unparsable_answer");
+                shared.log(LogLevel::Warn, format!("step {step}: holding: {e}"));
+                LinkMsg::Hold(format!("unparsable answer: {e}"))
+            }
+        };
+        if link.send(msg).is_err() {
+            return;
+        }
+        if unparsable_in_a_row >= ctx.max_consecutive_unparsable {
+            shared.stop.request(
+                StopReason::UnparsableAnswers,
+                format!("{unparsable_in_a_row} unparsable answers in a row; the model does not produce actions"),
+            );
+            return;
+        }
+        if last_step {
+            shared
+                .stop
+                .request(StopReason::StepsDone, format!("{step} steps done"));
+            return;
+        }
+    }
+}
+
+fn link_thread<A: ActionSink>(
+    mut sink: A,
+    rx: Receiver<LinkMsg>,
+    shared: Arc<Shared>,
+    _done: DoneGuard,
+) {
+    let failed = |e: SinkError| {
+        let reason = match e {
+            SinkError::EStop(_) => StopReason::EStop,
+            SinkError::LinkLost(_) | SinkError::NoStopAck(_) => StopReason::LinkLost,
+        };
+        shared.stop.request(reason, e.to_string());
+    };
+    loop {
+        let urgent_stop = shared.stop.reason().is_some_and(|(r, _)| !r.is_orderly());
+        if urgent_stop {
+            break;
+        }
+        match rx.recv_timeout(TICK) {
+            Ok(LinkMsg::Act {
+                action,
+                overhead_before_link,
+            }) => {
+                let t0 = Instant::now();
+                match sink.send(&action, t0) {
+                    Ok(delivery) => {
+                        let t1 = Instant::now();
+                        let mut st = shared.stats();
+                        st.record(stats::stage::LINK, t1 - t0);
+                        match delivery {
+                            Delivery::Sent => {
+                                st.actions_sent += 1;
+                                st.record(
+                                    stats::stage::END_TO_END,
+                                    t1.saturating_duration_since(action.captured),
+                                );
+                                st.record(stats::stage::OVERHEAD, overhead_before_link + (t1 - t0));
+                            }
+                            Delivery::Held(reason) => st.hold(&reason),
+                        }
+                    }
+                    Err(e) => {
+                        failed(e);
+                        break;
+                    }
+                }
+            }
+            Ok(LinkMsg::Hold(reason)) => {
+                if let Err(e) = sink.hold(&reason, Instant::now()) {
+                    failed(e);
+                    break;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if shared.stop.is_set() {
+                    break;
+                }
+                if let Err(e) = sink.idle(Instant::now()) {
+                    failed(e);
+                    break;
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    shared.stop.request(
+        StopReason::Internal,
+        "the link thread ended without a stop request",
+    );
+    if let Err(e) = sink.stop() {
+        shared.log(LogLevel::Warn, format!("stopping the arm: {e}"));
+        let already_link = shared
+            .stop
+            .reason()
+            .is_some_and(|(r, _)| matches!(r, StopReason::LinkLost | StopReason::EStop));
+        if !already_link {
+            // Stop was not acknowledged: the process must not report a clean end.
+            let mut r = lock(&shared.stop.reason);
+            *r = Some((StopReason::LinkLost, e.to_string()));
+        }
+    }
+}
+
+/// An error and its sources on one line.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s += ": ";
+            s += &m;
+        }
+        cur = c.source();
+    }
+    s
+}

@@ -1,0 +1,498 @@
+//! The control loop's threads, channels, stamps and stops, driven through its traits by small
+//! in-test parts: a paced frame generator, a vision encoder that counts its calls, a language
+//! model that answers from the embeddings it was given, and a sink that records what reached
+//! the "wire". The loop itself is the real one.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use spatialbot_edge::exit;
+use spatialbot_edge::pipeline::{
+    run_loop, Action, ActionSink, CapturedFrame, Delivery, FrameSource, LanguageModel, LoopConfig,
+    LoopParts, RunSummary, SinkError, StageError, VisionEncoder,
+};
+use spatialbot_edge::policy::{PolicyPrompt, PolicySpec};
+use spatialbot_edge::rgbd::RgbImage;
+
+const MANIFEST: &str = r#"
+kind = "policy"
+[llm]
+max_new_tokens = 16
+[prompt]
+template = "USER:{images}{question} ASSISTANT:"
+image_placeholder = "<image {n}>\n"
+[policy]
+frames = 4
+order = "newest_first"
+pad = "repeat_oldest"
+instruction = "Instruct the robot to {goal}\nAnswer with robot parameters."
+"#;
+
+fn spec() -> PolicySpec {
+    PolicySpec::from_manifest_toml(MANIFEST).unwrap()
+}
+
+struct Frames {
+    next: u64,
+    count: u64,
+    interval: Duration,
+    /// After `count` frames: end (`None`) or stall (block) for this long.
+    stall_after: Option<Duration>,
+    age: Duration,
+}
+
+impl Frames {
+    fn paced(count: u64, interval_ms: u64) -> Self {
+        Self {
+            next: 0,
+            count,
+            interval: Duration::from_millis(interval_ms),
+            stall_after: None,
+            age: Duration::ZERO,
+        }
+    }
+}
+
+impl FrameSource for Frames {
+    fn next_frame(&mut self) -> Result<Option<CapturedFrame>, StageError> {
+        if self.next >= self.count {
+            match self.stall_after {
+                Some(d) => std::thread::sleep(d),
+                None => return Ok(None),
+            }
+            return Ok(None);
+        }
+        std::thread::sleep(self.interval);
+        let now = Instant::now();
+        let captured = now.checked_sub(self.age).unwrap_or(now);
+        let seq = self.next;
+        self.next += 1;
+        Ok(Some(CapturedFrame {
+            seq,
+            captured,
+            ready: now,
+            rgb: Arc::new(RgbImage::filled(8, 6, [seq as u8, 0, 0])),
+            depth: None,
+        }))
+    }
+}
+
+#[derive(Clone, Default)]
+struct Encoder {
+    calls: Arc<AtomicUsize>,
+}
+
+impl VisionEncoder for Encoder {
+    type Input = u64;
+    type Embedding = u64;
+    fn preprocess(&mut self, frame: &CapturedFrame, image: usize) -> Result<u64, StageError> {
+        assert_eq!(image, 0);
+        assert_eq!(frame.rgb.pixel(0, 0), Some([frame.seq as u8, 0, 0]));
+        Ok(frame.seq)
+    }
+    fn encode(&mut self, input: u64) -> Result<u64, StageError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Ok(input)
+    }
+}
+
+/// Answers `[0, s0/100, s1/100, s2/100, s3/100, 0.5, 0.5, 1]` from the frames it was shown,
+/// unless `script` says otherwise for that step.
+#[derive(Clone)]
+struct Model {
+    delay: Duration,
+    seen: Arc<Mutex<Vec<Vec<u64>>>>,
+    script: Arc<dyn Fn(u64) -> Option<String> + Send + Sync>,
+    step: u64,
+}
+
+impl Model {
+    fn new(delay_ms: u64) -> Self {
+        Self {
+            delay: Duration::from_millis(delay_ms),
+            seen: Default::default(),
+            script: Arc::new(|_| None),
+            step: 0,
+        }
+    }
+}
+
+impl LanguageModel<u64> for Model {
+    fn generate(
+        &mut self,
+        prompt: &PolicyPrompt,
+        images: &[Arc<u64>],
+        max_new_tokens: usize,
+    ) -> Result<String, StageError> {
+        assert_eq!(prompt.images(), images.len());
+        assert_eq!(max_new_tokens, 16);
+        assert!(prompt
+            .text
+            .contains("Instruct the robot to stack the cubes"));
+        self.step += 1;
+        std::thread::sleep(self.delay);
+        let seqs: Vec<u64> = images.iter().map(|a| **a).collect();
+        self.seen.lock().unwrap().push(seqs.clone());
+        if let Some(text) = (self.script)(self.step) {
+            return Ok(text);
+        }
+        let v: Vec<String> = seqs
+            .iter()
+            .map(|s| format!("{}", *s as f64 / 100.0))
+            .collect();
+        Ok(format!("[0, {}, 0.5, 0.5, 1]", v.join(", ")))
+    }
+}
+
+#[derive(Clone, Default)]
+struct Sink {
+    sent: Arc<Mutex<Vec<Action>>>,
+    holds: Arc<Mutex<Vec<String>>>,
+    stopped: Arc<AtomicBool>,
+    die_after: Option<usize>,
+}
+
+impl ActionSink for Sink {
+    fn send(&mut self, action: &Action, now: Instant) -> Result<Delivery, SinkError> {
+        assert!(now >= action.captured);
+        let mut sent = self.sent.lock().unwrap();
+        if self.die_after.is_some_and(|n| sent.len() >= n) {
+            return Err(SinkError::LinkLost("write: broken pipe".into()));
+        }
+        sent.push(action.clone());
+        Ok(Delivery::Sent)
+    }
+    fn hold(&mut self, reason: &str, _now: Instant) -> Result<(), SinkError> {
+        self.holds.lock().unwrap().push(reason.to_string());
+        Ok(())
+    }
+    fn stop(&mut self) -> Result<(), SinkError> {
+        self.stopped.store(true, Ordering::SeqCst);
+        if self.die_after.is_some() {
+            return Err(SinkError::NoStopAck("link is down".into()));
+        }
+        Ok(())
+    }
+}
+
+fn config() -> LoopConfig {
+    LoopConfig {
+        goal: "stack the cubes".into(),
+        ..LoopConfig::default()
+    }
+}
+
+fn run(
+    source: Frames,
+    encoder: Encoder,
+    model: Model,
+    sink: Sink,
+    cfg: LoopConfig,
+    signal: Arc<AtomicBool>,
+) -> RunSummary {
+    run_loop(
+        LoopParts {
+            source,
+            vision: encoder,
+            model,
+            sink,
+        },
+        &spec(),
+        &cfg,
+        signal,
+    )
+    .unwrap()
+}
+
+#[test]
+fn slow_model_acts_on_newest_frames_and_encodes_each_once() {
+    let encoder = Encoder::default();
+    let model = Model::new(25);
+    let sink = Sink::default();
+    let cfg = LoopConfig {
+        steps: Some(8),
+        ..config()
+    };
+    let s = run(
+        Frames::paced(1000, 2),
+        encoder.clone(),
+        model.clone(),
+        sink.clone(),
+        cfg,
+        Default::default(),
+    );
+    assert_eq!(
+        (s.stop_reason.as_str(), s.exit_code),
+        ("steps", exit::OK),
+        "{s:?}"
+    );
+    assert_eq!((s.steps, s.actions_sent), (8, 8));
+    assert!(
+        s.frames_dropped > 0,
+        "a camera 10x faster than the model must drop frames: {s:?}"
+    );
+    assert!(sink.stopped.load(Ordering::SeqCst));
+
+    // One vision call per step: the history's other frames come from the cache.
+    assert_eq!(encoder.calls.load(Ordering::SeqCst), 8);
+    assert_eq!(s.vision_cache.images_encoded, 8);
+    assert_eq!(s.vision_cache.images_referenced, 32);
+    assert!(s.vision_cache.encode_ratio <= 0.3);
+
+    let seen = model.seen.lock().unwrap().clone();
+    let sent = sink.sent.lock().unwrap().clone();
+    for (i, (images, action)) in seen.iter().zip(&sent).enumerate() {
+        // Newest first, padded with the oldest, and the action is the newest frame's.
+        assert_eq!(images[0], action.frame_seq);
+        assert!(images.windows(2).all(|w| w[0] >= w[1]), "{images:?}");
+        let distinct: std::collections::BTreeSet<_> = images.iter().collect();
+        assert_eq!(distinct.len(), (i + 1).min(4), "{images:?}");
+        assert_eq!(action.step, i as u64 + 1);
+        // ManiSkill decoding of what the model answered.
+        let want: Vec<f64> = std::iter::once(0.0)
+            .chain(
+                images
+                    .iter()
+                    .map(|s| (*s as f64 / 100.0) * f64::from(0.4f32) + f64::from(-0.2f32)),
+            )
+            .chain([
+                0.5 * f64::from(0.4f32) + f64::from(-0.2f32),
+                0.5 * f64::from(0.4f32) + f64::from(-0.2f32),
+                1.0,
+            ])
+            .collect();
+        assert_eq!(action.values, want);
+        assert_eq!(
+            &action.names[..8],
+            [
+                "terminate",
+                "dx",
+                "dy",
+                "dz",
+                "droll",
+                "dpitch",
+                "dyaw",
+                "v7"
+            ]
+        );
+    }
+    // Frames move forward and are never reused out of order.
+    assert!(sent.windows(2).all(|w| w[1].frame_seq > w[0].frame_seq));
+    for stage in [
+        "frame",
+        "queue",
+        "preprocess",
+        "vision",
+        "generate",
+        "decode",
+        "link",
+        "overhead",
+        "end_to_end",
+        "step_interval",
+    ] {
+        assert!(
+            s.stages.contains_key(stage),
+            "missing stage {stage}: {:?}",
+            s.stages.keys()
+        );
+    }
+    assert_eq!(s.stages["vision"].count, 8);
+    assert!(
+        s.stages["end_to_end"].p50_ms >= 25.0,
+        "the action is at least one generation old"
+    );
+}
+
+#[test]
+fn recording_ending_mid_run_stops_cleanly() {
+    let sink = Sink::default();
+    let cfg = LoopConfig {
+        steps: Some(100),
+        ..config()
+    };
+    let s = run(
+        Frames::paced(5, 5),
+        Encoder::default(),
+        Model::new(1),
+        sink.clone(),
+        cfg,
+        Default::default(),
+    );
+    assert_eq!(
+        (s.stop_reason.as_str(), s.exit_code),
+        ("source_ended", exit::OK),
+        "{s:?}"
+    );
+    assert!(s.actions_sent >= 1 && s.actions_sent <= 5);
+    assert!(sink.stopped.load(Ordering::SeqCst));
+}
+
+#[test]
+fn unparsable_answers_hold_then_stop() {
+    let sink = Sink::default();
+    let mut model = Model::new(1);
+    model.script = Arc::new(|step| (step == 2).then(|| "move the arm left".to_string()));
+    let cfg = LoopConfig {
+        steps: Some(4),
+        ..config()
+    };
+    let s = run(
+        Frames::paced(1000, 2),
+        Encoder::default(),
+        model,
+        sink.clone(),
+        cfg,
+        Default::default(),
+    );
+    assert_eq!(
+        (s.stop_reason.as_str(), s.exit_code),
+        ("steps", exit::OK),
+        "{s:?}"
+    );
+    assert_eq!((s.steps, s.actions_sent), (4, 3));
+    assert_eq!(s.holds.get("unparsable_answer"), Some(&1));
+    assert_eq!(sink.holds.lock().unwrap().len(), 1);
+
+    let sink = Sink::default();
+    let mut model = Model::new(1);
+    model.script = Arc::new(|_| Some("[0.1, nan, 0.2]".to_string()));
+    let s = run(
+        Frames::paced(1000, 2),
+        Encoder::default(),
+        model,
+        sink.clone(),
+        config(),
+        Default::default(),
+    );
+    assert_eq!(
+        (s.stop_reason.as_str(), s.exit_code),
+        ("unparsable_answers", exit::RUNTIME),
+        "{s:?}"
+    );
+    assert_eq!(s.actions_sent, 0);
+    assert_eq!(s.holds.get("unparsable_answer"), Some(&5));
+    assert!(sink.stopped.load(Ordering::SeqCst));
+}
+
+#[test]
+fn link_dying_stops_with_link_lost() {
+    let sink = Sink {
+        die_after: Some(3),
+        ..Sink::default()
+    };
+    let s = run(
+        Frames::paced(1000, 2),
+        Encoder::default(),
+        Model::new(1),
+        sink.clone(),
+        config(),
+        Default::default(),
+    );
+    assert_eq!(
+        (s.stop_reason.as_str(), s.exit_code),
+        ("link_lost", exit::LINK_LOST),
+        "{s:?}"
+    );
+    assert_eq!(s.actions_sent, 3);
+}
+
+#[test]
+fn camera_stall_holds_then_watchdog_stops() {
+    let sink = Sink::default();
+    let mut frames = Frames::paced(3, 2);
+    frames.stall_after = Some(Duration::from_secs(3));
+    let cfg = LoopConfig {
+        max_frame_age: Duration::from_millis(50),
+        camera_stall_stop: Duration::from_millis(300),
+        ..config()
+    };
+    let s = run(
+        frames,
+        Encoder::default(),
+        Model::new(1),
+        sink.clone(),
+        cfg,
+        Default::default(),
+    );
+    assert_eq!(
+        (s.stop_reason.as_str(), s.exit_code),
+        ("camera_stalled", exit::WATCHDOG_STOP),
+        "{s:?}"
+    );
+    assert_eq!(s.holds.get("camera_stall"), Some(&1));
+    assert_eq!(sink.holds.lock().unwrap().as_slice(), ["no fresh frame"]);
+    assert!(sink.stopped.load(Ordering::SeqCst));
+}
+
+#[test]
+fn stale_frames_are_not_acted_on() {
+    let sink = Sink::default();
+    let mut frames = Frames::paced(1000, 2);
+    frames.age = Duration::from_secs(1);
+    let cfg = LoopConfig {
+        max_frame_age: Duration::from_millis(100),
+        camera_stall_stop: Duration::from_millis(200),
+        ..config()
+    };
+    let s = run(
+        frames,
+        Encoder::default(),
+        Model::new(1),
+        sink.clone(),
+        cfg,
+        Default::default(),
+    );
+    assert_eq!(
+        (s.stop_reason.as_str(), s.exit_code),
+        ("camera_stalled", exit::WATCHDOG_STOP),
+        "{s:?}"
+    );
+    assert_eq!(s.actions_sent, 0);
+    assert_eq!(s.holds.get("stale_frame"), Some(&1));
+}
+
+#[test]
+fn signal_and_duration_stop_cleanly() {
+    let sink = Sink::default();
+    let signal = Arc::new(AtomicBool::new(false));
+    let raise = signal.clone();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(150));
+        raise.store(true, Ordering::SeqCst);
+    });
+    let s = run(
+        Frames::paced(100_000, 2),
+        Encoder::default(),
+        Model::new(5),
+        sink.clone(),
+        config(),
+        signal,
+    );
+    t.join().unwrap();
+    assert_eq!(
+        (s.stop_reason.as_str(), s.exit_code),
+        ("signal", exit::OK),
+        "{s:?}"
+    );
+    assert!(sink.stopped.load(Ordering::SeqCst));
+
+    let cfg = LoopConfig {
+        duration: Some(Duration::from_millis(150)),
+        ..config()
+    };
+    let s = run(
+        Frames::paced(100_000, 2),
+        Encoder::default(),
+        Model::new(5),
+        Sink::default(),
+        cfg,
+        Default::default(),
+    );
+    assert_eq!(
+        (s.stop_reason.as_str(), s.exit_code),
+        ("duration", exit::OK),
+        "{s:?}"
+    );
+    assert!(s.steps >= 1);
+}
