@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use crate::exit;
+use crate::policy::guard::{GuardConfig, GuardVerdict};
 use crate::policy::{
     action_from_answer, build_policy_prompt, EmbeddingHistory, PolicyPrompt, PolicySpec,
     PromptError,
@@ -81,6 +82,11 @@ pub trait LanguageModel<E>: Send {
         images: &[Arc<E>],
         max_new_tokens: usize,
     ) -> Result<String, StageError>;
+}
+
+/// The SpatialBot model answering the guard's yes/no question about one RGB-D frame.
+pub trait GuardModel: Send {
+    fn ask(&mut self, frame: &CapturedFrame, question: &str) -> Result<String, StageError>;
 }
 
 /// A decoded action, ready for the governor.
@@ -304,8 +310,7 @@ enum CaptureMsg {
 }
 
 struct StepInput<E> {
-    frame_seq: u64,
-    captured: Instant,
+    frame: CapturedFrame,
     frame_overhead: Duration,
     embeddings: Vec<Arc<E>>,
 }
@@ -336,6 +341,8 @@ pub struct LoopParts<S, V, L, A> {
     pub vision: V,
     pub model: L,
     pub sink: A,
+    /// The SpatialBot guard, asked on the language-model thread before an action is sent.
+    pub guard: Option<(GuardConfig, Box<dyn GuardModel>)>,
 }
 
 /// Runs the control loop until the steps or duration are done, the source ends, `signal` is
@@ -438,6 +445,7 @@ where
             max_new_tokens: spec.max_new_tokens,
             steps: cfg.steps,
             max_consecutive_unparsable: cfg.max_consecutive_unparsable,
+            guard: parts.guard,
         };
         let model = parts.model;
         handles.push((
@@ -512,12 +520,10 @@ where
     drain_logs(&log_rx);
 
     for (name, handle) in handles {
-        if finished.iter().any(|(n, _)| *n == name) {
-            if handle.join().is_err() {
-                shared
-                    .stop
-                    .request(StopReason::Internal, format!("the {name} thread panicked"));
-            }
+        if finished.iter().any(|(n, _)| *n == name) && handle.join().is_err() {
+            shared
+                .stop
+                .request(StopReason::Internal, format!("the {name} thread panicked"));
         }
     }
 
@@ -579,7 +585,7 @@ fn capture_thread<S: FrameSource>(
                 let mut st = shared.stats();
                 st.frames_captured += 1;
                 st.record(
-                    stats::stage::FRAME,
+                    stats::stage::CAMERA,
                     frame.ready.saturating_duration_since(frame.captured),
                 );
                 CaptureMsg::Frame(frame)
@@ -717,9 +723,8 @@ fn vision_thread<V: VisionEncoder>(
             st.cache = ctx.history.counts();
         }
         let mut input = StepInput {
-            frame_seq: frame.seq,
-            captured: frame.captured,
             frame_overhead: frame.ready.saturating_duration_since(frame.captured) + preprocess,
+            frame,
             embeddings,
         };
         loop {
@@ -743,11 +748,12 @@ struct ModelCtx {
     max_new_tokens: usize,
     steps: Option<u64>,
     max_consecutive_unparsable: u32,
+    guard: Option<(GuardConfig, Box<dyn GuardModel>)>,
 }
 
 fn model_thread<E, L: LanguageModel<E>>(
     mut model: L,
-    ctx: ModelCtx,
+    mut ctx: ModelCtx,
     steps: Receiver<StepInput<E>>,
     want: Sender<()>,
     link: Sender<LinkMsg>,
@@ -762,6 +768,7 @@ fn model_thread<E, L: LanguageModel<E>>(
     let mut step: u64 = 0;
     let mut unparsable_in_a_row = 0u32;
     let mut last_start: Option<Instant> = None;
+    let mut previous_gripper: Option<f64> = None;
     loop {
         let input = match steps.recv_timeout(TICK) {
             Ok(i) => i,
@@ -796,7 +803,7 @@ fn model_thread<E, L: LanguageModel<E>>(
         {
             let mut st = shared.stats();
             st.record(stats::stage::GENERATE, generated - start);
-            st.record(stats::stage::DECODE, decode_time);
+            st.record(stats::stage::ACTION, decode_time);
             st.steps = step;
         }
         let msg = match decoded {
@@ -804,17 +811,28 @@ fn model_thread<E, L: LanguageModel<E>>(
                 unparsable_in_a_row = 0;
                 shared.log(
                     LogLevel::Info,
-                    format!("step {step}: frame {} → {answer}", input.frame_seq),
+                    format!("step {step}: frame {} → {answer}", input.frame.seq),
                 );
-                LinkMsg::Act {
-                    action: Action {
-                        step,
-                        frame_seq: input.frame_seq,
-                        captured: input.captured,
-                        names: ctx.names.clone(),
-                        values,
-                    },
-                    overhead_before_link: input.frame_overhead + decode_time,
+                let action = Action {
+                    step,
+                    frame_seq: input.frame.seq,
+                    captured: input.frame.captured,
+                    names: ctx.names.clone(),
+                    values,
+                };
+                match ask_guard(&mut ctx, &action, &input.frame, previous_gripper, &shared) {
+                    GuardVerdict::Proceed => {
+                        previous_gripper = gripper_value(&ctx, &action).or(previous_gripper);
+                        LinkMsg::Act {
+                            action,
+                            overhead_before_link: input.frame_overhead + decode_time,
+                        }
+                    }
+                    GuardVerdict::Veto(why) => {
+                        shared.stats().hold("guard_veto");
+                        shared.log(LogLevel::Warn, format!("step {step}: holding: {why}"));
+                        LinkMsg::Hold(why)
+                    }
                 }
             }
             Err(e) => {
@@ -840,6 +858,41 @@ fn model_thread<E, L: LanguageModel<E>>(
                 .request(StopReason::StepsDone, format!("{step} steps done"));
             return;
         }
+    }
+}
+
+fn gripper_value(ctx: &ModelCtx, action: &Action) -> Option<f64> {
+    let (cfg, _) = ctx.guard.as_ref()?;
+    let i = action.names.iter().position(|n| *n == cfg.gripper)?;
+    action.values.get(i).copied()
+}
+
+/// Asks the guard when it is due; a guard that fails vetoes (the arm holds, the loop goes on).
+fn ask_guard(
+    ctx: &mut ModelCtx,
+    action: &Action,
+    frame: &CapturedFrame,
+    previous_gripper: Option<f64>,
+    shared: &Shared,
+) -> GuardVerdict {
+    let Some((cfg, model)) = ctx.guard.as_mut() else {
+        return GuardVerdict::Proceed;
+    };
+    if !cfg.is_due(action.step, &action.names, &action.values, previous_gripper) {
+        return GuardVerdict::Proceed;
+    }
+    let t0 = Instant::now();
+    let answer = model.ask(frame, &cfg.question);
+    shared.stats().record(stats::stage::GUARD, t0.elapsed());
+    match answer {
+        Ok(a) => {
+            shared.log(
+                LogLevel::Info,
+                format!("step {}: guard {:?} → {a:?}", action.step, cfg.question),
+            );
+            cfg.verdict(&a)
+        }
+        Err(e) => GuardVerdict::Veto(format!("guard failed: {}", error_chain(&*e))),
     }
 }
 

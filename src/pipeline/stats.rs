@@ -92,23 +92,25 @@ pub struct StageSummary {
     pub max_ms: f64,
 }
 
-/// Stage names, in the order a frame meets them.
+/// Stage names, in the order a frame meets them; the shared ones match `bench`'s.
 pub mod stage {
     /// Capture → a registered frame ready in memory (inside the camera source).
-    pub const FRAME: &str = "frame";
+    pub const CAMERA: &str = "camera";
     /// Frame ready → picked up by the vision thread (waiting in the newest-frame slot).
     pub const QUEUE: &str = "queue";
     /// Image → tensor, per new frame.
     pub const PREPROCESS: &str = "preprocess";
     /// Vision graph, per new frame (cache hits cost nothing).
     pub const VISION: &str = "vision";
-    /// Prompt, prefill and decoding.
+    /// Prompt, prefill and token generation.
     pub const GENERATE: &str = "generate";
     /// Answer text → decoded action values.
-    pub const DECODE: &str = "decode";
+    pub const ACTION: &str = "action";
+    /// The SpatialBot guard's question, when asked.
+    pub const GUARD: &str = "guard";
     /// Governor + encoding + bytes written to the link.
     pub const LINK: &str = "link";
-    /// Everything outside inference: frame + preprocess + decode + link.
+    /// Everything outside inference: camera + preprocess + action + link.
     pub const OVERHEAD: &str = "overhead";
     /// Capture → the action's bytes on the wire.
     pub const END_TO_END: &str = "end_to_end";

@@ -88,9 +88,11 @@ mod tests {
 
     #[test]
     fn line_names_stages_drops_and_holds() {
-        let mut st = LoopStats::default();
-        st.steps = 7;
-        st.frames_dropped = 3;
+        let mut st = LoopStats {
+            steps: 7,
+            frames_dropped: 3,
+            ..LoopStats::default()
+        };
         st.hold("stale_frame");
         st.record(stage::GENERATE, Duration::from_millis(20));
         let line = format_status(&st, 4.25);

@@ -3,6 +3,7 @@
 
 pub mod action;
 pub mod cache;
+pub mod guard;
 pub mod history;
 pub mod prompt;
 pub mod spec;
