@@ -576,3 +576,40 @@ fn guard_vetoes_hold_the_arm() {
         .all(|a| a.frame_seq % 2 == 0 && a.frame_seq != 4));
     assert_eq!(s.stages["guard"].count, 6);
 }
+
+#[test]
+fn every_frame_mode_acts_on_each_frame_in_order() {
+    let sink = Sink::default();
+    let model = Model::new(5);
+    let cfg = LoopConfig {
+        steps: Some(50),
+        every_frame: true,
+        ..config()
+    };
+    let s = run(
+        Frames::paced(6, 0),
+        Encoder::default(),
+        model.clone(),
+        sink.clone(),
+        cfg,
+        Default::default(),
+    );
+    assert_eq!(
+        (s.stop_reason.as_str(), s.exit_code),
+        ("source_ended", exit::OK),
+        "{s:?}"
+    );
+    assert_eq!((s.frames_dropped, s.actions_sent), (0, 6));
+    let seen = model.seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [
+            [0, 0, 0, 0],
+            [1, 0, 0, 0],
+            [2, 1, 0, 0],
+            [3, 2, 1, 0],
+            [4, 3, 2, 1],
+            [5, 4, 3, 2]
+        ]
+    );
+}

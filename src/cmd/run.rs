@@ -44,6 +44,10 @@ pub struct Args {
     /// What the robot should do; goes into the policy prompt.
     #[arg(long, default_value = DEFAULT_GOAL)]
     pub goal: String,
+    /// Act on every frame of the camera or recording, in order, never dropping one (offline
+    /// evaluation and tests). Default: act on the newest frame and count the ones skipped.
+    #[arg(long)]
+    pub every_frame: bool,
     /// A frame older than this when the loop takes it is not acted on (the step holds).
     #[arg(long, value_name = "MS", default_value_t = 500)]
     pub max_age_ms: u64,
@@ -108,6 +112,7 @@ fn loop_config(args: &Args) -> anyhow::Result<LoopConfig> {
         duration,
         max_frame_age: Duration::from_millis(args.max_age_ms),
         camera_stall_stop: Duration::from_millis(args.stall_stop_ms),
+        every_frame: args.every_frame,
         status_line: std::io::stderr().is_terminal(),
         ..LoopConfig::default()
     })

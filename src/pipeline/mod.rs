@@ -208,6 +208,9 @@ pub struct LoopConfig {
     pub camera_stall_stop: Duration,
     /// This many unparsable answers in a row → stop.
     pub max_consecutive_unparsable: u32,
+    /// Act on every frame of the source in order, never dropping one (recordings, tests); the
+    /// source is paced by the loop. Off: the loop acts on the newest frame.
+    pub every_frame: bool,
     /// Draw a status line on stderr (only when it is a terminal).
     pub status_line: bool,
     pub status_interval: Duration,
@@ -222,6 +225,7 @@ impl Default for LoopConfig {
             max_frame_age: Duration::from_millis(500),
             camera_stall_stop: Duration::from_secs(2),
             max_consecutive_unparsable: 5,
+            every_frame: false,
             status_line: false,
             status_interval: Duration::from_millis(250),
         }
@@ -395,11 +399,15 @@ where
             tx: done_tx.clone(),
         };
         let source = parts.source;
+        let every_frame = cfg.every_frame;
         handles.push((
             "capture",
             spawn(
                 "capture",
-                Box::new(move || capture_thread(source, frame_tx, evict_rx, shared, done)),
+                Box::new(move || {
+                    let evict = (!every_frame).then_some(evict_rx);
+                    capture_thread(source, frame_tx, evict, shared, done)
+                }),
             )?,
         ));
     }
@@ -572,10 +580,24 @@ fn send_newest(
     }
 }
 
+fn send_each(tx: &Sender<CaptureMsg>, mut msg: CaptureMsg, shared: &Shared) -> bool {
+    loop {
+        match tx.send_timeout(msg, TICK) {
+            Ok(()) => return true,
+            Err(crossbeam_channel::SendTimeoutError::Timeout(back)) if !shared.stop.is_set() => {
+                msg = back
+            }
+            Err(_) => return false,
+        }
+    }
+}
+
+/// With `evict`, a new frame replaces one the loop has not taken yet (counted as dropped);
+/// without, the source waits until the loop takes each frame.
 fn capture_thread<S: FrameSource>(
     mut source: S,
     tx: Sender<CaptureMsg>,
-    evict: Receiver<CaptureMsg>,
+    evict: Option<Receiver<CaptureMsg>>,
     shared: Arc<Shared>,
     _done: DoneGuard,
 ) {
@@ -594,7 +616,11 @@ fn capture_thread<S: FrameSource>(
             Err(e) => CaptureMsg::Failed(error_chain(&*e)),
         };
         let last = !matches!(msg, CaptureMsg::Frame(_));
-        if !send_newest(&tx, &evict, msg, &shared) || last {
+        let delivered = match &evict {
+            Some(evict) => send_newest(&tx, evict, msg, &shared),
+            None => send_each(&tx, msg, &shared),
+        };
+        if !delivered || last {
             return;
         }
     }
