@@ -57,12 +57,14 @@ pub struct Args {
 }
 
 pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
+    let process_start = std::time::Instant::now();
     let signal = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, signal.clone())
             .context("installing the SIGINT/SIGTERM handler")?;
     }
-    let cfg = loop_config(&args)?;
+    let mut cfg = loop_config(&args)?;
+    cfg.process_start = Some(process_start);
     let model_dir = match &args.model {
         Some(dir) => dir.clone(),
         None => find_shipped(DEFAULT_MODEL).ok_or_else(|| {

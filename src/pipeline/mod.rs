@@ -211,6 +211,9 @@ pub struct LoopConfig {
     /// Act on every frame of the source in order, never dropping one (recordings, tests); the
     /// source is paced by the loop. Off: the loop acts on the newest frame.
     pub every_frame: bool,
+    /// When the process started, for the `startup` stage (→ first action sent); default: when
+    /// the loop started.
+    pub process_start: Option<Instant>,
     /// Draw a status line on stderr (only when it is a terminal).
     pub status_line: bool,
     pub status_interval: Duration,
@@ -226,6 +229,7 @@ impl Default for LoopConfig {
             camera_stall_stop: Duration::from_secs(2),
             max_consecutive_unparsable: 5,
             every_frame: false,
+            process_start: None,
             status_line: false,
             status_interval: Duration::from_millis(250),
         }
@@ -471,11 +475,12 @@ where
             tx: done_tx.clone(),
         };
         let sink = parts.sink;
+        let process_start = cfg.process_start.unwrap_or(started);
         handles.push((
             "link",
             spawn(
                 "link",
-                Box::new(move || link_thread(sink, link_rx, shared, done)),
+                Box::new(move || link_thread(sink, process_start, link_rx, shared, done)),
             )?,
         ));
     }
@@ -924,6 +929,7 @@ fn ask_guard(
 
 fn link_thread<A: ActionSink>(
     mut sink: A,
+    process_start: Instant,
     rx: Receiver<LinkMsg>,
     shared: Arc<Shared>,
     _done: DoneGuard,
@@ -954,6 +960,12 @@ fn link_thread<A: ActionSink>(
                         match delivery {
                             Delivery::Sent => {
                                 st.actions_sent += 1;
+                                if st.actions_sent == 1 {
+                                    st.record(
+                                        stats::stage::STARTUP,
+                                        t1.saturating_duration_since(process_start),
+                                    );
+                                }
                                 st.record(
                                     stats::stage::END_TO_END,
                                     t1.saturating_duration_since(action.captured),

@@ -114,6 +114,8 @@ pub mod stage {
     pub const OVERHEAD: &str = "overhead";
     /// Capture → the action's bytes on the wire.
     pub const END_TO_END: &str = "end_to_end";
+    /// Process start → the first action sent (recorded once).
+    pub const STARTUP: &str = "startup";
     /// Start of one step → start of the next.
     pub const STEP_INTERVAL: &str = "step_interval";
 }
