@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use spatialbot_edge::pipeline::{
     run_loop, Action, ActionSink, CapturedFrame, Delivery, FrameSource, LanguageModel, LoopConfig,
-    LoopParts, SinkError, StageError, VisionEncoder,
+    LoopParts, SinkError, StageError, StopReason, VisionEncoder,
 };
 use spatialbot_edge::policy::{
     action_from_answer, ActionLayout, EmbeddingHistory, PolicyPrompt, PolicySpec,
@@ -88,7 +88,7 @@ impl ActionSink for Sink {
     fn hold(&mut self, _reason: &str, _now: Instant) -> Result<(), SinkError> {
         Ok(())
     }
-    fn stop(&mut self) -> Result<(), SinkError> {
+    fn stop(&mut self, _why: StopReason) -> Result<(), SinkError> {
         Ok(())
     }
 }

@@ -11,7 +11,7 @@ use spatialbot_edge::exit;
 use spatialbot_edge::pipeline::GuardModel;
 use spatialbot_edge::pipeline::{
     run_loop, Action, ActionSink, CapturedFrame, Delivery, FrameSource, LanguageModel, LoopConfig,
-    LoopParts, RunSummary, SinkError, StageError, VisionEncoder,
+    LoopParts, RunSummary, SinkError, StageError, StopReason, VisionEncoder,
 };
 use spatialbot_edge::policy::guard::GuardConfig;
 use spatialbot_edge::policy::{PolicyPrompt, PolicySpec};
@@ -169,7 +169,7 @@ impl ActionSink for Sink {
         self.holds.lock().unwrap().push(reason.to_string());
         Ok(())
     }
-    fn stop(&mut self) -> Result<(), SinkError> {
+    fn stop(&mut self, _why: StopReason) -> Result<(), SinkError> {
         self.stopped.store(true, Ordering::SeqCst);
         if self.die_after.is_some() {
             return Err(SinkError::NoStopAck("link is down".into()));

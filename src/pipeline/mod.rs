@@ -131,7 +131,8 @@ pub trait ActionSink: Send {
         Ok(())
     }
     /// Sends Stop and waits, bounded, for the controller's acknowledgement.
-    fn stop(&mut self) -> Result<(), SinkError>;
+    /// `why` is the loop's stop reason (the wire's Stop carries it).
+    fn stop(&mut self, why: StopReason) -> Result<(), SinkError>;
 }
 
 /// Why the loop ended.
@@ -1003,7 +1004,11 @@ fn link_thread<A: ActionSink>(
         StopReason::Internal,
         "the link thread ended without a stop request",
     );
-    if let Err(e) = sink.stop() {
+    let why = shared
+        .stop
+        .reason()
+        .map_or(StopReason::Internal, |(r, _)| r);
+    if let Err(e) = sink.stop(why) {
         shared.log(LogLevel::Warn, format!("stopping the arm: {e}"));
         let already_link = shared
             .stop
