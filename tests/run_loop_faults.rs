@@ -288,7 +288,7 @@ fn slow_model_acts_on_newest_frames_and_encodes_each_once() {
                 "droll",
                 "dpitch",
                 "dyaw",
-                "v7"
+                "gripper"
             ]
         );
     }

@@ -159,6 +159,8 @@ impl ActionDim {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ActionLayout {
     dims: Vec<ActionDim>,
+    /// Fewest values an answer must have.
+    min_len: usize,
     /// Values beyond `dims` pass through unchanged (the ManiSkill decoder does this);
     /// otherwise the answer must have exactly `dims.len()` values.
     pass_through_extra: bool,
@@ -171,13 +173,15 @@ impl ActionLayout {
     /// An explicit layout from a manifest: exactly one value per dimension.
     pub fn new(dims: Vec<ActionDim>) -> Self {
         Self {
+            min_len: dims.len(),
             dims,
             pass_through_extra: false,
         }
     }
 
     /// The released `process_answer` for ManiSkill: indices 1–6 map v → 0.4·v − 0.2, index 0
-    /// and indices ≥ 7 pass through.
+    /// and indices ≥ 7 pass through. At least 7 values; index 7 is named `gripper` (the
+    /// RT-1/Open-X order the code's indexing matches).
     pub fn maniskill() -> Self {
         let mut dims = vec![ActionDim::identity("terminate")];
         for name in ["dx", "dy", "dz", "droll", "dpitch", "dyaw"] {
@@ -187,8 +191,11 @@ impl ActionLayout {
                 MANISKILL_DELTA,
             ));
         }
+        let min_len = dims.len();
+        dims.push(ActionDim::identity("gripper"));
         Self {
             dims,
+            min_len,
             pass_through_extra: true,
         }
     }
@@ -198,18 +205,17 @@ impl ActionLayout {
     }
 
     pub fn decode(&self, values: &[f64]) -> Result<Vec<f64>, ActionDecodeError> {
-        let want = self.dims.len();
         if self.pass_through_extra {
-            if values.len() < want {
+            if values.len() < self.min_len {
                 return Err(ActionDecodeError::TooShort {
                     got: values.len(),
-                    want,
+                    want: self.min_len,
                 });
             }
-        } else if values.len() != want {
+        } else if values.len() != self.dims.len() {
             return Err(ActionDecodeError::WrongLength {
                 got: values.len(),
-                want,
+                want: self.dims.len(),
             });
         }
         Ok(values
