@@ -45,6 +45,7 @@ impl FrameSource for Frames {
         Ok(Some(CapturedFrame {
             seq: self.seq,
             captured: now,
+            arrived: now,
             ready: now,
             rgb: self.rgb.clone(),
             depth: Some(self.depth.clone()),

@@ -73,6 +73,7 @@ impl FrameSource for Frames {
         Ok(Some(CapturedFrame {
             seq,
             captured,
+            arrived: now,
             ready: now,
             rgb: Arc::new(RgbImage::filled(8, 6, [seq as u8, 0, 0])),
             depth: None,

@@ -48,6 +48,8 @@ pub struct CapturedFrame {
     pub seq: u64,
     /// When the sensor captured it, on the host monotonic clock.
     pub captured: Instant,
+    /// When the sensor's frames reached this process.
+    pub arrived: Instant,
     /// When the registered frame was ready in memory.
     pub ready: Instant,
     pub rgb: Arc<RgbImage>,
@@ -614,7 +616,7 @@ fn capture_thread<S: FrameSource>(
                 st.frames_captured += 1;
                 st.record(
                     stats::stage::CAMERA,
-                    frame.ready.saturating_duration_since(frame.captured),
+                    frame.ready.saturating_duration_since(frame.arrived),
                 );
                 CaptureMsg::Frame(frame)
             }
@@ -755,7 +757,7 @@ fn vision_thread<V: VisionEncoder>(
             st.cache = ctx.history.counts();
         }
         let mut input = StepInput {
-            frame_overhead: frame.ready.saturating_duration_since(frame.captured) + preprocess,
+            frame_overhead: frame.ready.saturating_duration_since(frame.arrived) + preprocess,
             frame,
             embeddings,
         };

@@ -94,7 +94,7 @@ pub struct StageSummary {
 
 /// Stage names, in the order a frame meets them; the shared ones match `bench`'s.
 pub mod stage {
-    /// Capture → a registered frame ready in memory (inside the camera source).
+    /// Arrival → a registered frame ready in memory (registration, frame assembly).
     pub const CAMERA: &str = "camera";
     /// Frame ready → picked up by the vision thread (waiting in the newest-frame slot).
     pub const QUEUE: &str = "queue";
