@@ -614,3 +614,44 @@ fn every_frame_mode_acts_on_each_frame_in_order() {
         ]
     );
 }
+
+/// The real governor and wire link to the in-process controller simulator.
+#[test]
+fn real_governor_and_link_to_the_simulator() {
+    use spatialbot_edge::board::Board;
+    use spatialbot_edge::pipeline::link_sink::LinkSink;
+
+    let dev = spatialbot_edge::board::BUILTIN_PROFILES[0].1;
+    let text = dev.replace("rate_limit_hz = 10.0", "rate_limit_hz = 1000.0");
+    let board = Board::from_toml_str(&text, "test-board.toml".as_ref(), ".".as_ref()).unwrap();
+    let names: Vec<String> = spec()
+        .actions
+        .dims()
+        .iter()
+        .map(|d| d.name.clone())
+        .collect();
+    let sink = LinkSink::open(&"sim".parse().unwrap(), &board, &names).unwrap();
+    let cfg = LoopConfig {
+        steps: Some(10),
+        ..config()
+    };
+    let s = run_loop(
+        LoopParts {
+            source: Frames::paced(1000, 2),
+            vision: Encoder::default(),
+            model: Model::new(1),
+            sink,
+            guard: None,
+        },
+        &spec(),
+        &cfg,
+        Default::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        (s.stop_reason.as_str(), s.exit_code),
+        ("steps", exit::OK),
+        "{s:?}"
+    );
+    assert_eq!(s.actions_sent, 10, "{s:?}");
+}

@@ -18,6 +18,7 @@
 //! Real parts plug in through the traits here: [`FrameSource`], [`VisionEncoder`],
 //! [`LanguageModel`] and [`ActionSink`].
 
+pub mod link_sink;
 pub mod stats;
 pub mod status;
 
