@@ -155,3 +155,41 @@ fn random_prompts_match_python() {
     }
     assert!(ok > 300);
 }
+
+/// The shipped policy model's manifest: ManiSkill-style layout written out per index.
+#[test]
+fn tiny_policy_manifest_reads() {
+    let path = common::repo_root().join("models/tiny-policy/manifest.toml");
+    let spec = PolicySpec::from_manifest_toml(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(spec.frames, 4);
+    let names: Vec<&str> = spec
+        .actions
+        .dims()
+        .iter()
+        .map(|d| d.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "terminate",
+            "dx",
+            "dy",
+            "dz",
+            "droll",
+            "dpitch",
+            "dyaw",
+            "gripper"
+        ]
+    );
+    // Its explicit constants decode exactly as the ManiSkill default does.
+    let values = [1.0, 0.0, 0.25, 0.5, 0.75, 1.0, 0.51, 0.3];
+    assert_eq!(
+        spec.actions.decode(&values).unwrap(),
+        ActionLayout::maniskill().decode(&values).unwrap()
+    );
+    let prompt = build_policy_prompt(&spec, "pick up the box").unwrap();
+    assert_eq!(
+        prompt.text,
+        "USER:<image 1>\n<image 2>\n<image 3>\n<image 4>\nInstruct the robot to pick up the box\nAnswer with robot parameters. ASSISTANT:"
+    );
+}

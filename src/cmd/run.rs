@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use spatialbot_edge::board::Board;
 use spatialbot_edge::exit::ExitError;
+use spatialbot_edge::link::LinkSpec;
 use spatialbot_edge::pipeline::{LoopConfig, RunSummary};
 use spatialbot_edge::policy::PolicySpec;
 
@@ -49,11 +51,12 @@ pub struct Args {
     #[arg(long)]
     pub every_frame: bool,
     /// A frame older than this when the loop takes it is not acted on (the step holds).
-    #[arg(long, value_name = "MS", default_value_t = 500)]
-    pub max_age_ms: u64,
-    /// No fresh frame for this long stops the loop (exit code 3).
-    #[arg(long, value_name = "MS", default_value_t = 2000)]
-    pub stall_stop_ms: u64,
+    /// Default: the board's safety.max_age_ms.
+    #[arg(long, value_name = "MS")]
+    pub max_age_ms: Option<u64>,
+    /// No fresh frame for this long stops the loop (exit code 3). Default: twice the max age.
+    #[arg(long, value_name = "MS")]
+    pub stall_stop_ms: Option<u64>,
 }
 
 pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
@@ -63,23 +66,43 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         signal_hook::flag::register(sig, signal.clone())
             .context("installing the SIGINT/SIGTERM handler")?;
     }
-    let mut cfg = loop_config(&args)?;
+    let board = match &args.board {
+        Some(path) => Board::load(path),
+        None => Board::default_dev(),
+    }
+    .map_err(bad_input)?;
+    let mut cfg = loop_config(&args, &board)?;
     cfg.process_start = Some(process_start);
     let model_dir = match &args.model {
         Some(dir) => dir.clone(),
-        None => find_shipped(DEFAULT_MODEL).ok_or_else(|| {
-            bad_input(format!("no --model given and {DEFAULT_MODEL} was not found near the current directory or the binary; pass --model DIR"))
-        })?,
+        None => Some(board.policy_model_dir())
+            .filter(|d| d.join("manifest.toml").exists())
+            .or_else(|| find_shipped(DEFAULT_MODEL))
+            .ok_or_else(|| {
+                bad_input(format!(
+                    "no --model given, and neither the board's policy model ({}) nor {DEFAULT_MODEL} was found; pass --model DIR",
+                    board.policy_model_dir().display()
+                ))
+            })?,
     };
     let spec = load_policy_spec(&model_dir)?;
-    let camera = match &args.camera {
-        Some(c) => c.clone(),
-        None => default_camera()?,
+    let camera_arg = match args.camera.as_deref().unwrap_or(board.camera.spec.as_str()) {
+        "auto" => default_camera()?,
+        other => other.to_string(),
     };
-    let link = args.link.clone().unwrap_or_else(|| "sim".to_string());
-    tracing::info!(model = %model_dir.display(), camera = %camera, link = %link, "starting the control loop");
+    let link_arg = args.link.clone().unwrap_or_else(|| board.link.cli_spec());
+    let link_spec: LinkSpec = link_arg.parse().map_err(bad_input)?;
+    tracing::info!(board = %board.name, model = %model_dir.display(), camera = %camera_arg, link = %link_arg, "starting the control loop");
 
-    let summary = run_with_parts(&args, &spec, &cfg, &model_dir, &camera, &link, signal)?;
+    let summary = run_with_parts(
+        &spec,
+        &cfg,
+        &board,
+        &model_dir,
+        &camera_arg,
+        &link_spec,
+        signal,
+    )?;
     if json {
         print_json(&summary)?;
     } else {
@@ -88,7 +111,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     Ok(summary.exit_code)
 }
 
-fn loop_config(args: &Args) -> anyhow::Result<LoopConfig> {
+fn loop_config(args: &Args, board: &Board) -> anyhow::Result<LoopConfig> {
     let duration = match args.duration {
         Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
         Some(s) => {
@@ -102,18 +125,21 @@ fn loop_config(args: &Args) -> anyhow::Result<LoopConfig> {
         (None, None) => Some(DEFAULT_STEPS),
         (s, _) => s,
     };
-    if args.max_age_ms == 0 || args.stall_stop_ms < args.max_age_ms {
+    let max_age_ms = args
+        .max_age_ms
+        .unwrap_or(u64::from(board.safety.max_age_ms));
+    let stall_stop_ms = args.stall_stop_ms.unwrap_or(2 * max_age_ms);
+    if max_age_ms == 0 || stall_stop_ms < max_age_ms {
         return Err(bad_input(format!(
-            "--max-age-ms must be > 0 and --stall-stop-ms at least --max-age-ms (got {} and {})",
-            args.max_age_ms, args.stall_stop_ms
+            "--max-age-ms must be > 0 and --stall-stop-ms at least --max-age-ms (got {max_age_ms} and {stall_stop_ms})"
         )));
     }
     Ok(LoopConfig {
         goal: args.goal.clone(),
         steps,
         duration,
-        max_frame_age: Duration::from_millis(args.max_age_ms),
-        camera_stall_stop: Duration::from_millis(args.stall_stop_ms),
+        max_frame_age: Duration::from_millis(max_age_ms),
+        camera_stall_stop: Duration::from_millis(stall_stop_ms),
         every_frame: args.every_frame,
         status_line: std::io::stderr().is_terminal(),
         ..LoopConfig::default()
@@ -131,12 +157,12 @@ fn load_policy_spec(dir: &Path) -> anyhow::Result<PolicySpec> {
     PolicySpec::from_manifest_toml(&text).map_err(|e| bad_input(format!("{}: {e}", path.display())))
 }
 
-/// A RealSense camera when the build has the feature and one is attached; else the sample
-/// recording shipped with the repository.
+/// The shipped sample recording. A RealSense camera is used only when named (`--camera
+/// realsense`): this build has no way to list attached cameras yet.
 fn default_camera() -> anyhow::Result<String> {
     let sample = find_shipped(SAMPLE_RECORDING).ok_or_else(|| {
         bad_input(format!(
-            "no --camera given, no RealSense camera found, and the sample recording {SAMPLE_RECORDING} was not found near the current directory or the binary; pass --camera SPEC"
+            "no --camera given and the sample recording {SAMPLE_RECORDING} was not found near the current directory or the binary; pass --camera SPEC"
         ))
     })?;
     Ok(format!("replay:{}", sample.display()))
@@ -157,16 +183,16 @@ fn find_shipped(rel: &str) -> Option<PathBuf> {
 }
 
 fn run_with_parts(
-    _args: &Args,
     _spec: &PolicySpec,
     _cfg: &LoopConfig,
+    _board: &Board,
     _model_dir: &Path,
     camera: &str,
-    link: &str,
+    _link: &LinkSpec,
     _signal: Arc<AtomicBool>,
 ) -> anyhow::Result<RunSummary> {
     Err(ExitError::runtime(format!(
-        "this build cannot run the loop yet: the camera source ({camera}), the inference engine and the link ({link}) are not integrated into `run`"
+        "this build cannot run the loop yet: the camera source ({camera}) and the inference engine are not integrated into `run`"
     ))
     .into())
 }

@@ -71,8 +71,12 @@ pub struct PolicySpec {
 }
 
 #[derive(Deserialize)]
-struct ManifestSubset {
+struct KindOnly {
     kind: String,
+}
+
+#[derive(Deserialize)]
+struct ManifestSubset {
     prompt: PromptSpec,
     policy: PolicySection,
     #[serde(default)]
@@ -104,11 +108,13 @@ impl PolicySpec {
     /// Parses and checks the policy parts of a manifest. An empty `[[policy.action]]` list means
     /// the ManiSkill layout.
     pub fn from_manifest_toml(text: &str) -> Result<Self, SpecError> {
+        let kind: KindOnly =
+            toml::from_str(text).map_err(|e| SpecError::Toml(e.message().to_string()))?;
+        if kind.kind != "policy" {
+            return Err(SpecError::NotPolicy(kind.kind));
+        }
         let m: ManifestSubset =
             toml::from_str(text).map_err(|e| SpecError::Toml(e.message().to_string()))?;
-        if m.kind != "policy" {
-            return Err(SpecError::NotPolicy(m.kind));
-        }
         let actions = if m.policy.action.is_empty() {
             ActionLayout::maniskill()
         } else {

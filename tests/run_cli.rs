@@ -1,0 +1,41 @@
+//! `spatialbot-edge run` refuses bad input with exit code 2 and a message naming the problem.
+
+mod common;
+
+use std::process::Command;
+
+fn run(args: &[&str]) -> (i32, String) {
+    let out = Command::new(common::bin())
+        .arg("run")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_model_folders_and_arguments_exit_2() {
+    let root = common::repo_root();
+    let (code, err) = run(&["--model", "no/such/folder"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no/such/folder/manifest.toml"), "{err}");
+
+    let spatialbot = root.join("models/tiny-spatialbot");
+    let (code, err) = run(&["--model", spatialbot.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not \"policy\""), "{err}");
+
+    let (code, err) = run(&["--duration=-1"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--duration"), "{err}");
+
+    let (code, err) = run(&["--link", "carrier-pigeon:1"]);
+    assert_eq!(code, 2, "{err}");
+
+    let (code, err) = run(&["--board", "no/such/board.toml"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no/such/board.toml"), "{err}");
+}
