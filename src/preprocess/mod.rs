@@ -10,7 +10,7 @@ pub mod resize;
 pub mod tensor;
 
 pub use geometry::{center_crop_offset, crop, expand2square, shortest_edge_size, square_paste_offset};
-pub use resize::{resize_bicubic, BicubicResize, ResizeError};
+pub use resize::{resize_bicubic, BicubicResize, PassOrder, ResizeError};
 pub use tensor::{Normalizer, Tensor};
 
 use crate::rgbd::RgbImage;
