@@ -160,6 +160,10 @@ impl Preprocessor {
             return Err(PreprocessError::EmptyImage { width: img.width, height: img.height });
         };
         let resized = match plan.pad_side {
+            Some(_) if img.width > img.height => {
+                let (_, top) = square_paste_offset(img.width, img.height);
+                plan.resize.apply_on_canvas(img, top, self.tower.pad_color(), &mut self.scratch)?
+            }
             Some(_) => plan.resize.apply_with(&expand2square(img, self.tower.pad_color()), &mut self.scratch)?,
             None => plan.resize.apply_with(img, &mut self.scratch)?,
         };

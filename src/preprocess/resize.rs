@@ -201,6 +201,55 @@ impl BicubicResize {
         Ok(RgbImage { width: self.out_w, height: self.out_h, data: out })
     }
 
+    /// Resizes the `in_w`×`in_h` canvas filled with `fill` that has `src` pasted at row `top`,
+    /// without building the canvas (expand2square of a landscape frame). Bit-identical to
+    /// pasting and then calling `apply_with`: the horizontal pass maps a row of one colour to
+    /// that colour exactly, because the fixed-point weights of an output sum to 2^22 within
+    /// half a unit per tap.
+    pub fn apply_on_canvas(
+        &self,
+        src: &RgbImage,
+        top: usize,
+        fill: [u8; 3],
+        scratch: &mut Vec<u8>,
+    ) -> Result<RgbImage, ResizeError> {
+        let fits = src.width == self.in_w && top.checked_add(src.height).is_some_and(|b| b <= self.in_h);
+        if !fits {
+            return Err(ResizeError::InputSize {
+                expected_w: self.in_w,
+                expected_h: self.in_h,
+                found_w: src.width,
+                found_h: top.saturating_add(src.height),
+            });
+        }
+        let fill_is_exact = self.horizontal.as_ref().is_some_and(|h| h.taps * 255 < (1 << PRECISION_BITS));
+        let Some(h) = self.horizontal.as_ref().filter(|_| fill_is_exact && self.order == PassOrder::HorizontalFirst)
+        else {
+            let mut canvas = RgbImage::filled(self.in_w, self.in_h, fill);
+            canvas.data[top * self.in_w * 3..(top + src.height) * self.in_w * 3].copy_from_slice(&src.data);
+            return self.apply_with(&canvas, scratch);
+        };
+        let stride = self.out_w * 3;
+        scratch.clear();
+        scratch.resize(stride * self.in_h, 0);
+        for (row, dst_row) in scratch.chunks_exact_mut(stride).enumerate() {
+            if (top..top + src.height).contains(&row) {
+                let src_row = &src.data[(row - top) * self.in_w * 3..(row - top + 1) * self.in_w * 3];
+                horizontal_row(h, src_row, dst_row);
+            } else {
+                for px in dst_row.chunks_exact_mut(3) {
+                    px.copy_from_slice(&fill);
+                }
+            }
+        }
+        let mut out = vec![0u8; self.out_w * self.out_h * 3];
+        match &self.vertical {
+            Some(v) => vertical_pass(v, scratch, self.out_w, &mut out),
+            None => out.copy_from_slice(scratch),
+        }
+        Ok(RgbImage { width: self.out_w, height: self.out_h, data: out })
+    }
+
     pub fn apply(&self, src: &RgbImage) -> Result<RgbImage, ResizeError> {
         self.apply_with(src, &mut Vec::new())
     }
@@ -211,21 +260,25 @@ pub fn resize_bicubic(src: &RgbImage, out_w: usize, out_h: usize) -> Result<RgbI
     BicubicResize::new(src.width, src.height, out_w, out_h)?.apply(src)
 }
 
+fn horizontal_row(taps: &AxisTaps, src_row: &[u8], dst_row: &mut [u8]) {
+    for (o, px) in dst_row.chunks_exact_mut(3).enumerate() {
+        let (first, weights) = taps.of(o);
+        let window = &src_row[first * 3..(first + weights.len()) * 3];
+        let (mut r, mut g, mut b) = (HALF, HALF, HALF);
+        for (&w, s) in weights.iter().zip(window.chunks_exact(3)) {
+            r += s[0] as i32 * w;
+            g += s[1] as i32 * w;
+            b += s[2] as i32 * w;
+        }
+        px[0] = clip8(r);
+        px[1] = clip8(g);
+        px[2] = clip8(b);
+    }
+}
+
 fn horizontal_pass(taps: &AxisTaps, src: &[u8], in_w: usize, out_w: usize, dst: &mut [u8]) {
     for (src_row, dst_row) in src.chunks_exact(in_w * 3).zip(dst.chunks_exact_mut(out_w * 3)) {
-        for (o, px) in dst_row.chunks_exact_mut(3).enumerate() {
-            let (first, weights) = taps.of(o);
-            let window = &src_row[first * 3..(first + weights.len()) * 3];
-            let (mut r, mut g, mut b) = (HALF, HALF, HALF);
-            for (&w, s) in weights.iter().zip(window.chunks_exact(3)) {
-                r += s[0] as i32 * w;
-                g += s[1] as i32 * w;
-                b += s[2] as i32 * w;
-            }
-            px[0] = clip8(r);
-            px[1] = clip8(g);
-            px[2] = clip8(b);
-        }
+        horizontal_row(taps, src_row, dst_row);
     }
 }
 
@@ -261,6 +314,19 @@ mod tests {
                 let s: i64 = w.iter().map(|&x| x as i64).sum();
                 assert!((s - (1 << 22)).abs() <= 8, "{i}->{o} at {k}: {s}");
             }
+        }
+    }
+
+    #[test]
+    fn canvas_resize_equals_paste_then_resize() {
+        let data: Vec<u8> = (0..23 * 9 * 3).map(|i| (i * 37 % 256) as u8).collect();
+        let img = RgbImage::new(23, 9, data).unwrap();
+        for (side, out_w, out_h) in [(16, 5, 5), (20, 40, 40), (23, 23, 11), (23, 12, 30), (16, 23, 5)] {
+            let r = BicubicResize::new(23, side, out_w, out_h).unwrap();
+            let mut canvas = RgbImage::filled(23, side, [122, 116, 104]);
+            canvas.data[7 * 23 * 3..16 * 23 * 3].copy_from_slice(&img.data);
+            let want = r.apply(&canvas).unwrap();
+            assert_eq!(r.apply_on_canvas(&img, 7, [122, 116, 104], &mut Vec::new()).unwrap(), want);
         }
     }
 
