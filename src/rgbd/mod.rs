@@ -2,8 +2,12 @@
 //! Nothing in here touches files, clocks, threads or devices.
 
 pub mod calibration;
+pub mod depth;
 pub mod frame;
+pub mod pack;
 pub mod register;
 
 pub use calibration::{Calibration, DistortionModel, Extrinsics, Intrinsics};
+pub use depth::DepthError;
 pub use frame::{DepthMm, RgbImage, DEPTH_MM_MAX};
+pub use pack::{Encoding, PackReport};
