@@ -7,3 +7,5 @@ pub mod register;
 
 pub use calibration::{Calibration, DistortionModel, Extrinsics, Intrinsics};
 pub use frame::{DepthMm, RgbImage, DEPTH_MM_MAX};
+pub mod distortion;
+pub use register::{register_depth_to_color, RegisterError, Registrar};
