@@ -170,7 +170,7 @@ fn footprints_follow_the_documented_snapping_rule_for_every_model() {
             let calib = lens_calib(depth_model, color_model, 960, 720, 600.0);
             let reg = Registrar::new(&calib).unwrap();
             assert!(reg.splats_footprint());
-            for _ in 0..20 {
+            for _ in 0..6 {
                 let (x, y) = (
                     (rng.range(40.0, 280.0)) as usize,
                     (rng.range(40.0, 200.0)) as usize,
@@ -216,7 +216,7 @@ fn footprints_follow_the_documented_snapping_rule_for_every_model() {
             let calib = lens_calib(depth_model, color_model, 160, 120, 90.0);
             let reg = Registrar::new(&calib).unwrap();
             assert!(!reg.splats_footprint());
-            for _ in 0..20 {
+            for _ in 0..6 {
                 let (x, y) = (
                     (rng.range(60.0, 260.0)) as usize,
                     (rng.range(50.0, 190.0)) as usize,

@@ -79,45 +79,35 @@ pub struct Registrar {
 
 /// For every footprint corner (cx−½, cy−½), cx in 0..=W, cy in 0..=H: the direction
 /// `R · (x, y, 1)` in the colour camera's frame of the depth ray through it, so that the corner's
-/// point at depth z (mm) is `z · ray + t`.
+/// point at depth z (mm) is `z · ray + t`. Stored as separate x, y, z arrays so the per-pixel
+/// arithmetic vectorises.
 #[derive(Clone, Debug)]
 enum CornerRays {
     /// Without depth-lens distortion x depends only on the column and y only on the row:
     /// `ray = column[cx] + row[cy]`.
     Separable {
-        column: Vec<[f32; 3]>,
+        column: [Vec<f32>; 3],
         row: Vec<[f32; 3]>,
     },
     /// One ray per corner, row-major, (W+1)×(H+1).
-    Grid { stride: usize, rays: Vec<[f32; 3]> },
+    Grid { stride: usize, rays: [Vec<f32>; 3] },
 }
 
-trait RayLookup {
-    fn ray(&self, cx: usize, cy: usize) -> [f32; 3];
-}
-
-struct SeparableRays<'a> {
-    column: &'a [[f32; 3]],
-    row: &'a [[f32; 3]],
-}
-
-impl RayLookup for SeparableRays<'_> {
+impl CornerRays {
+    /// The rays of corners (cx, cy) for cx in `first_cx..first_cx + n`, as three slices plus a
+    /// term to add to each.
     #[inline(always)]
-    fn ray(&self, cx: usize, cy: usize) -> [f32; 3] {
-        let (c, r) = (self.column[cx], self.row[cy]);
-        [c[0] + r[0], c[1] + r[1], c[2] + r[2]]
-    }
-}
-
-struct GridRays<'a> {
-    stride: usize,
-    rays: &'a [[f32; 3]],
-}
-
-impl RayLookup for GridRays<'_> {
-    #[inline(always)]
-    fn ray(&self, cx: usize, cy: usize) -> [f32; 3] {
-        self.rays[cy * self.stride + cx]
+    fn corner_row(&self, cy: usize, first_cx: usize, n: usize) -> ([&[f32]; 3], [f32; 3]) {
+        match self {
+            CornerRays::Separable { column, row } => (
+                column.each_ref().map(|c| &c[first_cx..first_cx + n]),
+                row[cy],
+            ),
+            CornerRays::Grid { stride, rays } => {
+                let start = cy * stride + first_cx;
+                (rays.each_ref().map(|c| &c[start..start + n]), [0.0; 3])
+            }
+        }
     }
 }
 
@@ -193,15 +183,27 @@ impl Distort for InverseF64 {
 /// Points closer to the colour camera plane than this (mm) are not projected.
 const MIN_COLOR_Z_MM: f32 = 1e-3;
 
-/// Rounds to the nearest integer, ties to even, for |v| < 2²²; larger magnitudes (and NaN) are
-/// first clamped to ±4·10⁶, far outside any image. Plain adds, so the loop vectorises without
-/// SSE4.1's `roundps`.
+/// A snapped coordinate that lies outside any image: marks a depth pixel that writes nothing.
+const NOWHERE: i32 = -4_000_000;
+
+/// Rounds to the nearest integer, ties to even, for |v| < 2²²; larger magnitudes and NaN are
+/// first clamped into ±4·10⁶, far outside any image. Adding 1.5·2²³ leaves the rounded integer in
+/// the low mantissa bits, so this is two compares, an add and an integer subtract: it
+/// vectorises without SSE4.1's `roundps` or a saturating float→int conversion.
 #[inline(always)]
 fn snap(v: f32) -> i32 {
-    const MAGIC: f32 = 12_582_912.0; // 1.5 · 2²³
-    let c = v.max(-4.0e6).min(4.0e6);
-    ((c + MAGIC) - MAGIC) as i32
+    const MAGIC: f32 = 12_582_912.0;
+    let c = if v > -4.0e6 { v } else { -4.0e6 };
+    let c = if c < 4.0e6 { c } else { 4.0e6 };
+    (c + MAGIC).to_bits() as i32 - MAGIC.to_bits() as i32
 }
+
+/// Pixels processed per pass: their snapped corners live on the stack between the two passes.
+const CHUNK: usize = 128;
+
+/// A footprint wider or taller than this many colour pixels comes from a point almost on the
+/// colour camera's plane; it is dropped rather than smeared across the image.
+const MAX_FOOTPRINT: i32 = 64;
 
 /// Writes `mm` at `out[i]` unless a nearer value is already there. `mm` is non-zero.
 #[inline(always)]
@@ -240,19 +242,24 @@ impl Registrar {
         };
         let (w, h) = (calib.depth.width, calib.depth.height);
         let rays = if depth_lens.distortion.is_none() {
-            let column = (0..=w)
+            let column: Vec<[f32; 3]> = (0..=w)
                 .map(|cx| rotate((cx as f64 - 0.5 - depth_lens.ppx) / depth_lens.fx, 0.0, 0.0))
                 .collect();
             let row = (0..=h)
                 .map(|cy| rotate(0.0, (cy as f64 - 0.5 - depth_lens.ppy) / depth_lens.fy, 1.0))
                 .collect();
-            CornerRays::Separable { column, row }
+            CornerRays::Separable {
+                column: [0, 1, 2].map(|k| column.iter().map(|r| r[k]).collect()),
+                row,
+            }
         } else {
-            let mut rays = Vec::with_capacity((w + 1) * (h + 1));
+            let mut rays: [Vec<f32>; 3] = Default::default();
             for cy in 0..=h {
                 for cx in 0..=w {
                     let [x, y] = depth_lens.plane_from_pixel(cx as f64 - 0.5, cy as f64 - 0.5);
-                    rays.push(rotate(x, y, 1.0));
+                    for (k, v) in rotate(x, y, 1.0).into_iter().enumerate() {
+                        rays[k].push(v);
+                    }
                 }
             }
             CornerRays::Grid {
@@ -344,18 +351,14 @@ impl Registrar {
         // Borrow the buffer out of `out` (no allocation: an empty Vec does not allocate).
         let mut dst = std::mem::replace(out, DepthMm::zeros(0, 0)).into_vec();
         dst.fill(0);
-        match &self.rays {
-            CornerRays::Separable { column, row } => {
-                self.with_lens(&SeparableRays { column, row }, depth.as_slice(), &mut dst)
+        let src = depth.as_slice();
+        match self.projection.lens {
+            ColorLens::Pinhole => self.splat(&NoDistortion, src, &mut dst),
+            ColorLens::BrownConrady(c) => self.splat(&BrownConradyF32(c), src, &mut dst),
+            ColorLens::ModifiedBrownConrady(c) => {
+                self.splat(&ModifiedBrownConradyF32(c), src, &mut dst)
             }
-            CornerRays::Grid { stride, rays } => self.with_lens(
-                &GridRays {
-                    stride: *stride,
-                    rays,
-                },
-                depth.as_slice(),
-                &mut dst,
-            ),
+            ColorLens::Inverse(lens) => self.splat(&InverseF64(lens), src, &mut dst),
         }
         // Every value written is an input depth, already within the uint24 range.
         *out = DepthMm::from_mm(self.color_width, self.color_height, dst).ok_or(
@@ -369,67 +372,93 @@ impl Registrar {
         Ok(())
     }
 
-    fn with_lens<R: RayLookup>(&self, rays: &R, src: &[u32], dst: &mut [u32]) {
-        match self.projection.lens {
-            ColorLens::Pinhole => self.splat(rays, &NoDistortion, src, dst),
-            ColorLens::BrownConrady(c) => self.splat(rays, &BrownConradyF32(c), src, dst),
-            ColorLens::ModifiedBrownConrady(c) => {
-                self.splat(rays, &ModifiedBrownConradyF32(c), src, dst)
-            }
-            ColorLens::Inverse(lens) => self.splat(rays, &InverseF64(lens), src, dst),
-        }
-    }
-
-    /// The colour pixel a footprint corner snaps to, or `None` when the point is at or behind
-    /// the colour camera plane.
+    /// Snaps one corner per pixel of `mm` (the corners of one corner row, see `corner_row`)
+    /// into `u`, `v`; pixels without depth, or whose point is not in front of the colour camera,
+    /// get `NOWHERE`. The inputs are copied into fixed-size blocks first: a branch-free loop of
+    /// known length is what the compiler vectorises (except through `InverseF64`).
     #[inline(always)]
-    fn snapped_corner<R: RayLookup, D: Distort>(
+    fn snap_corners<D: Distort>(
         &self,
-        rays: &R,
         lens: &D,
-        cx: usize,
-        cy: usize,
-        z: f32,
-    ) -> Option<(i32, i32)> {
-        let [ax, ay, az] = rays.ray(cx, cy);
-        let [tx, ty, tz] = self.translation_mm;
-        let pz = z * az + tz;
-        if !(pz > MIN_COLOR_Z_MM) {
-            return None;
+        rays: ([&[f32]; 3], [f32; 3]),
+        mm: &[u32],
+        u: &mut [i32; CHUNK],
+        v: &mut [i32; CHUNK],
+    ) {
+        let ([rx, ry, rz], offset) = rays;
+        let mut depth = [0i32; CHUNK];
+        let mut ray = [[0f32; CHUNK]; 3];
+        for (d, &m) in depth.iter_mut().zip(mm) {
+            // Depth fits 24 bits, so the signed conversion (one SSE2 instruction) is exact.
+            *d = m as i32;
         }
-        let inv = 1.0 / pz;
-        let (x, y) = lens.distort((z * ax + tx) * inv, (z * ay + ty) * inv);
+        for (k, r) in [rx, ry, rz].into_iter().enumerate() {
+            for (dst, &src) in ray[k].iter_mut().zip(r) {
+                *dst = src + offset[k];
+            }
+        }
+        let [tx, ty, tz] = self.translation_mm;
         let p = &self.projection;
-        Some((snap(x * p.fx + p.ppx_half), snap(y * p.fy + p.ppy_half)))
+        let (fx, fy, ppx_half, ppy_half) = (p.fx, p.fy, p.ppx_half, p.ppy_half);
+        for i in 0..CHUNK {
+            let z = depth[i] as f32;
+            let pz = z * ray[2][i] + tz;
+            let inv = 1.0 / pz;
+            let (x, y) = lens.distort((z * ray[0][i] + tx) * inv, (z * ray[1][i] + ty) * inv);
+            let (su, sv) = (snap(x * fx + ppx_half), snap(y * fy + ppy_half));
+            // Masks rather than `if`: the compiler turns a shared condition into a branch and
+            // gives up vectorising the loop.
+            let seen = -(((depth[i] != 0) & (pz > MIN_COLOR_Z_MM)) as i32);
+            u[i] = (su & seen) | (NOWHERE & !seen);
+            v[i] = (sv & seen) | (NOWHERE & !seen);
+        }
     }
 
-    fn splat<R: RayLookup, D: Distort>(&self, rays: &R, lens: &D, src: &[u32], dst: &mut [u32]) {
-        let (cw, ch) = (self.color_width as i32, self.color_height as i32);
+    fn splat<D: Distort>(&self, lens: &D, src: &[u32], dst: &mut [u32]) {
+        let (cw, ch) = (self.color_width, self.color_height);
         let w = self.depth_width;
+        let [mut u0, mut v0, mut u1, mut v1] = [[0i32; CHUNK]; 4];
         for (y, row) in src.chunks_exact(w).enumerate() {
-            for (x, &mm) in row.iter().enumerate() {
-                if mm == 0 {
-                    continue;
-                }
-                let z = mm as f32;
-                let Some((u0, v0)) = self.snapped_corner(rays, lens, x, y, z) else {
-                    continue;
-                };
+            for (k, mm) in row.chunks(CHUNK).enumerate() {
+                let x0 = k * CHUNK;
+                let n = mm.len();
+                self.snap_corners(lens, self.rays.corner_row(y, x0, n), mm, &mut u0, &mut v0);
                 if !self.splat_footprint {
-                    if u0 >= 0 && v0 >= 0 && u0 < cw && v0 < ch {
-                        keep_nearest(&mut dst[v0 as usize * cw as usize + u0 as usize], mm);
+                    for i in 0..n {
+                        let (u, v) = (u0[i] as usize, v0[i] as usize);
+                        // NOWHERE and other negatives wrap to huge values and fail these tests.
+                        if u < cw && v < ch {
+                            keep_nearest(&mut dst[v * cw + u], mm[i]);
+                        }
                     }
                     continue;
                 }
-                let Some((u1, v1)) = self.snapped_corner(rays, lens, x + 1, y + 1, z) else {
-                    continue;
-                };
-                let (ua, ub) = (u0.min(u1).max(0), u0.max(u1).min(cw - 1));
-                let (va, vb) = (v0.min(v1).max(0), v0.max(v1).min(ch - 1));
-                for v in va..=vb {
-                    let line = &mut dst[v as usize * cw as usize..][..cw as usize];
-                    for u in ua..=ub {
-                        keep_nearest(&mut line[u as usize], mm);
+                self.snap_corners(
+                    lens,
+                    self.rays.corner_row(y + 1, x0 + 1, n),
+                    mm,
+                    &mut u1,
+                    &mut v1,
+                );
+                for i in 0..n {
+                    if u0[i] == NOWHERE || u1[i] == NOWHERE {
+                        continue;
+                    }
+                    let (ua, ub) = (u0[i].min(u1[i]), u0[i].max(u1[i]));
+                    let (va, vb) = (v0[i].min(v1[i]), v0[i].max(v1[i]));
+                    if ub - ua > MAX_FOOTPRINT || vb - va > MAX_FOOTPRINT {
+                        continue;
+                    }
+                    let (ua, ub) = (ua.max(0), ub.min(cw as i32 - 1));
+                    let (va, vb) = (va.max(0), vb.min(ch as i32 - 1));
+                    if ua > ub || va > vb {
+                        continue;
+                    }
+                    let (ua, ub) = (ua as usize, ub as usize);
+                    for v in va as usize..=vb as usize {
+                        for out in &mut dst[v * cw + ua..=v * cw + ub] {
+                            keep_nearest(out, mm[i]);
+                        }
                     }
                 }
             }
