@@ -4,5 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-python.sh
+# pyrealsense2 (librealsense's `align`, the registration reference) needs libusb to import.
+if ! ldconfig -p | grep -q 'libusb-1.0.so.0' && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libusb-1.0-0 >/dev/null 2>&1 ||
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libusb-1.0-0 >/dev/null; }
+fi
 export SBE_PYTHON="$PWD/.venv/bin/python"
 cargo test --workspace --locked
