@@ -4,6 +4,9 @@
 //! Every source yields [`RgbdFrame`]s through the [`Source`] trait. Sources are opened from a
 //! camera SPEC string (see [`CameraSpec`]).
 
+pub mod clock;
+pub mod live;
+pub mod pairing;
 pub mod recording;
 mod register_shim;
 pub mod spec;
