@@ -5,6 +5,7 @@
 //! camera SPEC string (see [`CameraSpec`]).
 
 pub mod clock;
+pub mod enumerate;
 pub mod live;
 pub mod pairing;
 pub mod recording;
