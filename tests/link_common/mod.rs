@@ -73,8 +73,13 @@ pub fn wait_with_timeout(child: &mut Child, limit: Duration) -> std::process::Ex
 }
 
 pub fn read_log(log: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    // While arm-sim runs, the last line may be half written: only complete lines count.
+    let complete = match text.rfind('\n') {
+        Some(i) => &text[..=i],
+        None => "",
+    };
+    complete
         .lines()
         .map(|l| serde_json::from_str(l).expect("log line is JSON"))
         .collect()
