@@ -171,8 +171,14 @@ def e2e_policy(runner: Runner, out: Path, sample: Path | None) -> dict:
         source = "tests/data/sample/color"
         paths = [f"{source}/{n}" for n in names]
     else:
+        # Two shots of three frames each (a cut between them), different boxes, so the actions
+        # change with what the frames show and the history spans both shots.
         rng = np.random.default_rng(55)
-        frames = [f for f, _ in scenes.moved(rng, 160, 120, 6)]
+        first = scenes.moved(rng, 160, 120, 3)
+        second = scenes.moved(rng, 160, 120, 3)
+        while second[0][1][0]["color"] == first[0][1][0]["color"]:
+            second = scenes.moved(rng, 160, 120, 3)
+        frames = [f for f, _ in first + second]
         (out / "frames").mkdir(parents=True, exist_ok=True)
         paths = []
         for i, f in enumerate(frames):
