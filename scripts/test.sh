@@ -10,4 +10,6 @@ if ! ldconfig -p | grep -q 'libusb-1.0.so.0' && [ "$(id -u)" = 0 ] && command -v
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libusb-1.0-0 >/dev/null; }
 fi
 export SBE_PYTHON="$PWD/.venv/bin/python"
+# Committed model fixtures: manifest hashes and reference cases on onnxruntime (no PyTorch needed).
+"$SBE_PYTHON" tools/export/check_fixtures.py models/tiny-spatialbot models/tiny-policy
 cargo test --workspace --locked
