@@ -565,7 +565,7 @@ fn link_spec_ok(spec: &str) -> bool {
 /// Turns a TOML/serde error into one line naming the line and the table it happened in.
 fn parse_error(source: &Path, text: &str, err: &toml::de::Error) -> BoardError {
     let at = err.span().map(|span| {
-        let before = &text[..span.start.min(text.len())];
+        let before = text.get(..span.start).unwrap_or(text);
         let line = before.matches('\n').count() + 1;
         let table = before
             .lines()

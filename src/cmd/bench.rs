@@ -182,7 +182,10 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     };
 
     if stages.is_empty() {
-        let report = StageRecorder::new().report(info);
+        let report = StageRecorder::new().report(RunInfo {
+            warmup_frames: 0,
+            ..info
+        });
         emit(&report, json, args.out.as_deref())?;
         return Err(ExitError::runtime("no pipeline stage is built into this version, so there is nothing to measure (see `not run` above)").into());
     }
