@@ -23,9 +23,15 @@ pub struct ExitError {
 
 impl ExitError {
     pub fn bad_input(message: impl Into<String>) -> Self {
-        Self { code: BAD_INPUT, message: message.into() }
+        Self {
+            code: BAD_INPUT,
+            message: message.into(),
+        }
     }
     pub fn runtime(message: impl Into<String>) -> Self {
-        Self { code: RUNTIME, message: message.into() }
+        Self {
+            code: RUNTIME,
+            message: message.into(),
+        }
     }
 }

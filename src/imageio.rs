@@ -7,15 +7,30 @@ use crate::rgbd::{DepthMm, RgbImage};
 #[derive(Debug, thiserror::Error)]
 pub enum ImageIoError {
     #[error("{path}: cannot read: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}: not a valid PNG: {message}")]
     Decode { path: String, message: String },
     #[error("{path}: expected {expected}, found {found}")]
-    WrongFormat { path: String, expected: &'static str, found: String },
+    WrongFormat {
+        path: String,
+        expected: &'static str,
+        found: String,
+    },
     #[error("{path}: cannot write: {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}: depth {value} mm at ({x},{y}) does not fit a 16-bit PNG (max 65535)")]
-    DepthTooLarge { path: String, x: usize, y: usize, value: u32 },
+    DepthTooLarge {
+        path: String,
+        x: usize,
+        y: usize,
+        value: u32,
+    },
 }
 
 struct Decoded {
@@ -27,9 +42,16 @@ struct Decoded {
 }
 
 fn decode_png(bytes: &[u8], path: &str, expand: bool) -> Result<Decoded, ImageIoError> {
-    let decode_err = |e: png::DecodingError| ImageIoError::Decode { path: path.to_string(), message: e.to_string() };
+    let decode_err = |e: png::DecodingError| ImageIoError::Decode {
+        path: path.to_string(),
+        message: e.to_string(),
+    };
     let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
-    decoder.set_transformations(if expand { png::Transformations::EXPAND } else { png::Transformations::IDENTITY });
+    decoder.set_transformations(if expand {
+        png::Transformations::EXPAND
+    } else {
+        png::Transformations::IDENTITY
+    });
     let mut reader = decoder.read_info().map_err(decode_err)?;
     let mut buf = vec![0u8; reader.output_buffer_size()];
     let info = reader.next_frame(&mut buf).map_err(decode_err)?;
@@ -44,7 +66,10 @@ fn decode_png(bytes: &[u8], path: &str, expand: bool) -> Result<Decoded, ImageIo
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>, ImageIoError> {
-    std::fs::read(path).map_err(|source| ImageIoError::Read { path: path.display().to_string(), source })
+    std::fs::read(path).map_err(|source| ImageIoError::Read {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 /// Decodes a 16-bit single-channel PNG holding millimetres.
@@ -58,7 +83,11 @@ pub fn depth_from_png_bytes(bytes: &[u8], name: &str) -> Result<DepthMm, ImageIo
         });
     }
     // PNG stores 16-bit samples big-endian.
-    let mm: Vec<u32> = d.bytes.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]]) as u32).collect();
+    let mm: Vec<u32> = d
+        .bytes
+        .chunks_exact(2)
+        .map(|c| u16::from_be_bytes([c[0], c[1]]) as u32)
+        .collect();
     DepthMm::from_mm(d.width, d.height, mm).ok_or_else(|| ImageIoError::Decode {
         path: name.to_string(),
         message: "pixel count does not match the header".into(),
@@ -78,9 +107,17 @@ pub fn rgb_from_png_bytes(bytes: &[u8], name: &str) -> Result<RgbImage, ImageIoE
     let px = d.width * d.height;
     let data: Vec<u8> = match d.color {
         png::ColorType::Rgb => d.bytes,
-        png::ColorType::Rgba => d.bytes.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect(),
+        png::ColorType::Rgba => d
+            .bytes
+            .chunks_exact(4)
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect(),
         png::ColorType::Grayscale => d.bytes.iter().flat_map(|&g| [g, g, g]).collect(),
-        png::ColorType::GrayscaleAlpha => d.bytes.chunks_exact(2).flat_map(|p| [p[0], p[0], p[0]]).collect(),
+        png::ColorType::GrayscaleAlpha => d
+            .bytes
+            .chunks_exact(2)
+            .flat_map(|p| [p[0], p[0], p[0]])
+            .collect(),
         png::ColorType::Indexed => {
             return Err(ImageIoError::WrongFormat {
                 path: name.to_string(),
@@ -90,10 +127,15 @@ pub fn rgb_from_png_bytes(bytes: &[u8], name: &str) -> Result<RgbImage, ImageIoE
         }
     };
     if data.len() != px * 3 {
-        return Err(ImageIoError::Decode { path: name.to_string(), message: "pixel count does not match the header".into() });
+        return Err(ImageIoError::Decode {
+            path: name.to_string(),
+            message: "pixel count does not match the header".into(),
+        });
     }
-    RgbImage::new(d.width, d.height, data)
-        .ok_or_else(|| ImageIoError::Decode { path: name.to_string(), message: "bad dimensions".into() })
+    RgbImage::new(d.width, d.height, data).ok_or_else(|| ImageIoError::Decode {
+        path: name.to_string(),
+        message: "bad dimensions".into(),
+    })
 }
 
 pub fn read_depth_png(path: &Path) -> Result<DepthMm, ImageIoError> {
@@ -104,7 +146,13 @@ pub fn read_rgb_png(path: &Path) -> Result<RgbImage, ImageIoError> {
     rgb_from_png_bytes(&read_file(path)?, &path.display().to_string())
 }
 
-fn encode_png(width: usize, height: usize, color: png::ColorType, depth: png::BitDepth, data: &[u8]) -> Vec<u8> {
+fn encode_png(
+    width: usize,
+    height: usize,
+    color: png::ColorType,
+    depth: png::BitDepth,
+    data: &[u8],
+) -> Vec<u8> {
     let mut out = Vec::new();
     {
         let mut enc = png::Encoder::new(&mut out, width as u32, height as u32);
@@ -133,23 +181,42 @@ pub fn depth_to_png_bytes(depth: &DepthMm, name: &str) -> Result<Vec<u8>, ImageI
         }
         be.extend_from_slice(&(v as u16).to_be_bytes());
     }
-    Ok(encode_png(depth.width(), depth.height(), png::ColorType::Grayscale, png::BitDepth::Sixteen, &be))
+    Ok(encode_png(
+        depth.width(),
+        depth.height(),
+        png::ColorType::Grayscale,
+        png::BitDepth::Sixteen,
+        &be,
+    ))
 }
 
 pub fn rgb_to_png_bytes(img: &RgbImage) -> Vec<u8> {
-    encode_png(img.width, img.height, png::ColorType::Rgb, png::BitDepth::Eight, &img.data)
+    encode_png(
+        img.width,
+        img.height,
+        png::ColorType::Rgb,
+        png::BitDepth::Eight,
+        &img.data,
+    )
 }
 
 /// Writes depth as a 16-bit PNG atomically.
 pub fn write_depth_png(path: &Path, depth: &DepthMm) -> Result<(), ImageIoError> {
     let bytes = depth_to_png_bytes(depth, &path.display().to_string())?;
-    crate::fsutil::write_atomic(path, &bytes).map_err(|source| ImageIoError::Write { path: path.display().to_string(), source })
+    crate::fsutil::write_atomic(path, &bytes).map_err(|source| ImageIoError::Write {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 /// Writes RGB8 as a PNG atomically.
 pub fn write_rgb_png(path: &Path, img: &RgbImage) -> Result<(), ImageIoError> {
-    crate::fsutil::write_atomic(path, &rgb_to_png_bytes(img))
-        .map_err(|source| ImageIoError::Write { path: path.display().to_string(), source })
+    crate::fsutil::write_atomic(path, &rgb_to_png_bytes(img)).map_err(|source| {
+        ImageIoError::Write {
+            path: path.display().to_string(),
+            source,
+        }
+    })
 }
 
 #[cfg(test)]
@@ -168,7 +235,9 @@ mod tests {
         let img = RgbImage::new(2, 1, vec![1, 2, 3, 4, 5, 6]).unwrap();
         let bytes = rgb_to_png_bytes(&img);
         assert_eq!(rgb_from_png_bytes(&bytes, "t").unwrap(), img);
-        let err = depth_from_png_bytes(&bytes, "x.png").unwrap_err().to_string();
+        let err = depth_from_png_bytes(&bytes, "x.png")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("x.png") && err.contains("16-bit"), "{err}");
     }
 
@@ -176,7 +245,9 @@ mod tests {
     fn truncated_png_is_an_error() {
         let d = DepthMm::zeros(64, 64);
         let bytes = depth_to_png_bytes(&d, "t").unwrap();
-        let err = depth_from_png_bytes(&bytes[..bytes.len() / 2], "cut.png").unwrap_err().to_string();
+        let err = depth_from_png_bytes(&bytes[..bytes.len() / 2], "cut.png")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("cut.png"), "{err}");
     }
 

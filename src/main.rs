@@ -8,7 +8,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "spatialbot-edge", version, about = "SpatialBot RGB-D inference and robot control on the edge")]
+#[command(
+    name = "spatialbot-edge",
+    version,
+    about = "SpatialBot RGB-D inference and robot control on the edge"
+)]
 struct Cli {
     /// Print machine-readable JSON instead of human output.
     #[arg(long, global = true)]
@@ -48,8 +52,12 @@ enum Command {
 
 fn init_logging(filter: &str) {
     let env = std::env::var("RUST_LOG").unwrap_or_else(|_| filter.to_string());
-    let filter = tracing_subscriber::EnvFilter::try_new(&env).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_new(&env)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn main() -> ExitCode {

@@ -50,9 +50,16 @@ pub struct Calibration {
 #[derive(Debug, thiserror::Error)]
 pub enum CalibrationError {
     #[error("{source_name}: {message}")]
-    Parse { source_name: String, message: String },
+    Parse {
+        source_name: String,
+        message: String,
+    },
     #[error("{source_name}: field `{field}`: {message}")]
-    Invalid { source_name: String, field: String, message: String },
+    Invalid {
+        source_name: String,
+        field: String,
+        message: String,
+    },
 }
 
 impl Calibration {
@@ -79,28 +86,52 @@ impl Calibration {
             message,
         };
         if !(self.depth_scale.is_finite() && self.depth_scale > 0.0) {
-            return Err(bad("depth_scale", format!("must be a positive number of metres, got {}", self.depth_scale)));
+            return Err(bad(
+                "depth_scale",
+                format!(
+                    "must be a positive number of metres, got {}",
+                    self.depth_scale
+                ),
+            ));
         }
         for (name, intr) in [("depth", &self.depth), ("color", &self.color)] {
             if intr.width == 0 || intr.height == 0 {
-                return Err(bad(&format!("{name}.width/height"), "must be non-zero".into()));
+                return Err(bad(
+                    &format!("{name}.width/height"),
+                    "must be non-zero".into(),
+                ));
             }
             for (key, v) in [("fx", intr.fx), ("fy", intr.fy)] {
                 if !(v.is_finite() && v > 0.0) {
-                    return Err(bad(&format!("{name}.{key}"), format!("focal length must be positive, got {v}")));
+                    return Err(bad(
+                        &format!("{name}.{key}"),
+                        format!("focal length must be positive, got {v}"),
+                    ));
                 }
             }
             for (key, v) in [("ppx", intr.ppx), ("ppy", intr.ppy)] {
                 if !v.is_finite() {
-                    return Err(bad(&format!("{name}.{key}"), format!("must be finite, got {v}")));
+                    return Err(bad(
+                        &format!("{name}.{key}"),
+                        format!("must be finite, got {v}"),
+                    ));
                 }
             }
             if intr.coeffs.iter().any(|c| !c.is_finite()) {
                 return Err(bad(&format!("{name}.coeffs"), "must all be finite".into()));
             }
         }
-        if self.depth_to_color.rotation.iter().chain(&self.depth_to_color.translation).any(|v| !v.is_finite()) {
-            return Err(bad("depth_to_color", "rotation and translation must be finite".into()));
+        if self
+            .depth_to_color
+            .rotation
+            .iter()
+            .chain(&self.depth_to_color.translation)
+            .any(|v| !v.is_finite())
+        {
+            return Err(bad(
+                "depth_to_color",
+                "rotation and translation must be finite".into(),
+            ));
         }
         Ok(())
     }

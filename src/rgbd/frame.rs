@@ -15,7 +15,11 @@ pub struct DepthMm {
 impl DepthMm {
     /// An all-zero ("no data") depth image.
     pub fn zeros(width: usize, height: usize) -> Self {
-        Self { width, height, data: vec![0; width * height] }
+        Self {
+            width,
+            height,
+            data: vec![0; width * height],
+        }
     }
 
     /// Wraps millimetre values, saturating each at `DEPTH_MM_MAX`.
@@ -27,7 +31,11 @@ impl DepthMm {
         for v in &mut data {
             *v = (*v).min(DEPTH_MM_MAX);
         }
-        Some(Self { width, height, data })
+        Some(Self {
+            width,
+            height,
+            data,
+        })
     }
 
     pub fn width(&self) -> usize {
@@ -72,7 +80,11 @@ impl RgbImage {
         if data.len() != width.checked_mul(height)?.checked_mul(3)? {
             return None;
         }
-        Some(Self { width, height, data })
+        Some(Self {
+            width,
+            height,
+            data,
+        })
     }
 
     pub fn filled(width: usize, height: usize, rgb: [u8; 3]) -> Self {
@@ -80,7 +92,11 @@ impl RgbImage {
         for _ in 0..width * height {
             data.extend_from_slice(&rgb);
         }
-        Self { width, height, data }
+        Self {
+            width,
+            height,
+            data,
+        }
     }
 
     pub fn pixel(&self, x: usize, y: usize) -> Option<[u8; 3]> {
