@@ -504,10 +504,18 @@ impl Board {
         for (i, a) in s.axes.iter().enumerate() {
             let key = |f: &str| format!("safety.axes[{i}].{f}");
             if s.axes[..i].iter().any(|o| o.name == a.name) {
-                return Err(self.invalid(&key("name"), format!("{:?}", a.name), "a name used once"));
+                return Err(self.invalid(
+                    &key("name"),
+                    format!("{:?}", a.name),
+                    "a name used once",
+                ));
             }
             if !WIRE_AXES.contains(&a.name.as_str()) {
-                return Err(self.invalid(&key("name"), format!("{:?}", a.name), WIRE_AXES.join(", ")));
+                return Err(self.invalid(
+                    &key("name"),
+                    format!("{:?}", a.name),
+                    WIRE_AXES.join(", "),
+                ));
             }
             if !a.min.is_finite() {
                 return Err(self.invalid(&key("min"), a.min, "a finite number"));
@@ -534,7 +542,10 @@ impl Board {
                 return Err(self.invalid(
                     "safety.axes",
                     format!("no entry named {required:?}"),
-                    format!("one [[safety.axes]] entry for each of {}", REQUIRED_AXES.join(", ")),
+                    format!(
+                        "one [[safety.axes]] entry for each of {}",
+                        REQUIRED_AXES.join(", ")
+                    ),
                 ));
             }
         }
@@ -547,7 +558,16 @@ impl Board {
 }
 
 /// Axis names the wire protocol knows (`spatialbot_link::Axis::name`).
-const WIRE_AXES: [&str; 8] = ["dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper", "terminate"];
+const WIRE_AXES: [&str; 8] = [
+    "dx",
+    "dy",
+    "dz",
+    "droll",
+    "dpitch",
+    "dyaw",
+    "gripper",
+    "terminate",
+];
 /// Every profile limits these; `terminate` defaults to 0..=1.
 const REQUIRED_AXES: [&str; 7] = ["dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"];
 

@@ -316,7 +316,10 @@ fn governor_limits_and_link_config_follow_the_profile() {
         for (i, axis) in limits.layout.iter().enumerate() {
             match b.safety.axis(axis.name()) {
                 Some(a) => {
-                    assert_eq!((limits.min[i], limits.max[i], limits.max_step[i]), (a.min as f32, a.max as f32, a.max_step as f32));
+                    assert_eq!(
+                        (limits.min[i], limits.max[i], limits.max_step[i]),
+                        (a.min as f32, a.max as f32, a.max_step as f32)
+                    );
                 }
                 None => assert_eq!(*axis, Axis::Terminate, "{name}: {axis:?} has no limit"),
             }
@@ -326,15 +329,38 @@ fn governor_limits_and_link_config_follow_the_profile() {
         assert_eq!(u32::from(b.link_config().watchdog_ms), b.link.watchdog_ms);
     }
     let nx = Board::named("jetson-orin-nx-16gb").unwrap();
-    assert_eq!(nx.link_spec().unwrap(), LinkSpec::Serial { path: "/dev/spatialbot-arm".into(), baud: 921_600 });
-    assert_eq!(Board::default_dev().unwrap().link_spec().unwrap(), LinkSpec::Sim);
+    assert_eq!(
+        nx.link_spec().unwrap(),
+        LinkSpec::Serial {
+            path: "/dev/spatialbot-arm".into(),
+            baud: 921_600
+        }
+    );
+    assert_eq!(
+        Board::default_dev().unwrap().link_spec().unwrap(),
+        LinkSpec::Sim
+    );
 }
 
 #[test]
 fn axes_must_be_wire_axes_and_cover_the_layout() {
-    let msg = load_err(&replace_once(&dev_text(), "name = \"dyaw\"", "name = \"elbow\""));
-    assert!(msg.contains("`safety.axes[5].name`") && msg.contains("gripper, terminate"), "{msg}");
-    let text = replace_once(&dev_text(), "[[safety.axes]]\nname = \"gripper\"\nmin = 0.0\nmax = 1.0\nmax_step = 1.0\n", "");
+    let msg = load_err(&replace_once(
+        &dev_text(),
+        "name = \"dyaw\"",
+        "name = \"elbow\"",
+    ));
+    assert!(
+        msg.contains("`safety.axes[5].name`") && msg.contains("gripper, terminate"),
+        "{msg}"
+    );
+    let text = replace_once(
+        &dev_text(),
+        "[[safety.axes]]\nname = \"gripper\"\nmin = 0.0\nmax = 1.0\nmax_step = 1.0\n",
+        "",
+    );
     let msg = load_err(&text);
-    assert!(msg.contains("`safety.axes`") && msg.contains("\"gripper\""), "{msg}");
+    assert!(
+        msg.contains("`safety.axes`") && msg.contains("\"gripper\""),
+        "{msg}"
+    );
 }

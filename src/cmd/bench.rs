@@ -47,7 +47,10 @@ struct Work {
 
 impl Work {
     fn new() -> Self {
-        Self { capture_us: link::clock::monotonic_us(), action: [0.0; ACTION_LEN] }
+        Self {
+            capture_us: link::clock::monotonic_us(),
+            action: [0.0; ACTION_LEN],
+        }
     }
 }
 
@@ -101,7 +104,10 @@ struct Plan {
 }
 
 fn not_run(name: &str, why: &str) -> StageNotRun {
-    StageNotRun { name: name.to_string(), why: why.to_string() }
+    StageNotRun {
+        name: name.to_string(),
+        why: why.to_string(),
+    }
 }
 
 /// The stages this build can run for `board`, in pipeline order, and the ones it cannot.
@@ -204,7 +210,11 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     let info = RunInfo {
         board: board.name.clone(),
         board_file: board.source.display().to_string(),
-        camera: if camera_ran { camera.clone() } else { format!("none ({camera} not run)") },
+        camera: if camera_ran {
+            camera.clone()
+        } else {
+            format!("none ({camera} not run)")
+        },
         warmup_frames: args.warmup,
         stages_not_run: not_run,
         host: HostInfo::read(),
@@ -254,7 +264,8 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     let wall = start.elapsed();
     progress.finish();
     for s in stages.iter_mut() {
-        s.finish().with_context(|| format!("stage {} did not shut down cleanly", s.name()))?;
+        s.finish()
+            .with_context(|| format!("stage {} did not shut down cleanly", s.name()))?;
     }
     if let Some(d) = startup {
         recorder.record_startup(d);
