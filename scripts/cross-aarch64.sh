@@ -35,8 +35,8 @@ skip() {
 if ! command -v aarch64-linux-gnu-gcc >/dev/null || ! command -v qemu-aarch64 >/dev/null || [ ! -d "$sysroot/lib" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq || skip "apt-get update failed"
-    apt-get install -y -qq --no-install-recommends gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user >/dev/null \
+    timeout 300 apt-get update -qq || skip "apt-get update failed"
+    timeout 600 apt-get install -y -qq --no-install-recommends gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user >/dev/null \
       || skip "apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user failed"
   else
     skip "gcc-aarch64-linux-gnu, libc6-dev-arm64-cross and qemu-user are not installed and this is not root with apt-get"
@@ -45,7 +45,7 @@ fi
 
 if ! rustup target list --installed 2>/dev/null | grep -qx "$target"; then
   command -v rustup >/dev/null || skip "no rustup to add the $target standard library"
-  rustup target add "$target" || skip "\`rustup target add $target\` failed (no network to static.rust-lang.org?)"
+  timeout 300 rustup target add "$target" || skip "\`rustup target add $target\` failed (the Rust distribution server is out of reach?)"
 fi
 
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc

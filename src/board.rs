@@ -30,11 +30,13 @@
 //!   `baud`, never inside `spec`; [`Link::cli_spec`] gives the command-line form);
 //!   `watchdog_ms` is how long the controller waits without a valid frame before it stops the
 //!   arm; `heartbeat_ms` is how often the host sends one when it has no action to send
-//!   (always at most half of `watchdog_ms`).
+//!   (always at most half of `watchdog_ms`). [`Board::link_spec`] and [`Board::link_config`]
+//!   give the `link` module's types directly.
 //! - `board.safety` — [`Safety`]: per-axis absolute limits and largest change between two
 //!   consecutive actions ([`AxisLimit`], axis names match the policy manifest's action names),
 //!   `max_age_ms` (an action computed from a frame captured longer ago than this is not sent)
 //!   and `rate_limit_hz` (the most actions per second sent to the arm).
+//!   [`Board::governor_limits`] places them in the wire layout for the safety governor.
 //! - `board.models` — [`Models`]: model folders and the precision to run them at.
 //! - `board.memory_budget_mb` — what this process may use, checked by `doctor`.
 //!
