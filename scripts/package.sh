@@ -21,14 +21,14 @@ args=(build --release --locked --bin spatialbot-edge)
 [ -n "$features" ] && args+=(--features "$features")
 if [ -n "$target" ]; then
   args+=(--target "$target")
-  out_dir=target/$target/release
+  out_dir=${CARGO_TARGET_DIR:-target}/$target/release
   arch=${target%%-*}
   if [ "$target" = aarch64-unknown-linux-gnu ]; then
     export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=${CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER:-aarch64-linux-gnu-gcc}
     export CC_aarch64_unknown_linux_gnu=${CC_aarch64_unknown_linux_gnu:-aarch64-linux-gnu-gcc}
   fi
 else
-  out_dir=target/release
+  out_dir=${CARGO_TARGET_DIR:-target}/release
   arch=$(uname -m)
 fi
 cargo "${args[@]}"

@@ -30,11 +30,13 @@
 //!   `baud`, never inside `spec`; [`Link::cli_spec`] gives the command-line form);
 //!   `watchdog_ms` is how long the controller waits without a valid frame before it stops the
 //!   arm; `heartbeat_ms` is how often the host sends one when it has no action to send
-//!   (always at most half of `watchdog_ms`).
+//!   (always at most half of `watchdog_ms`). [`Board::link_spec`] and [`Board::link_config`]
+//!   give the `link` module's types directly.
 //! - `board.safety` — [`Safety`]: per-axis absolute limits and largest change between two
 //!   consecutive actions ([`AxisLimit`], axis names match the policy manifest's action names),
 //!   `max_age_ms` (an action computed from a frame captured longer ago than this is not sent)
 //!   and `rate_limit_hz` (the most actions per second sent to the arm).
+//!   [`Board::governor_limits`] places them in the wire layout for the safety governor.
 //! - `board.models` — [`Models`]: model folders and the precision to run them at.
 //! - `board.memory_budget_mb` — what this process may use, checked by `doctor`.
 //!
@@ -47,6 +49,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use spatialbot_link::{ACTION_LEN, DEFAULT_LAYOUT};
+
+use crate::link::{Limits, LinkConfig, LinkSpec};
 
 /// The profile `run` and `bench` use when no `--board` is given.
 pub const DEV_PROFILE: &str = "dev-x86_64";
@@ -500,11 +505,18 @@ impl Board {
         }
         for (i, a) in s.axes.iter().enumerate() {
             let key = |f: &str| format!("safety.axes[{i}].{f}");
-            if a.name.is_empty() || s.axes[..i].iter().any(|o| o.name == a.name) {
+            if s.axes[..i].iter().any(|o| o.name == a.name) {
                 return Err(self.invalid(
                     &key("name"),
                     format!("{:?}", a.name),
-                    "a non-empty name used once",
+                    "a name used once",
+                ));
+            }
+            if !WIRE_AXES.contains(&a.name.as_str()) {
+                return Err(self.invalid(
+                    &key("name"),
+                    format!("{:?}", a.name),
+                    WIRE_AXES.join(", "),
                 ));
             }
             if !a.min.is_finite() {
@@ -527,10 +539,77 @@ impl Board {
             }
         }
 
+        for required in REQUIRED_AXES {
+            if s.axis(required).is_none() {
+                return Err(self.invalid(
+                    "safety.axes",
+                    format!("no entry named {required:?}"),
+                    format!(
+                        "one [[safety.axes]] entry for each of {}",
+                        REQUIRED_AXES.join(", ")
+                    ),
+                ));
+            }
+        }
+
         if self.models.policy.as_os_str().is_empty() {
             return Err(self.invalid("models.policy", "\"\"", "a model folder path"));
         }
         Ok(())
+    }
+}
+
+/// Axis names the wire protocol knows (`spatialbot_link::Axis::name`).
+const WIRE_AXES: [&str; 8] = [
+    "dx",
+    "dy",
+    "dz",
+    "droll",
+    "dpitch",
+    "dyaw",
+    "gripper",
+    "terminate",
+];
+/// Every profile limits these; `terminate` defaults to 0..=1.
+const REQUIRED_AXES: [&str; 7] = ["dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"];
+
+impl Board {
+    /// The safety governor's limits (also sent to the controller in `Hello`): the profile's
+    /// axes placed in the wire's default layout; `terminate`, unless the profile limits it,
+    /// is 0..=1; the rate limit becomes the shortest interval between actions.
+    pub fn governor_limits(&self) -> Limits {
+        let mut limits = Limits {
+            layout: DEFAULT_LAYOUT,
+            min: [0.0; ACTION_LEN],
+            max: [1.0; ACTION_LEN],
+            max_step: [1.0; ACTION_LEN],
+            max_age_ms: self.safety.max_age_ms,
+            min_interval_ms: (1000.0 / self.safety.rate_limit_hz).ceil() as u32,
+        };
+        for (i, axis) in DEFAULT_LAYOUT.iter().enumerate() {
+            if let Some(a) = self.safety.axis(axis.name()) {
+                limits.min[i] = a.min as f32;
+                limits.max[i] = a.max as f32;
+                limits.max_step[i] = a.max_step as f32;
+            }
+        }
+        limits
+    }
+
+    /// The link's configuration: governor limits and the controller watchdog from the profile,
+    /// the link module's defaults for the rest.
+    pub fn link_config(&self) -> LinkConfig {
+        let mut cfg = LinkConfig::new(self.governor_limits());
+        cfg.watchdog_ms = u16::try_from(self.link.watchdog_ms).unwrap_or(u16::MAX);
+        cfg
+    }
+
+    /// The parsed link SPEC (`link.spec` with `link.baud`).
+    pub fn link_spec(&self) -> Result<LinkSpec, BoardError> {
+        self.link
+            .cli_spec()
+            .parse::<LinkSpec>()
+            .map_err(|e| self.invalid("link.spec", format!("{:?}", self.link.spec), e.to_string()))
     }
 }
 
@@ -565,7 +644,7 @@ fn link_spec_ok(spec: &str) -> bool {
 /// Turns a TOML/serde error into one line naming the line and the table it happened in.
 fn parse_error(source: &Path, text: &str, err: &toml::de::Error) -> BoardError {
     let at = err.span().map(|span| {
-        let before = &text[..span.start.min(text.len())];
+        let before = text.get(..span.start).unwrap_or(text);
         let line = before.matches('\n').count() + 1;
         let table = before
             .lines()

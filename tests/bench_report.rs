@@ -240,6 +240,11 @@ fn bench_reports_what_it_ran_and_what_it_did_not() {
             "{name} must be either run or listed as not run"
         );
     }
+    assert!(
+        ran.contains(&"link"),
+        "the link stage to the simulator always runs: {v}"
+    );
+    assert!(v["startup_ms"].as_f64().unwrap() > 0.0, "{v}");
     if ran.is_empty() {
         assert_eq!(
             out.status.code(),

@@ -305,3 +305,62 @@ fn embedded_copy_is_used_where_no_file_is_found() {
         Path::new("/opt/x/boards/../models/tiny-policy")
     );
 }
+
+#[test]
+fn governor_limits_and_link_config_follow_the_profile() {
+    use spatialbot_edge::link::{Axis, LinkSpec};
+    for (name, _) in BUILTIN_PROFILES {
+        let b = Board::named(name).unwrap();
+        let limits = b.governor_limits();
+        limits.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
+        for (i, axis) in limits.layout.iter().enumerate() {
+            match b.safety.axis(axis.name()) {
+                Some(a) => {
+                    assert_eq!(
+                        (limits.min[i], limits.max[i], limits.max_step[i]),
+                        (a.min as f32, a.max as f32, a.max_step as f32)
+                    );
+                }
+                None => assert_eq!(*axis, Axis::Terminate, "{name}: {axis:?} has no limit"),
+            }
+        }
+        assert_eq!(limits.max_age_ms, b.safety.max_age_ms);
+        assert_eq!(limits.min_interval_ms, 100, "10 Hz → 100 ms");
+        assert_eq!(u32::from(b.link_config().watchdog_ms), b.link.watchdog_ms);
+    }
+    let nx = Board::named("jetson-orin-nx-16gb").unwrap();
+    assert_eq!(
+        nx.link_spec().unwrap(),
+        LinkSpec::Serial {
+            path: "/dev/spatialbot-arm".into(),
+            baud: 921_600
+        }
+    );
+    assert_eq!(
+        Board::default_dev().unwrap().link_spec().unwrap(),
+        LinkSpec::Sim
+    );
+}
+
+#[test]
+fn axes_must_be_wire_axes_and_cover_the_layout() {
+    let msg = load_err(&replace_once(
+        &dev_text(),
+        "name = \"dyaw\"",
+        "name = \"elbow\"",
+    ));
+    assert!(
+        msg.contains("`safety.axes[5].name`") && msg.contains("gripper, terminate"),
+        "{msg}"
+    );
+    let text = replace_once(
+        &dev_text(),
+        "[[safety.axes]]\nname = \"gripper\"\nmin = 0.0\nmax = 1.0\nmax_step = 1.0\n",
+        "",
+    );
+    let msg = load_err(&text);
+    assert!(
+        msg.contains("`safety.axes`") && msg.contains("\"gripper\""),
+        "{msg}"
+    );
+}

@@ -104,3 +104,35 @@ fn fake_sysfs_ftdi_timer_and_usb2_camera_are_warned_about() {
     assert_eq!(get("camera USB link"), Status::Pass);
     assert_eq!(get("JetPack (L4T)"), Status::Pass);
 }
+
+#[test]
+fn model_files_over_the_memory_budget_fail() {
+    let root = tempfile::tempdir().unwrap();
+    let dev = std::fs::read_to_string(common::repo_root().join("boards/dev-x86_64.toml")).unwrap();
+    let text = dev
+        .replace("memory_budget_mb = 4096", "memory_budget_mb = 256")
+        .replace(
+            "policy = \"../models/tiny-policy\"",
+            "policy = \"../big-policy\"",
+        )
+        .replace("spatialbot = \"../models/tiny-spatialbot\"\n", "");
+    write(&root.path().join("boards/small.toml"), &text);
+    std::fs::create_dir_all(root.path().join("big-policy")).unwrap();
+    // Sparse: 300 MiB of length, no disk used.
+    let f = std::fs::File::create(root.path().join("big-policy/decoder.onnx")).unwrap();
+    f.set_len(300 << 20).unwrap();
+    let board = Board::load(&root.path().join("boards/small.toml")).unwrap();
+    let checks = run_checks(&board, &Roots::default());
+    let c = checks.iter().find(|c| c.name == "model files").unwrap();
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(
+        c.detail.contains("300") && c.detail.contains("256"),
+        "{c:?}"
+    );
+
+    std::fs::remove_dir_all(root.path().join("big-policy")).unwrap();
+    let checks = run_checks(&board, &Roots::default());
+    let c = checks.iter().find(|c| c.name == "model files").unwrap();
+    assert_eq!(c.status, Status::Warn, "{c:?}");
+    assert!(c.detail.contains("big-policy"), "{c:?}");
+}

@@ -55,6 +55,18 @@ impl FrameStamps {
         }
     }
 
+    /// Starts a frame at a capture time given in µs of the host monotonic clock
+    /// ([`crate::link::clock::monotonic_us`], the clock camera timestamps are mapped to).
+    /// A capture time in the future is taken as now.
+    pub fn start_at_monotonic_us(frame: u64, capture_us: u64) -> Self {
+        let now = Instant::now();
+        let age_us = crate::link::clock::monotonic_us().saturating_sub(capture_us);
+        let origin = now
+            .checked_sub(Duration::from_micros(age_us))
+            .unwrap_or(now);
+        Self::start_at(frame, origin)
+    }
+
     /// Ends `stage` now; returns its duration.
     pub fn mark(&mut self, stage: &'static str) -> Duration {
         self.mark_at(stage, Instant::now())
@@ -346,6 +358,14 @@ mod tests {
         assert_eq!(r.stages[0].p50_ms, 5.0);
         assert_eq!(r.stages[1].max_ms, 3.0);
         assert_eq!(r.end_to_end.as_ref().map(|s| s.max_ms), Some(8.0));
+    }
+
+    #[test]
+    fn capture_time_on_the_monotonic_clock_becomes_the_origin() {
+        let capture_us = crate::link::clock::monotonic_us().saturating_sub(30_000);
+        let mut f = FrameStamps::start_at_monotonic_us(0, capture_us);
+        let d = f.mark(stage::CAMERA);
+        assert!(d >= Duration::from_millis(29), "{d:?}");
     }
 
     #[test]

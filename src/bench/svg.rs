@@ -29,8 +29,10 @@ pub fn latency_plot(report: &Report) -> String {
         .filter(|s| !s.series.is_empty())
         .collect();
     let points = stages.iter().flat_map(|s| s.series.iter());
-    let (mut t_max, mut y_min, mut y_max) = (0.0f64, f64::INFINITY, 0.0f64);
+    let (mut t_min, mut t_max) = (f64::INFINITY, 0.0f64);
+    let (mut y_min, mut y_max) = (f64::INFINITY, 0.0f64);
     for p in points {
+        t_min = t_min.min(p[0]);
         t_max = t_max.max(p[0]);
         if p[1] > 0.0 {
             y_min = y_min.min(p[1]);
@@ -43,10 +45,17 @@ pub fn latency_plot(report: &Report) -> String {
     }
     let lo = y_min.log10().floor();
     let hi = y_max.log10().ceil().max(lo + 1.0);
-    let t_max = if t_max > 0.0 { t_max } else { 1.0 };
+    let t_min = if t_min.is_finite() { t_min } else { 0.0 };
+    let span = if t_max > t_min { t_max - t_min } else { 1.0 };
+    // Short runs are labelled in milliseconds.
+    let (t_unit, t_scale) = if span < 2.0 {
+        ("milliseconds", 1e3)
+    } else {
+        ("seconds", 1.0)
+    };
     let pw = W - LEFT - RIGHT;
     let ph = H - TOP - BOTTOM;
-    let x = |t: f64| LEFT + t / t_max * pw;
+    let x = |t: f64| LEFT + (t - t_min) / span * pw;
     let y = |ms: f64| TOP + ph - (ms.max(10f64.powf(lo)).log10() - lo) / (hi - lo) * ph;
 
     let mut s = String::new();
@@ -80,12 +89,13 @@ pub fn latency_plot(report: &Report) -> String {
         decade += 1.0;
     }
     for i in 0..=5 {
-        let t = t_max * i as f64 / 5.0;
-        let xx = x(t);
+        let t = span * i as f64 / 5.0;
+        let xx = x(t_min + t);
         let _ = writeln!(
             s,
-            r#"<text x="{xx:.1}" y="{:.1}" text-anchor="middle">{t:.1}</text>"#,
-            TOP + ph + 18.0
+            r#"<text x="{xx:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+            TOP + ph + 18.0,
+            fmt_tick(t * t_scale)
         );
     }
     let _ = writeln!(
@@ -94,13 +104,13 @@ pub fn latency_plot(report: &Report) -> String {
     );
     let _ = writeln!(
         s,
-        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">seconds since start</text>"#,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{t_unit} since the first measured frame</text>"#,
         LEFT + pw / 2.0,
         H - 10.0
     );
     let _ = writeln!(
         s,
-        r#"<text transform="translate(16 {:.1}) rotate(-90)" text-anchor="middle">ms (log)</text>"#,
+        r#"<text transform="translate(16 {:.1}) rotate(-90)" text-anchor="middle">latency (log scale)</text>"#,
         TOP + ph / 2.0
     );
     for (i, st) in stages.iter().enumerate() {
@@ -133,6 +143,16 @@ pub fn latency_plot(report: &Report) -> String {
     }
     s.push_str("</svg>\n");
     s
+}
+
+fn fmt_tick(v: f64) -> String {
+    if v >= 100.0 || v == 0.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
 }
 
 fn fmt_ms(ms: f64) -> String {

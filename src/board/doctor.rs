@@ -86,6 +86,7 @@ pub fn run_checks(board: &Board, roots: &Roots) -> Vec<Check> {
         ftdi_check(roots),
         camera_usb_check(board, roots),
         memory_check(board, roots),
+        model_size_check(board),
         power_mode_check(board),
     ]
 }
@@ -551,6 +552,67 @@ fn memory_check(board: &Board, roots: &Roots) -> Check {
         ),
         (Some(t), Some(a)) => check("memory", Status::Pass, format!("{a:.0} MiB available of {t:.0} MiB; budget {budget:.0} MiB"), ""),
         _ => check("memory", Status::Skip, "cannot read /proc/meminfo", ""),
+    }
+}
+
+/// Bytes of the files directly in a folder (a model folder is flat).
+fn folder_bytes(dir: &Path) -> Option<u64> {
+    let rd = std::fs::read_dir(dir).ok()?;
+    Some(
+        rd.filter_map(Result::ok)
+            .filter_map(|e| e.metadata().ok())
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+            .sum(),
+    )
+}
+
+fn model_size_check(board: &Board) -> Check {
+    let mut folders = vec![("policy", board.policy_model_dir())];
+    if let Some(dir) = board.spatialbot_model_dir() {
+        folders.push(("spatialbot", dir));
+    }
+    let mut missing = Vec::new();
+    let mut total = 0u64;
+    let mut parts = Vec::new();
+    for (kind, dir) in &folders {
+        match folder_bytes(dir) {
+            Some(bytes) => {
+                total += bytes;
+                parts.push(format!("{kind} {:.1} MiB", bytes as f64 / 1048576.0));
+            }
+            None => missing.push(format!("{kind} ({})", dir.display())),
+        }
+    }
+    let budget = board.memory_budget_mb as f64 * 1048576.0;
+    if !missing.is_empty() {
+        return check(
+            "model files",
+            Status::Warn,
+            format!("model folder not found: {}", missing.join(", ")),
+            "convert the checkpoints with tools/export and copy the folders there, or fix models.* in the profile",
+        );
+    }
+    // Weights are read into memory once per backend; the rest of the budget holds the KV cache,
+    // activations and the engine workspace.
+    if total as f64 > 0.75 * budget {
+        check(
+            "model files",
+            Status::Fail,
+            format!("{} = {:.0} MiB, over 75 % of the {} MiB budget", parts.join(" + "), total as f64 / 1048576.0, board.memory_budget_mb),
+            "use a smaller precision (models.precision) or leave SpatialBot out of this board's profile (models.spatialbot)",
+        )
+    } else {
+        check(
+            "model files",
+            Status::Pass,
+            format!(
+                "{} within the {} MiB budget",
+                parts.join(" + "),
+                board.memory_budget_mb
+            ),
+            "",
+        )
     }
 }
 

@@ -23,9 +23,10 @@ pub struct Args {
     /// slave (the host then opens `pty:PATH`); `serial:/dev/ttyUSB0@921600` serves a real port.
     #[arg(long)]
     link: String,
-    /// Write every applied action, hold and stop as JSON lines to this file.
+    /// Write every applied action, hold and stop as JSON lines to this file. (`--log` is the
+    /// global log filter.)
     #[arg(long)]
-    log: Option<PathBuf>,
+    log_file: Option<PathBuf>,
     /// Watchdog check period in milliseconds.
     #[arg(long, default_value_t = 1)]
     tick_ms: u64,
@@ -48,7 +49,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         signal_hook::flag::register(sig, shutdown.clone())
             .context("installing the signal handler")?;
     }
-    let mut log = match &args.log {
+    let mut log = match &args.log_file {
         Some(p) => Some(BufWriter::new(File::create(p).map_err(|e| {
             bad_input(format!("cannot create the log file {}: {e}", p.display()))
         })?)),

@@ -11,6 +11,7 @@ use spatialbot_edge::bench::{
 };
 use spatialbot_edge::board::Board;
 use spatialbot_edge::exit::ExitError;
+use spatialbot_edge::link::{self, ActionCommand, Link, LinkSpec, StopReason, ACTION_LEN};
 
 use super::bad_input;
 
@@ -37,8 +38,21 @@ pub struct Args {
 }
 
 /// The data one frame carries from stage to stage. Each stage fills what the next one eats.
-#[derive(Default)]
-struct Work {}
+struct Work {
+    /// When the frame started, on the link's monotonic clock (µs).
+    capture_us: u64,
+    /// The action to send: all zeros (the arm holds still) until a policy stage fills it.
+    action: [f32; ACTION_LEN],
+}
+
+impl Work {
+    fn new() -> Self {
+        Self {
+            capture_us: link::clock::monotonic_us(),
+            action: [0.0; ACTION_LEN],
+        }
+    }
+}
 
 /// One pipeline stage as the bench runs it: the same library code `run` uses, nothing stubbed.
 trait BenchStage {
@@ -47,6 +61,40 @@ trait BenchStage {
     /// Frames this stage dropped since the last call.
     fn take_dropped(&mut self) -> u64 {
         0
+    }
+    /// Called once after the last frame.
+    fn finish(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// Wire encode + write of one action to the in-process controller simulator, then handling
+/// of whatever it sent back (acks, status).
+struct LinkStage {
+    link: Link,
+    chunk_id: u32,
+}
+
+impl BenchStage for LinkStage {
+    fn name(&self) -> &'static str {
+        stage::LINK
+    }
+
+    fn run(&mut self, work: &mut Work) -> anyhow::Result<()> {
+        self.link.send_action(&ActionCommand {
+            chunk_id: self.chunk_id,
+            chunk_index: 0,
+            capture_us: work.capture_us,
+            values: work.action,
+        })?;
+        self.link.poll()?;
+        self.chunk_id = self.chunk_id.wrapping_add(1);
+        Ok(())
+    }
+
+    fn finish(&mut self) -> anyhow::Result<()> {
+        self.link.stop(StopReason::Finished)?;
+        Ok(())
     }
 }
 
@@ -63,40 +111,26 @@ fn not_run(name: &str, why: &str) -> StageNotRun {
 }
 
 /// The stages this build can run for `board`, in pipeline order, and the ones it cannot.
-fn plan(_board: &Board, _camera: &str) -> anyhow::Result<Plan> {
-    let stages: Vec<Box<dyn BenchStage>> = Vec::new();
-    let not_run = vec![
+fn plan(board: &Board, _camera: &str) -> anyhow::Result<Plan> {
+    let mut stages: Vec<Box<dyn BenchStage>> = Vec::new();
+    let mut not_run = vec![
         not_run(stage::CAMERA, "no camera source is built into this version"),
-        not_run(
-            stage::REGISTER,
-            "depth registration is not built into this version",
-        ),
+        not_run(stage::REGISTER, "depth registration is not built into this version"),
         not_run(stage::PACK, "depth packing is not built into this version"),
-        not_run(
-            stage::PREPROCESS,
-            "image preprocessing is not built into this version",
-        ),
-        not_run(
-            stage::VISION,
-            "no inference backend is built into this version",
-        ),
-        not_run(
-            stage::PREFILL,
-            "no inference backend is built into this version",
-        ),
-        not_run(
-            stage::DECODE,
-            "no inference backend is built into this version",
-        ),
+        not_run(stage::PREPROCESS, "image preprocessing is not built into this version"),
+        not_run(stage::VISION, "no inference backend is built into this version"),
+        not_run(stage::PREFILL, "no inference backend is built into this version"),
+        not_run(stage::DECODE, "no inference backend is built into this version"),
         not_run(
             stage::ACTION,
-            "action parsing and the safety governor are not built into this version",
-        ),
-        not_run(
-            stage::LINK,
-            "the link encoder and simulator are not built into this version",
+            "no policy is built into this version: the link stage sends a hold-still action (all zeros)",
         ),
     ];
+    // Always the simulator: a bench never moves a real arm.
+    let link = Link::open(&LinkSpec::Sim, board.link_config())
+        .context("cannot open the link to the built-in arm simulator")?;
+    stages.push(Box::new(LinkStage { link, chunk_id: 0 }));
+    not_run.retain(|n| !stages.iter().any(|s| s.name() == n.name));
     Ok(Plan { stages, not_run })
 }
 
@@ -145,7 +179,7 @@ impl Progress {
 }
 
 fn run_frame(stages: &mut [Box<dyn BenchStage>], stamps: &mut FrameStamps) -> anyhow::Result<()> {
-    let mut work = Work::default();
+    let mut work = Work::new();
     for s in stages.iter_mut() {
         s.run(&mut work)
             .with_context(|| format!("stage {}", s.name()))?;
@@ -172,25 +206,37 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         not_run,
     } = plan(&board, &camera)?;
 
+    let camera_ran = stages.iter().any(|s| s.name() == stage::CAMERA);
     let info = RunInfo {
         board: board.name.clone(),
         board_file: board.source.display().to_string(),
-        camera: camera.clone(),
+        camera: if camera_ran {
+            camera.clone()
+        } else {
+            format!("none ({camera} not run)")
+        },
         warmup_frames: args.warmup,
         stages_not_run: not_run,
         host: HostInfo::read(),
     };
 
     if stages.is_empty() {
-        let report = StageRecorder::new().report(info);
+        let report = StageRecorder::new().report(RunInfo {
+            warmup_frames: 0,
+            ..info
+        });
         emit(&report, json, args.out.as_deref())?;
         return Err(ExitError::runtime("no pipeline stage is built into this version, so there is nothing to measure (see `not run` above)").into());
     }
 
+    // Process start → the first frame through every stage (its action sent, when the link
+    // stage runs): what a supervisor waits for after a restart.
+    let mut startup = None;
     let mut progress = Progress::new(args.warmup);
     for n in 0..args.warmup {
         let mut stamps = FrameStamps::start(n);
         run_frame(&mut stages, &mut stamps)?;
+        startup = startup.or_else(bench::system::process_age);
         progress.update(n + 1, "warm-up");
     }
     for s in stages.iter_mut() {
@@ -205,6 +251,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     for n in 0..args.frames {
         let mut stamps = FrameStamps::start(n);
         run_frame(&mut stages, &mut stamps)?;
+        startup = startup.or_else(bench::system::process_age);
         recorder.record_frame(&stamps);
         for s in stages.iter_mut() {
             let d = s.take_dropped();
@@ -216,6 +263,13 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     }
     let wall = start.elapsed();
     progress.finish();
+    for s in stages.iter_mut() {
+        s.finish()
+            .with_context(|| format!("stage {} did not shut down cleanly", s.name()))?;
+    }
+    if let Some(d) = startup {
+        recorder.record_startup(d);
+    }
 
     let mut report = recorder.report(info);
     report.set_wall_s(wall.as_secs_f64());

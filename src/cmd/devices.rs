@@ -1,8 +1,141 @@
 //! `spatialbot-edge devices`.
 
-#[derive(clap::Args)]
-pub struct Args {}
+use std::path::PathBuf;
 
-pub fn run(_args: Args, _json: bool) -> anyhow::Result<u8> {
-    Err(spatialbot_edge::exit::ExitError::runtime("`devices` is not built yet").into())
+use serde::Serialize;
+use spatialbot_edge::camera::enumerate::{self, CameraInfo};
+
+use super::{bad_input, print_json};
+
+/// List cameras, the synthetic source, serial ports and inference backends.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Write each RealSense camera's factory calibration to DIR/<serial>.toml.
+    #[arg(long, value_name = "DIR")]
+    pub calib_out: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct SerialPortInfo {
+    name: String,
+    kind: String,
+}
+
+#[derive(Serialize)]
+struct Report {
+    cameras: Vec<CameraInfo>,
+    synthetic: String,
+    serial_ports: Vec<SerialPortInfo>,
+    backends: Vec<String>,
+    notes: Vec<String>,
+    calibrations_written: Vec<String>,
+}
+
+pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
+    let mut notes = Vec::new();
+    let mut cameras = Vec::new();
+    let calibrations_written: Vec<String>;
+    #[cfg(feature = "realsense")]
+    {
+        match spatialbot_edge::camera::realsense::enumerate() {
+            Ok(found) => cameras.extend(found),
+            Err(e) => notes.push(format!("RealSense: {e}")),
+        }
+        calibrations_written = match &args.calib_out {
+            Some(dir) => {
+                spatialbot_edge::camera::realsense::write_calibrations(dir).map_err(bad_input)?
+            }
+            None => Vec::new(),
+        };
+    }
+    #[cfg(not(feature = "realsense"))]
+    {
+        notes
+            .push("RealSense support is not built in (rebuild with `--features realsense`)".into());
+        if args.calib_out.is_some() {
+            return Err(bad_input("--calib-out reads RealSense factory calibration: rebuild with `--features realsense`"));
+        }
+        calibrations_written = Vec::new();
+    }
+    cameras.extend(enumerate::v4l2_nodes());
+    if !cfg!(feature = "v4l2") && cameras.iter().any(|c| c.kind == "v4l2") {
+        notes.push("V4L2 capture is not built in (rebuild with `--features v4l2`)".into());
+    }
+    let serial_ports = match serialport::available_ports() {
+        Ok(ports) => ports
+            .into_iter()
+            .map(|p| SerialPortInfo {
+                name: p.port_name,
+                kind: match p.port_type {
+                    serialport::SerialPortType::UsbPort(u) => format!(
+                        "usb {:04x}:{:04x} {}",
+                        u.vid,
+                        u.pid,
+                        u.product.unwrap_or_default()
+                    )
+                    .trim()
+                    .to_string(),
+                    serialport::SerialPortType::PciPort => "pci".into(),
+                    serialport::SerialPortType::BluetoothPort => "bluetooth".into(),
+                    serialport::SerialPortType::Unknown => "unknown".into(),
+                },
+            })
+            .collect(),
+        Err(e) => {
+            notes.push(format!("serial ports: {e}"));
+            Vec::new()
+        }
+    };
+    let report = Report {
+        cameras,
+        synthetic: "synthetic (tabletop scene, 640x480 @ 30 fps; `synthetic[,fast][:WxH[@FPS]]`)"
+            .into(),
+        serial_ports,
+        backends: vec!["tract (cpu)".into()],
+        notes,
+        calibrations_written,
+    };
+    if json {
+        print_json(&report)?;
+        return Ok(spatialbot_edge::exit::OK);
+    }
+    println!("cameras:");
+    if report.cameras.is_empty() {
+        println!("  none found");
+    }
+    for c in &report.cameras {
+        let mut line = format!("  {}  {}", c.spec, c.name);
+        for (label, v) in [
+            ("serial", &c.serial),
+            ("firmware", &c.firmware),
+            ("usb", &c.usb_type),
+        ] {
+            if let Some(v) = v {
+                line.push_str(&format!("  {label} {v}"));
+            }
+        }
+        println!("{line}");
+        for w in &c.warnings {
+            println!("    WARNING: {w}");
+        }
+    }
+    println!("  {}", report.synthetic);
+    println!("serial ports:");
+    if report.serial_ports.is_empty() {
+        println!("  none found");
+    }
+    for p in &report.serial_ports {
+        println!("  {}  ({})", p.name, p.kind);
+    }
+    println!("inference backends:");
+    for b in &report.backends {
+        println!("  {b}");
+    }
+    for path in &report.calibrations_written {
+        println!("wrote {path}");
+    }
+    for n in &report.notes {
+        println!("note: {n}");
+    }
+    Ok(spatialbot_edge::exit::OK)
 }

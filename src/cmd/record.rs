@@ -1,8 +1,102 @@
 //! `spatialbot-edge record`.
 
-#[derive(clap::Args)]
-pub struct Args {}
+use std::path::PathBuf;
+use std::time::Duration;
 
-pub fn run(_args: Args, _json: bool) -> anyhow::Result<u8> {
-    Err(spatialbot_edge::exit::ExitError::runtime("`record` is not built yet").into())
+use anyhow::Context;
+use spatialbot_edge::camera::recording::{self, RecordLimit, RecorderOptions};
+use spatialbot_edge::camera::{self, CameraSpec, OpenOptions, Pacing, SourceError};
+
+use super::{bad_input, print_json};
+
+/// Record an RGB-D session into a PNG folder that `replay:` plays back bit-exactly.
+#[derive(clap::Args)]
+#[command(group = clap::ArgGroup::new("limit").required(true).args(["frames", "duration"]))]
+pub struct Args {
+    /// Camera SPEC: realsense[:SERIAL], v4l2:/dev/videoN, replay:PATH, synthetic[,fast][:WxH[@FPS]].
+    #[arg(long)]
+    pub camera: String,
+    /// Output folder (must not exist or be empty).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Stop after this many frames.
+    #[arg(long)]
+    pub frames: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Store depth registered to the colour camera.
+    #[arg(long)]
+    pub register: bool,
+    /// Encoder threads (default: cores, at most 4).
+    #[arg(long)]
+    pub encoders: Option<usize>,
+    /// Frames that may wait for an encoder before live frames are dropped.
+    #[arg(long, default_value_t = 16)]
+    pub queue: usize,
+}
+
+pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
+    let spec: CameraSpec = args.camera.parse().map_err(bad_input)?;
+    let limit = match (args.frames, args.duration) {
+        (Some(n), _) => RecordLimit::Frames(n),
+        (None, Some(s)) if s.is_finite() && s > 0.0 => {
+            RecordLimit::Duration(Duration::from_secs_f64(s))
+        }
+        _ => return Err(bad_input("--duration must be a positive number of seconds")),
+    };
+    let not_live = matches!(
+        &spec,
+        CameraSpec::Synthetic(o) if o.pacing == Pacing::AsFastAsPossible
+    ) || matches!(&spec, CameraSpec::Replay(o) if o.pacing == Pacing::AsFastAsPossible);
+    let mut source = camera::open(
+        &spec,
+        &OpenOptions {
+            register: args.register,
+        },
+    )
+    .map_err(source_error)?;
+    let mut options = RecorderOptions {
+        queue: args.queue,
+        block_when_full: not_live,
+        ..RecorderOptions::default()
+    };
+    if let Some(n) = args.encoders {
+        options.encoders = n;
+    }
+    let summary = recording::record(source.as_mut(), &args.out, limit, options)
+        .map_err(source_error)
+        .with_context(|| format!("recording into {}", args.out.display()))?;
+    if json {
+        print_json(&summary)?;
+    } else {
+        println!(
+            "recorded {} frames in {:.2} s to {} (depth {}), {} dropped by the recorder; source: {}",
+            summary.frames,
+            summary.seconds,
+            summary.out,
+            if summary.depth_registered { "registered to colour" } else { "in the depth camera's frame" },
+            summary.dropped_while_recording,
+            summary.source
+        );
+    }
+    if summary.dropped_while_recording > 0 {
+        eprintln!(
+            "warning: {} frames dropped because encoding fell behind; use --encoders or a faster disk",
+            summary.dropped_while_recording
+        );
+    }
+    Ok(spatialbot_edge::exit::OK)
+}
+
+/// Bad SPECs, files and missing features are the user's to fix (exit 2); the rest is runtime.
+pub fn source_error(e: SourceError) -> anyhow::Error {
+    match e {
+        SourceError::Spec { .. }
+        | SourceError::FeatureMissing { .. }
+        | SourceError::Recording { .. }
+        | SourceError::Image { .. }
+        | SourceError::Calibration(_) => bad_input(e),
+        other => anyhow::Error::new(other),
+    }
 }

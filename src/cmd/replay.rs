@@ -1,8 +1,137 @@
 //! `spatialbot-edge replay`.
 
-#[derive(clap::Args)]
-pub struct Args {}
+use std::time::Instant;
 
-pub fn run(_args: Args, _json: bool) -> anyhow::Result<u8> {
-    Err(spatialbot_edge::exit::ExitError::runtime("`replay` is not built yet").into())
+use spatialbot_edge::camera::{self, CameraSpec, OpenOptions, Pacing};
+
+use super::print_json;
+use crate::cmd::record::source_error;
+
+/// Play back an RGB-D recording, check every frame decodes, and report what it holds.
+#[derive(clap::Args)]
+pub struct Args {
+    /// A recording folder (or .bag), or any camera SPEC such as `replay,loop:PATH`.
+    pub recording: String,
+    /// Pace frames as they were captured (default: as fast as possible).
+    #[arg(long)]
+    pub real_time: bool,
+    /// Register depth to the colour camera (a no-op for recordings stored registered).
+    #[arg(long)]
+    pub register: bool,
+    /// Stop after this many frames (needed with a looping SPEC).
+    #[arg(long)]
+    pub frames: Option<u64>,
+}
+
+#[derive(serde::Serialize)]
+struct Report {
+    source: String,
+    frames: u64,
+    width: usize,
+    height: usize,
+    depth_registered: bool,
+    first_device_timestamp_ms: Option<f64>,
+    last_device_timestamp_ms: Option<f64>,
+    depth_min_mm: u32,
+    depth_max_mm: u32,
+    depth_valid_fraction: f64,
+    ms_per_frame: f64,
+    stats: camera::SourceStats,
+}
+
+pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
+    let spec: CameraSpec =
+        if args.recording.contains(':') && !std::path::Path::new(&args.recording).exists() {
+            args.recording.parse().map_err(source_error)?
+        } else {
+            format!("replay,fast:{}", args.recording)
+                .parse()
+                .map_err(source_error)?
+        };
+    let spec = match spec {
+        CameraSpec::Replay(mut o) if args.real_time => {
+            o.pacing = Pacing::RealTime;
+            CameraSpec::Replay(o)
+        }
+        other => other,
+    };
+    let mut source = camera::open(
+        &spec,
+        &OpenOptions {
+            register: args.register,
+        },
+    )
+    .map_err(source_error)?;
+    let started = Instant::now();
+    let mut report = Report {
+        source: source.describe(),
+        frames: 0,
+        width: 0,
+        height: 0,
+        depth_registered: false,
+        first_device_timestamp_ms: None,
+        last_device_timestamp_ms: None,
+        depth_min_mm: u32::MAX,
+        depth_max_mm: 0,
+        depth_valid_fraction: 0.0,
+        ms_per_frame: 0.0,
+        stats: Default::default(),
+    };
+    let mut valid = 0u64;
+    let mut pixels = 0u64;
+    while args.frames.is_none_or(|n| report.frames < n) {
+        let Some(frame) = source.next_frame().map_err(source_error)? else {
+            break;
+        };
+        if report.frames == 0 {
+            report.width = frame.color.width;
+            report.height = frame.color.height;
+            report.depth_registered = frame.depth_registered;
+            report.first_device_timestamp_ms = frame.device_timestamp_ms;
+        }
+        report.last_device_timestamp_ms = frame.device_timestamp_ms;
+        for &mm in frame.depth.as_slice() {
+            if mm > 0 {
+                valid += 1;
+                report.depth_min_mm = report.depth_min_mm.min(mm);
+                report.depth_max_mm = report.depth_max_mm.max(mm);
+            }
+        }
+        pixels += frame.depth.as_slice().len() as u64;
+        report.frames += 1;
+    }
+    if report.depth_min_mm == u32::MAX {
+        report.depth_min_mm = 0;
+    }
+    report.depth_valid_fraction = if pixels > 0 {
+        valid as f64 / pixels as f64
+    } else {
+        0.0
+    };
+    report.ms_per_frame = started.elapsed().as_secs_f64() * 1000.0 / report.frames.max(1) as f64;
+    report.stats = source.stats();
+    if json {
+        print_json(&report)?;
+    } else {
+        println!("{}", report.source);
+        println!(
+            "{} frames {}x{}, depth {} ({}..{} mm, {:.1}% valid), device time {:?}..{:?} ms, {:.2} ms/frame",
+            report.frames,
+            report.width,
+            report.height,
+            if report.depth_registered { "registered to colour" } else { "in the depth camera's frame" },
+            report.depth_min_mm,
+            report.depth_max_mm,
+            report.depth_valid_fraction * 100.0,
+            report.first_device_timestamp_ms.unwrap_or(f64::NAN),
+            report.last_device_timestamp_ms.unwrap_or(f64::NAN),
+            report.ms_per_frame
+        );
+        let s = &report.stats;
+        println!(
+            "unpaired colour {}, unpaired depth {}, dropped by device {}, disconnects {}, reconnects {}",
+            s.unpaired_color, s.unpaired_depth, s.dropped_by_device, s.disconnects, s.reconnects
+        );
+    }
+    Ok(spatialbot_edge::exit::OK)
 }

@@ -177,13 +177,12 @@ impl Shared {
         let mut frame = [0u8; MAX_FRAME];
         let len = encode(message, &mut frame).map_err(LinkError::Encode)?;
         let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        w.write_all(&frame[..len])
-            .and_then(|_| w.flush())
-            .map_err(|e| LinkError::Lost {
-                spec: String::new(),
-                attempts: 0,
-                reason: e.to_string(),
-            })
+        // No flush: on a tty it is tcdrain, which blocks until the peer has read everything.
+        w.write_all(&frame[..len]).map_err(|e| LinkError::Lost {
+            spec: String::new(),
+            attempts: 0,
+            reason: e.to_string(),
+        })
     }
 }
 

@@ -12,6 +12,8 @@ use super::clock::monotonic_us;
 use super::controller::{Controller, Event};
 use super::transport::Duplex;
 
+const STOP_LINGER_US: u64 = 300_000;
+
 #[derive(Clone, Debug)]
 pub struct SimConfig {
     /// How often the watchdog is checked (also the read timeout).
@@ -114,6 +116,7 @@ pub fn run_controller(
     let mut frame = [0u8; MAX_FRAME];
     let mut next_status_us = 0u64;
     let status_period_us = cfg.status_period.as_micros() as u64;
+    let mut stopped_at_us: Option<u64> = None;
     loop {
         if shutdown.load(Ordering::Relaxed) {
             return Ok(summary(
@@ -175,7 +178,6 @@ pub fn run_controller(
                 }
             }
         }
-        let _ = writer.flush();
         let mut watchdog_fired = false;
         for e in events.drain(..) {
             match e {
@@ -189,13 +191,20 @@ pub fn run_controller(
             }
             on_event(&e);
         }
-        if stop_seen && cfg.exit_on_stop {
-            return Ok(summary(
-                SimExit::Stopped,
-                &controller,
-                decoder.counters(),
-                &counts,
-            ));
+        if stop_seen && stopped_at_us.is_none() {
+            stopped_at_us = Some(now);
+        }
+        // Linger after a Stop so the host reads the Ack: closing a pty master discards what
+        // the slave has not read yet.
+        if let (Some(at), true) = (stopped_at_us, cfg.exit_on_stop) {
+            if now.saturating_sub(at) >= STOP_LINGER_US {
+                return Ok(summary(
+                    SimExit::Stopped,
+                    &controller,
+                    decoder.counters(),
+                    &counts,
+                ));
+            }
         }
         if watchdog_fired && cfg.exit_on_watchdog {
             return Ok(summary(

@@ -8,10 +8,12 @@ use std::process::Command;
 /// `scripts/test.sh` sets SBE_PYTHON to the project venv. Under CI a missing interpreter is a
 /// failure, never a silent skip; locally the test prints why it skipped.
 pub fn reference_python() -> Option<PathBuf> {
-    let candidate = std::env::var_os("SBE_PYTHON").map(PathBuf::from).or_else(|| {
-        let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-        venv.exists().then_some(venv)
-    });
+    let candidate = std::env::var_os("SBE_PYTHON")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+            venv.exists().then_some(venv)
+        });
     match candidate {
         Some(p) if p.exists() => Some(p),
         _ => {
@@ -26,8 +28,17 @@ pub fn reference_python() -> Option<PathBuf> {
 
 /// Runs a Python snippet with the reference interpreter; returns stdout bytes.
 pub fn run_python(py: &PathBuf, code: &str, args: &[&str]) -> Vec<u8> {
-    let out = Command::new(py).arg("-c").arg(code).args(args).output().expect("spawn python");
-    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(py)
+        .arg("-c")
+        .arg(code)
+        .args(args)
+        .output()
+        .expect("spawn python");
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
 }
 

@@ -113,6 +113,15 @@ def parse_actions(text: str) -> dict:
     return {"values": values, "actions": actions}
 
 
+def dump_json(obj) -> str:
+    """Indented JSON with number lists kept on one line."""
+    import re
+
+    text = json.dumps(obj, indent=1, ensure_ascii=False)
+    return re.sub(r"\[\n\s*([-0-9.eE+,\s]+?)\n\s*\]",
+                  lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]", text) + "\n"
+
+
 def write_png_rgb(path: Path, rgb: np.ndarray) -> None:
     from PIL import Image
 
@@ -162,8 +171,14 @@ def e2e_policy(runner: Runner, out: Path, sample: Path | None) -> dict:
         source = "tests/data/sample/color"
         paths = [f"{source}/{n}" for n in names]
     else:
+        # Two shots of three frames each (a cut between them), different boxes, so the actions
+        # change with what the frames show and the history spans both shots.
         rng = np.random.default_rng(55)
-        frames = [f for f, _ in scenes.moved(rng, 160, 120, 6)]
+        first = scenes.moved(rng, 160, 120, 3)
+        second = scenes.moved(rng, 160, 120, 3)
+        while second[0][1][0]["color"] == first[0][1][0]["color"]:
+            second = scenes.moved(rng, 160, 120, 3)
+        frames = [f for f, _ in first + second]
         (out / "frames").mkdir(parents=True, exist_ok=True)
         paths = []
         for i, f in enumerate(frames):
@@ -214,10 +229,10 @@ def main() -> int:
             result = e2e_spatialbot(runner, args.out)
         else:
             result = e2e_policy(runner, args.out, args.sample)
-        (args.out / "e2e.json").write_text(json.dumps(result, indent=1) + "\n")
+        (args.out / "e2e.json").write_text(dump_json(result))
         print(f"wrote {args.out / 'e2e.json'}")
         return 0
-    print(json.dumps(result, indent=1))
+    print(dump_json(result), end="")
     return 0
 
 

@@ -18,7 +18,7 @@ import bunny
 import scenes
 
 BATCH = 24
-DEFAULT_STEPS = {"spatialbot": 700, "policy": 400}
+DEFAULT_STEPS = {"spatialbot": 700, "policy": 600}
 
 
 def _segments_to_ids(tok, pieces: list[tuple[str, bool]]):

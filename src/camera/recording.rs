@@ -1,0 +1,643 @@
+//! PNG-folder recordings, the format `record` writes and `replay:` reads:
+//!
+//! ```text
+//! PATH/recording.toml      format, frame count, whether depth is registered, drops while recording
+//! PATH/calibration.toml    the camera's calibration (always the unregistered geometry)
+//! PATH/timestamps.csv      one row per frame: frame numbers, device timestamp, capture/arrival times
+//! PATH/color/NNNNNN.png    RGB8
+//! PATH/depth/NNNNNN.png    16-bit grey, millimetres, saturated at 65535
+//! PATH/depth24/NNNNNN.png  only for frames with depth > 65535 mm: the exact uint24 value as
+//!                          RGB8 (R = bits 16–23, G = 8–15, B = 0–7); readers use it when present
+//! ```
+//!
+//! Lossless PNG keeps every pixel bit-exact, any image tool can open the frames, and a 16-bit
+//! depth PNG is what SpatialBot's own code reads. `recording.toml` is optional for reading, so
+//! a hand-made folder of PNGs plays too.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Pacing, ReplayOptions, RgbdFrame, Source, SourceError, SourceStats};
+use crate::imageio;
+use crate::rgbd::{Calibration, DepthMm, RgbImage};
+
+pub const FORMAT: &str = "spatialbot-edge png-folder v1";
+pub const TIMESTAMPS_HEADER: &str =
+    "index,color_frame_number,depth_frame_number,device_timestamp_ms,capture_ns,arrival_ns";
+
+/// `recording.toml`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecordingInfo {
+    pub format: String,
+    pub frames: u64,
+    pub depth_registered: bool,
+    /// What the frames came from, e.g. "synthetic tabletop 640x480 @ 30 fps".
+    pub source: String,
+    /// Frames the recorder dropped because encoding fell behind.
+    pub dropped_while_recording: u64,
+}
+
+/// One row of `timestamps.csv`. Times are nanoseconds since the first frame's capture.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TimestampRow {
+    pub index: u64,
+    pub color_frame_number: u64,
+    pub depth_frame_number: u64,
+    pub device_timestamp_ms: Option<f64>,
+    pub capture_ns: i64,
+    pub arrival_ns: i64,
+}
+
+impl TimestampRow {
+    pub fn to_csv_line(&self) -> String {
+        let device = self
+            .device_timestamp_ms
+            .map(|t| format!("{t:?}"))
+            .unwrap_or_default();
+        format!(
+            "{},{},{},{},{},{}",
+            self.index,
+            self.color_frame_number,
+            self.depth_frame_number,
+            device,
+            self.capture_ns,
+            self.arrival_ns
+        )
+    }
+
+    fn parse(line: &str) -> Result<Self, String> {
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        if fields.len() != 6 {
+            return Err(format!(
+                "expected 6 comma-separated fields ({TIMESTAMPS_HEADER}), found {}",
+                fields.len()
+            ));
+        }
+        let int = |i: usize, name: &str| {
+            fields[i]
+                .parse::<i64>()
+                .map_err(|_| format!("{name} `{}` is not an integer", fields[i]))
+        };
+        let uint = |i: usize, name: &str| {
+            fields[i]
+                .parse::<u64>()
+                .map_err(|_| format!("{name} `{}` is not a whole number", fields[i]))
+        };
+        let device_timestamp_ms = if fields[3].is_empty() {
+            None
+        } else {
+            Some(
+                fields[3]
+                    .parse::<f64>()
+                    .map_err(|_| format!("device_timestamp_ms `{}` is not a number", fields[3]))?,
+            )
+        };
+        Ok(Self {
+            index: uint(0, "index")?,
+            color_frame_number: uint(1, "color_frame_number")?,
+            depth_frame_number: uint(2, "depth_frame_number")?,
+            device_timestamp_ms,
+            capture_ns: int(4, "capture_ns")?,
+            arrival_ns: int(5, "arrival_ns")?,
+        })
+    }
+}
+
+pub fn color_path(dir: &Path, index: u64) -> PathBuf {
+    dir.join("color").join(format!("{index:06}.png"))
+}
+pub fn depth_path(dir: &Path, index: u64) -> PathBuf {
+    dir.join("depth").join(format!("{index:06}.png"))
+}
+pub fn depth24_path(dir: &Path, index: u64) -> PathBuf {
+    dir.join("depth24").join(format!("{index:06}.png"))
+}
+
+fn signed_ns(later: Instant, earlier: Instant) -> i64 {
+    match later.checked_duration_since(earlier) {
+        Some(d) => d.as_nanos() as i64,
+        None => -(earlier.duration_since(later).as_nanos() as i64),
+    }
+}
+
+/// The `timestamps.csv` row for `frame` stored as `index`, with times relative to `origin`.
+pub fn row_for(frame: &RgbdFrame, index: u64, origin: Instant) -> TimestampRow {
+    TimestampRow {
+        index,
+        color_frame_number: frame.color_frame_number,
+        depth_frame_number: frame.depth_frame_number,
+        device_timestamp_ms: frame.device_timestamp_ms,
+        capture_ns: signed_ns(frame.capture, origin),
+        arrival_ns: signed_ns(frame.arrival, origin),
+    }
+}
+
+/// Encoded files of one frame: (path, bytes).
+pub fn encode_frame(
+    dir: &Path,
+    index: u64,
+    color: &RgbImage,
+    depth: &DepthMm,
+) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = Vec::with_capacity(3);
+    files.push((color_path(dir, index), imageio::rgb_to_png_bytes(color)));
+    let over = depth.as_slice().iter().any(|&v| v > u16::MAX as u32);
+    let low: Vec<u32> = if over {
+        depth
+            .as_slice()
+            .iter()
+            .map(|&v| v.min(u16::MAX as u32))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let saturated;
+    let depth16 = if over {
+        saturated =
+            DepthMm::from_mm(depth.width(), depth.height(), low).unwrap_or_else(|| depth.clone());
+        &saturated
+    } else {
+        depth
+    };
+    // Saturated values always fit, so this cannot fail.
+    let bytes = imageio::depth_to_png_bytes(depth16, "depth").unwrap_or_default();
+    files.push((depth_path(dir, index), bytes));
+    if over {
+        let packed: Vec<u8> = depth
+            .as_slice()
+            .iter()
+            .flat_map(|&v| [(v >> 16) as u8, (v >> 8) as u8, v as u8])
+            .collect();
+        if let Some(img) = RgbImage::new(depth.width(), depth.height(), packed) {
+            files.push((depth24_path(dir, index), imageio::rgb_to_png_bytes(&img)));
+        }
+    }
+    files
+}
+
+/// Creates the folder layout and writes `calibration.toml`. Refuses a non-empty folder.
+pub fn create_folder(dir: &Path, calib: &Calibration) -> Result<(), SourceError> {
+    let rec_err = |message: String| SourceError::Recording {
+        path: dir.display().to_string(),
+        message,
+    };
+    if let Ok(mut entries) = std::fs::read_dir(dir) {
+        if entries.next().is_some() {
+            return Err(rec_err(
+                "folder exists and is not empty; choose a new --out or delete it".into(),
+            ));
+        }
+    }
+    for sub in ["color", "depth"] {
+        std::fs::create_dir_all(dir.join(sub))
+            .map_err(|e| rec_err(format!("cannot create `{sub}/`: {e}")))?;
+    }
+    write_file(
+        &dir.join("calibration.toml"),
+        calib.to_toml_string().as_bytes(),
+    )
+}
+
+pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), SourceError> {
+    if let Some(parent) = path.parent() {
+        if !parent.as_os_str().is_empty() && !parent.exists() {
+            std::fs::create_dir_all(parent).map_err(|e| SourceError::Recording {
+                path: parent.display().to_string(),
+                message: format!("cannot create: {e}"),
+            })?;
+        }
+    }
+    std::fs::write(path, bytes).map_err(|e| SourceError::Recording {
+        path: path.display().to_string(),
+        message: format!("cannot write: {e}"),
+    })
+}
+
+/// Writes `timestamps.csv` and then `recording.toml`, both atomically: a folder that has
+/// `recording.toml` is complete.
+pub fn finish_folder(
+    dir: &Path,
+    rows: &[TimestampRow],
+    info: &RecordingInfo,
+) -> Result<(), SourceError> {
+    let mut csv = String::with_capacity(64 * (rows.len() + 1));
+    csv.push_str(TIMESTAMPS_HEADER);
+    csv.push('\n');
+    for row in rows {
+        csv.push_str(&row.to_csv_line());
+        csv.push('\n');
+    }
+    let atomic = |path: PathBuf, bytes: &[u8]| {
+        crate::fsutil::write_atomic(&path, bytes).map_err(|e| SourceError::Recording {
+            path: path.display().to_string(),
+            message: format!("cannot write: {e}"),
+        })
+    };
+    atomic(dir.join("timestamps.csv"), csv.as_bytes())?;
+    let toml = toml::to_string(info).unwrap_or_default();
+    atomic(dir.join("recording.toml"), toml.as_bytes())
+}
+
+/// Plays a PNG-folder recording.
+pub struct PngFolderSource {
+    dir: PathBuf,
+    options: ReplayOptions,
+    calib: Calibration,
+    info: RecordingInfo,
+    rows: Vec<TimestampRow>,
+    next: usize,
+    sequence: u64,
+    /// Host time of the first frame's capture in the current pass, for real-time pacing.
+    pass_start: Option<Instant>,
+    stats: SourceStats,
+}
+
+impl PngFolderSource {
+    pub fn open(options: ReplayOptions) -> Result<Self, SourceError> {
+        let dir = options.path.clone();
+        if dir
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("bag"))
+        {
+            return Err(SourceError::FeatureMissing {
+                kind: "replay of a .bag",
+                feature: "realsense",
+            });
+        }
+        let read = |name: &str| {
+            let p = dir.join(name);
+            std::fs::read_to_string(&p).map_err(|e| SourceError::Recording {
+                path: p.display().to_string(),
+                message: format!("cannot read ({e}); a recording folder needs calibration.toml and timestamps.csv beside color/ and depth/"),
+            })
+        };
+        let calib_path = dir.join("calibration.toml");
+        let calib = Calibration::from_toml_str(
+            &read("calibration.toml")?,
+            &calib_path.display().to_string(),
+        )?;
+        let info_path = dir.join("recording.toml");
+        let info = if info_path.exists() {
+            let text = read("recording.toml")?;
+            toml::from_str::<RecordingInfo>(&text).map_err(|e| SourceError::Recording {
+                path: info_path.display().to_string(),
+                message: e.to_string().replace('\n', " "),
+            })?
+        } else {
+            RecordingInfo {
+                format: FORMAT.into(),
+                frames: 0,
+                depth_registered: false,
+                source: "unknown".into(),
+                dropped_while_recording: 0,
+            }
+        };
+        let ts_path = dir.join("timestamps.csv").display().to_string();
+        let text = read("timestamps.csv")?;
+        let mut rows = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            if n == 0 && line.starts_with("index") {
+                continue;
+            }
+            if line.trim().is_empty() {
+                continue;
+            }
+            let row = TimestampRow::parse(line).map_err(|m| SourceError::Recording {
+                path: ts_path.clone(),
+                message: format!("line {}: {m}", n + 1),
+            })?;
+            if row.index != rows.len() as u64 {
+                return Err(SourceError::Recording {
+                    path: ts_path,
+                    message: format!(
+                        "line {}: index {} out of order (expected {})",
+                        n + 1,
+                        row.index,
+                        rows.len()
+                    ),
+                });
+            }
+            rows.push(row);
+        }
+        if rows.is_empty() {
+            return Err(SourceError::Recording {
+                path: ts_path,
+                message: "holds no frames".into(),
+            });
+        }
+        if info_path.exists() && info.frames != rows.len() as u64 {
+            return Err(SourceError::Recording {
+                path: info_path.display().to_string(),
+                message: format!(
+                    "says {} frames but timestamps.csv lists {}",
+                    info.frames,
+                    rows.len()
+                ),
+            });
+        }
+        Ok(Self {
+            dir,
+            options,
+            calib,
+            info,
+            rows,
+            next: 0,
+            sequence: 0,
+            pass_start: None,
+            stats: SourceStats::default(),
+        })
+    }
+
+    pub fn info(&self) -> &RecordingInfo {
+        &self.info
+    }
+    pub fn rows(&self) -> &[TimestampRow] {
+        &self.rows
+    }
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Reads frame `index`'s images, checking their sizes against the calibration.
+    pub fn read_images(&self, index: u64) -> Result<(RgbImage, DepthMm), SourceError> {
+        let image_err = |source| SourceError::Image {
+            frame: index,
+            source,
+        };
+        let color = imageio::read_rgb_png(&color_path(&self.dir, index)).map_err(image_err)?;
+        let p24 = depth24_path(&self.dir, index);
+        let depth = if p24.exists() {
+            let packed = imageio::read_rgb_png(&p24).map_err(image_err)?;
+            let mm = packed
+                .data
+                .chunks_exact(3)
+                .map(|p| (p[0] as u32) << 16 | (p[1] as u32) << 8 | p[2] as u32)
+                .collect();
+            DepthMm::from_mm(packed.width, packed.height, mm)
+                .unwrap_or_else(|| DepthMm::zeros(0, 0))
+        } else {
+            imageio::read_depth_png(&depth_path(&self.dir, index)).map_err(image_err)?
+        };
+        let c = &self.calib.color;
+        let want_depth = if self.info.depth_registered {
+            c
+        } else {
+            &self.calib.depth
+        };
+        let mismatch =
+            |path: PathBuf, w: usize, h: usize, ww: usize, wh: usize| SourceError::Recording {
+                path: path.display().to_string(),
+                message: format!(
+                    "frame {index}: image is {w}x{h} but calibration.toml says {ww}x{wh}"
+                ),
+            };
+        if (color.width, color.height) != (c.width, c.height) {
+            return Err(mismatch(
+                color_path(&self.dir, index),
+                color.width,
+                color.height,
+                c.width,
+                c.height,
+            ));
+        }
+        if (depth.width(), depth.height()) != (want_depth.width, want_depth.height) {
+            return Err(mismatch(
+                depth_path(&self.dir, index),
+                depth.width(),
+                depth.height(),
+                want_depth.width,
+                want_depth.height,
+            ));
+        }
+        Ok((color, depth))
+    }
+}
+
+impl Source for PngFolderSource {
+    fn next_frame(&mut self) -> Result<Option<RgbdFrame>, SourceError> {
+        if self.next >= self.rows.len() {
+            if !self.options.looping {
+                return Ok(None);
+            }
+            self.next = 0;
+            // The next pass starts one frame period after the last frame of this one.
+            let period = self.rows.last().map(|r| r.capture_ns).unwrap_or(0)
+                / (self.rows.len().max(2) as i64 - 1);
+            let span = self
+                .rows
+                .last()
+                .map(|r| r.capture_ns - self.rows[0].capture_ns)
+                .unwrap_or(0)
+                + period;
+            self.pass_start = self
+                .pass_start
+                .map(|s| s + Duration::from_nanos(span.max(0) as u64));
+        }
+        let row = self.rows[self.next].clone();
+        let (color, depth) = self.read_images(row.index)?;
+        let offset = Duration::from_nanos((row.capture_ns - self.rows[0].capture_ns).max(0) as u64);
+        let latency = Duration::from_nanos((row.arrival_ns - row.capture_ns).max(0) as u64);
+        let (capture, arrival) = match self.options.pacing {
+            Pacing::RealTime => {
+                let start = *self.pass_start.get_or_insert_with(Instant::now);
+                let due = start + offset;
+                let now = Instant::now();
+                if due + latency > now {
+                    std::thread::sleep(due + latency - now);
+                }
+                (due, Instant::now())
+            }
+            Pacing::AsFastAsPossible => {
+                let now = Instant::now();
+                (now.checked_sub(latency).unwrap_or(now), now)
+            }
+        };
+        self.next += 1;
+        let sequence = self.sequence;
+        self.sequence += 1;
+        self.stats.delivered += 1;
+        let registered = self.info.depth_registered;
+        Ok(Some(RgbdFrame {
+            color,
+            depth,
+            depth_registered: registered,
+            color_intrinsics: self.calib.color.clone(),
+            depth_intrinsics: if registered {
+                self.calib.color.clone()
+            } else {
+                self.calib.depth.clone()
+            },
+            color_frame_number: row.color_frame_number,
+            depth_frame_number: row.depth_frame_number,
+            sequence,
+            device_timestamp_ms: row.device_timestamp_ms,
+            capture,
+            arrival,
+        }))
+    }
+    fn calibration(&self) -> &Calibration {
+        &self.calib
+    }
+    fn stats(&self) -> SourceStats {
+        self.stats.clone()
+    }
+    fn describe(&self) -> String {
+        format!(
+            "recording {} ({} frames of {})",
+            self.dir.display(),
+            self.rows.len(),
+            self.info.source
+        )
+    }
+}
+
+/// When `record` stops.
+#[derive(Clone, Copy, Debug)]
+pub enum RecordLimit {
+    Frames(u64),
+    Duration(Duration),
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct RecorderOptions {
+    /// Encoder threads.
+    pub encoders: usize,
+    /// Frames that may wait for an encoder; beyond this a live frame is dropped and counted.
+    pub queue: usize,
+    /// Wait for an encoder instead of dropping: right for sources that are not live.
+    pub block_when_full: bool,
+}
+
+impl Default for RecorderOptions {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        Self {
+            encoders: cores.clamp(1, 4),
+            queue: 16,
+            block_when_full: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RecordSummary {
+    pub out: String,
+    pub frames: u64,
+    pub dropped_while_recording: u64,
+    pub depth_registered: bool,
+    pub seconds: f64,
+    pub source: String,
+    pub source_stats: SourceStats,
+}
+
+/// Records `source` into a new PNG folder at `dir`. Frames are encoded on worker threads behind
+/// a bounded queue, so a slow disk or CPU costs counted drops, never a stalled camera.
+pub fn record(
+    source: &mut dyn Source,
+    dir: &Path,
+    limit: RecordLimit,
+    options: RecorderOptions,
+) -> Result<RecordSummary, SourceError> {
+    create_folder(dir, source.calibration())?;
+    let (tx, rx) = crossbeam_channel::bounded::<(u64, RgbdFrame)>(options.queue.max(1));
+    let workers: Vec<_> = (0..options.encoders.max(1))
+        .map(|_| {
+            let rx = rx.clone();
+            let dir = dir.to_path_buf();
+            std::thread::spawn(move || -> Result<(), SourceError> {
+                for (index, frame) in rx {
+                    for (path, bytes) in encode_frame(&dir, index, &frame.color, &frame.depth) {
+                        write_file(&path, &bytes)?;
+                    }
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    drop(rx);
+    let started = Instant::now();
+    let mut rows: Vec<TimestampRow> = Vec::new();
+    let mut dropped = 0u64;
+    let mut origin: Option<Instant> = None;
+    let mut registered = false;
+    let mut failure: Option<SourceError> = None;
+    loop {
+        let done = match limit {
+            RecordLimit::Frames(n) => rows.len() as u64 >= n,
+            RecordLimit::Duration(d) => started.elapsed() >= d,
+        };
+        if done {
+            break;
+        }
+        let frame = match source.next_frame() {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        };
+        let origin = *origin.get_or_insert(frame.capture);
+        if rows.is_empty() {
+            registered = frame.depth_registered;
+        }
+        let index = rows.len() as u64;
+        let row = row_for(&frame, index, origin);
+        let sent = if options.block_when_full {
+            tx.send((index, frame)).map_err(|_| ())
+        } else {
+            match tx.try_send((index, frame)) {
+                Ok(()) => Ok(()),
+                Err(crossbeam_channel::TrySendError::Full(_)) => {
+                    dropped += 1;
+                    tracing::warn!(dropped, "recorder: encoders fell behind, frame dropped");
+                    continue;
+                }
+                Err(crossbeam_channel::TrySendError::Disconnected(_)) => Err(()),
+            }
+        };
+        if sent.is_err() {
+            break;
+        }
+        rows.push(row);
+    }
+    drop(tx);
+    for worker in workers {
+        match worker.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failure = failure.or(Some(e)),
+            Err(_) => {
+                failure = failure.or(Some(SourceError::Device(
+                    "an encoder thread panicked".into(),
+                )))
+            }
+        }
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let info = RecordingInfo {
+        format: FORMAT.into(),
+        frames: rows.len() as u64,
+        depth_registered: registered,
+        source: source.describe(),
+        dropped_while_recording: dropped,
+    };
+    finish_folder(dir, &rows, &info)?;
+    Ok(RecordSummary {
+        out: dir.display().to_string(),
+        frames: info.frames,
+        dropped_while_recording: dropped,
+        depth_registered: registered,
+        seconds: started.elapsed().as_secs_f64(),
+        source: info.source,
+        source_stats: source.stats(),
+    })
+}
