@@ -94,6 +94,77 @@ impl ActionSink for Sink {
     }
 }
 
+/// Real preprocessing, no vision graph: what the loop spends before inference.
+struct PreprocessOnly(spatialbot_edge::pipeline::vision::FrameTensors);
+impl VisionEncoder for PreprocessOnly {
+    type Input = spatialbot_edge::preprocess::Tensor;
+    type Embedding = usize;
+    fn preprocess(
+        &mut self,
+        frame: &CapturedFrame,
+        image: usize,
+    ) -> Result<Self::Input, StageError> {
+        self.0.tensor(frame, image)
+    }
+    fn encode(&mut self, input: Self::Input) -> Result<usize, StageError> {
+        Ok(input.data.len())
+    }
+}
+
+struct FixedAnswer;
+impl LanguageModel<usize> for FixedAnswer {
+    fn generate(
+        &mut self,
+        _p: &PolicyPrompt,
+        _images: &[Arc<usize>],
+        _max: usize,
+    ) -> Result<String, StageError> {
+        Ok("[0,0.51,0.49,0.5,0.5,0.5,0.5,1]".to_string())
+    }
+}
+
+/// The sample recording (640×480, registered), CLIP-336 preprocessing, the governor and the
+/// wire link to the in-process simulator; inference replaced by nothing.
+fn real_parts(spec: &PolicySpec) {
+    use spatialbot_edge::board::{Board, BUILTIN_PROFILES};
+    use spatialbot_edge::pipeline::camera_source::CameraFrames;
+    use spatialbot_edge::pipeline::link_sink::LinkSink;
+    use spatialbot_edge::pipeline::vision::FrameTensors;
+    use spatialbot_edge::preprocess::Tower;
+
+    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/sample");
+    let camera = CameraFrames::open(
+        &format!("replay,fast,loop:{sample}")
+            .parse()
+            .expect("camera spec"),
+    )
+    .expect("sample recording");
+    let text = BUILTIN_PROFILES[0]
+        .1
+        .replace("rate_limit_hz = 10.0", "rate_limit_hz = 1000.0");
+    let board =
+        Board::from_toml_str(&text, "bench-board.toml".as_ref(), ".".as_ref()).expect("board");
+    let names: Vec<String> = spec.actions.dims().iter().map(|d| d.name.clone()).collect();
+    let sink = LinkSink::open(&"sim".parse().expect("link spec"), &board, &names)
+        .expect("link to the simulator");
+    let vision = PreprocessOnly(FrameTensors::new(Tower::Clip, 336, false).expect("preprocessor"));
+    let cfg = LoopConfig {
+        goal: "pick up the red cube".into(),
+        steps: Some(300),
+        ..LoopConfig::default()
+    };
+    let parts = LoopParts {
+        source: camera,
+        vision,
+        model: FixedAnswer,
+        sink,
+        guard: None,
+    };
+    let summary = run_loop(parts, spec, &cfg, Arc::new(AtomicBool::new(false))).expect("loop");
+    println!("\nreal parts outside inference: sample recording 640x480 (decoded as fast as possible), CLIP-336 preprocessing, governor + wire to the simulator:");
+    print!("{}", summary.to_text());
+}
+
 fn main() {
     let spec = PolicySpec::from_manifest_toml(MANIFEST).expect("bench manifest");
     let (w, h) = (640, 480);
@@ -121,6 +192,8 @@ fn main() {
         summary.steps
     );
     print!("{}", summary.to_text());
+
+    real_parts(&spec);
 
     let layout = ActionLayout::maniskill();
     let n = 200_000;

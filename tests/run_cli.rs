@@ -39,3 +39,10 @@ fn bad_model_folders_and_arguments_exit_2() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("no/such/board.toml"), "{err}");
 }
+
+#[test]
+fn missing_recording_exits_2_and_defaults_name_what_is_missing() {
+    let (code, err) = run(&["--camera", "replay:no/such/recording"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no/such/recording"), "{err}");
+}

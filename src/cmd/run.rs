@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use spatialbot_edge::board::Board;
+use spatialbot_edge::camera::CameraSpec;
 use spatialbot_edge::exit::ExitError;
 use spatialbot_edge::link::LinkSpec;
+use spatialbot_edge::pipeline::camera_source::CameraFrames;
 use spatialbot_edge::pipeline::{LoopConfig, RunSummary};
 use spatialbot_edge::policy::PolicySpec;
 
@@ -90,6 +92,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         "auto" => default_camera()?,
         other => other.to_string(),
     };
+    let camera_spec: CameraSpec = camera_arg.parse().map_err(bad_input)?;
     let link_arg = args.link.clone().unwrap_or_else(|| board.link.cli_spec());
     let link_spec: LinkSpec = link_arg.parse().map_err(bad_input)?;
     tracing::info!(board = %board.name, model = %model_dir.display(), camera = %camera_arg, link = %link_arg, "starting the control loop");
@@ -99,7 +102,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         &cfg,
         &board,
         &model_dir,
-        &camera_arg,
+        &camera_spec,
         &link_spec,
         signal,
     )?;
@@ -187,12 +190,14 @@ fn run_with_parts(
     _cfg: &LoopConfig,
     _board: &Board,
     _model_dir: &Path,
-    camera: &str,
+    camera: &CameraSpec,
     _link: &LinkSpec,
     _signal: Arc<AtomicBool>,
 ) -> anyhow::Result<RunSummary> {
+    let camera = CameraFrames::open(camera).map_err(bad_input)?;
     Err(ExitError::runtime(format!(
-        "this build cannot run the loop yet: the camera source ({camera}) and the inference engine are not integrated into `run`"
+        "this build cannot run the loop yet: the inference engine is not integrated into `run` (camera ready: {})",
+        camera.describe()
     ))
     .into())
 }

@@ -18,9 +18,11 @@
 //! Real parts plug in through the traits here: [`FrameSource`], [`VisionEncoder`],
 //! [`LanguageModel`] and [`ActionSink`].
 
+pub mod camera_source;
 pub mod link_sink;
 pub mod stats;
 pub mod status;
+pub mod vision;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -212,8 +214,10 @@ pub struct LoopConfig {
     pub camera_stall_stop: Duration,
     /// This many unparsable answers in a row → stop.
     pub max_consecutive_unparsable: u32,
-    /// Act on every frame of the source in order, never dropping one (recordings, tests); the
-    /// source is paced by the loop. Off: the loop acts on the newest frame.
+    /// Act on every frame of the source in order, never dropping one, however old it is by the
+    /// time the loop takes it (recordings, tests); the source is paced by the loop. The
+    /// governor's own age limit still applies at send time. Off: the loop acts on the newest
+    /// frame.
     pub every_frame: bool,
     /// When the process started, for the `startup` stage (→ first action sent); default: when
     /// the loop started.
@@ -427,6 +431,7 @@ where
         };
         let ctx = VisionCtx {
             history: EmbeddingHistory::new(spec),
+            every_frame: cfg.every_frame,
             max_frame_age: cfg.max_frame_age,
             camera_stall_stop: cfg.camera_stall_stop,
         };
@@ -637,6 +642,7 @@ fn capture_thread<S: FrameSource>(
 
 struct VisionCtx<E> {
     history: EmbeddingHistory<E>,
+    every_frame: bool,
     max_frame_age: Duration,
     camera_stall_stop: Duration,
 }
@@ -667,7 +673,7 @@ fn vision_thread<V: VisionEncoder>(
             match frames.recv_timeout(TICK) {
                 Ok(CaptureMsg::Frame(f)) => {
                     let age = Instant::now().saturating_duration_since(f.captured);
-                    if age <= ctx.max_frame_age {
+                    if ctx.every_frame || age <= ctx.max_frame_age {
                         break f;
                     }
                     if !held {

@@ -1,0 +1,42 @@
+//! Frame → the vision graph's input tensor, per the policy manifest's `[vision]`: image 0 is
+//! the colour image, image 1 the SpatialBot-packed depth (released encoding) of the same frame.
+
+use crate::preprocess::{Preprocessor, Tensor, Tower};
+use crate::rgbd::{pack, Encoding};
+
+use super::{CapturedFrame, StageError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FrameTensorError {
+    #[error("the policy takes depth but frame {0} has none; use a camera with depth")]
+    NoDepth(u64),
+    #[error("the policy asks for image {0} of a frame; a frame has 2 (colour, depth)")]
+    NoSuchImage(usize),
+}
+
+pub struct FrameTensors {
+    pre: Preprocessor,
+}
+
+impl FrameTensors {
+    pub fn new(tower: Tower, size: usize, pad_to_square: bool) -> Result<Self, StageError> {
+        Ok(Self {
+            pre: Preprocessor::new(tower, size, pad_to_square)?,
+        })
+    }
+
+    pub fn tensor(&mut self, frame: &CapturedFrame, image: usize) -> Result<Tensor, StageError> {
+        match image {
+            0 => Ok(self.pre.tensor(&frame.rgb)?),
+            1 => {
+                let depth = frame
+                    .depth
+                    .as_ref()
+                    .ok_or(FrameTensorError::NoDepth(frame.seq))?;
+                let (packed, _) = pack::pack(depth, Encoding::SpatialBot);
+                Ok(self.pre.tensor(&packed)?)
+            }
+            n => Err(FrameTensorError::NoSuchImage(n).into()),
+        }
+    }
+}
