@@ -63,11 +63,9 @@ pub struct Args {
 
 pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     let process_start = std::time::Instant::now();
-    let signal = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, signal.clone())
-            .context("installing the SIGINT/SIGTERM handler")?;
-    }
+    // A second SIGINT/SIGTERM while the loop is stopping ends the process at once (exit 130).
+    let signal = spatialbot_edge::link::signals::shutdown_flag()
+        .context("installing the SIGINT/SIGTERM handler")?;
     let board = match &args.board {
         Some(path) => Board::load(path),
         None => Board::default_dev(),
