@@ -237,3 +237,84 @@ fn simulator_dying_ends_the_loop_with_link_lost() {
     );
     assert!(s.actions_sent > 0);
 }
+
+/// `spatialbot-edge arm-sim` as a separate process on the pty.
+fn spawn_arm_sim(
+    dir: &std::path::Path,
+) -> (std::process::Child, std::path::PathBuf, std::path::PathBuf) {
+    use std::io::{BufRead, BufReader};
+    let link = dir.join("arm");
+    let log = dir.join("applied.jsonl");
+    let mut child = std::process::Command::new(common::bin())
+        .args(["arm-sim", "--json", "--exit-on-stop", "--link"])
+        .arg(format!("pty:{}", link.display()))
+        .arg("--log-file")
+        .arg(&log)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("ready"), "arm-sim said {line:?}");
+    (child, link, log)
+}
+
+#[test]
+fn arm_sim_process_applies_what_the_loop_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, link, log) = spawn_arm_sim(dir.path());
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let s = run(&link, Some(20), sent.clone());
+    assert_eq!(
+        (s.stop_reason.as_str(), s.exit_code),
+        ("steps", exit::OK),
+        "{s:?}"
+    );
+    assert!(
+        child.wait().unwrap().success(),
+        "arm-sim exits 0 after acknowledging Stop"
+    );
+    let applied: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v["event"] == "applied")
+        .collect();
+    let sent = sent.lock().unwrap();
+    assert_eq!(applied.len(), sent.len());
+    for (a, policy) in applied.iter().zip(sent.iter()) {
+        let wire: Vec<f32> = a["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        let want: Vec<f32> = policy[1..8]
+            .iter()
+            .chain(&policy[..1])
+            .map(|v| *v as f32)
+            .collect();
+        assert_eq!(wire, want);
+    }
+}
+
+#[test]
+fn arm_sim_process_killed_ends_the_loop_with_link_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, link, _log) = spawn_arm_sim(dir.path());
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    });
+    let s = run(&link, None, Arc::new(Mutex::new(Vec::new())));
+    killer.join().unwrap();
+    assert_eq!(
+        (s.stop_reason.as_str(), s.exit_code),
+        ("link_lost", exit::LINK_LOST),
+        "{s:?}"
+    );
+    assert!(s.actions_sent > 0);
+}
