@@ -655,3 +655,32 @@ fn real_governor_and_link_to_the_simulator() {
     );
     assert_eq!(s.actions_sent, 10, "{s:?}");
 }
+
+#[test]
+fn generation_past_its_deadline_stops_with_watchdog() {
+    let sink = Sink::default();
+    let mut model = Model::new(1);
+    model.delay = Duration::from_millis(800);
+    let cfg = LoopConfig {
+        stage_deadline: Some(Duration::from_millis(100)),
+        ..config()
+    };
+    let s = run(
+        Frames::paced(1000, 2),
+        Encoder::default(),
+        model,
+        sink.clone(),
+        cfg,
+        Default::default(),
+    );
+    assert_eq!(
+        (s.stop_reason.as_str(), s.exit_code),
+        ("stage_stuck", exit::WATCHDOG_STOP),
+        "{s:?}"
+    );
+    assert_eq!(s.actions_sent, 0);
+    assert!(
+        sink.stopped.load(Ordering::SeqCst),
+        "Stop was sent while the model was still busy"
+    );
+}

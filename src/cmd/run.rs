@@ -59,6 +59,9 @@ pub struct Args {
     /// No fresh frame for this long stops the loop (exit code 3). Default: twice the max age.
     #[arg(long, value_name = "MS")]
     pub stall_stop_ms: Option<u64>,
+    /// A generation running longer than this stops the arm and the loop (exit code 3).
+    #[arg(long, value_name = "MS")]
+    pub generate_deadline_ms: Option<u64>,
 }
 
 pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
@@ -142,6 +145,7 @@ fn loop_config(args: &Args, board: &Board) -> anyhow::Result<LoopConfig> {
         max_frame_age: Duration::from_millis(max_age_ms),
         camera_stall_stop: Duration::from_millis(stall_stop_ms),
         every_frame: args.every_frame,
+        stage_deadline: args.generate_deadline_ms.map(Duration::from_millis),
         status_line: std::io::stderr().is_terminal(),
         ..LoopConfig::default()
     })

@@ -150,6 +150,8 @@ pub enum StopReason {
     Signal,
     /// No fresh frame within the stall limit.
     CameraStalled,
+    /// Generation ran past its deadline.
+    StageStuck,
     SourceFailed,
     ModelFailed,
     /// Too many consecutive unparsable answers.
@@ -168,6 +170,7 @@ impl StopReason {
             StopReason::SourceEnded => "source_ended",
             StopReason::Signal => "signal",
             StopReason::CameraStalled => "camera_stalled",
+            StopReason::StageStuck => "stage_stuck",
             StopReason::SourceFailed => "source_failed",
             StopReason::ModelFailed => "model_failed",
             StopReason::UnparsableAnswers => "unparsable_answers",
@@ -183,7 +186,7 @@ impl StopReason {
             | StopReason::DurationDone
             | StopReason::SourceEnded
             | StopReason::Signal => exit::OK,
-            StopReason::CameraStalled => exit::WATCHDOG_STOP,
+            StopReason::CameraStalled | StopReason::StageStuck => exit::WATCHDOG_STOP,
             StopReason::LinkLost => exit::LINK_LOST,
             StopReason::EStop => exit::ESTOP,
             StopReason::SourceFailed
@@ -219,6 +222,8 @@ pub struct LoopConfig {
     /// governor's own age limit still applies at send time. Off: the loop acts on the newest
     /// frame.
     pub every_frame: bool,
+    /// A generation running longer than this stops the loop (exit 3); `None`: no deadline.
+    pub stage_deadline: Option<Duration>,
     /// When the process started, for the `startup` stage (→ first action sent); default: when
     /// the loop started.
     pub process_start: Option<Instant>,
@@ -238,6 +243,7 @@ impl Default for LoopConfig {
             max_consecutive_unparsable: 5,
             every_frame: false,
             process_start: None,
+            stage_deadline: None,
             status_line: false,
             status_interval: Duration::from_millis(250),
         }
@@ -303,6 +309,10 @@ struct LogEvent {
 /// What the loop threads share.
 struct Shared {
     stop: StopCell,
+    /// µs since the loop started when the model thread's current generation
+    /// began; 0 while it is not in one. Read by the supervisor's stage watchdog.
+    busy_since_us: AtomicU64,
+    epoch: Instant,
     stats: Mutex<LoopStats>,
     log_tx: Sender<LogEvent>,
     log_dropped: AtomicU64,
@@ -382,6 +392,8 @@ where
         stats: Mutex::new(LoopStats::default()),
         log_tx,
         log_dropped: AtomicU64::new(0),
+        busy_since_us: AtomicU64::new(0),
+        epoch: Instant::now(),
     });
     let started = Instant::now();
 
@@ -516,6 +528,19 @@ where
             shared
                 .stop
                 .request(StopReason::Signal, "interrupted; Stop sent to the arm");
+        }
+        if let Some(deadline) = cfg.stage_deadline {
+            let since = shared.busy_since_us.load(Ordering::SeqCst);
+            let now = shared.epoch.elapsed().as_micros() as u64;
+            if since > 0 && now.saturating_sub(since) > deadline.as_micros() as u64 {
+                shared.stop.request(
+                    StopReason::StageStuck,
+                    format!(
+                        "generation ran past its {:.0} ms deadline; Stop sent to the arm",
+                        deadline.as_secs_f64() * 1e3
+                    ),
+                );
+            }
         }
         if let Some(limit) = cfg.duration {
             if started.elapsed() >= limit {
@@ -823,7 +848,12 @@ fn model_thread<E, L: LanguageModel<E>>(
                 .stats()
                 .record(stats::stage::STEP_INTERVAL, start - prev);
         }
+        shared.busy_since_us.store(
+            (shared.epoch.elapsed().as_micros() as u64).max(1),
+            Ordering::SeqCst,
+        );
         let answer = model.generate(&ctx.prompt, &input.embeddings, ctx.max_new_tokens);
+        shared.busy_since_us.store(0, Ordering::SeqCst);
         let generated = Instant::now();
         let last_step = ctx.steps.is_some_and(|n| step >= n);
         if !last_step {
