@@ -4,7 +4,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use spatialbot_edge::preprocess::{Preprocessor, Tower};
+use spatialbot_edge::preprocess::{BicubicResize, Preprocessor, Tower};
 use spatialbot_edge::rgbd::pack::{self, pack_into};
 use spatialbot_edge::rgbd::{DepthMm, Encoding, RgbImage};
 
@@ -71,5 +71,22 @@ fn main() {
             60,
         );
         println!("preprocess_{name}_640x480 {ns}");
+    }
+    let square = RgbImage::filled(640, 640, [10, 200, 30]);
+    let horizontal = RgbImage::filled(384, 640, [10, 200, 30]);
+    for (name, src, w, h) in [
+        ("resize_640sq_384", &square, 384, 384),
+        ("horizontal_only", &square, 384, 640),
+        ("vertical_only", &horizontal, 384, 384),
+    ] {
+        let Ok(r) = BicubicResize::new(src.width, src.height, w, h) else { return };
+        let mut scratch = Vec::new();
+        let ns = median_ns(
+            || {
+                let _ = black_box(r.apply_with(black_box(src), &mut scratch));
+            },
+            40,
+        );
+        println!("{name} {ns}");
     }
 }
