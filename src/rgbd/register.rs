@@ -205,11 +205,28 @@ const CHUNK: usize = 128;
 /// colour camera's plane; it is dropped rather than smeared across the image.
 const MAX_FOOTPRINT: i32 = 64;
 
-/// Writes `mm` at `out[i]` unless a nearer value is already there. `mm` is non-zero.
+/// While splatting, "no data" is `EMPTY` rather than 0, so that keeping the nearest surface is
+/// a plain `min`; `register_into` turns `EMPTY` back into 0 at the end.
+const EMPTY: u32 = u32::MAX;
+
+/// Per span width 0..=4: which of four lanes lie beyond the span (all ones) and so must be left
+/// alone by `keep_nearest_4`.
+const BEYOND_SPAN: [[u32; 4]; 5] = [
+    [EMPTY, EMPTY, EMPTY, EMPTY],
+    [0, EMPTY, EMPTY, EMPTY],
+    [0, 0, EMPTY, EMPTY],
+    [0, 0, 0, EMPTY],
+    [0, 0, 0, 0],
+];
+
+/// Lowers the first `width` (0..=4) of four pixels to `mm` with one 4-lane min: lanes past the
+/// span are min'ed with `EMPTY`, which leaves them as they are.
 #[inline(always)]
-fn keep_nearest(out: &mut u32, mm: u32) {
-    // 0 (no data) wraps to u32::MAX, so any real depth beats it.
-    *out = out.wrapping_sub(1).min(mm - 1) + 1;
+fn keep_nearest_4(out: &mut [u32; 4], mm: u32, width: usize) {
+    let beyond = BEYOND_SPAN[width.min(4)];
+    for k in 0..4 {
+        out[k] = out[k].min(mm | beyond[k]);
+    }
 }
 
 impl Registrar {
@@ -350,15 +367,18 @@ impl Registrar {
         }
         // Borrow the buffer out of `out` (no allocation: an empty Vec does not allocate).
         let mut dst = std::mem::replace(out, DepthMm::zeros(0, 0)).into_vec();
-        dst.fill(0);
+        dst.fill(EMPTY);
         let src = depth.as_slice();
         match self.projection.lens {
-            ColorLens::Pinhole => self.splat(&NoDistortion, src, &mut dst),
-            ColorLens::BrownConrady(c) => self.splat(&BrownConradyF32(c), src, &mut dst),
+            ColorLens::Pinhole => self.splat_fastest(&NoDistortion, src, &mut dst),
+            ColorLens::BrownConrady(c) => self.splat_fastest(&BrownConradyF32(c), src, &mut dst),
             ColorLens::ModifiedBrownConrady(c) => {
-                self.splat(&ModifiedBrownConradyF32(c), src, &mut dst)
+                self.splat_fastest(&ModifiedBrownConradyF32(c), src, &mut dst)
             }
-            ColorLens::Inverse(lens) => self.splat(&InverseF64(lens), src, &mut dst),
+            ColorLens::Inverse(lens) => self.splat_fastest(&InverseF64(lens), src, &mut dst),
+        }
+        for v in &mut dst {
+            *v = if *v == EMPTY { 0 } else { *v };
         }
         // Every value written is an input depth, already within the uint24 range.
         *out = DepthMm::from_mm(self.color_width, self.color_height, dst).ok_or(
@@ -414,10 +434,59 @@ impl Registrar {
         }
     }
 
+    /// From snapped corners to the colour rectangle each footprint fills, clipped to the image:
+    /// `[first pixel index, width, height]`; height 0 for a pixel that fills nothing (no depth,
+    /// behind the colour camera, outside the image, or a footprint over `MAX_FOOTPRINT`).
+    /// Branch-free, so it vectorises.
+    #[inline(always)]
+    fn footprint_rects(
+        &self,
+        u0: &[i32; CHUNK],
+        v0: &[i32; CHUNK],
+        u1: &[i32; CHUNK],
+        v1: &[i32; CHUNK],
+        rects: &mut [[u32; CHUNK]; 3],
+    ) {
+        let (cw, ch) = (self.color_width as i32, self.color_height as i32);
+        let [start, width, height] = rects;
+        for i in 0..CHUNK {
+            let (ua, ub) = (u0[i].min(u1[i]), u0[i].max(u1[i]));
+            let (va, vb) = (v0[i].min(v1[i]), v0[i].max(v1[i]));
+            let small = (ub - ua <= MAX_FOOTPRINT) & (vb - va <= MAX_FOOTPRINT);
+            let (ua, ub) = (ua.max(0), ub.min(cw - 1));
+            let (va, vb) = (va.max(0), vb.min(ch - 1));
+            let fills = (u0[i] != NOWHERE) & (u1[i] != NOWHERE) & small & (ua <= ub) & (va <= vb);
+            let keep = -(fills as i32);
+            start[i] = (va.wrapping_mul(cw).wrapping_add(ua) & keep) as u32;
+            width[i] = ((ub - ua + 1) & keep) as u32;
+            height[i] = ((vb - va + 1) & keep) as u32;
+        }
+    }
+
+    /// `splat` compiled for the widest vector unit this CPU has. Same arithmetic either way:
+    /// Rust never fuses a multiply and an add, so FMA hardware cannot change a result.
+    fn splat_fastest<D: Distort>(&self, lens: &D, src: &[u32], dst: &mut [u32]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: this CPU has AVX2, checked just above.
+            unsafe { self.splat_avx2(lens, src, dst) };
+            return;
+        }
+        self.splat(lens, src, dst)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn splat_avx2<D: Distort>(&self, lens: &D, src: &[u32], dst: &mut [u32]) {
+        self.splat(lens, src, dst)
+    }
+
+    #[inline(always)]
     fn splat<D: Distort>(&self, lens: &D, src: &[u32], dst: &mut [u32]) {
         let (cw, ch) = (self.color_width, self.color_height);
         let w = self.depth_width;
         let [mut u0, mut v0, mut u1, mut v1] = [[0i32; CHUNK]; 4];
+        let mut rects = [[0u32; CHUNK]; 3];
         for (y, row) in src.chunks_exact(w).enumerate() {
             for (k, mm) in row.chunks(CHUNK).enumerate() {
                 let x0 = k * CHUNK;
@@ -428,7 +497,8 @@ impl Registrar {
                         let (u, v) = (u0[i] as usize, v0[i] as usize);
                         // NOWHERE and other negatives wrap to huge values and fail these tests.
                         if u < cw && v < ch {
-                            keep_nearest(&mut dst[v * cw + u], mm[i]);
+                            let out = &mut dst[v * cw + u];
+                            *out = (*out).min(mm[i]);
                         }
                     }
                     continue;
@@ -440,24 +510,20 @@ impl Registrar {
                     &mut u1,
                     &mut v1,
                 );
+                self.footprint_rects(&u0, &v0, &u1, &v1, &mut rects);
+                let [start, width, height] = &rects;
                 for i in 0..n {
-                    if u0[i] == NOWHERE || u1[i] == NOWHERE {
-                        continue;
-                    }
-                    let (ua, ub) = (u0[i].min(u1[i]), u0[i].max(u1[i]));
-                    let (va, vb) = (v0[i].min(v1[i]), v0[i].max(v1[i]));
-                    if ub - ua > MAX_FOOTPRINT || vb - va > MAX_FOOTPRINT {
-                        continue;
-                    }
-                    let (ua, ub) = (ua.max(0), ub.min(cw as i32 - 1));
-                    let (va, vb) = (va.max(0), vb.min(ch as i32 - 1));
-                    if ua > ub || va > vb {
-                        continue;
-                    }
-                    let (ua, ub) = (ua as usize, ub as usize);
-                    for v in va as usize..=vb as usize {
-                        for out in &mut dst[v * cw + ua..=v * cw + ub] {
-                            keep_nearest(out, mm[i]);
+                    let (width, mm) = (width[i] as usize, mm[i]);
+                    for row in 0..height[i] as usize {
+                        let at = start[i] as usize + row * cw;
+                        let four: Option<&mut [u32; 4]> =
+                            dst.get_mut(at..at + 4).and_then(|s| s.try_into().ok());
+                        if let (true, Some(four)) = (width <= 4, four) {
+                            keep_nearest_4(four, mm, width);
+                        } else {
+                            for out in &mut dst[at..at + width] {
+                                *out = (*out).min(mm);
+                            }
                         }
                     }
                 }
