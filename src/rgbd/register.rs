@@ -205,9 +205,15 @@ const CHUNK: usize = 128;
 /// colour camera's plane; it is dropped rather than smeared across the image.
 const MAX_FOOTPRINT: i32 = 64;
 
-/// While splatting, "no data" is `EMPTY` rather than 0, so that keeping the nearest surface is
-/// a plain `min`; `register_into` turns `EMPTY` back into 0 at the end.
+/// All ones: a lane `keep_nearest_4` must leave alone.
 const EMPTY: u32 = u32::MAX;
+
+/// Keeps the nearer of `out` and `mm` (non-zero), where 0 in `out` means no data: shifted down
+/// by one, 0 wraps to the largest value, so nearest-wins is a plain `min`.
+#[inline(always)]
+fn keep_nearest(out: &mut u32, mm: u32) {
+    *out = out.wrapping_sub(1).min(mm - 1).wrapping_add(1);
+}
 
 /// Per span width 0..=4: which of four lanes lie beyond the span (all ones) and so must be left
 /// alone by `keep_nearest_4`.
@@ -219,13 +225,16 @@ const BEYOND_SPAN: [[u32; 4]; 5] = [
     [0, 0, 0, 0],
 ];
 
-/// Lowers the first `width` (0..=4) of four pixels to `mm` with one 4-lane min: lanes past the
-/// span are min'ed with `EMPTY`, which leaves them as they are.
+/// `keep_nearest` on the first `width` (0..=4) of four pixels, as one 4-lane operation.
 #[inline(always)]
 fn keep_nearest_4(out: &mut [u32; 4], mm: u32, width: usize) {
     let beyond = BEYOND_SPAN[width.min(4)];
     for k in 0..4 {
-        out[k] = out[k].min(mm | beyond[k]);
+        // As `keep_nearest`; a lane beyond the span is min'ed with all ones: unchanged.
+        out[k] = out[k]
+            .wrapping_sub(1)
+            .min((mm - 1) | beyond[k])
+            .wrapping_add(1);
     }
 }
 
@@ -367,7 +376,7 @@ impl Registrar {
         }
         // Borrow the buffer out of `out` (no allocation: an empty Vec does not allocate).
         let mut dst = std::mem::replace(out, DepthMm::zeros(0, 0)).into_vec();
-        dst.fill(EMPTY);
+        dst.fill(0);
         let src = depth.as_slice();
         match self.projection.lens {
             ColorLens::Pinhole => self.splat_fastest(&NoDistortion, src, &mut dst),
@@ -376,9 +385,6 @@ impl Registrar {
                 self.splat_fastest(&ModifiedBrownConradyF32(c), src, &mut dst)
             }
             ColorLens::Inverse(lens) => self.splat_fastest(&InverseF64(lens), src, &mut dst),
-        }
-        for v in &mut dst {
-            *v = if *v == EMPTY { 0 } else { *v };
         }
         // Every value written is an input depth, already within the uint24 range.
         *out = DepthMm::from_mm(self.color_width, self.color_height, dst).ok_or(
@@ -493,12 +499,17 @@ impl Registrar {
                 let n = mm.len();
                 self.snap_corners(lens, self.rays.corner_row(y, x0, n), mm, &mut u0, &mut v0);
                 if !self.splat_footprint {
-                    for i in 0..n {
-                        let (u, v) = (u0[i] as usize, v0[i] as usize);
-                        // NOWHERE and other negatives wrap to huge values and fail these tests.
-                        if u < cw && v < ch {
-                            let out = &mut dst[v * cw + u];
-                            *out = (*out).min(mm[i]);
+                    let (cw_i, ch_i) = (cw as i32, ch as i32);
+                    let index = &mut rects[0];
+                    for i in 0..CHUNK {
+                        let (u, v) = (u0[i], v0[i]);
+                        let inside = -(((u >= 0) & (u < cw_i) & (v >= 0) & (v < ch_i)) as i32);
+                        // Outside pixels get an index past the end, which `get_mut` refuses.
+                        index[i] = (v.wrapping_mul(cw_i).wrapping_add(u) & inside | !inside) as u32;
+                    }
+                    for (&i, &mm) in index.iter().zip(mm) {
+                        if let Some(out) = dst.get_mut(i as usize) {
+                            keep_nearest(out, mm);
                         }
                     }
                     continue;
@@ -522,7 +533,7 @@ impl Registrar {
                             keep_nearest_4(four, mm, width);
                         } else {
                             for out in &mut dst[at..at + width] {
-                                *out = (*out).min(mm);
+                                keep_nearest(out, mm);
                             }
                         }
                     }
