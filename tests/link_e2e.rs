@@ -231,3 +231,55 @@ fn corrupted_frames_are_rejected_and_counted_and_intact_ones_delivered() {
     );
     assert_eq!(events(&log, "bad_frame").len(), corrupted.len());
 }
+
+#[test]
+fn a_lost_controller_is_reconnected_then_reported_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut first, path, _) = spawn_arm_sim(dir.path(), &[]);
+    let mut link = Link::open(&LinkSpec::Pty { path: path.clone() }, test_config(200)).unwrap();
+    let cmd = ActionCommand {
+        chunk_id: 0,
+        chunk_index: 0,
+        capture_us: monotonic_us(),
+        values: [0.0; 8],
+    };
+    for _ in 0..5 {
+        link.send_action(&cmd).unwrap();
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // A controller comes back on the same path (a USB re-enumeration, a firmware reset).
+    let second_dir = dir.path().join("second");
+    std::fs::create_dir(&second_dir).unwrap();
+    let (mut second, second_path, second_log) = spawn_arm_sim(&second_dir, &["--exit-on-stop"]);
+    std::fs::remove_file(&path).unwrap();
+    std::os::unix::fs::symlink(std::fs::read_link(&second_path).unwrap(), &path).unwrap();
+    let t0 = Instant::now();
+    while link.counters().reconnects == 0 {
+        assert!(t0.elapsed() < Duration::from_secs(10), "no reconnect");
+        link.poll().unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let seq = link.send_action(&cmd).unwrap();
+    assert_eq!(seq, 6, "the sequence goes on across a reconnect");
+    link.stop(StopReason::Finished)
+        .expect("the new controller acknowledges Stop");
+    assert!(second.wait().unwrap().success());
+    let applied = events(&read_log(&second_log), "applied")
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect::<Vec<_>>();
+    assert_eq!(applied, [6]);
+    // Now nothing comes back: the policy's attempts run out and the link reports it lost.
+    let mut link_err = None;
+    for _ in 0..200 {
+        let r = link.poll().and_then(|_| link.send_action(&cmd).map(|_| ()));
+        if let Err(e) = r {
+            link_err = Some(e);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let e = link_err.expect("the link reports the controller lost");
+    assert_eq!(e.exit_code(), spatialbot_edge::exit::LINK_LOST, "{e}");
+}

@@ -129,6 +129,16 @@ pub enum LinkError {
     Encode(spatialbot_link::EncodeError),
 }
 
+impl LinkError {
+    /// The process exit code this error should end the run with.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            LinkError::Lost { .. } | LinkError::NoStopAck { .. } => crate::exit::LINK_LOST,
+            _ => crate::exit::RUNTIME,
+        }
+    }
+}
+
 /// What the control loop hands over per action; the link fills in sequence number and send time.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ActionCommand {
