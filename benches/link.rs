@@ -3,6 +3,7 @@
 //! - encode+write: encode and `write(2)` to the pty master;
 //! - write→decoded: from before encoding to the message decoded by a reader on the slave
 //!   (one frame in flight at a time, so no queueing).
+//!
 //! Prints p50/p99/max in µs. `cargo bench --bench link` (add `-- N` for N frames).
 
 use std::io::{Read, Write};
