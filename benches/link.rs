@@ -1,5 +1,5 @@
 //! Per-frame cost of the action link on a real pseudo-terminal:
-//! - encode: `Action` → frame bytes;
+//! - encode: `Action` → frame bytes; decode: frame bytes → `Action` (streaming decoder);
 //! - encode+write: encode and `write(2)` to the pty master;
 //! - write→decoded: from before encoding to the message decoded by a reader on the slave
 //!   (one frame in flight at a time, so no queueing).
@@ -53,6 +53,17 @@ fn main() {
     let frame_len = encode(&action(n), &mut frame).unwrap();
     println!("Action frame: {frame_len} bytes");
     percentiles("encode", enc);
+
+    let mut dec = Vec::with_capacity(n as usize);
+    let mut decoder = Decoder::new();
+    for _ in 0..n {
+        let t = Instant::now();
+        let mut got = None;
+        decoder.feed(std::hint::black_box(&frame[..frame_len]), |r| got = Some(r));
+        dec.push(t.elapsed().as_nanos() as u64);
+        assert!(matches!(got, Some(Ok(_))));
+    }
+    percentiles("decode", dec);
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bench-pty");
