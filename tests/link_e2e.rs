@@ -174,14 +174,34 @@ fn corrupted_frames_are_rejected_and_counted_and_intact_ones_delivered() {
     let mut back_reader = to_controller.reader;
     let mut back_writer = from_host.writer;
     let back_stop = stop.clone();
-    // controller → host bytes pass untouched.
+    // controller → host: every 3rd Status frame gets one byte flipped (never into 0x00).
+    let statuses_corrupted = Arc::new(Mutex::new(0u32));
+    let back_count = statuses_corrupted.clone();
     let back = std::thread::spawn(move || {
         let mut buf = [0u8; 512];
+        let mut frame = Vec::new();
+        let mut statuses = 0u32;
         while !back_stop.load(Ordering::Relaxed) {
-            match back_reader.read(&mut buf) {
+            let n = match back_reader.read(&mut buf) {
                 Ok(0) => return,
-                Ok(n) => back_writer.write_all(&buf[..n]).unwrap(),
+                Ok(n) => n,
                 Err(_) => continue,
+            };
+            for &b in &buf[..n] {
+                frame.push(b);
+                if b != 0 {
+                    continue;
+                }
+                if let Ok(Message::Status(_)) = decode_frame(&frame[..frame.len() - 1]) {
+                    statuses += 1;
+                    if statuses % 3 == 0 {
+                        let at = frame.len() / 2;
+                        frame[at] ^= if frame[at] == 0x5a { 0xa5 } else { 0x5a };
+                        *back_count.lock().unwrap() += 1;
+                    }
+                }
+                back_writer.write_all(&frame).unwrap();
+                frame.clear();
             }
         }
     });
@@ -235,6 +255,13 @@ fn corrupted_frames_are_rejected_and_counted_and_intact_ones_delivered() {
         "each corrupted frame counted once"
     );
     assert_eq!(events(&log, "bad_frame").len(), corrupted.len());
+    let statuses_corrupted = *statuses_corrupted.lock().unwrap();
+    assert!(statuses_corrupted > 0);
+    assert_eq!(
+        link.counters().bad_frames,
+        statuses_corrupted,
+        "the host counts each corrupted Status once"
+    );
 }
 
 #[test]
