@@ -1,6 +1,7 @@
-"""onnxruntime load time and peak memory of one graph of a model folder (one graph per process).
+"""Load time and peak memory of one graph of a model folder (one graph per process).
 
     python tools/export/bench_load.py MODEL_DIR vision|embed|decoder [--threads 2] [--run]
+    python tools/export/bench_load.py MODEL_DIR decoder --engine tract   # load + optimise only
 
 --run also times one inference: vision on one image; decoder a 64-token prefill and 5 decode steps.
 """
@@ -24,7 +25,20 @@ def main() -> int:
     ap.add_argument("graph", choices=["vision", "embed", "decoder"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--run", action="store_true")
+    ap.add_argument("--engine", choices=["onnxruntime", "tract"], default="onnxruntime")
     args = ap.parse_args()
+    if args.engine == "tract":
+        import tract
+
+        t = time.perf_counter()
+        model = tract.onnx().load(str(args.folder / f"{args.graph}.onnx"))
+        parse_s = time.perf_counter() - t
+        t = time.perf_counter()
+        model.into_model().into_runnable()
+        print(json.dumps({"graph": args.graph, "tract_load_s": round(parse_s, 2),
+                          "tract_optimise_s": round(time.perf_counter() - t, 2),
+                          "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)}))
+        return 0
     import onnxruntime as ort
 
     m = tomllib.loads((args.folder / "manifest.toml").read_text())

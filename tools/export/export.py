@@ -146,6 +146,7 @@ def clean(src: Path, dst: Path, dims: dict[str, dict[int, str]]) -> None:
             m, str(dst), save_as_external_data=True, all_tensors_to_one_file=True,
             location=data.name, size_threshold=1024,
         )
+        os.chmod(data, 0o644)
     else:
         onnx.save_model(m, str(dst))
 
