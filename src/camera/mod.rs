@@ -8,6 +8,8 @@ pub mod clock;
 pub mod enumerate;
 pub mod live;
 pub mod pairing;
+#[cfg(feature = "realsense")]
+pub mod realsense;
 pub mod recording;
 mod register_shim;
 pub mod spec;
@@ -102,7 +104,29 @@ pub struct OpenOptions {
 pub fn open(spec: &CameraSpec, options: &OpenOptions) -> Result<Box<dyn Source>, SourceError> {
     let source: Box<dyn Source> = match spec {
         CameraSpec::Synthetic(opts) => Box::new(synthetic::SyntheticSource::new(opts.clone())),
+        #[cfg(feature = "realsense")]
+        CameraSpec::Replay(opts) if is_bag(&opts.path) => {
+            if opts.looping {
+                return Err(SourceError::Spec {
+                    spec: format!("replay,loop:{}", opts.path.display()),
+                    message:
+                        "looping is not supported for .bag files yet; record it as a PNG folder"
+                            .into(),
+                });
+            }
+            Box::new(realsense::open_bag(
+                &opts.path,
+                opts.pacing == Pacing::RealTime,
+            )?)
+        }
         CameraSpec::Replay(opts) => Box::new(recording::PngFolderSource::open(opts.clone())?),
+        #[cfg(feature = "realsense")]
+        CameraSpec::RealSense { serial } => Box::new(realsense::open_live(
+            serial.clone(),
+            realsense::Modes::default(),
+            live::LiveOptions::default(),
+        )?),
+        #[cfg(not(feature = "realsense"))]
         CameraSpec::RealSense { .. } => {
             return Err(SourceError::FeatureMissing {
                 kind: "realsense",
@@ -121,6 +145,11 @@ pub fn open(spec: &CameraSpec, options: &OpenOptions) -> Result<Box<dyn Source>,
     } else {
         Ok(source)
     }
+}
+
+pub fn is_bag(path: &std::path::Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("bag"))
 }
 
 /// Wraps a source and registers its depth into the colour camera's frame.
