@@ -53,34 +53,51 @@ impl Registrar {
         let mut z_buffer = vec![u32::MAX; c.width * c.height];
         let r = &self.calib.depth_to_color.rotation;
         let t = &self.calib.depth_to_color.translation;
-        let color_pixel = |u: f64, v: f64, z: f64| {
-            let x = (u - d.ppx) / d.fx * z;
-            let y = (v - d.ppy) / d.fy * z;
-            let cx = r[0] * x + r[1] * y + r[2] * z + t[0];
-            let cy = r[3] * x + r[4] * y + r[5] * z + t[1];
-            let cz = r[6] * x + r[7] * y + r[8] * z + t[2];
-            (cx / cz * c.fx + c.ppx, cy / cz * c.fy + c.ppy)
+        // Normalised ray coordinates of pixel edges, per column and per row.
+        let edge_x: Vec<f64> = (0..=d.width)
+            .map(|u| (u as f64 - 0.5 - d.ppx) / d.fx)
+            .collect();
+        let edge_y: Vec<f64> = (0..=d.height)
+            .map(|v| (v as f64 - 0.5 - d.ppy) / d.fy)
+            .collect();
+        let (cw, ch) = (c.width as i64, c.height as i64);
+        // Colour pixel index nearest to a projected coordinate, as a signed integer.
+        let nearest = |p: f64| -> i64 {
+            let q = p + 0.5;
+            if q >= 0.0 {
+                q as i64
+            } else {
+                -1
+            }
+        };
+        let project = |a: f64, b: f64, z: f64| {
+            let cx = z * (r[0] * a + r[1] * b + r[2]) + t[0];
+            let cy = z * (r[3] * a + r[4] * b + r[5]) + t[1];
+            let cz = z * (r[6] * a + r[7] * b + r[8]) + t[2];
+            let inv = 1.0 / cz;
+            (cx * inv * c.fx + c.ppx, cy * inv * c.fy + c.ppy)
         };
         let src = depth.as_slice();
         for v in 0..d.height {
-            for u in 0..d.width {
-                let mm = src[v * d.width + u];
+            let (b0, b1) = (edge_y[v], edge_y[v + 1]);
+            let row = &src[v * d.width..(v + 1) * d.width];
+            for (u, &mm) in row.iter().enumerate() {
                 if mm == 0 {
                     continue;
                 }
-                let z = mm as f64 / 1000.0;
-                let (u0, v0) = color_pixel(u as f64 - 0.5, v as f64 - 0.5, z);
-                let (u1, v1) = color_pixel(u as f64 + 0.5, v as f64 + 0.5, z);
-                let x0 = (u0 + 0.5).floor().max(0.0) as usize;
-                let y0 = (v0 + 0.5).floor().max(0.0) as usize;
-                let x1 = ((u1 + 0.5).floor() as i64).min(c.width as i64 - 1);
-                let y1 = ((v1 + 0.5).floor() as i64).min(c.height as i64 - 1);
-                if x1 < 0 || y1 < 0 {
+                let z = mm as f64 * 0.001;
+                let (u0, v0) = project(edge_x[u], b0, z);
+                let (u1, v1) = project(edge_x[u + 1], b1, z);
+                let x0 = nearest(u0).max(0);
+                let y0 = nearest(v0).max(0);
+                let x1 = nearest(u1).min(cw - 1);
+                let y1 = nearest(v1).min(ch - 1);
+                if x1 < x0 || y1 < y0 {
                     continue;
                 }
-                for y in y0..=y1 as usize {
-                    for x in x0..=x1 as usize {
-                        let slot = &mut z_buffer[y * c.width + x];
+                for y in y0 as usize..=y1 as usize {
+                    let line = &mut z_buffer[y * c.width + x0 as usize..=y * c.width + x1 as usize];
+                    for slot in line {
                         if mm < *slot {
                             *slot = mm;
                         }
