@@ -4,8 +4,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-python.sh
+# pyrealsense2 (librealsense's `align`, the registration reference) needs libusb to import.
+if ! ldconfig -p | grep -q 'libusb-1.0.so.0' && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libusb-1.0-0 >/dev/null 2>&1 ||
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libusb-1.0-0 >/dev/null; }
+fi
 export SBE_PYTHON="$PWD/.venv/bin/python"
+# Committed model fixtures: manifest hashes and reference cases on onnxruntime (no PyTorch needed).
+"$SBE_PYTHON" tools/export/check_fixtures.py models/tiny-spatialbot models/tiny-policy
 cargo test --workspace --locked
+# aarch64 (Jetson): the library's pure unit tests cross-built and run under qemu-user. Prints
+# SKIPPED and goes on where the cross toolchain cannot be installed. About 2-3 min on 2 cores.
+bash scripts/cross-aarch64.sh --tests-only
 # The `realsense` feature against a real librealsense (from the pyrealsense2 wheel on x86_64):
 # writes .bag files with librealsense's software device and recorder, plays them back.
 if [ "$(uname -m)" = x86_64 ]; then

@@ -1,1 +1,712 @@
-//! Board profiles (`boards/*.toml`): backend order, camera modes, link, safety limits, budgets.
+//! Board profiles (`boards/*.toml`): which inference backends to try and how, the camera's
+//! modes, the arm link, the safety limits, the model folders and the memory budget of one kind
+//! of robot computer.
+//!
+//! # Using a profile
+//!
+//! ```no_run
+//! use spatialbot_edge::board::Board;
+//! let board = Board::default_dev()?;                 // boards/dev-x86_64.toml (or the built-in copy)
+//! let board = Board::load("boards/jetson-orin-nx-16gb.toml".as_ref())?;
+//! let board = Board::resolve("jetson-orin-nano-8gb")?; // a file path or a profile name
+//! # Ok::<(), spatialbot_edge::board::BoardError>(())
+//! ```
+//!
+//! Everything is validated when loaded: a `Board` you hold is internally consistent, so the
+//! consumers below need not re-check ranges.
+//!
+//! - `board.backend` — [`Backend`]: `order` is the list of [`BackendKind`]s to try, first that
+//!   starts wins; `cpu_fallback` says whether a GPU backend that fails to start may be replaced
+//!   by a later CPU entry of `order` (false: stop with an error instead); `threads` is the
+//!   intra-op thread count for CPU kernels; `tensorrt_fp16` and `engine_cache_dir` configure
+//!   the TensorRT execution provider (engines and the timing cache are kept there so a restart
+//!   never rebuilds them: see [`Board::engine_cache_dir`]).
+//! - `board.camera` — [`Camera`]: `spec` is a camera SPEC as on the command line, or `auto`
+//!   (a RealSense camera if one is attached, else the shipped sample recording); `serial` is
+//!   `any` or the RealSense serial number to insist on; `depth` and `color` are the requested
+//!   [`StreamMode`]s; `max_skew_ms` is the largest colour/depth timestamp difference accepted
+//!   as one RGB-D frame.
+//! - `board.link` — [`Link`]: `spec` is `sim`, `serial:PATH` or `pty:PATH` (the baud rate is
+//!   `baud`, never inside `spec`; [`Link::cli_spec`] gives the command-line form);
+//!   `watchdog_ms` is how long the controller waits without a valid frame before it stops the
+//!   arm; `heartbeat_ms` is how often the host sends one when it has no action to send
+//!   (always at most half of `watchdog_ms`). [`Board::link_spec`] and [`Board::link_config`]
+//!   give the `link` module's types directly.
+//! - `board.safety` — [`Safety`]: per-axis absolute limits and largest change between two
+//!   consecutive actions ([`AxisLimit`], axis names match the policy manifest's action names),
+//!   `max_age_ms` (an action computed from a frame captured longer ago than this is not sent)
+//!   and `rate_limit_hz` (the most actions per second sent to the arm).
+//!   [`Board::governor_limits`] places them in the wire layout for the safety governor.
+//! - `board.models` — [`Models`]: model folders and the precision to run them at.
+//! - `board.memory_budget_mb` — what this process may use, checked by `doctor`.
+//!
+//! Relative paths in a profile (model folders, the engine cache) are relative to the folder
+//! that holds the profile file; use [`Board::path`] to resolve them.
+
+pub mod doctor;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use spatialbot_link::{ACTION_LEN, DEFAULT_LAYOUT};
+
+use crate::link::{Limits, LinkConfig, LinkSpec};
+
+/// The profile `run` and `bench` use when no `--board` is given.
+pub const DEV_PROFILE: &str = "dev-x86_64";
+
+/// The profiles shipped in `boards/`, built into the binary so it works from any folder.
+pub const BUILTIN_PROFILES: [(&str, &str); 4] = [
+    ("dev-x86_64", include_str!("../boards/dev-x86_64.toml")),
+    (
+        "jetson-orin-nano-8gb",
+        include_str!("../boards/jetson-orin-nano-8gb.toml"),
+    ),
+    (
+        "jetson-orin-nx-16gb",
+        include_str!("../boards/jetson-orin-nx-16gb.toml"),
+    ),
+    (
+        "jetson-agx-orin-64gb",
+        include_str!("../boards/jetson-agx-orin-64gb.toml"),
+    ),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum BoardError {
+    #[error("cannot read board profile {}: {source}; pass an existing profile file or one of {} to --board", path.display(), builtin_names())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("board profile {}{}: {message}", path.display(), at.as_deref().map(|a| format!(" ({a})")).unwrap_or_default())]
+    Parse {
+        path: PathBuf,
+        at: Option<String>,
+        message: String,
+    },
+    #[error("board profile {}: `{key}` = {value} is not allowed; allowed: {allowed}", path.display())]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        value: String,
+        allowed: String,
+    },
+    #[error(
+        "no board profile named `{name}`; use a profile file path or one of {}",
+        builtin_names()
+    )]
+    UnknownName { name: String },
+}
+
+fn builtin_names() -> String {
+    BUILTIN_PROFILES
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One board profile. See the module docs for what each part means to its consumer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Board {
+    /// The profile's name; equals the file stem for shipped profiles.
+    pub name: String,
+    pub description: String,
+    /// CPU architecture the profile is for: `x86_64` or `aarch64`.
+    pub arch: String,
+    /// Physical memory of the board (shared by CPU and GPU on Jetson), MiB.
+    pub memory_total_mb: u32,
+    /// What this process may use (weights, KV cache, buffers, engine workspace), MiB.
+    pub memory_budget_mb: u32,
+    /// The nvpmodel power mode the numbers were measured in (`doctor` warns on another), or
+    /// `none` where the board has no power modes.
+    pub power_mode: String,
+    pub backend: Backend,
+    pub camera: Camera,
+    pub link: Link,
+    pub safety: Safety,
+    pub models: Models,
+    /// The file this profile was loaded from (`<built-in>/NAME.toml` for an embedded copy).
+    #[serde(skip)]
+    pub source: PathBuf,
+    /// The folder relative paths are resolved against.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// An inference backend the runtime can start a graph on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BackendKind {
+    /// tract, pure Rust, CPU. Always built in.
+    #[serde(rename = "tract-cpu")]
+    TractCpu,
+    /// tract's CUDA runtime (feature `cuda`).
+    #[serde(rename = "tract-cuda")]
+    TractCuda,
+    /// onnxruntime, CPU execution provider (feature `ort`).
+    #[serde(rename = "ort-cpu")]
+    OrtCpu,
+    /// onnxruntime, CUDA execution provider (feature `ort`).
+    #[serde(rename = "ort-cuda")]
+    OrtCuda,
+    /// onnxruntime, TensorRT execution provider (feature `ort`).
+    #[serde(rename = "ort-tensorrt")]
+    OrtTensorrt,
+}
+
+impl BackendKind {
+    pub const ALL: [BackendKind; 5] = [
+        Self::TractCpu,
+        Self::TractCuda,
+        Self::OrtCpu,
+        Self::OrtCuda,
+        Self::OrtTensorrt,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TractCpu => "tract-cpu",
+            Self::TractCuda => "tract-cuda",
+            Self::OrtCpu => "ort-cpu",
+            Self::OrtCuda => "ort-cuda",
+            Self::OrtTensorrt => "ort-tensorrt",
+        }
+    }
+
+    pub fn is_cpu(self) -> bool {
+        matches!(self, Self::TractCpu | Self::OrtCpu)
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backend {
+    /// Backends to try, in order; the first that starts runs the graphs.
+    pub order: Vec<BackendKind>,
+    /// Threads for CPU kernels (1..=64).
+    pub threads: u32,
+    /// Let TensorRT build FP16 engines.
+    pub tensorrt_fp16: bool,
+    /// Where TensorRT engines and the timing cache are kept between runs.
+    pub engine_cache_dir: PathBuf,
+    /// May a later CPU backend of `order` replace a GPU backend that failed to start?
+    pub cpu_fallback: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamMode {
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Camera {
+    /// `auto`, `realsense`, `realsense:SERIAL`, `v4l2:/dev/videoN`, `replay:PATH` or `synthetic`.
+    pub spec: String,
+    /// `any`, or the RealSense serial number to insist on.
+    pub serial: String,
+    pub depth: StreamMode,
+    pub color: StreamMode,
+    /// Largest colour/depth timestamp difference paired into one frame, ms.
+    pub max_skew_ms: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Link {
+    /// `sim`, `serial:PATH` or `pty:PATH`.
+    pub spec: String,
+    pub baud: u32,
+    pub watchdog_ms: u32,
+    pub heartbeat_ms: u32,
+}
+
+impl Link {
+    /// The link SPEC as the command line writes it: `serial:PATH@BAUD`, `pty:PATH` or `sim`.
+    pub fn cli_spec(&self) -> String {
+        if self.spec.starts_with("serial:") {
+            format!("{}@{}", self.spec, self.baud)
+        } else {
+            self.spec.clone()
+        }
+    }
+
+    /// The serial device path, for `serial:` links.
+    pub fn serial_path(&self) -> Option<&Path> {
+        self.spec.strip_prefix("serial:").map(Path::new)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AxisLimit {
+    /// The action name in the policy manifest (`dx`, `droll`, `gripper`, …).
+    pub name: String,
+    pub min: f64,
+    pub max: f64,
+    /// Largest change from the previous action sent on this axis.
+    pub max_step: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Safety {
+    /// An action whose source frame was captured longer ago than this is not sent, ms.
+    pub max_age_ms: u32,
+    /// The most actions sent to the arm per second.
+    pub rate_limit_hz: f64,
+    pub axes: Vec<AxisLimit>,
+}
+
+impl Safety {
+    pub fn axis(&self, name: &str) -> Option<&AxisLimit> {
+        self.axes.iter().find(|a| a.name == name)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    Fp32,
+    Fp16,
+    Int8,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Models {
+    /// The robot-policy model folder.
+    pub policy: PathBuf,
+    /// The SpatialBot VQA model folder (`ask`); absent on boards too small for it.
+    #[serde(default)]
+    pub spatialbot: Option<PathBuf>,
+    /// Precision the GPU backends run at; CPU backends run the graphs' own dtype.
+    pub precision: Precision,
+}
+
+const CAMERA_SPECS: &str =
+    "`auto`, `realsense`, `realsense:SERIAL`, `v4l2:/dev/videoN`, `replay:PATH`, `synthetic`";
+const LINK_SPECS: &str = "`sim`, `serial:PATH` or `pty:PATH` (baud rate in `link.baud`)";
+
+impl Board {
+    /// Loads and validates a profile file.
+    pub fn load(path: &Path) -> Result<Board, BoardError> {
+        let text = std::fs::read_to_string(path).map_err(|source| BoardError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::from_toml_str(&text, path, &base)
+    }
+
+    /// Parses and validates profile text. `source` is named in errors; relative paths resolve
+    /// against `base_dir`.
+    pub fn from_toml_str(text: &str, source: &Path, base_dir: &Path) -> Result<Board, BoardError> {
+        let mut board: Board = toml::from_str(text).map_err(|e| parse_error(source, text, &e))?;
+        board.source = source.to_path_buf();
+        board.base_dir = base_dir.to_path_buf();
+        board.validate()?;
+        Ok(board)
+    }
+
+    /// The dev profile: `boards/dev-x86_64.toml` found next to the binary, in the current
+    /// folder or in the source tree, else the copy built into the binary.
+    pub fn default_dev() -> Result<Board, BoardError> {
+        Self::named(DEV_PROFILE)
+    }
+
+    /// A shipped profile by name: the file in the first `boards/` folder found (see
+    /// [`boards_dirs`]), else the built-in copy.
+    pub fn named(name: &str) -> Result<Board, BoardError> {
+        let builtin = BUILTIN_PROFILES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .ok_or_else(|| BoardError::UnknownName {
+                name: name.to_string(),
+            })?;
+        let file = format!("{name}.toml");
+        for dir in boards_dirs() {
+            let path = dir.join(&file);
+            if path.is_file() {
+                return Self::load(&path);
+            }
+        }
+        let base = std::env::current_dir().unwrap_or_default().join("boards");
+        Self::from_toml_str(builtin.1, &Path::new("<built-in>").join(&file), &base)
+    }
+
+    /// `--board` argument: an existing file, else a shipped profile name.
+    pub fn resolve(arg: &str) -> Result<Board, BoardError> {
+        let path = Path::new(arg);
+        if path.is_file() {
+            return Self::load(path);
+        }
+        let is_name = !arg.contains('/') && !arg.ends_with(".toml");
+        if is_name {
+            return Self::named(arg);
+        }
+        Self::load(path)
+    }
+
+    /// A path from the profile, resolved against the profile's folder.
+    pub fn path(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    pub fn engine_cache_dir(&self) -> PathBuf {
+        self.path(&self.backend.engine_cache_dir)
+    }
+
+    pub fn policy_model_dir(&self) -> PathBuf {
+        self.path(&self.models.policy)
+    }
+
+    pub fn spatialbot_model_dir(&self) -> Option<PathBuf> {
+        self.models.spatialbot.as_deref().map(|p| self.path(p))
+    }
+
+    fn invalid(
+        &self,
+        key: &str,
+        value: impl fmt::Display,
+        allowed: impl Into<String>,
+    ) -> BoardError {
+        BoardError::Invalid {
+            path: self.source.clone(),
+            key: key.to_string(),
+            value: value.to_string(),
+            allowed: allowed.into(),
+        }
+    }
+
+    fn check_u32(&self, key: &str, v: u32, lo: u32, hi: u32) -> Result<(), BoardError> {
+        if (lo..=hi).contains(&v) {
+            Ok(())
+        } else {
+            Err(self.invalid(key, v, format!("{lo}..={hi}")))
+        }
+    }
+
+    fn validate(&self) -> Result<(), BoardError> {
+        if self.name.trim().is_empty() {
+            return Err(self.invalid("name", "\"\"", "a non-empty name"));
+        }
+        if !matches!(self.arch.as_str(), "x86_64" | "aarch64") {
+            return Err(self.invalid(
+                "arch",
+                format!("{:?}", self.arch),
+                "\"x86_64\" or \"aarch64\"",
+            ));
+        }
+        self.check_u32("memory_total_mb", self.memory_total_mb, 512, 1 << 22)?;
+        self.check_u32(
+            "memory_budget_mb",
+            self.memory_budget_mb,
+            256,
+            self.memory_total_mb,
+        )?;
+        if self.power_mode.trim().is_empty() {
+            return Err(self.invalid("power_mode", "\"\"", "an nvpmodel mode name, or \"none\""));
+        }
+
+        let b = &self.backend;
+        if b.order.is_empty() {
+            return Err(self.invalid("backend.order", "[]", kinds_list()));
+        }
+        for (i, k) in b.order.iter().enumerate() {
+            if b.order[..i].contains(k) {
+                return Err(self.invalid("backend.order", k, "each backend at most once"));
+            }
+        }
+        self.check_u32("backend.threads", b.threads, 1, 64)?;
+        if b.order.contains(&BackendKind::OrtTensorrt) && b.engine_cache_dir.as_os_str().is_empty()
+        {
+            return Err(self.invalid(
+                "backend.engine_cache_dir",
+                "\"\"",
+                "a folder (engines take minutes to build; they must be kept between runs)",
+            ));
+        }
+        if !b.cpu_fallback {
+            let first_gpu = b.order.iter().position(|k| !k.is_cpu());
+            if let Some(cpu_after_gpu) =
+                first_gpu.and_then(|g| b.order[g..].iter().find(|k| k.is_cpu()))
+            {
+                return Err(self.invalid(
+                    "backend.order",
+                    cpu_after_gpu,
+                    "with cpu_fallback = false, CPU backends only before the first GPU backend (or set cpu_fallback = true)",
+                ));
+            }
+        }
+        if b.cpu_fallback && !b.order.iter().any(|k| k.is_cpu()) {
+            return Err(self.invalid(
+                "backend.cpu_fallback",
+                true,
+                "false, or list a CPU backend (tract-cpu or ort-cpu) in backend.order",
+            ));
+        }
+
+        let c = &self.camera;
+        if !camera_spec_ok(&c.spec) {
+            return Err(self.invalid("camera.spec", format!("{:?}", c.spec), CAMERA_SPECS));
+        }
+        if c.serial != "any"
+            && (c.serial.is_empty() || !c.serial.chars().all(|ch| ch.is_ascii_alphanumeric()))
+        {
+            return Err(self.invalid(
+                "camera.serial",
+                format!("{:?}", c.serial),
+                "\"any\" or a serial number (letters and digits)",
+            ));
+        }
+        for (key, m) in [("camera.depth", &c.depth), ("camera.color", &c.color)] {
+            self.check_u32(&format!("{key}.width"), m.width, 16, 3840)?;
+            self.check_u32(&format!("{key}.height"), m.height, 16, 2160)?;
+            self.check_u32(&format!("{key}.fps"), m.fps, 1, 300)?;
+        }
+        self.check_u32("camera.max_skew_ms", c.max_skew_ms, 0, 1000)?;
+
+        let l = &self.link;
+        if !link_spec_ok(&l.spec) {
+            return Err(self.invalid("link.spec", format!("{:?}", l.spec), LINK_SPECS));
+        }
+        self.check_u32("link.baud", l.baud, 9600, 12_000_000)?;
+        self.check_u32("link.watchdog_ms", l.watchdog_ms, 10, 10_000)?;
+        self.check_u32("link.heartbeat_ms", l.heartbeat_ms, 1, l.watchdog_ms / 2)?;
+
+        let s = &self.safety;
+        self.check_u32("safety.max_age_ms", s.max_age_ms, 1, 10_000)?;
+        if !(s.rate_limit_hz.is_finite() && s.rate_limit_hz > 0.0 && s.rate_limit_hz <= 1000.0) {
+            return Err(self.invalid(
+                "safety.rate_limit_hz",
+                s.rate_limit_hz,
+                "greater than 0, at most 1000",
+            ));
+        }
+        if s.axes.is_empty() {
+            return Err(self.invalid("safety.axes", "[]", "at least one [[safety.axes]] entry"));
+        }
+        for (i, a) in s.axes.iter().enumerate() {
+            let key = |f: &str| format!("safety.axes[{i}].{f}");
+            if s.axes[..i].iter().any(|o| o.name == a.name) {
+                return Err(self.invalid(
+                    &key("name"),
+                    format!("{:?}", a.name),
+                    "a name used once",
+                ));
+            }
+            if !WIRE_AXES.contains(&a.name.as_str()) {
+                return Err(self.invalid(
+                    &key("name"),
+                    format!("{:?}", a.name),
+                    WIRE_AXES.join(", "),
+                ));
+            }
+            if !a.min.is_finite() {
+                return Err(self.invalid(&key("min"), a.min, "a finite number"));
+            }
+            if !(a.max.is_finite() && a.max > a.min) {
+                return Err(self.invalid(
+                    &key("max"),
+                    a.max,
+                    format!("a finite number greater than min ({})", a.min),
+                ));
+            }
+            let span = a.max - a.min;
+            if !(a.max_step.is_finite() && a.max_step > 0.0 && a.max_step <= span) {
+                return Err(self.invalid(
+                    &key("max_step"),
+                    a.max_step,
+                    format!("greater than 0, at most max - min ({span})"),
+                ));
+            }
+        }
+
+        for required in REQUIRED_AXES {
+            if s.axis(required).is_none() {
+                return Err(self.invalid(
+                    "safety.axes",
+                    format!("no entry named {required:?}"),
+                    format!(
+                        "one [[safety.axes]] entry for each of {}",
+                        REQUIRED_AXES.join(", ")
+                    ),
+                ));
+            }
+        }
+
+        if self.models.policy.as_os_str().is_empty() {
+            return Err(self.invalid("models.policy", "\"\"", "a model folder path"));
+        }
+        Ok(())
+    }
+}
+
+/// Axis names the wire protocol knows (`spatialbot_link::Axis::name`).
+const WIRE_AXES: [&str; 8] = [
+    "dx",
+    "dy",
+    "dz",
+    "droll",
+    "dpitch",
+    "dyaw",
+    "gripper",
+    "terminate",
+];
+/// Every profile limits these; `terminate` defaults to 0..=1.
+const REQUIRED_AXES: [&str; 7] = ["dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"];
+
+impl Board {
+    /// The safety governor's limits (also sent to the controller in `Hello`): the profile's
+    /// axes placed in the wire's default layout; `terminate`, unless the profile limits it,
+    /// is 0..=1; the rate limit becomes the shortest interval between actions.
+    pub fn governor_limits(&self) -> Limits {
+        let mut limits = Limits {
+            layout: DEFAULT_LAYOUT,
+            min: [0.0; ACTION_LEN],
+            max: [1.0; ACTION_LEN],
+            max_step: [1.0; ACTION_LEN],
+            max_age_ms: self.safety.max_age_ms,
+            min_interval_ms: (1000.0 / self.safety.rate_limit_hz).ceil() as u32,
+        };
+        for (i, axis) in DEFAULT_LAYOUT.iter().enumerate() {
+            if let Some(a) = self.safety.axis(axis.name()) {
+                limits.min[i] = a.min as f32;
+                limits.max[i] = a.max as f32;
+                limits.max_step[i] = a.max_step as f32;
+            }
+        }
+        limits
+    }
+
+    /// The link's configuration: governor limits and the controller watchdog from the profile,
+    /// the link module's defaults for the rest.
+    pub fn link_config(&self) -> LinkConfig {
+        let mut cfg = LinkConfig::new(self.governor_limits());
+        cfg.watchdog_ms = u16::try_from(self.link.watchdog_ms).unwrap_or(u16::MAX);
+        cfg
+    }
+
+    /// The parsed link SPEC (`link.spec` with `link.baud`).
+    pub fn link_spec(&self) -> Result<LinkSpec, BoardError> {
+        self.link
+            .cli_spec()
+            .parse::<LinkSpec>()
+            .map_err(|e| self.invalid("link.spec", format!("{:?}", self.link.spec), e.to_string()))
+    }
+}
+
+fn kinds_list() -> String {
+    BackendKind::ALL
+        .iter()
+        .map(|k| format!("\"{k}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn camera_spec_ok(spec: &str) -> bool {
+    match spec.split_once(':') {
+        None => matches!(spec, "auto" | "realsense" | "synthetic"),
+        Some(("realsense", serial)) => {
+            !serial.is_empty() && serial.chars().all(|c| c.is_ascii_alphanumeric())
+        }
+        Some(("v4l2", dev)) => dev.starts_with("/dev/"),
+        Some(("replay", path)) => !path.is_empty(),
+        Some(_) => false,
+    }
+}
+
+fn link_spec_ok(spec: &str) -> bool {
+    match spec.split_once(':') {
+        None => spec == "sim",
+        Some(("serial", path)) | Some(("pty", path)) => !path.is_empty() && !path.contains('@'),
+        Some(_) => false,
+    }
+}
+
+/// Turns a TOML/serde error into one line naming the line and the table it happened in.
+fn parse_error(source: &Path, text: &str, err: &toml::de::Error) -> BoardError {
+    let at = err.span().map(|span| {
+        let before = text.get(..span.start).unwrap_or(text);
+        let line = before.matches('\n').count() + 1;
+        let table = before
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| l.starts_with('[') && l.ends_with(']'))
+            .map(|t| format!(" in {t}"))
+            .unwrap_or_else(|| " at the top level".to_string());
+        format!("line {line}{table}")
+    });
+    let mut message = err.message().trim().replace('\n', " ");
+    if message.starts_with("unknown variant") && message.contains("tract-cpu") {
+        message.push_str(" (backend.order)");
+    }
+    BoardError::Parse {
+        path: source.to_path_buf(),
+        at,
+        message,
+    }
+}
+
+/// Folders searched for shipped profiles, in order: `$SPATIALBOT_EDGE_HOME/boards`, beside the
+/// binary (`bin/../boards`, `bin/../share/spatialbot-edge/boards`, and the source tree for
+/// `target/<profile>/` binaries), then `./boards`.
+pub fn boards_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(home) = std::env::var_os("SPATIALBOT_EDGE_HOME") {
+        dirs.push(PathBuf::from(home).join("boards"));
+    }
+    if let Some(exe_dir) = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+    {
+        dirs.push(exe_dir.join("boards"));
+        for up in exe_dir.ancestors().skip(1).take(3) {
+            dirs.push(up.join("boards"));
+            dirs.push(up.join("share/spatialbot-edge/boards"));
+        }
+    }
+    if let Ok(cwd) = std::env::current_dir() {
+        dirs.push(cwd.join("boards"));
+    }
+    dirs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_builtin_profile_is_valid_and_named_after_its_file() {
+        for (name, text) in BUILTIN_PROFILES {
+            let b = Board::from_toml_str(text, Path::new(name), Path::new("boards"))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(b.name, name);
+        }
+    }
+
+    #[test]
+    fn link_cli_spec_carries_the_baud_rate() {
+        let b = Board::from_toml_str(BUILTIN_PROFILES[2].1, Path::new("x"), Path::new("")).unwrap();
+        assert!(b.link.cli_spec().starts_with("serial:/dev/"));
+        assert!(b.link.cli_spec().ends_with(&format!("@{}", b.link.baud)));
+    }
+}

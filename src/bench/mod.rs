@@ -1,1 +1,67 @@
-//! Stage timing, latency histograms and reports.
+//! Stage timing, latency histograms and reports, shared by `bench` and the `run` loop.
+//!
+//! # Feeding it from a pipeline
+//!
+//! ```
+//! use spatialbot_edge::bench::{stage, FrameStamps, RunInfo, StageRecorder};
+//! let mut recorder = StageRecorder::new();
+//! recorder.declare_stages(&[stage::CAMERA, stage::PACK]);      // optional: fixes report order
+//! for n in 0..3 {
+//!     let mut stamps = FrameStamps::start(n);  // or start_at(capture time on the host clock)
+//!     // … grab the frame …
+//!     stamps.mark(stage::CAMERA);              // end of a stage = start of the next
+//!     // … pack …
+//!     stamps.mark(stage::PACK);
+//!     recorder.record_frame(&stamps);          // in the thread that owns the recorder
+//! }
+//! recorder.record_dropped(stage::CAMERA, 1);   // a frame the camera stage threw away
+//! let report = recorder.report(RunInfo::default());
+//! assert_eq!(report.frames.measured, 3);
+//! ```
+//!
+//! `FrameStamps` travels with the frame through the channels; only the thread that owns the
+//! `StageRecorder` touches it. The first action sent should call
+//! `recorder.record_startup(bench::system::process_age().unwrap_or(since_main))`.
+//!
+//! # JSON schema `spatialbot-edge.bench/1` (`bench --json`, `bench --out DIR/report.json`)
+//!
+//! All times are milliseconds unless the name says otherwise; `null` means not measured.
+//!
+//! | field | type | meaning |
+//! |---|---|---|
+//! | `schema` | string | `"spatialbot-edge.bench/1"` |
+//! | `tool_version` | string | the `spatialbot-edge` version that measured |
+//! | `board`, `board_file` | string | board profile name and the file it came from |
+//! | `camera` | string | the camera SPEC frames came from |
+//! | `frames.warmup` | int | frames run before measuring (not in the statistics) |
+//! | `frames.measured` | int | frames in the statistics |
+//! | `frames.dropped` | int | frames dropped by any stage during the measurement |
+//! | `wall_s` | number | seconds of the measured part |
+//! | `fps` | number | `frames.measured / wall_s` |
+//! | `startup_ms` | number\|null | process start → first action sent (10 ms resolution) |
+//! | `peak_rss_mb` | number\|null | peak resident memory (`VmHWM`), MiB |
+//! | `stages[]` | array | one per stage run, in pipeline order: |
+//! | `stages[].name` | string | `camera`, `register`, `pack`, `preprocess`, `vision`, `prefill`, `decode`, `action`, `link`, … |
+//! | `stages[].count`, `.dropped` | int | samples, and frames this stage dropped |
+//! | `stages[].mean_ms`, `.min_ms`, `.p50_ms`, `.p90_ms`, `.p99_ms`, `.max_ms` | number | nearest-rank quantiles within 0.8 %; min and max exact |
+//! | `stages[].series` | array of `[s, ms]` | per-frame latency over time (thinned to ≤ 2,000 points) |
+//! | `end_to_end` | object\|null | as a stage: frame origin (capture) → last stage |
+//! | `stages_not_run[]` | `{name, why}` | pipeline stages this build or run could not measure |
+//! | `graphs[]` | `{graph, backend, provider}` | which backend and execution provider ran each graph |
+//! | `host` | object | `arch`, `model`, `cpus`, `kernel`, `l4t`, `power_mode`, `cpu_governor`, `cpu_cur_mhz[]`, `cpu_max_mhz`, `devfreq[]` (`name`, `cur_mhz`, `max_mhz`), `mem_total_mb`, `mem_available_mb`; `"unknown"`/`null` where not readable |
+//!
+//! Fields are only ever added within schema 1; a reader must ignore fields it does not know.
+
+pub mod histogram;
+pub mod recorder;
+pub mod report;
+pub mod svg;
+pub mod system;
+
+pub use histogram::LatencyHistogram;
+pub use recorder::{stage, FrameStamps, StageRecorder};
+pub use report::{
+    compare, Comparison, GraphBackend, Report, ReportError, RunInfo, StageNotRun, StageSummary,
+    SCHEMA,
+};
+pub use system::HostInfo;

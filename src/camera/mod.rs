@@ -11,7 +11,6 @@ pub mod pairing;
 #[cfg(feature = "realsense")]
 pub mod realsense;
 pub mod recording;
-mod register_shim;
 pub mod spec;
 pub mod synthetic;
 
@@ -155,12 +154,12 @@ pub fn is_bag(path: &std::path::Path) -> bool {
 /// Wraps a source and registers its depth into the colour camera's frame.
 pub struct Registering {
     inner: Box<dyn Source>,
-    registrar: register_shim::Registrar,
+    registrar: crate::rgbd::register::Registrar,
 }
 
 impl Registering {
     pub fn new(inner: Box<dyn Source>) -> Result<Self, SourceError> {
-        let registrar = register_shim::Registrar::new(inner.calibration())
+        let registrar = crate::rgbd::register::Registrar::new(inner.calibration())
             .map_err(|e| SourceError::Register(e.to_string()))?;
         Ok(Self { inner, registrar })
     }

@@ -1,8 +1,153 @@
-//! `spatialbot-edge arm-sim`.
+//! `spatialbot-edge arm-sim`: a simulated arm controller speaking the wire protocol.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::json;
+use spatialbot_edge::exit;
+use spatialbot_edge::link::controller::Event;
+use spatialbot_edge::link::sim::{run_controller, SimConfig, SimExit};
+use spatialbot_edge::link::transport::{create_pty, open_serial};
+use spatialbot_edge::link::LinkSpec;
+
+use super::bad_input;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Where the host connects: `pty:PATH` creates a pseudo-terminal and links PATH to its
+    /// slave (the host then opens `pty:PATH`); `serial:/dev/ttyUSB0@921600` serves a real port.
+    #[arg(long)]
+    link: String,
+    /// Write every applied action, hold and stop as JSON lines to this file. (`--log` is the
+    /// global log filter.)
+    #[arg(long)]
+    log_file: Option<PathBuf>,
+    /// Watchdog check period in milliseconds.
+    #[arg(long, default_value_t = 1)]
+    tick_ms: u64,
+    /// Exit (code 0) after acknowledging a Stop.
+    #[arg(long)]
+    exit_on_stop: bool,
+    /// Exit with the watchdog code (3) when the watchdog fires.
+    #[arg(long)]
+    exit_on_watchdog: bool,
+    /// Print each applied action on stdout (human output only).
+    #[arg(long)]
+    verbose: bool,
+}
 
-pub fn run(_args: Args, _json: bool) -> anyhow::Result<u8> {
-    Err(spatialbot_edge::exit::ExitError::runtime("`arm-sim` is not built yet").into())
+pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
+    let spec: LinkSpec = args.link.parse().map_err(bad_input)?;
+    let tick = Duration::from_millis(args.tick_ms.max(1));
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, shutdown.clone())
+            .context("installing the signal handler")?;
+    }
+    let mut log = match &args.log_file {
+        Some(p) => Some(BufWriter::new(File::create(p).map_err(|e| {
+            bad_input(format!("cannot create the log file {}: {e}", p.display()))
+        })?)),
+        None => None,
+    };
+    let cfg = SimConfig {
+        tick,
+        exit_on_stop: args.exit_on_stop,
+        exit_on_watchdog: args.exit_on_watchdog,
+        ..SimConfig::default()
+    };
+    // The pty endpoint must outlive the run: it holds the slave open.
+    let (duplex, _pty) = match &spec {
+        LinkSpec::Pty { path } => {
+            let pty = create_pty(path, tick)
+                .with_context(|| format!("creating a pty linked at {}", path.display()))?;
+            announce(
+                json,
+                &json!({"event": "ready", "link": path, "pty": pty.slave_name}),
+            );
+            (pty.duplex()?, Some(pty))
+        }
+        LinkSpec::Serial { path, baud } => {
+            let d = open_serial(path, *baud, tick)
+                .with_context(|| format!("opening serial port {}", path.display()))?;
+            announce(json, &json!({"event": "ready", "link": path, "baud": baud}));
+            (d, None)
+        }
+        LinkSpec::Sim => {
+            return Err(bad_input(
+                "arm-sim serves a link: give --link pty:PATH or --link serial:PATH@BAUD",
+            ))
+        }
+    };
+    let mut write_log = |e: &Event| {
+        let line = event_json(e);
+        if let Some(w) = log.as_mut() {
+            let _ = writeln!(w, "{line}");
+            if !matches!(e, Event::Applied { .. }) {
+                let _ = w.flush();
+            }
+        }
+        if args.verbose && !json {
+            println!("{line}");
+        } else if !json && !matches!(e, Event::Applied { .. } | Event::NotApplied { .. }) {
+            println!("{line}");
+        }
+    };
+    let summary =
+        run_controller(duplex, &cfg, &shutdown, &mut write_log).context("arm simulator I/O")?;
+    if let Some(mut w) = log.take() {
+        w.flush().context("writing the log file")?;
+    }
+    if json {
+        super::print_json(&summary)?;
+    } else {
+        println!("{}", serde_json::to_string(&summary)?);
+    }
+    let _ = shutdown.load(Ordering::Relaxed);
+    Ok(match summary.exit {
+        SimExit::Watchdog => exit::WATCHDOG_STOP,
+        SimExit::Stopped | SimExit::Shutdown | SimExit::Disconnected => exit::OK,
+    })
+}
+
+fn announce(json: bool, v: &serde_json::Value) {
+    if json {
+        println!("{v}");
+    } else {
+        println!("arm-sim ready: {v}");
+    }
+    let _ = std::io::stdout().flush();
+}
+
+fn event_json(e: &Event) -> serde_json::Value {
+    match e {
+        Event::SessionStarted {
+            session,
+            watchdog_ms,
+        } => json!({"event": "session", "session": session, "watchdog_ms": watchdog_ms}),
+        Event::Applied {
+            action,
+            pose,
+            at_us,
+        } => json!({
+            "event": "applied", "seq": action.seq, "chunk_id": action.chunk_id, "chunk_index": action.chunk_index,
+            "capture_us": action.capture_us, "send_us": action.send_us, "values": action.values, "pose": pose, "at_us": at_us,
+        }),
+        Event::NotApplied { seq, outcome } => {
+            json!({"event": "not_applied", "seq": seq, "outcome": format!("{outcome:?}")})
+        }
+        Event::WatchdogHold { silence_us, at_us } => {
+            json!({"event": "hold", "reason": "watchdog", "silence_us": silence_us, "at_us": at_us})
+        }
+        Event::Resumed { at_us } => json!({"event": "resumed", "at_us": at_us}),
+        Event::Stopped { reason, at_us } => {
+            json!({"event": "stop", "reason": format!("{reason:?}"), "at_us": at_us})
+        }
+        Event::BadFrame { error } => json!({"event": "bad_frame", "error": format!("{error:?}")}),
+    }
 }

@@ -1,8 +1,324 @@
-//! `spatialbot-edge bench`.
+//! `spatialbot-edge bench`: warm-up, then N frames through every pipeline stage this build has,
+//! timed per stage; or `--compare A.json B.json`.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use spatialbot_edge::bench::{
+    self, stage, FrameStamps, HostInfo, Report, RunInfo, StageNotRun, StageRecorder,
+};
+use spatialbot_edge::board::Board;
+use spatialbot_edge::exit::ExitError;
+use spatialbot_edge::link::{self, ActionCommand, Link, LinkSpec, StopReason, ACTION_LEN};
+
+use super::bad_input;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Board profile: a file, or a shipped profile name (default: dev-x86_64).
+    #[arg(long)]
+    board: Option<String>,
+    /// Camera SPEC (default: the profile's camera.spec).
+    #[arg(long)]
+    camera: Option<String>,
+    /// Frames to measure after the warm-up.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    frames: u64,
+    /// Frames run before measuring (caches, allocator, clocks settle).
+    #[arg(long, default_value_t = 10)]
+    warmup: u64,
+    /// Write report.json and latency.svg into this folder.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Compare two reports: per-stage ratios B / A.
+    #[arg(long, num_args = 2, value_names = ["A.json", "B.json"], conflicts_with_all = ["board", "camera", "out"])]
+    compare: Option<Vec<PathBuf>>,
+}
 
-pub fn run(_args: Args, _json: bool) -> anyhow::Result<u8> {
-    Err(spatialbot_edge::exit::ExitError::runtime("`bench` is not built yet").into())
+/// The data one frame carries from stage to stage. Each stage fills what the next one eats.
+struct Work {
+    /// When the frame started, on the link's monotonic clock (µs).
+    capture_us: u64,
+    /// The action to send: all zeros (the arm holds still) until a policy stage fills it.
+    action: [f32; ACTION_LEN],
+}
+
+impl Work {
+    fn new() -> Self {
+        Self {
+            capture_us: link::clock::monotonic_us(),
+            action: [0.0; ACTION_LEN],
+        }
+    }
+}
+
+/// One pipeline stage as the bench runs it: the same library code `run` uses, nothing stubbed.
+trait BenchStage {
+    fn name(&self) -> &'static str;
+    fn run(&mut self, work: &mut Work) -> anyhow::Result<()>;
+    /// Frames this stage dropped since the last call.
+    fn take_dropped(&mut self) -> u64 {
+        0
+    }
+    /// Called once after the last frame.
+    fn finish(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// Wire encode + write of one action to the in-process controller simulator, then handling
+/// of whatever it sent back (acks, status).
+struct LinkStage {
+    link: Link,
+    chunk_id: u32,
+}
+
+impl BenchStage for LinkStage {
+    fn name(&self) -> &'static str {
+        stage::LINK
+    }
+
+    fn run(&mut self, work: &mut Work) -> anyhow::Result<()> {
+        self.link.send_action(&ActionCommand {
+            chunk_id: self.chunk_id,
+            chunk_index: 0,
+            capture_us: work.capture_us,
+            values: work.action,
+        })?;
+        self.link.poll()?;
+        self.chunk_id = self.chunk_id.wrapping_add(1);
+        Ok(())
+    }
+
+    fn finish(&mut self) -> anyhow::Result<()> {
+        self.link.stop(StopReason::Finished)?;
+        Ok(())
+    }
+}
+
+struct Plan {
+    stages: Vec<Box<dyn BenchStage>>,
+    not_run: Vec<StageNotRun>,
+}
+
+fn not_run(name: &str, why: &str) -> StageNotRun {
+    StageNotRun {
+        name: name.to_string(),
+        why: why.to_string(),
+    }
+}
+
+/// The stages this build can run for `board`, in pipeline order, and the ones it cannot.
+fn plan(board: &Board, _camera: &str) -> anyhow::Result<Plan> {
+    let mut stages: Vec<Box<dyn BenchStage>> = Vec::new();
+    let mut not_run = vec![
+        not_run(stage::CAMERA, "no camera source is built into this version"),
+        not_run(stage::REGISTER, "depth registration is not built into this version"),
+        not_run(stage::PACK, "depth packing is not built into this version"),
+        not_run(stage::PREPROCESS, "image preprocessing is not built into this version"),
+        not_run(stage::VISION, "no inference backend is built into this version"),
+        not_run(stage::PREFILL, "no inference backend is built into this version"),
+        not_run(stage::DECODE, "no inference backend is built into this version"),
+        not_run(
+            stage::ACTION,
+            "no policy is built into this version: the link stage sends a hold-still action (all zeros)",
+        ),
+    ];
+    // Always the simulator: a bench never moves a real arm.
+    let link = Link::open(&LinkSpec::Sim, board.link_config())
+        .context("cannot open the link to the built-in arm simulator")?;
+    stages.push(Box::new(LinkStage { link, chunk_id: 0 }));
+    not_run.retain(|n| !stages.iter().any(|s| s.name() == n.name));
+    Ok(Plan { stages, not_run })
+}
+
+/// A one-line progress display on stderr, only when stderr is a terminal.
+struct Progress {
+    enabled: bool,
+    total: u64,
+    last: Instant,
+    start: Instant,
+}
+
+impl Progress {
+    fn new(total: u64) -> Self {
+        let now = Instant::now();
+        Self {
+            enabled: std::io::stderr().is_terminal(),
+            total,
+            last: now,
+            start: now,
+        }
+    }
+
+    fn update(&mut self, done: u64, phase: &str) {
+        if !self.enabled || (self.last.elapsed() < Duration::from_millis(200) && done < self.total)
+        {
+            return;
+        }
+        self.last = Instant::now();
+        let width = 30usize;
+        let filled = (done as f64 / self.total.max(1) as f64 * width as f64) as usize;
+        let fps = done as f64 / self.start.elapsed().as_secs_f64().max(1e-9);
+        let _ = write!(
+            std::io::stderr(),
+            "\r{phase:<8} [{}{}] {done}/{} frames, {fps:.1} frames/s ",
+            "#".repeat(filled.min(width)),
+            " ".repeat(width - filled.min(width)),
+            self.total
+        );
+    }
+
+    fn finish(&self) {
+        if self.enabled {
+            let _ = writeln!(std::io::stderr());
+        }
+    }
+}
+
+fn run_frame(stages: &mut [Box<dyn BenchStage>], stamps: &mut FrameStamps) -> anyhow::Result<()> {
+    let mut work = Work::new();
+    for s in stages.iter_mut() {
+        s.run(&mut work)
+            .with_context(|| format!("stage {}", s.name()))?;
+        stamps.mark(s.name());
+    }
+    Ok(())
+}
+
+pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
+    if let Some(files) = &args.compare {
+        return compare(&files[0], &files[1], json);
+    }
+    let board = match &args.board {
+        Some(b) => Board::resolve(b),
+        None => Board::default_dev(),
+    }
+    .map_err(bad_input)?;
+    let camera = args
+        .camera
+        .clone()
+        .unwrap_or_else(|| board.camera.spec.clone());
+    let Plan {
+        mut stages,
+        not_run,
+    } = plan(&board, &camera)?;
+
+    let camera_ran = stages.iter().any(|s| s.name() == stage::CAMERA);
+    let info = RunInfo {
+        board: board.name.clone(),
+        board_file: board.source.display().to_string(),
+        camera: if camera_ran {
+            camera.clone()
+        } else {
+            format!("none ({camera} not run)")
+        },
+        warmup_frames: args.warmup,
+        stages_not_run: not_run,
+        host: HostInfo::read(),
+    };
+
+    if stages.is_empty() {
+        let report = StageRecorder::new().report(RunInfo {
+            warmup_frames: 0,
+            ..info
+        });
+        emit(&report, json, args.out.as_deref())?;
+        return Err(ExitError::runtime("no pipeline stage is built into this version, so there is nothing to measure (see `not run` above)").into());
+    }
+
+    // Process start → the first frame through every stage (its action sent, when the link
+    // stage runs): what a supervisor waits for after a restart.
+    let mut startup = None;
+    let mut progress = Progress::new(args.warmup);
+    for n in 0..args.warmup {
+        let mut stamps = FrameStamps::start(n);
+        run_frame(&mut stages, &mut stamps)?;
+        startup = startup.or_else(bench::system::process_age);
+        progress.update(n + 1, "warm-up");
+    }
+    for s in stages.iter_mut() {
+        s.take_dropped();
+    }
+    progress.finish();
+
+    let mut recorder = StageRecorder::new();
+    recorder.declare_stages(&stages.iter().map(|s| s.name()).collect::<Vec<_>>());
+    let mut progress = Progress::new(args.frames);
+    let start = Instant::now();
+    for n in 0..args.frames {
+        let mut stamps = FrameStamps::start(n);
+        run_frame(&mut stages, &mut stamps)?;
+        startup = startup.or_else(bench::system::process_age);
+        recorder.record_frame(&stamps);
+        for s in stages.iter_mut() {
+            let d = s.take_dropped();
+            if d > 0 {
+                recorder.record_dropped(s.name(), d);
+            }
+        }
+        progress.update(n + 1, "measure");
+    }
+    let wall = start.elapsed();
+    progress.finish();
+    for s in stages.iter_mut() {
+        s.finish()
+            .with_context(|| format!("stage {} did not shut down cleanly", s.name()))?;
+    }
+    if let Some(d) = startup {
+        recorder.record_startup(d);
+    }
+
+    let mut report = recorder.report(info);
+    report.set_wall_s(wall.as_secs_f64());
+    emit(&report, json, args.out.as_deref())?;
+    Ok(spatialbot_edge::exit::OK)
+}
+
+fn emit(report: &Report, json: bool, out: Option<&Path>) -> anyhow::Result<()> {
+    if json {
+        super::print_json(report)?;
+    } else {
+        print!("{}", report.to_text());
+    }
+    if let Some(dir) = out {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the output folder {}", dir.display()))?;
+        let json_path = dir.join("report.json");
+        let svg_path = dir.join("latency.svg");
+        spatialbot_edge::fsutil::write_atomic(
+            &json_path,
+            serde_json::to_string_pretty(report)?.as_bytes(),
+        )
+        .with_context(|| format!("cannot write {}", json_path.display()))?;
+        spatialbot_edge::fsutil::write_atomic(
+            &svg_path,
+            bench::svg::latency_plot(report).as_bytes(),
+        )
+        .with_context(|| format!("cannot write {}", svg_path.display()))?;
+        if !json {
+            println!("wrote {} and {}", json_path.display(), svg_path.display());
+        }
+    }
+    Ok(())
+}
+
+fn load_report(path: &Path) -> anyhow::Result<Report> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| bad_input(format!("cannot read bench report {}: {e}; pass a file written by `bench --json` or `bench --out`", path.display())))?;
+    Report::from_json(&text, &path.display().to_string()).map_err(bad_input)
+}
+
+fn compare(a: &Path, b: &Path, json: bool) -> anyhow::Result<u8> {
+    let ra = load_report(a)?;
+    let rb = load_report(b)?;
+    let cmp = bench::compare(&ra, &a.display().to_string(), &rb, &b.display().to_string());
+    if json {
+        super::print_json(&cmp)?;
+    } else {
+        print!("{}", cmp.to_text());
+    }
+    Ok(spatialbot_edge::exit::OK)
 }

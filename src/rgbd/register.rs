@@ -1,1 +1,515 @@
 //! Registration of depth into the colour camera's frame.
+//!
+//! Each depth pixel is deprojected with the depth intrinsics (honouring its lens model),
+//! moved into the colour camera with the depth→colour extrinsics and projected with the colour
+//! intrinsics (honouring its lens model). The output holds, at each colour pixel, the depth
+//! camera's own millimetre value (as librealsense's `align` does); where several depth pixels
+//! land on one colour pixel the nearest (smallest) wins, and colour pixels nothing lands on stay
+//! 0.
+//!
+//! Where a depth pixel lands (the documented rounding rule, pixel centres at integer
+//! coordinates): its footprint is the square between the corners (x−½, y−½) and (x+½, y+½).
+//! Each corner is projected to (u, v) and snapped to the colour pixel whose centre is nearest to
+//! (u+½, v+½), ties to even — for the top-left corner that is the first colour pixel whose
+//! centre lies at or past the corner.
+//! - When the colour stream has more pixels per degree than depth (along either axis), each
+//!   depth pixel fills the whole rectangle between its two snapped corners, bounds included.
+//!   Neighbouring footprints therefore overlap by one column and one row on their far sides,
+//!   where the nearer surface wins: no cracks, and an edge errs towards the nearer object.
+//! - Otherwise each depth pixel writes the one colour pixel of its snapped top-left corner,
+//!   which for equal scales is the colour pixel nearest its centre.
+//!
+//! This is the footprint rule of librealsense's x86 (SSE) `align`, so the two agree on
+//! calibrations where librealsense's lens handling is right. They deliberately differ where it is
+//! not (see README "Registration vs librealsense"): colour `brown_conrady` and
+//! `inverse_brown_conrady` coefficients (ignored there), the colour `modified_brown_conrady`
+//! y tangential term (uses the x term there), depth `brown_conrady` and
+//! `modified_brown_conrady` (ignored there), and mirrored footprints (skipped there, ordered
+//! here). librealsense's two hard-coded resolution pairs that force footprint mode are not
+//! copied.
+
+use super::calibration::{Calibration, CalibrationError, DistortionModel};
+use super::distortion::Lens;
+use super::frame::DepthMm;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error("invalid calibration: {0}")]
+    Calibration(#[from] CalibrationError),
+    #[error(
+        "depth image is {found_width}x{found_height} but the calibration's depth stream is \
+         {width}x{height}; use the calibration of the camera mode that recorded it"
+    )]
+    DepthSize {
+        width: usize,
+        height: usize,
+        found_width: usize,
+        found_height: usize,
+    },
+    #[error(
+        "output image is {found_width}x{found_height} but the colour stream is {width}x{height}"
+    )]
+    OutputSize {
+        width: usize,
+        height: usize,
+        found_width: usize,
+        found_height: usize,
+    },
+    #[error("calibration stream size {width}x{height} is too large to register")]
+    TooLarge { width: usize, height: usize },
+}
+
+/// Registration precomputed for one calibration: create once, call `register_into` per frame.
+#[derive(Clone, Debug)]
+pub struct Registrar {
+    depth_width: usize,
+    depth_height: usize,
+    color_width: usize,
+    color_height: usize,
+    rays: CornerRays,
+    /// Depth→colour translation in millimetres.
+    translation_mm: [f32; 3],
+    projection: Projection,
+    splat_footprint: bool,
+    depth_lens: Lens,
+    color_lens: Lens,
+    rotation: [f64; 9],
+    translation_m: [f64; 3],
+}
+
+/// For every footprint corner (cx−½, cy−½), cx in 0..=W, cy in 0..=H: the direction
+/// `R · (x, y, 1)` in the colour camera's frame of the depth ray through it, so that the corner's
+/// point at depth z (mm) is `z · ray + t`. Stored as separate x, y, z arrays so the per-pixel
+/// arithmetic vectorises.
+#[derive(Clone, Debug)]
+enum CornerRays {
+    /// Without depth-lens distortion x depends only on the column and y only on the row:
+    /// `ray = column[cx] + row[cy]`.
+    Separable {
+        column: [Vec<f32>; 3],
+        row: Vec<[f32; 3]>,
+    },
+    /// One ray per corner, row-major, (W+1)×(H+1).
+    Grid { stride: usize, rays: [Vec<f32>; 3] },
+}
+
+impl CornerRays {
+    /// The rays of corners (cx, cy) for cx in `first_cx..first_cx + n`, as three slices plus a
+    /// term to add to each.
+    #[inline(always)]
+    fn corner_row(&self, cy: usize, first_cx: usize, n: usize) -> ([&[f32]; 3], [f32; 3]) {
+        match self {
+            CornerRays::Separable { column, row } => (
+                column.each_ref().map(|c| &c[first_cx..first_cx + n]),
+                row[cy],
+            ),
+            CornerRays::Grid { stride, rays } => {
+                let start = cy * stride + first_cx;
+                (rays.each_ref().map(|c| &c[start..start + n]), [0.0; 3])
+            }
+        }
+    }
+}
+
+/// Colour projection in f32, with ½ pre-added to the principal point for the snapping rule.
+#[derive(Clone, Copy, Debug)]
+struct Projection {
+    fx: f32,
+    fy: f32,
+    ppx_half: f32,
+    ppy_half: f32,
+    lens: ColorLens,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum ColorLens {
+    Pinhole,
+    BrownConrady([f32; 5]),
+    ModifiedBrownConrady([f32; 5]),
+    /// Needs a numerical inversion per point: done in f64 through `Lens`.
+    Inverse(Lens),
+}
+
+trait Distort {
+    fn distort(&self, x: f32, y: f32) -> (f32, f32);
+}
+
+struct NoDistortion;
+impl Distort for NoDistortion {
+    #[inline(always)]
+    fn distort(&self, x: f32, y: f32) -> (f32, f32) {
+        (x, y)
+    }
+}
+
+struct BrownConradyF32([f32; 5]);
+impl Distort for BrownConradyF32 {
+    #[inline(always)]
+    fn distort(&self, x: f32, y: f32) -> (f32, f32) {
+        let c = &self.0;
+        let r2 = x * x + y * y;
+        let f = 1.0 + r2 * (c[0] + r2 * (c[1] + r2 * c[4]));
+        (
+            x * f + 2.0 * c[2] * x * y + c[3] * (r2 + 2.0 * x * x),
+            y * f + 2.0 * c[3] * x * y + c[2] * (r2 + 2.0 * y * y),
+        )
+    }
+}
+
+struct ModifiedBrownConradyF32([f32; 5]);
+impl Distort for ModifiedBrownConradyF32 {
+    #[inline(always)]
+    fn distort(&self, x: f32, y: f32) -> (f32, f32) {
+        let c = &self.0;
+        let r2 = x * x + y * y;
+        let f = 1.0 + r2 * (c[0] + r2 * (c[1] + r2 * c[4]));
+        let (x, y) = (x * f, y * f);
+        (
+            x + 2.0 * c[2] * x * y + c[3] * (r2 + 2.0 * x * x),
+            y + 2.0 * c[3] * x * y + c[2] * (r2 + 2.0 * y * y),
+        )
+    }
+}
+
+struct InverseF64(Lens);
+impl Distort for InverseF64 {
+    #[inline(always)]
+    fn distort(&self, x: f32, y: f32) -> (f32, f32) {
+        let [a, b] = self.0.distort_plane(x as f64, y as f64);
+        (a as f32, b as f32)
+    }
+}
+
+/// Points closer to the colour camera plane than this (mm) are not projected.
+const MIN_COLOR_Z_MM: f32 = 1e-3;
+
+/// A snapped coordinate that lies outside any image: marks a depth pixel that writes nothing.
+const NOWHERE: i32 = -4_000_000;
+
+/// Rounds to the nearest integer, ties to even, for |v| < 2²²; larger magnitudes and NaN are
+/// first clamped into ±4·10⁶, far outside any image. Adding 1.5·2²³ leaves the rounded integer in
+/// the low mantissa bits, so this is two compares, an add and an integer subtract: it
+/// vectorises without SSE4.1's `roundps` or a saturating float→int conversion.
+#[inline(always)]
+fn snap(v: f32) -> i32 {
+    const MAGIC: f32 = 12_582_912.0;
+    let c = if v > -4.0e6 { v } else { -4.0e6 };
+    let c = if c < 4.0e6 { c } else { 4.0e6 };
+    (c + MAGIC).to_bits() as i32 - MAGIC.to_bits() as i32
+}
+
+/// Pixels processed per pass: their snapped corners live on the stack between the two passes.
+const CHUNK: usize = 128;
+
+/// A footprint wider or taller than this many colour pixels comes from a point almost on the
+/// colour camera's plane; it is dropped rather than smeared across the image.
+const MAX_FOOTPRINT: i32 = 64;
+
+/// Writes `mm` at `out[i]` unless a nearer value is already there. `mm` is non-zero.
+#[inline(always)]
+fn keep_nearest(out: &mut u32, mm: u32) {
+    // 0 (no data) wraps to u32::MAX, so any real depth beats it.
+    *out = out.wrapping_sub(1).min(mm - 1) + 1;
+}
+
+impl Registrar {
+    /// Precomputes everything that depends only on the calibration.
+    pub fn new(calib: &Calibration) -> Result<Registrar, RegisterError> {
+        calib.validate("calibration")?;
+        for intr in [&calib.depth, &calib.color] {
+            let fits = intr.width < (1 << 20)
+                && intr.height < (1 << 20)
+                && intr
+                    .width
+                    .checked_mul(intr.height)
+                    .is_some_and(|n| n < (1 << 31));
+            if !fits {
+                return Err(RegisterError::TooLarge {
+                    width: intr.width,
+                    height: intr.height,
+                });
+            }
+        }
+        let depth_lens = Lens::of(&calib.depth);
+        let color_lens = Lens::of(&calib.color);
+        let r = calib.depth_to_color.rotation;
+        let rotate = |x: f64, y: f64, z: f64| -> [f32; 3] {
+            [
+                (r[0] * x + r[1] * y + r[2] * z) as f32,
+                (r[3] * x + r[4] * y + r[5] * z) as f32,
+                (r[6] * x + r[7] * y + r[8] * z) as f32,
+            ]
+        };
+        let (w, h) = (calib.depth.width, calib.depth.height);
+        let rays = if depth_lens.distortion.is_none() {
+            let column: Vec<[f32; 3]> = (0..=w)
+                .map(|cx| rotate((cx as f64 - 0.5 - depth_lens.ppx) / depth_lens.fx, 0.0, 0.0))
+                .collect();
+            let row = (0..=h)
+                .map(|cy| rotate(0.0, (cy as f64 - 0.5 - depth_lens.ppy) / depth_lens.fy, 1.0))
+                .collect();
+            CornerRays::Separable {
+                column: [0, 1, 2].map(|k| column.iter().map(|r| r[k]).collect()),
+                row,
+            }
+        } else {
+            let mut rays: [Vec<f32>; 3] = Default::default();
+            for cy in 0..=h {
+                for cx in 0..=w {
+                    let [x, y] = depth_lens.plane_from_pixel(cx as f64 - 0.5, cy as f64 - 0.5);
+                    for (k, v) in rotate(x, y, 1.0).into_iter().enumerate() {
+                        rays[k].push(v);
+                    }
+                }
+            }
+            CornerRays::Grid {
+                stride: w + 1,
+                rays,
+            }
+        };
+        let t = calib.depth_to_color.translation;
+        let lens = match color_lens.distortion {
+            None => ColorLens::Pinhole,
+            Some((DistortionModel::BrownConrady, c)) => {
+                ColorLens::BrownConrady(c.map(|v| v as f32))
+            }
+            Some((DistortionModel::ModifiedBrownConrady, c)) => {
+                ColorLens::ModifiedBrownConrady(c.map(|v| v as f32))
+            }
+            Some((DistortionModel::InverseBrownConrady, _)) => ColorLens::Inverse(color_lens),
+            Some((DistortionModel::None, _)) => ColorLens::Pinhole,
+        };
+        let projection = Projection {
+            fx: calib.color.fx as f32,
+            fy: calib.color.fy as f32,
+            ppx_half: (calib.color.ppx + 0.5) as f32,
+            ppy_half: (calib.color.ppy + 0.5) as f32,
+            lens,
+        };
+        Ok(Registrar {
+            depth_width: w,
+            depth_height: h,
+            color_width: calib.color.width,
+            color_height: calib.color.height,
+            rays,
+            translation_mm: [
+                (t[0] * 1000.0) as f32,
+                (t[1] * 1000.0) as f32,
+                (t[2] * 1000.0) as f32,
+            ],
+            projection,
+            splat_footprint: color_is_denser(calib),
+            depth_lens,
+            color_lens,
+            rotation: r,
+            translation_m: t,
+        })
+    }
+
+    /// Depth stream size this registrar expects, (width, height).
+    pub fn depth_size(&self) -> (usize, usize) {
+        (self.depth_width, self.depth_height)
+    }
+
+    /// Colour stream size it produces, (width, height).
+    pub fn color_size(&self) -> (usize, usize) {
+        (self.color_width, self.color_height)
+    }
+
+    /// Whether each depth pixel fills its whole projected footprint (colour denser than depth)
+    /// rather than one colour pixel.
+    pub fn splats_footprint(&self) -> bool {
+        self.splat_footprint
+    }
+
+    /// Registers one depth frame into a new colour-sized image.
+    pub fn register(&self, depth: &DepthMm) -> Result<DepthMm, RegisterError> {
+        let mut out = DepthMm::zeros(self.color_width, self.color_height);
+        self.register_into(depth, &mut out)?;
+        Ok(out)
+    }
+
+    /// Registers one depth frame into `out` (colour-sized), overwriting all of it. Allocates
+    /// nothing.
+    pub fn register_into(&self, depth: &DepthMm, out: &mut DepthMm) -> Result<(), RegisterError> {
+        if (depth.width(), depth.height()) != (self.depth_width, self.depth_height) {
+            return Err(RegisterError::DepthSize {
+                width: self.depth_width,
+                height: self.depth_height,
+                found_width: depth.width(),
+                found_height: depth.height(),
+            });
+        }
+        if (out.width(), out.height()) != (self.color_width, self.color_height) {
+            return Err(RegisterError::OutputSize {
+                width: self.color_width,
+                height: self.color_height,
+                found_width: out.width(),
+                found_height: out.height(),
+            });
+        }
+        // Borrow the buffer out of `out` (no allocation: an empty Vec does not allocate).
+        let mut dst = std::mem::replace(out, DepthMm::zeros(0, 0)).into_vec();
+        dst.fill(0);
+        let src = depth.as_slice();
+        match self.projection.lens {
+            ColorLens::Pinhole => self.splat(&NoDistortion, src, &mut dst),
+            ColorLens::BrownConrady(c) => self.splat(&BrownConradyF32(c), src, &mut dst),
+            ColorLens::ModifiedBrownConrady(c) => {
+                self.splat(&ModifiedBrownConradyF32(c), src, &mut dst)
+            }
+            ColorLens::Inverse(lens) => self.splat(&InverseF64(lens), src, &mut dst),
+        }
+        // Every value written is an input depth, already within the uint24 range.
+        *out = DepthMm::from_mm(self.color_width, self.color_height, dst).ok_or(
+            RegisterError::OutputSize {
+                width: self.color_width,
+                height: self.color_height,
+                found_width: 0,
+                found_height: 0,
+            },
+        )?;
+        Ok(())
+    }
+
+    /// Snaps one corner per pixel of `mm` (the corners of one corner row, see `corner_row`)
+    /// into `u`, `v`; pixels without depth, or whose point is not in front of the colour camera,
+    /// get `NOWHERE`. The inputs are copied into fixed-size blocks first: a branch-free loop of
+    /// known length is what the compiler vectorises (except through `InverseF64`).
+    #[inline(always)]
+    fn snap_corners<D: Distort>(
+        &self,
+        lens: &D,
+        rays: ([&[f32]; 3], [f32; 3]),
+        mm: &[u32],
+        u: &mut [i32; CHUNK],
+        v: &mut [i32; CHUNK],
+    ) {
+        let ([rx, ry, rz], offset) = rays;
+        let mut depth = [0i32; CHUNK];
+        let mut ray = [[0f32; CHUNK]; 3];
+        for (d, &m) in depth.iter_mut().zip(mm) {
+            // Depth fits 24 bits, so the signed conversion (one SSE2 instruction) is exact.
+            *d = m as i32;
+        }
+        for (k, r) in [rx, ry, rz].into_iter().enumerate() {
+            for (dst, &src) in ray[k].iter_mut().zip(r) {
+                *dst = src + offset[k];
+            }
+        }
+        let [tx, ty, tz] = self.translation_mm;
+        let p = &self.projection;
+        let (fx, fy, ppx_half, ppy_half) = (p.fx, p.fy, p.ppx_half, p.ppy_half);
+        for i in 0..CHUNK {
+            let z = depth[i] as f32;
+            let pz = z * ray[2][i] + tz;
+            let inv = 1.0 / pz;
+            let (x, y) = lens.distort((z * ray[0][i] + tx) * inv, (z * ray[1][i] + ty) * inv);
+            let (su, sv) = (snap(x * fx + ppx_half), snap(y * fy + ppy_half));
+            // Masks rather than `if`: the compiler turns a shared condition into a branch and
+            // gives up vectorising the loop.
+            let seen = -(((depth[i] != 0) & (pz > MIN_COLOR_Z_MM)) as i32);
+            u[i] = (su & seen) | (NOWHERE & !seen);
+            v[i] = (sv & seen) | (NOWHERE & !seen);
+        }
+    }
+
+    fn splat<D: Distort>(&self, lens: &D, src: &[u32], dst: &mut [u32]) {
+        let (cw, ch) = (self.color_width, self.color_height);
+        let w = self.depth_width;
+        let [mut u0, mut v0, mut u1, mut v1] = [[0i32; CHUNK]; 4];
+        for (y, row) in src.chunks_exact(w).enumerate() {
+            for (k, mm) in row.chunks(CHUNK).enumerate() {
+                let x0 = k * CHUNK;
+                let n = mm.len();
+                self.snap_corners(lens, self.rays.corner_row(y, x0, n), mm, &mut u0, &mut v0);
+                if !self.splat_footprint {
+                    for i in 0..n {
+                        let (u, v) = (u0[i] as usize, v0[i] as usize);
+                        // NOWHERE and other negatives wrap to huge values and fail these tests.
+                        if u < cw && v < ch {
+                            keep_nearest(&mut dst[v * cw + u], mm[i]);
+                        }
+                    }
+                    continue;
+                }
+                self.snap_corners(
+                    lens,
+                    self.rays.corner_row(y + 1, x0 + 1, n),
+                    mm,
+                    &mut u1,
+                    &mut v1,
+                );
+                for i in 0..n {
+                    if u0[i] == NOWHERE || u1[i] == NOWHERE {
+                        continue;
+                    }
+                    let (ua, ub) = (u0[i].min(u1[i]), u0[i].max(u1[i]));
+                    let (va, vb) = (v0[i].min(v1[i]), v0[i].max(v1[i]));
+                    if ub - ua > MAX_FOOTPRINT || vb - va > MAX_FOOTPRINT {
+                        continue;
+                    }
+                    let (ua, ub) = (ua.max(0), ub.min(cw as i32 - 1));
+                    let (va, vb) = (va.max(0), vb.min(ch as i32 - 1));
+                    if ua > ub || va > vb {
+                        continue;
+                    }
+                    let (ua, ub) = (ua as usize, ub as usize);
+                    for v in va as usize..=vb as usize {
+                        for out in &mut dst[v * cw + ua..=v * cw + ub] {
+                            keep_nearest(out, mm[i]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The 3-D point (mm, depth camera frame) of depth pixel `(x, y)` at `depth_mm`; pixel
+    /// centres are at integer coordinates.
+    pub fn depth_point(&self, x: f64, y: f64, depth_mm: f64) -> [f64; 3] {
+        self.depth_lens.point_from_pixel(x, y, depth_mm)
+    }
+
+    /// A point of the depth camera's frame expressed in the colour camera's frame (mm).
+    pub fn color_point_from_depth_point(&self, p: [f64; 3]) -> [f64; 3] {
+        let (r, t) = (&self.rotation, &self.translation_m);
+        [
+            r[0] * p[0] + r[1] * p[1] + r[2] * p[2] + t[0] * 1000.0,
+            r[3] * p[0] + r[4] * p[1] + r[5] * p[2] + t[1] * 1000.0,
+            r[6] * p[0] + r[7] * p[1] + r[8] * p[2] + t[2] * 1000.0,
+        ]
+    }
+
+    /// The colour pixel coordinates (sub-pixel, centres at integers) at which depth pixel
+    /// `(x, y)` seen at `depth_mm` lands; `None` if it lands behind the colour camera.
+    pub fn color_from_depth_pixel(&self, x: f64, y: f64, depth_mm: f64) -> Option<[f64; 2]> {
+        let p = self.color_point_from_depth_point(self.depth_point(x, y, depth_mm));
+        self.color_lens.pixel_from_point(p)
+    }
+}
+
+/// librealsense's switch: footprints are filled when colour has more pixels per degree of field
+/// of view than depth along either axis.
+fn color_is_denser(calib: &Calibration) -> bool {
+    let per_degree = |i: &super::Intrinsics| {
+        let fov = |pp: f64, f: f64, size: usize| {
+            ((pp + 0.5).atan2(f) + (size as f64 - (pp + 0.5)).atan2(f)).to_degrees()
+        };
+        (
+            i.width as f64 / fov(i.ppx, i.fx, i.width),
+            i.height as f64 / fov(i.ppy, i.fy, i.height),
+        )
+    };
+    let (dx, dy) = per_degree(&calib.depth);
+    let (cx, cy) = per_degree(&calib.color);
+    dx < cx || dy < cy
+}
+
+/// One-shot registration (precomputes per call; prefer `Registrar` for streams).
+pub fn register_depth_to_color(
+    depth: &DepthMm,
+    calib: &Calibration,
+) -> Result<DepthMm, RegisterError> {
+    Registrar::new(calib)?.register(depth)
+}

@@ -632,14 +632,15 @@ fn raw_frame(frame: *const rs::rs2_frame, depth_scale_m: f64) -> Option<RawFrame
     let payload = if stream == rs::rs2_stream_RS2_STREAM_DEPTH
         && format == rs::rs2_format_RS2_FORMAT_Z16
     {
-        let mut mm = Vec::with_capacity(w * h);
+        let mut z16 = Vec::with_capacity(w * h);
         for row in bytes.chunks_exact(stride).take(h) {
-            for px in row[..w * 2].chunks_exact(2) {
-                let raw = u16::from_le_bytes([px[0], px[1]]);
-                mm.push(z16_to_mm(raw, depth_scale_m));
-            }
+            z16.extend(
+                row[..w * 2]
+                    .chunks_exact(2)
+                    .map(|px| u16::from_le_bytes([px[0], px[1]])),
+            );
         }
-        Payload::Depth(DepthMm::from_mm(w, h, mm)?)
+        Payload::Depth(DepthMm::from_z16(w, h, &z16, depth_scale_m).ok()?)
     } else if stream == rs::rs2_stream_RS2_STREAM_COLOR && format == rs::rs2_format_RS2_FORMAT_RGB8
     {
         let mut rgb = Vec::with_capacity(w * h * 3);
@@ -656,15 +657,6 @@ fn raw_frame(frame: *const rs::rs2_frame, depth_scale_m: f64) -> Option<RawFrame
         device_timestamp_ms: timestamp,
         arrival,
     })
-}
-
-/// Raw Z16 units → millimetres. Stand-in for `DepthMm::from_z16` (branch `core`).
-fn z16_to_mm(raw: u16, depth_scale_m: f64) -> u32 {
-    if depth_scale_m == 0.001 {
-        raw as u32
-    } else {
-        (raw as f64 * depth_scale_m * 1000.0).round() as u32
-    }
 }
 
 unsafe extern "C" fn on_frame(frame: *mut rs::rs2_frame, user: *mut c_void) {

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Cross-builds spatialbot-edge for aarch64-unknown-linux-gnu (Jetson) with Debian's cross gcc and
+# runs the library's unit tests (the pure parts) under qemu-user.
+#   bash scripts/cross-aarch64.sh               # lib tests under qemu, then the binary
+#   bash scripts/cross-aarch64.sh --tests-only  # what scripts/test.sh runs in CI
+#   bash scripts/cross-aarch64.sh --build-only [--release]
+# The tests are the library's unit tests built with --no-default-features (the pure parts:
+# rgbd, preprocess, prompt, action parsing, governor, wire format, board and bench), so a
+# heavy default backend is not cross-built in CI.
+# Anything this machine cannot provide (no root for apt, no rustup target) prints SKIPPED with
+# the reason and exits 0: the native tests are the gate, this is the extra check.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tests=1
+build=1
+release=""
+for arg in "$@"; do
+  case "$arg" in
+    --tests-only) build=0 ;;
+    --build-only) tests=0 ;;
+    --release) release=1 ;;
+    *) echo "cross-aarch64.sh: unknown argument $arg (see the comment at the top)" >&2; exit 2 ;;
+  esac
+done
+target=aarch64-unknown-linux-gnu
+sysroot=/usr/aarch64-linux-gnu
+
+skip() {
+  echo "========================================================================"
+  echo "SKIPPED: aarch64 cross build: $*"
+  echo "========================================================================"
+  exit 0
+}
+
+if ! command -v aarch64-linux-gnu-gcc >/dev/null || ! command -v qemu-aarch64 >/dev/null || [ ! -d "$sysroot/lib" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    timeout 300 apt-get update -qq || skip "apt-get update failed"
+    timeout 600 apt-get install -y -qq --no-install-recommends gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user >/dev/null \
+      || skip "apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user failed"
+  else
+    skip "gcc-aarch64-linux-gnu, libc6-dev-arm64-cross and qemu-user are not installed and this is not root with apt-get"
+  fi
+fi
+
+if ! rustup target list --installed 2>/dev/null | grep -qx "$target"; then
+  command -v rustup >/dev/null || skip "no rustup to add the $target standard library"
+  timeout 300 rustup target add "$target" || skip "\`rustup target add $target\` failed (the Rust distribution server is out of reach?)"
+fi
+
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L $sysroot"
+export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
+export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
+
+start=$(date +%s)
+if [ "$tests" = 1 ]; then
+  cargo test --locked --target "$target" --no-default-features --lib -p spatialbot-edge -p spatialbot-link
+fi
+if [ "$build" = 1 ]; then
+  cargo build --locked --target "$target" --bin spatialbot-edge ${release:+--release}
+  profile=debug; [ -n "$release" ] && profile=release
+  bin=target/$target/$profile/spatialbot-edge
+  # The binary starts under qemu (the board profiles are built in).
+  qemu-aarch64 -L "$sysroot" "$bin" --version
+  qemu-aarch64 -L "$sysroot" "$bin" doctor --board jetson-orin-nx-16gb >/dev/null || true
+fi
+echo "aarch64 cross build and tests: $(( $(date +%s) - start )) s"

@@ -1,0 +1,302 @@
+//! SpatialBot depth packing: millimetres → the 3-channel uint8 image SpatialBot models eat,
+//! and the exact inverse.
+//!
+//! `Encoding::SpatialBot` is what the released code computes:
+//! `R = ((d >> 10) & 63) << 2`, `G = ((d >> 5) & 31) << 3`, `B = (d & 31) << 3`, exact for
+//! 0..=65535 mm. The one deliberate divergence: the reference numpy code wraps depths above
+//! 65535 mm modulo 65536 (a wall at 70 m would read as 4.5 m); we saturate them at 65535 and
+//! count them in the `PackReport`. `Encoding::Paper` is the paper's 17-bit variant: R carries
+//! `(d >> 10) << 1`, range 0..=131071 mm, saturating above.
+
+use super::frame::{DepthMm, RgbImage};
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Encoding {
+    /// The released SpatialBot code (16 bits, 0..=65535 mm). The checkpoints were trained on it.
+    #[default]
+    SpatialBot,
+    /// The paper's 17-bit variant (0..=131071 mm).
+    Paper,
+}
+
+impl Encoding {
+    /// The largest depth this encoding represents; deeper pixels saturate to it.
+    pub const fn max_mm(self) -> u32 {
+        match self {
+            Encoding::SpatialBot => 65_535,
+            Encoding::Paper => 131_071,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Encoding::SpatialBot => "spatialbot",
+            Encoding::Paper => "paper",
+        }
+    }
+
+    /// Left shift applied to `d >> 10` in the R channel.
+    const fn coarse_shift(self) -> u32 {
+        match self {
+            Encoding::SpatialBot => 2,
+            Encoding::Paper => 1,
+        }
+    }
+}
+
+impl std::str::FromStr for Encoding {
+    type Err = PackError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "spatialbot" => Ok(Encoding::SpatialBot),
+            "paper" => Ok(Encoding::Paper),
+            other => Err(PackError::UnknownEncoding(other.to_string())),
+        }
+    }
+}
+
+impl std::fmt::Display for Encoding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PackError {
+    #[error("unknown depth encoding {0:?}; use \"spatialbot\" (the released code) or \"paper\" (17-bit)")]
+    UnknownEncoding(String),
+    #[error("output buffer holds {found} bytes, {expected} needed (3 per depth pixel)")]
+    OutputLength { expected: usize, found: usize },
+}
+
+/// What packing did to the depth it was given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackReport {
+    pub encoding: Encoding,
+    pub pixels: usize,
+    /// Pixels deeper than `encoding.max_mm()`, written as `max_mm()`.
+    pub saturated_pixels: usize,
+}
+
+/// One pixel. Depths above `encoding.max_mm()` saturate.
+#[inline(always)]
+pub fn encode_pixel(depth_mm: u32, encoding: Encoding) -> [u8; 3] {
+    let d = depth_mm.min(encoding.max_mm());
+    [
+        ((d >> 10) << encoding.coarse_shift()) as u8,
+        (((d >> 5) & 31) << 3) as u8,
+        ((d & 31) << 3) as u8,
+    ]
+}
+
+/// The exact inverse of `encode_pixel` on freshly packed pixels. Low bits that packing leaves
+/// zero (and a resize fills) are ignored.
+#[inline(always)]
+pub fn decode_pixel(rgb: [u8; 3], encoding: Encoding) -> u32 {
+    ((rgb[0] as u32 >> encoding.coarse_shift()) << 10)
+        | ((rgb[1] as u32 >> 3) << 5)
+        | (rgb[2] as u32 >> 3)
+}
+
+const CHUNK: usize = 16;
+
+#[inline(always)]
+fn pack_chunk<const MAX: u32, const SHIFT: u32>(src: &[u32], dst: &mut [u8]) -> u32 {
+    let mut saturated = 0u32;
+    for (d, out) in src.iter().zip(dst.chunks_exact_mut(3)) {
+        saturated += (*d > MAX) as u32;
+        let d = (*d).min(MAX);
+        out[0] = ((d >> 10) << SHIFT) as u8;
+        out[1] = (((d >> 5) & 31) << 3) as u8;
+        out[2] = ((d & 31) << 3) as u8;
+    }
+    saturated
+}
+
+fn pack_slice<const MAX: u32, const SHIFT: u32>(depth_mm: &[u32], out: &mut [u8]) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("ssse3") {
+            // SAFETY: the CPU supports SSSE3 (checked above).
+            return unsafe { x86::pack_ssse3::<MAX, SHIFT>(depth_mm, out) };
+        }
+    }
+    pack_portable::<MAX, SHIFT>(depth_mm, out)
+}
+
+/// The portable kernel (on aarch64 the compiler turns the interleaved stores into `st3`).
+fn pack_portable<const MAX: u32, const SHIFT: u32>(depth_mm: &[u32], out: &mut [u8]) -> usize {
+    let mut saturated = 0usize;
+    let mut src = depth_mm.chunks_exact(CHUNK);
+    let mut dst = out.chunks_exact_mut(CHUNK * 3);
+    for (s, d) in (&mut src).zip(&mut dst) {
+        saturated += pack_chunk::<MAX, SHIFT>(s, d) as usize;
+    }
+    saturated + pack_chunk::<MAX, SHIFT>(src.remainder(), dst.into_remainder()) as usize
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    /// 16 pixels per step: saturate, build `R | G << 8 | B << 16` per 32-bit lane, then drop
+    /// every fourth byte with `pshufb` and store 48 bytes. With `d <= MAX`:
+    /// `(d >> 10) << SHIFT == (d >> (10 - SHIFT)) & (0xFF << SHIFT)`,
+    /// `((d >> 5) & 31) << 3 << 8 == (d << 6) & 0xF800`, `(d & 31) << 3 << 16 == (d << 19) & 0xF8_0000`.
+    ///
+    /// # Safety
+    /// The CPU must support SSSE3.
+    #[target_feature(enable = "ssse3")]
+    pub(super) unsafe fn pack_ssse3<const MAX: u32, const SHIFT: u32>(
+        depth_mm: &[u32],
+        out: &mut [u8],
+    ) -> usize {
+        let drop_fourth = _mm_setr_epi8(0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1);
+        let max = _mm_set1_epi32(MAX as i32);
+        let mask_r = _mm_set1_epi32((0xFFu32 << SHIFT & 0xFF) as i32);
+        let mask_g = _mm_set1_epi32(0xF800);
+        let mask_b = _mm_set1_epi32(0xF8_0000);
+        let shift_r = _mm_cvtsi32_si128((10 - SHIFT) as i32);
+        let mut saturated = _mm_setzero_si128();
+        let mut src = depth_mm.chunks_exact(16);
+        let mut dst = out.chunks_exact_mut(48);
+        for (s, d) in (&mut src).zip(&mut dst) {
+            let mut rgb = [_mm_setzero_si128(); 4];
+            for (q, lane) in rgb.iter_mut().enumerate() {
+                // SAFETY: `s` holds 16 u32, so 4 * q + 4 <= 16 values are read.
+                let mm = unsafe { _mm_loadu_si128(s.as_ptr().add(4 * q) as *const __m128i) };
+                // Depths fit in 24 bits, so the signed compare is an unsigned one.
+                let over = _mm_cmpgt_epi32(mm, max);
+                saturated = _mm_sub_epi32(saturated, over);
+                let mm = _mm_or_si128(_mm_andnot_si128(over, mm), _mm_and_si128(over, max));
+                let r = _mm_and_si128(_mm_srl_epi32(mm, shift_r), mask_r);
+                let g = _mm_and_si128(_mm_slli_epi32(mm, 6), mask_g);
+                let b = _mm_and_si128(_mm_slli_epi32(mm, 19), mask_b);
+                *lane = _mm_shuffle_epi8(_mm_or_si128(_mm_or_si128(r, g), b), drop_fourth);
+            }
+            let o0 = _mm_or_si128(rgb[0], _mm_slli_si128(rgb[1], 12));
+            let o1 = _mm_or_si128(_mm_srli_si128(rgb[1], 4), _mm_slli_si128(rgb[2], 8));
+            let o2 = _mm_or_si128(_mm_srli_si128(rgb[2], 8), _mm_slli_si128(rgb[3], 4));
+            // SAFETY: `d` holds 48 bytes; the three stores cover bytes 0..48.
+            unsafe {
+                _mm_storeu_si128(d.as_mut_ptr() as *mut __m128i, o0);
+                _mm_storeu_si128(d.as_mut_ptr().add(16) as *mut __m128i, o1);
+                _mm_storeu_si128(d.as_mut_ptr().add(32) as *mut __m128i, o2);
+            }
+        }
+        let mut lanes = [0u32; 4];
+        // SAFETY: `lanes` is 16 bytes.
+        unsafe { _mm_storeu_si128(lanes.as_mut_ptr() as *mut __m128i, saturated) };
+        lanes.iter().map(|&n| n as usize).sum::<usize>()
+            + super::pack_portable::<MAX, SHIFT>(src.remainder(), dst.into_remainder())
+    }
+}
+
+/// Packs row-major millimetres into interleaved RGB bytes (`out.len() == 3 * depth_mm.len()`).
+/// Returns the number of saturated pixels.
+pub fn pack_into(depth_mm: &[u32], encoding: Encoding, out: &mut [u8]) -> Result<usize, PackError> {
+    let expected = depth_mm.len() * 3;
+    if out.len() != expected {
+        return Err(PackError::OutputLength {
+            expected,
+            found: out.len(),
+        });
+    }
+    Ok(match encoding {
+        Encoding::SpatialBot => pack_slice::<65_535, 2>(depth_mm, out),
+        Encoding::Paper => pack_slice::<131_071, 1>(depth_mm, out),
+    })
+}
+
+/// Packs a depth image at its native resolution.
+pub fn pack(depth: &DepthMm, encoding: Encoding) -> (RgbImage, PackReport) {
+    let pixels = depth.as_slice().len();
+    let mut data = vec![0u8; pixels * 3];
+    let saturated_pixels = match encoding {
+        Encoding::SpatialBot => pack_slice::<65_535, 2>(depth.as_slice(), &mut data),
+        Encoding::Paper => pack_slice::<131_071, 1>(depth.as_slice(), &mut data),
+    };
+    let image = RgbImage {
+        width: depth.width(),
+        height: depth.height(),
+        data,
+    };
+    (
+        image,
+        PackReport {
+            encoding,
+            pixels,
+            saturated_pixels,
+        },
+    )
+}
+
+/// Decodes a packed image back to millimetres.
+pub fn unpack(image: &RgbImage, encoding: Encoding) -> DepthMm {
+    let mm: Vec<u32> = image
+        .data
+        .chunks_exact(3)
+        .map(|p| decode_pixel([p[0], p[1], p[2]], encoding))
+        .collect();
+    match DepthMm::from_mm(image.width, image.height, mm) {
+        Some(d) => d,
+        // An RgbImage always holds width * height pixels.
+        None => DepthMm::zeros(image.width, image.height),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunked_path_matches_pixel_function() {
+        let depth: Vec<u32> = (0..1000u32)
+            .map(|i| i.wrapping_mul(2_654_435_761) >> 14)
+            .collect();
+        for enc in [Encoding::SpatialBot, Encoding::Paper] {
+            let mut out = vec![0u8; depth.len() * 3];
+            let sat = pack_into(&depth, enc, &mut out).unwrap();
+            assert_eq!(sat, depth.iter().filter(|&&d| d > enc.max_mm()).count());
+            for (d, px) in depth.iter().zip(out.chunks_exact(3)) {
+                assert_eq!(px, encode_pixel(*d, enc));
+            }
+        }
+    }
+
+    #[test]
+    fn simd_path_matches_portable_path() {
+        let depth: Vec<u32> = (0..16 * 37 + 5)
+            .map(|i: u32| i.wrapping_mul(2_654_435_761) >> 14)
+            .collect();
+        let mut fast = vec![0u8; depth.len() * 3];
+        let mut portable = vec![0u8; depth.len() * 3];
+        let a = pack_slice::<65_535, 2>(&depth, &mut fast);
+        let b = pack_portable::<65_535, 2>(&depth, &mut portable);
+        assert_eq!((a, &fast), (b, &portable));
+        let a = pack_slice::<131_071, 1>(&depth, &mut fast);
+        let b = pack_portable::<131_071, 1>(&depth, &mut portable);
+        assert_eq!((a, &fast), (b, &portable));
+    }
+
+    #[test]
+    fn paper_round_trips_17_bits() {
+        for d in [0u32, 1, 1023, 1024, 65535, 65536, 100_000, 131_071] {
+            assert_eq!(
+                decode_pixel(encode_pixel(d, Encoding::Paper), Encoding::Paper),
+                d
+            );
+        }
+        assert_eq!(encode_pixel(131_071, Encoding::Paper), [254, 248, 248]);
+        assert_eq!(encode_pixel(200_000, Encoding::Paper), [254, 248, 248]);
+    }
+
+    #[test]
+    fn wrong_output_length_is_an_error() {
+        let mut out = vec![0u8; 5];
+        assert!(matches!(
+            pack_into(&[1, 2], Encoding::SpatialBot, &mut out),
+            Err(PackError::OutputLength { .. })
+        ));
+    }
+}
