@@ -230,6 +230,8 @@ pub struct RsDevice {
     open: Option<Open>,
     description: String,
     usb_type: Option<String>,
+    playback_seen: bool,
+    stopped_since: Option<Instant>,
 }
 
 // SAFETY: the raw handles are only used from the thread that owns the RsDevice; librealsense
@@ -278,6 +280,8 @@ impl RsDevice {
             open: None,
             description,
             usb_type: None,
+            playback_seen: false,
+            stopped_since: None,
         }
     }
 
@@ -363,6 +367,8 @@ impl RsDevice {
     /// Opens the device and its depth and colour sensors, reads the calibration, starts nothing.
     fn open_only(&mut self) -> Result<(), DeviceError> {
         self.close();
+        self.playback_seen = false;
+        self.stopped_since = None;
         let device = self.find_device()?;
         let sensor_list = rs_call!(rs2_query_sensors(device)).map_err(DeviceError::Failed)?;
         let n = rs_call!(rs2_get_sensors_count(sensor_list)).unwrap_or(0);
@@ -523,15 +529,26 @@ impl RsDevice {
         }
     }
 
-    fn playback_stopped(&self) -> bool {
-        match (&self.target, &self.open) {
-            (Target::Bag { .. }, Some(open)) => {
-                rs_call!(rs2_playback_device_get_current_status(open.device))
-                    .map(|s| s == rs::rs2_playback_status_RS2_PLAYBACK_STATUS_STOPPED)
-                    .unwrap_or(true)
-            }
-            _ => false,
+    /// Whether a bag's playback has finished: it played (a frame came or the status said so),
+    /// is now stopped, and no frame arrived for a grace period (sensor callbacks run on their
+    /// own dispatcher threads and may still hold the last frames when the reader stops).
+    fn playback_finished(&mut self, frame_arrived: bool) -> bool {
+        let (Target::Bag { .. }, Some(open)) = (&self.target, &self.open) else {
+            return false;
+        };
+        let status = rs_call!(rs2_playback_device_get_current_status(open.device)).ok();
+        if frame_arrived || status == Some(rs::rs2_playback_status_RS2_PLAYBACK_STATUS_PLAYING) {
+            self.playback_seen = true;
         }
+        if frame_arrived
+            || status != Some(rs::rs2_playback_status_RS2_PLAYBACK_STATUS_STOPPED)
+            || !self.playback_seen
+        {
+            self.stopped_since = None;
+            return false;
+        }
+        let since = *self.stopped_since.get_or_insert_with(Instant::now);
+        since.elapsed() >= Duration::from_millis(200)
     }
 }
 
@@ -695,17 +712,21 @@ impl DeviceLayer for RsDevice {
         let Some(open) = &self.open else {
             return Err(DeviceError::Disconnected("not streaming".into()));
         };
+        let rx = open.rx.clone();
         let deadline = Instant::now() + timeout;
         loop {
             let slice =
                 Duration::from_millis(20).min(deadline.saturating_duration_since(Instant::now()));
-            match open.rx.recv_timeout(slice) {
-                Ok(frame) => return Ok(Some(frame)),
+            match rx.recv_timeout(slice) {
+                Ok(frame) => {
+                    self.playback_finished(true);
+                    return Ok(Some(frame));
+                }
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
                     return Err(DeviceError::Disconnected("frame callbacks stopped".into()))
                 }
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                    if self.playback_stopped() && open.rx.is_empty() {
+                    if self.playback_finished(false) && rx.is_empty() {
                         return Err(DeviceError::Ended);
                     }
                     if Instant::now() >= deadline {
