@@ -13,6 +13,7 @@ pub mod realsense;
 pub mod recording;
 pub mod spec;
 pub mod synthetic;
+pub mod yuv;
 
 use std::time::Instant;
 
