@@ -12,7 +12,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DEPS=${DEPS:-$PWD/.deps}
 RS_VERSION=${RS_VERSION:-2.56.5.9235}
-PY=${PY:-python3}
+if [ -z "${PY:-}" ]; then
+  if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
+fi
 RSLIB="$DEPS/rslib"
 
 if [ "$(uname -m)" != x86_64 ]; then
