@@ -21,7 +21,7 @@ use crate::imageio::ImageIoError;
 use crate::rgbd::calibration::CalibrationError;
 use crate::rgbd::{Calibration, DepthMm, Intrinsics, RgbImage};
 
-pub use spec::{CameraSpec, Pacing, ReplayOptions, SyntheticOptions};
+pub use spec::{CameraSpec, Pacing, RealSenseOptions, ReplayOptions, StreamMode, SyntheticOptions};
 
 /// One colour image and the depth image paired with it.
 #[derive(Clone, Debug)]
@@ -121,11 +121,29 @@ pub fn open(spec: &CameraSpec, options: &OpenOptions) -> Result<Box<dyn Source>,
         }
         CameraSpec::Replay(opts) => Box::new(recording::PngFolderSource::open(opts.clone())?),
         #[cfg(feature = "realsense")]
-        CameraSpec::RealSense { serial } => Box::new(realsense::open_live(
-            serial.clone(),
-            realsense::Modes::default(),
-            live::LiveOptions::default(),
-        )?),
+        CameraSpec::RealSense { serial, options } => {
+            let defaults = realsense::Modes::default();
+            let mode = |m: Option<spec::StreamMode>, d: realsense::Mode| {
+                m.map(|m| realsense::Mode {
+                    width: m.width,
+                    height: m.height,
+                    fps: m.fps,
+                })
+                .unwrap_or(d)
+            };
+            let modes = realsense::Modes {
+                depth: mode(options.depth, defaults.depth),
+                color: mode(options.color, defaults.color),
+            };
+            let mut live = live::LiveOptions {
+                hardware_reset_on_start: options.hardware_reset,
+                ..Default::default()
+            };
+            if let Some(s) = options.reconnect_timeout_s {
+                live.reconnect_timeout = std::time::Duration::from_secs_f64(s);
+            }
+            Box::new(realsense::open_live(serial.clone(), modes, live)?)
+        }
         #[cfg(not(feature = "realsense"))]
         CameraSpec::RealSense { .. } => {
             return Err(SourceError::FeatureMissing {
