@@ -248,6 +248,12 @@ fn resolve_camera(spec: &str) -> String {
     if let Some(home) = std::env::var_os("SPATIALBOT_EDGE_HOME") {
         candidates.push(PathBuf::from(home).join("recordings/sample"));
     }
+    if let Some(exe_dir) = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(PathBuf::from))
+    {
+        candidates.push(exe_dir.join("../recordings/sample"));
+    }
     candidates.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/sample"));
     candidates.push(PathBuf::from("tests/data/sample"));
     match candidates
