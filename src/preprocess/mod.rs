@@ -15,7 +15,10 @@ pub use tensor::{Normalizer, Tensor};
 
 use crate::rgbd::RgbImage;
 
+/// The values of the CLIP processor config, as written there (f32 rounds them).
+#[allow(clippy::excessive_precision)]
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+#[allow(clippy::excessive_precision)]
 pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 pub const SIGLIP_MEAN: [f32; 3] = [0.5; 3];
 pub const SIGLIP_STD: [f32; 3] = [0.5; 3];

@@ -110,6 +110,10 @@ fn pack_chunk<const MAX: u32, const SHIFT: u32>(src: &[u32], dst: &mut [u8]) -> 
 fn pack_slice<const MAX: u32, const SHIFT: u32>(depth_mm: &[u32], out: &mut [u8]) -> usize {
     #[cfg(target_arch = "x86_64")]
     {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked above).
+            return unsafe { x86::pack_avx2::<MAX, SHIFT>(depth_mm, out) };
+        }
         if std::arch::is_x86_feature_detected!("ssse3") {
             // SAFETY: the CPU supports SSSE3 (checked above).
             return unsafe { x86::pack_ssse3::<MAX, SHIFT>(depth_mm, out) };
@@ -181,6 +185,57 @@ mod x86 {
         lanes.iter().map(|&n| n as usize).sum::<usize>()
             + super::pack_portable::<MAX, SHIFT>(src.remainder(), dst.into_remainder())
     }
+
+    /// The SSSE3 kernel with the arithmetic on 8 lanes; `pshufb` works per 128-bit half, so the
+    /// halves are split before the 48-byte store.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn pack_avx2<const MAX: u32, const SHIFT: u32>(depth_mm: &[u32], out: &mut [u8]) -> usize {
+        let drop_fourth = _mm256_setr_epi8(
+            0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1, 0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1,
+            -1,
+        );
+        let max = _mm256_set1_epi32(MAX as i32);
+        let mask_r = _mm256_set1_epi32((0xFFu32 << SHIFT & 0xFF) as i32);
+        let mask_g = _mm256_set1_epi32(0xF800);
+        let mask_b = _mm256_set1_epi32(0xF8_0000);
+        let shift_r = _mm_cvtsi32_si128((10 - SHIFT) as i32);
+        let mut saturated = _mm256_setzero_si256();
+        let mut src = depth_mm.chunks_exact(16);
+        let mut dst = out.chunks_exact_mut(48);
+        for (s, d) in (&mut src).zip(&mut dst) {
+            let mut rgb = [_mm_setzero_si128(); 4];
+            for half in 0..2 {
+                // SAFETY: `s` holds 16 u32, so 8 * half + 8 <= 16 values are read.
+                let mm = unsafe { _mm256_loadu_si256(s.as_ptr().add(8 * half) as *const __m256i) };
+                // Depths fit in 24 bits, so the signed compare is an unsigned one.
+                saturated = _mm256_sub_epi32(saturated, _mm256_cmpgt_epi32(mm, max));
+                let mm = _mm256_min_epu32(mm, max);
+                let r = _mm256_and_si256(_mm256_srl_epi32(mm, shift_r), mask_r);
+                let g = _mm256_and_si256(_mm256_slli_epi32(mm, 6), mask_g);
+                let b = _mm256_and_si256(_mm256_slli_epi32(mm, 19), mask_b);
+                let packed = _mm256_shuffle_epi8(_mm256_or_si256(_mm256_or_si256(r, g), b), drop_fourth);
+                rgb[2 * half] = _mm256_castsi256_si128(packed);
+                rgb[2 * half + 1] = _mm256_extracti128_si256(packed, 1);
+            }
+            let o0 = _mm_or_si128(rgb[0], _mm_slli_si128(rgb[1], 12));
+            let o1 = _mm_or_si128(_mm_srli_si128(rgb[1], 4), _mm_slli_si128(rgb[2], 8));
+            let o2 = _mm_or_si128(_mm_srli_si128(rgb[2], 8), _mm_slli_si128(rgb[3], 4));
+            // SAFETY: `d` holds 48 bytes; the three stores cover bytes 0..48.
+            unsafe {
+                _mm_storeu_si128(d.as_mut_ptr() as *mut __m128i, o0);
+                _mm_storeu_si128(d.as_mut_ptr().add(16) as *mut __m128i, o1);
+                _mm_storeu_si128(d.as_mut_ptr().add(32) as *mut __m128i, o2);
+            }
+        }
+        let mut lanes = [0u32; 8];
+        // SAFETY: `lanes` is 32 bytes.
+        unsafe { _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, saturated) };
+        lanes.iter().map(|&n| n as usize).sum::<usize>()
+            + super::pack_portable::<MAX, SHIFT>(src.remainder(), dst.into_remainder())
+    }
 }
 
 /// Packs row-major millimetres into interleaved RGB bytes (`out.len() == 3 * depth_mm.len()`).
@@ -246,6 +301,13 @@ mod tests {
         let a = pack_slice::<131_071, 1>(&depth, &mut fast);
         let b = pack_portable::<131_071, 1>(&depth, &mut portable);
         assert_eq!((a, &fast), (b, &portable));
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("ssse3") {
+            // SAFETY: SSSE3 is present (checked above).
+            let a = unsafe { x86::pack_ssse3::<65_535, 2>(&depth, &mut fast) };
+            let b = pack_portable::<65_535, 2>(&depth, &mut portable);
+            assert_eq!((a, &fast), (b, &portable));
+        }
     }
 
     #[test]
