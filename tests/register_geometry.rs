@@ -65,9 +65,10 @@ fn assert_sees(
         // The coefficients undistort: applying the polynomial to the pixel gives the point.
         DistortionModel::InverseBrownConrady => (bc(COEFFS, d[0], d[1]), q),
     };
+    let tol = 1e-9 * (1.0 + want[0].abs().max(want[1].abs()));
     assert!(
-        (got[0] - want[0]).abs() < 1e-9 && (got[1] - want[1]).abs() < 1e-9,
-        "{what} {model:?}: {got:?} vs {want:?}"
+        (got[0] - want[0]).abs() < tol && (got[1] - want[1]).abs() < tol,
+        "{what} {model:?}: {got:?} vs {want:?} (point {q:?})"
     );
 }
 
@@ -79,7 +80,7 @@ fn lens_calib(
     color_f: f64,
 ) -> Calibration {
     calibration(
-        intrinsics(320, 240, 190.0, depth_model, COEFFS),
+        intrinsics(160, 120, 95.0, depth_model, COEFFS),
         intrinsics(color_w, color_h, color_f, color_model, COEFFS),
         ROTATION,
         TRANSLATION,
@@ -95,8 +96,8 @@ fn every_lens_model_maps_points_as_its_formula_says() {
             let reg = Registrar::new(&calib).unwrap();
             for _ in 0..50 {
                 let (x, y, z) = (
-                    rng.range(0.0, 319.0),
-                    rng.range(0.0, 239.0),
+                    rng.range(0.0, 159.0),
+                    rng.range(0.0, 119.0),
                     rng.range(300.0, 5000.0),
                 );
                 let p = reg.depth_point(x, y, z);
@@ -167,13 +168,13 @@ fn footprints_follow_the_documented_snapping_rule_for_every_model() {
     for depth_model in MODELS {
         for color_model in MODELS {
             // Colour denser than depth: footprints are filled.
-            let calib = lens_calib(depth_model, color_model, 960, 720, 600.0);
+            let calib = lens_calib(depth_model, color_model, 480, 360, 300.0);
             let reg = Registrar::new(&calib).unwrap();
             assert!(reg.splats_footprint());
             for _ in 0..6 {
                 let (x, y) = (
-                    (rng.range(40.0, 280.0)) as usize,
-                    (rng.range(40.0, 200.0)) as usize,
+                    (rng.range(20.0, 140.0)) as usize,
+                    (rng.range(20.0, 100.0)) as usize,
                 );
                 let mm = rng.range(400.0, 4000.0) as u32;
                 let snap = |dx: f64, dy: f64| {
@@ -213,13 +214,13 @@ fn footprints_follow_the_documented_snapping_rule_for_every_model() {
                 );
             }
             // Depth denser than colour: one colour pixel per depth pixel, next to its centre.
-            let calib = lens_calib(depth_model, color_model, 160, 120, 90.0);
+            let calib = lens_calib(depth_model, color_model, 80, 60, 45.0);
             let reg = Registrar::new(&calib).unwrap();
             assert!(!reg.splats_footprint());
             for _ in 0..6 {
                 let (x, y) = (
-                    (rng.range(60.0, 260.0)) as usize,
-                    (rng.range(50.0, 190.0)) as usize,
+                    (rng.range(30.0, 130.0)) as usize,
+                    (rng.range(25.0, 95.0)) as usize,
                 );
                 let mm = rng.range(400.0, 4000.0) as u32;
                 let (u0, v0, u1, v1, n) =
@@ -307,8 +308,8 @@ fn register_into_reuses_the_buffer_and_checks_sizes() {
         400.0,
     );
     let reg = Registrar::new(&calib).unwrap();
-    let a = register_scene::scene(320, 240, 1);
-    let b = register_scene::scene(320, 240, 2);
+    let a = register_scene::scene(160, 120, 1);
+    let b = register_scene::scene(160, 120, 2);
     let mut out = DepthMm::zeros(640, 480);
     reg.register_into(&a, &mut out).unwrap();
     reg.register_into(&b, &mut out).unwrap();
@@ -318,18 +319,18 @@ fn register_into_reuses_the_buffer_and_checks_sizes() {
         spatialbot_edge::rgbd::register_depth_to_color(&b, &calib).unwrap()
     );
 
-    let err = reg.register(&DepthMm::zeros(321, 240)).unwrap_err();
+    let err = reg.register(&DepthMm::zeros(161, 120)).unwrap_err();
     assert!(
         matches!(
             err,
             RegisterError::DepthSize {
-                found_width: 321,
+                found_width: 161,
                 ..
             }
         ),
         "{err}"
     );
-    assert!(err.to_string().contains("320x240"), "{err}");
+    assert!(err.to_string().contains("160x120"), "{err}");
     let mut wrong = DepthMm::zeros(10, 10);
     assert!(matches!(
         reg.register_into(&a, &mut wrong),
