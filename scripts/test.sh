@@ -16,3 +16,15 @@ cargo test --workspace --locked
 # aarch64 (Jetson): the library's pure unit tests cross-built and run under qemu-user. Prints
 # SKIPPED and goes on where the cross toolchain cannot be installed. About 2-3 min on 2 cores.
 bash scripts/cross-aarch64.sh --tests-only
+
+# The link's wire protocol must build for controller firmware (Cortex-M4F, no_std).
+if rustup target add thumbv7em-none-eabihf >/dev/null 2>&1 || rustup target list --installed 2>/dev/null | grep -qx thumbv7em-none-eabihf; then
+    cargo build -p spatialbot-link --target thumbv7em-none-eabihf --locked
+    echo "no_std check: spatialbot-link builds for thumbv7em-none-eabihf"
+else
+    echo "################################################################################"
+    echo "## SKIPPED: the thumbv7em-none-eabihf no_std build check of spatialbot-link.   ##"
+    echo "## 'rustup target add thumbv7em-none-eabihf' failed (no rustup, or no network ##"
+    echo "## to download the target's std). The wire protocol was NOT checked for MCUs. ##"
+    echo "################################################################################"
+fi

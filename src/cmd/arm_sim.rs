@@ -92,9 +92,8 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
                 let _ = w.flush();
             }
         }
-        if args.verbose && !json {
-            println!("{line}");
-        } else if !json && !matches!(e, Event::Applied { .. } | Event::NotApplied { .. }) {
+        let routine = matches!(e, Event::Applied { .. } | Event::NotApplied { .. });
+        if !json && (args.verbose || !routine) {
             println!("{line}");
         }
     };

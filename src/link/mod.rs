@@ -129,6 +129,16 @@ pub enum LinkError {
     Encode(spatialbot_link::EncodeError),
 }
 
+impl LinkError {
+    /// The process exit code this error should end the run with.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            LinkError::Lost { .. } | LinkError::NoStopAck { .. } => crate::exit::LINK_LOST,
+            _ => crate::exit::RUNTIME,
+        }
+    }
+}
+
 /// What the control loop hands over per action; the link fills in sequence number and send time.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ActionCommand {
@@ -662,19 +672,19 @@ fn read_loop(
                 return;
             }
         };
-        let mut any_bad = false;
-        decoder.feed(&buf[..n], |r| match r {
-            Ok(m) => {
-                let _ = tx.send(Incoming::Message(m));
-            }
-            Err(e) => {
-                any_bad = true;
-                tracing::debug!(?e, "bad frame from controller");
-            }
-        });
-        if any_bad || decoder.counters().frames % 64 == 0 {
+        for &byte in &buf[..n] {
+            let Some(result) = decoder.push(byte) else {
+                continue;
+            };
+            // Counters first, so whoever sees a later message also sees this frame counted.
             if let Ok(mut c) = counters.lock() {
                 *c = decoder.counters();
+            }
+            match result {
+                Ok(m) => {
+                    let _ = tx.send(Incoming::Message(m));
+                }
+                Err(e) => tracing::debug!(?e, "bad frame from controller"),
             }
         }
     }
