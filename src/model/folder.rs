@@ -55,7 +55,7 @@ impl ModelFolder {
         self.dir.join(name)
     }
 
-    /// A short identity for caches: the sha256 of the decoder graph's bytes, 16 hex digits.
+    /// A short identity for caches: 16 hex digits of a sha256 over the manifest's file hashes.
     pub fn fingerprint(&self) -> String {
         let mut hasher = Sha256::new();
         for (name, hash) in &self.manifest.files {

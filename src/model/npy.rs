@@ -79,7 +79,8 @@ pub fn parse(bytes: &[u8]) -> Result<NpyArray, String> {
         .collect::<Result<_, _>>()?;
     let count: usize = shape.iter().product();
     let body = &bytes[start + header_len..];
-    let descr = descr.trim_matches(|c| c == '\'' || c == '"');
+    let descr = descr.trim_start_matches(['\'', '"']);
+    let descr = &descr[..descr.find(['\'', '"']).ok_or("bad descr")?];
     let width = match descr {
         "<f4" | "<i4" => 4,
         "<f8" | "<i8" => 8,

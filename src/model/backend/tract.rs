@@ -129,9 +129,7 @@ impl TractBackend {
     pub fn load(folder: &ModelFolder, config: &BackendConfig) -> Result<TractBackend, ModelError> {
         let threads = config.thread_count();
         if threads > 1 {
-            tract_linalg::multithread::set_default_executor(
-                tract_linalg::multithread::Executor::multithread(threads),
-            );
+            multithread::set_default_executor(multithread::Executor::multithread(threads));
         }
         let m = &folder.manifest;
         let mut steps = Vec::new();
