@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds a release tarball under dist/: the binary, boards/, calibration/, the tiny models, the
-# systemd unit, the udev rules and install.sh.
+# sample recording, the systemd unit, the udev rules and install.sh.
 #   bash scripts/package.sh                                  # for this machine
 #   bash scripts/package.sh --target aarch64-unknown-linux-gnu [--features ort,realsense]
 # The aarch64 build needs what scripts/cross-aarch64.sh installs (Debian cross gcc + rustup target).
@@ -46,8 +46,14 @@ found_models=0
 for m in models/tiny-*; do
   [ -d "$m" ] || continue
   cp -r "$m" "$stage/models/"
+  rm -rf "$stage/models/$(basename "$m")/reference"   # test fixtures, not needed on a board
   found_models=1
 done
+# The sample recording `run` and `bench` fall back to when no camera is attached.
+if [ -f tests/data/sample/recording.toml ]; then
+  mkdir -p "$stage/recordings"
+  cp -r tests/data/sample "$stage/recordings/sample"
+fi
 [ "$found_models" = 1 ] || echo "package.sh: no models/tiny-* folders yet; none packaged" >&2
 cp models/MANIFEST.md "$stage/models/" 2>/dev/null || true
 cp packaging/spatialbot-edge.service packaging/99-spatialbot-edge.rules "$stage/packaging/"

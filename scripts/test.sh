@@ -28,3 +28,9 @@ else
     echo "## to download the target's std). The wire protocol was NOT checked for MCUs. ##"
     echo "################################################################################"
 fi
+# The `realsense` feature against a real librealsense (from the pyrealsense2 wheel on x86_64):
+# writes .bag files with librealsense's software device and recorder, plays them back.
+if [ "$(uname -m)" = x86_64 ]; then
+  bash scripts/setup-native-deps.sh
+  ( source .deps/env.sh && cargo test --locked --features realsense --test camera_realsense --test camera_live --test camera_recording --test camera_devices )
+fi

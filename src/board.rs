@@ -296,8 +296,7 @@ pub struct Models {
     pub precision: Precision,
 }
 
-const CAMERA_SPECS: &str =
-    "`auto`, `realsense`, `realsense:SERIAL`, `v4l2:/dev/videoN`, `replay:PATH`, `synthetic`";
+const CAMERA_SPECS: &str = "`auto`, `realsense[:SERIAL]`, `v4l2:/dev/videoN`, `replay[,fast][,loop]:PATH`, `synthetic[,fast][:WxH[@FPS]]`";
 const LINK_SPECS: &str = "`sim`, `serial:PATH` or `pty:PATH` (baud rate in `link.baud`)";
 
 impl Board {
@@ -621,16 +620,9 @@ fn kinds_list() -> String {
         .join(", ")
 }
 
+/// `auto`, or anything the camera module's SPEC grammar accepts.
 fn camera_spec_ok(spec: &str) -> bool {
-    match spec.split_once(':') {
-        None => matches!(spec, "auto" | "realsense" | "synthetic"),
-        Some(("realsense", serial)) => {
-            !serial.is_empty() && serial.chars().all(|c| c.is_ascii_alphanumeric())
-        }
-        Some(("v4l2", dev)) => dev.starts_with("/dev/"),
-        Some(("replay", path)) => !path.is_empty(),
-        Some(_) => false,
-    }
+    spec == "auto" || spec.parse::<crate::camera::CameraSpec>().is_ok()
 }
 
 fn link_spec_ok(spec: &str) -> bool {

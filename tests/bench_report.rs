@@ -244,7 +244,8 @@ fn bench_reports_what_it_ran_and_what_it_did_not() {
         ran.contains(&"link"),
         "the link stage to the simulator always runs: {v}"
     );
-    assert!(v["startup_ms"].as_f64().unwrap() > 0.0, "{v}");
+    // /proc gives the process start in 10 ms ticks: a number, possibly 0 on a fast machine.
+    assert!(v["startup_ms"].as_f64().is_some_and(|ms| ms >= 0.0), "{v}");
     if ran.is_empty() {
         assert_eq!(
             out.status.code(),

@@ -194,7 +194,7 @@ fn impossible_values_name_the_key_and_the_allowed_range() {
             "spec = \"auto\"",
             "spec = \"webcam\"",
             "camera.spec",
-            "replay:PATH",
+            "replay[,fast][,loop]:PATH",
         ),
         (
             "serial = \"any\"",
@@ -274,6 +274,29 @@ fn impossible_values_name_the_key_and_the_allowed_range() {
             "{to}: allowed range not given: {msg}"
         );
     }
+}
+
+#[test]
+fn camera_specs_follow_the_camera_grammar() {
+    for ok in [
+        "synthetic,fast:320x240@15",
+        "replay,fast,loop:tests/data/sample",
+        "realsense:123456",
+        "v4l2:/dev/video0",
+    ] {
+        let text = replace_once(&dev_text(), "spec = \"auto\"", &format!("spec = \"{ok}\""));
+        Board::from_toml_str(&text, Path::new("x.toml"), Path::new(""))
+            .unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+    let msg = load_err(&replace_once(
+        &dev_text(),
+        "spec = \"auto\"",
+        "spec = \"synthetic:big\"",
+    ));
+    assert!(
+        msg.contains("`camera.spec`") && msg.contains("WxH"),
+        "{msg}"
+    );
 }
 
 #[test]

@@ -109,10 +109,17 @@ fn registered_recording_replays_registered() {
 struct Frames {
     calib: Calibration,
     frames: Vec<RgbdFrame>,
+    fail_at_end: bool,
 }
 
 impl Source for Frames {
     fn next_frame(&mut self) -> Result<Option<RgbdFrame>, SourceError> {
+        if self.frames.is_empty() && self.fail_at_end {
+            return Err(SourceError::DeviceLost {
+                what: "test camera".into(),
+                waited_s: 0.0,
+            });
+        }
         Ok(if self.frames.is_empty() {
             None
         } else {
@@ -156,6 +163,7 @@ fn depth_beyond_16_bits_survives_exactly() {
     let mut src = Frames {
         calib,
         frames: vec![frame, plain.clone()],
+        fail_at_end: false,
     };
     recording::record(&mut src, &out, RecordLimit::Frames(10), blocking()).unwrap();
     assert!(recording::depth24_path(&out, 0).exists());
@@ -393,4 +401,26 @@ fn cli_record_and_replay() {
             String::from_utf8_lossy(&o.stderr)
         );
     }
+}
+
+#[test]
+fn a_source_failure_keeps_the_frames_recorded_before_it() {
+    let mut reference = fast_synthetic(16, 16);
+    let frames: Vec<RgbdFrame> = (0..3)
+        .map(|_| reference.next_frame().unwrap().unwrap())
+        .collect();
+    let mut src = Frames {
+        calib: synthetic::calibration(16, 16),
+        frames: frames.clone(),
+        fail_at_end: true,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("rec");
+    let err = recording::record(&mut src, &out, RecordLimit::Frames(10), blocking()).unwrap_err();
+    assert!(err.to_string().contains("test camera"), "{err}");
+    let mut back = replay(&out, false);
+    for want in &frames {
+        assert_eq!(back.next_frame().unwrap().unwrap().color, want.color);
+    }
+    assert!(back.next_frame().unwrap().is_none());
 }

@@ -47,6 +47,7 @@
 //! | `stages[].series` | array of `[s, ms]` | per-frame latency over time (thinned to ≤ 2,000 points) |
 //! | `end_to_end` | object\|null | as a stage: frame origin (capture) → last stage |
 //! | `stages_not_run[]` | `{name, why}` | pipeline stages this build or run could not measure |
+//! | `notes[]` | string | what the stages ran with: camera, image sizes, link |
 //! | `graphs[]` | `{graph, backend, provider}` | which backend and execution provider ran each graph |
 //! | `host` | object | `arch`, `model`, `cpus`, `kernel`, `l4t`, `power_mode`, `cpu_governor`, `cpu_cur_mhz[]`, `cpu_max_mhz`, `devfreq[]` (`name`, `cur_mhz`, `max_mhz`), `mem_total_mb`, `mem_available_mb`; `"unknown"`/`null` where not readable |
 //!

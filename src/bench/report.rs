@@ -20,6 +20,8 @@ pub struct RunInfo {
     pub warmup_frames: u64,
     /// Stages that exist in the pipeline but were not run, and why.
     pub stages_not_run: Vec<StageNotRun>,
+    /// What the stages ran with (camera, image sizes, link), one line each.
+    pub notes: Vec<String>,
     pub host: HostInfo,
 }
 
@@ -100,6 +102,8 @@ pub struct Report {
     pub stages: Vec<StageSummary>,
     pub end_to_end: Option<StageSummary>,
     pub stages_not_run: Vec<StageNotRun>,
+    #[serde(default)]
+    pub notes: Vec<String>,
     pub graphs: Vec<GraphBackend>,
     pub host: HostInfo,
 }
@@ -138,6 +142,7 @@ impl Report {
             stages,
             end_to_end,
             stages_not_run: info.stages_not_run,
+            notes: info.notes,
             graphs,
             host: info.host,
         }
@@ -207,6 +212,9 @@ impl Report {
         }
         for n in &self.stages_not_run {
             out.push_str(&format!("not run: {:<12} {}\n", n.name, n.why));
+        }
+        for n in &self.notes {
+            out.push_str(&format!("{n}\n"));
         }
         for g in &self.graphs {
             out.push_str(&format!(

@@ -227,7 +227,7 @@ pub fn process_age() -> Option<Duration> {
         .parse()
         .ok()?;
     let age = uptime - start_ticks / 100.0;
-    (age >= 0.0).then(|| Duration::from_secs_f64(age))
+    Some(Duration::from_secs_f64(age.max(0.0)))
 }
 
 #[cfg(test)]

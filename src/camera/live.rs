@@ -35,6 +35,9 @@ pub enum DeviceError {
     NotFound(String),
     #[error("{0}")]
     Failed(String),
+    /// A recording has no more frames.
+    #[error("end of recording")]
+    Ended,
 }
 
 /// What a camera driver provides. Implemented by the RealSense and V4L2 back ends, and by test
@@ -281,6 +284,7 @@ impl<D: DeviceLayer> Source for LiveSource<D> {
                         }
                         self.sync_counters();
                     }
+                    Err(DeviceError::Ended) => return Ok(None),
                     Ok(None) => {
                         let reason = format!(
                             "no frame for {:.1} s",
@@ -309,6 +313,24 @@ impl<D: DeviceLayer> Source for LiveSource<D> {
 }
 
 impl<D: DeviceLayer> LiveSource<D> {
+    /// Starts the device now, so that its calibration is known before the first frame.
+    /// A device that is not there is an error here: at start, nothing was lost.
+    pub fn prime(&mut self) -> Result<(), SourceError> {
+        if !matches!(self.state, State::NotStarted) {
+            return Ok(());
+        }
+        if self.options.hardware_reset_on_start {
+            self.device
+                .hardware_reset()
+                .map_err(|e| SourceError::Device(e.to_string()))?;
+        }
+        self.device
+            .start()
+            .map_err(|e| SourceError::Device(e.to_string()))?;
+        self.resume();
+        Ok(())
+    }
+
     fn sync_counters(&mut self) {
         self.stats.unpaired_color = self.pairer.unpaired_color;
         self.stats.unpaired_depth = self.pairer.unpaired_depth;

@@ -8,10 +8,12 @@ pub mod clock;
 pub mod enumerate;
 pub mod live;
 pub mod pairing;
+#[cfg(feature = "realsense")]
+pub mod realsense;
 pub mod recording;
-mod register_shim;
 pub mod spec;
 pub mod synthetic;
+pub mod yuv;
 
 use std::time::Instant;
 
@@ -19,7 +21,7 @@ use crate::imageio::ImageIoError;
 use crate::rgbd::calibration::CalibrationError;
 use crate::rgbd::{Calibration, DepthMm, Intrinsics, RgbImage};
 
-pub use spec::{CameraSpec, Pacing, ReplayOptions, SyntheticOptions};
+pub use spec::{CameraSpec, Pacing, RealSenseOptions, ReplayOptions, StreamMode, SyntheticOptions};
 
 /// One colour image and the depth image paired with it.
 #[derive(Clone, Debug)]
@@ -102,7 +104,47 @@ pub struct OpenOptions {
 pub fn open(spec: &CameraSpec, options: &OpenOptions) -> Result<Box<dyn Source>, SourceError> {
     let source: Box<dyn Source> = match spec {
         CameraSpec::Synthetic(opts) => Box::new(synthetic::SyntheticSource::new(opts.clone())),
+        #[cfg(feature = "realsense")]
+        CameraSpec::Replay(opts) if is_bag(&opts.path) => {
+            if opts.looping {
+                return Err(SourceError::Spec {
+                    spec: format!("replay,loop:{}", opts.path.display()),
+                    message:
+                        "looping is not supported for .bag files yet; record it as a PNG folder"
+                            .into(),
+                });
+            }
+            Box::new(realsense::open_bag(
+                &opts.path,
+                opts.pacing == Pacing::RealTime,
+            )?)
+        }
         CameraSpec::Replay(opts) => Box::new(recording::PngFolderSource::open(opts.clone())?),
+        #[cfg(feature = "realsense")]
+        CameraSpec::RealSense { serial, options } => {
+            let defaults = realsense::Modes::default();
+            let mode = |m: Option<spec::StreamMode>, d: realsense::Mode| {
+                m.map(|m| realsense::Mode {
+                    width: m.width,
+                    height: m.height,
+                    fps: m.fps,
+                })
+                .unwrap_or(d)
+            };
+            let modes = realsense::Modes {
+                depth: mode(options.depth, defaults.depth),
+                color: mode(options.color, defaults.color),
+            };
+            let mut live = live::LiveOptions {
+                hardware_reset_on_start: options.hardware_reset,
+                ..Default::default()
+            };
+            if let Some(s) = options.reconnect_timeout_s {
+                live.reconnect_timeout = std::time::Duration::from_secs_f64(s);
+            }
+            Box::new(realsense::open_live(serial.clone(), modes, live)?)
+        }
+        #[cfg(not(feature = "realsense"))]
         CameraSpec::RealSense { .. } => {
             return Err(SourceError::FeatureMissing {
                 kind: "realsense",
@@ -123,15 +165,20 @@ pub fn open(spec: &CameraSpec, options: &OpenOptions) -> Result<Box<dyn Source>,
     }
 }
 
+pub fn is_bag(path: &std::path::Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("bag"))
+}
+
 /// Wraps a source and registers its depth into the colour camera's frame.
 pub struct Registering {
     inner: Box<dyn Source>,
-    registrar: register_shim::Registrar,
+    registrar: crate::rgbd::register::Registrar,
 }
 
 impl Registering {
     pub fn new(inner: Box<dyn Source>) -> Result<Self, SourceError> {
-        let registrar = register_shim::Registrar::new(inner.calibration())
+        let registrar = crate::rgbd::register::Registrar::new(inner.calibration())
             .map_err(|e| SourceError::Register(e.to_string()))?;
         Ok(Self { inner, registrar })
     }

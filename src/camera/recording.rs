@@ -568,6 +568,7 @@ pub fn record(
     let mut origin: Option<Instant> = None;
     let mut registered = false;
     let mut failure: Option<SourceError> = None;
+    let mut source_failure: Option<SourceError> = None;
     loop {
         let done = match limit {
             RecordLimit::Frames(n) => rows.len() as u64 >= n,
@@ -580,7 +581,7 @@ pub fn record(
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(e) => {
-                failure = Some(e);
+                source_failure = Some(e);
                 break;
             }
         };
@@ -630,7 +631,11 @@ pub fn record(
         source: source.describe(),
         dropped_while_recording: dropped,
     };
+    // Frames recorded before the source failed stay a playable recording.
     finish_folder(dir, &rows, &info)?;
+    if let Some(e) = source_failure {
+        return Err(e);
+    }
     Ok(RecordSummary {
         out: dir.display().to_string(),
         frames: info.frames,

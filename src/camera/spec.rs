@@ -2,7 +2,7 @@
 //!
 //! - `synthetic[,fast][:WxH[@FPS]]`
 //! - `replay[,fast][,loop]:PATH` — a PNG-folder recording (or a `.bag` with the `realsense` feature)
-//! - `realsense[:SERIAL]`
+//! - `realsense[,depth=WxH@FPS][,color=WxH@FPS][,reset][,retry=SECONDS][:SERIAL]`
 //! - `v4l2:/dev/videoN`
 //!
 //! Live-like sources pace frames in real time unless `fast` is given.
@@ -45,10 +45,48 @@ pub struct ReplayOptions {
     pub looping: bool,
 }
 
+/// Width × height @ frame rate of one stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamMode {
+    pub width: usize,
+    pub height: usize,
+    pub fps: u32,
+}
+
+/// RealSense options; unset modes mean 640×480 @ 30.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RealSenseOptions {
+    pub depth: Option<StreamMode>,
+    pub color: Option<StreamMode>,
+    /// Power-cycle the camera's USB connection before streaming.
+    pub hardware_reset: bool,
+    /// How long to keep retrying a lost camera, seconds.
+    pub reconnect_timeout_s: Option<f64>,
+}
+
+fn parse_mode(text: &str) -> Option<StreamMode> {
+    let (size, fps) = text.split_once('@')?;
+    let (w, h) = size.split_once('x')?;
+    let mode = StreamMode {
+        width: w.parse().ok()?,
+        height: h.parse().ok()?,
+        fps: fps.parse().ok()?,
+    };
+    ((1..=8192).contains(&mode.width)
+        && (1..=8192).contains(&mode.height)
+        && (1..=1000).contains(&mode.fps))
+    .then_some(mode)
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum CameraSpec {
-    RealSense { serial: Option<String> },
-    V4l2 { device: PathBuf },
+    RealSense {
+        serial: Option<String>,
+        options: RealSenseOptions,
+    },
+    V4l2 {
+        device: PathBuf,
+    },
     Replay(ReplayOptions),
     Synthetic(SyntheticOptions),
 }
@@ -70,19 +108,42 @@ impl std::str::FromStr for CameraSpec {
         let options: Vec<&str> = words.map(str::trim).collect();
         let mut pacing = Pacing::RealTime;
         let mut looping = false;
+        let mut realsense = RealSenseOptions::default();
         for option in &options {
-            match (*option, kind) {
-                ("fast", "synthetic" | "replay") => pacing = Pacing::AsFastAsPossible,
-                ("loop", "replay") => looping = true,
-                (other, _) => {
+            let (key, value) = match option.split_once('=') {
+                Some((k, v)) => (k, Some(v)),
+                None => (*option, None),
+            };
+            match (key, value, kind) {
+                ("fast", None, "synthetic" | "replay") => pacing = Pacing::AsFastAsPossible,
+                ("loop", None, "replay") => looping = true,
+                ("reset", None, "realsense") => realsense.hardware_reset = true,
+                ("depth" | "color", Some(v), "realsense") => {
+                    let mode = parse_mode(v).ok_or_else(|| bad(format!("{key}={v}: give WIDTHxHEIGHT@FPS, e.g. 848x480@30")))?;
+                    if key == "depth" {
+                        realsense.depth = Some(mode);
+                    } else {
+                        realsense.color = Some(mode);
+                    }
+                }
+                ("retry", Some(v), "realsense") => {
+                    let secs = v.parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0);
+                    realsense.reconnect_timeout_s =
+                        Some(secs.ok_or_else(|| bad(format!("retry={v}: give a number of seconds, e.g. retry=30")))?);
+                }
+                _ => {
                     return Err(bad(format!(
-                        "unknown option `{other}` for `{kind}` (replay takes `fast` and `loop`, synthetic takes `fast`)"
+                        "unknown option `{option}` for `{kind}` (replay takes `fast` and `loop`, synthetic takes `fast`, \
+                         realsense takes `depth=WxH@FPS`, `color=WxH@FPS`, `reset` and `retry=SECONDS`)"
                     )))
                 }
             }
         }
         match kind {
-            "realsense" => Ok(CameraSpec::RealSense { serial: argument.filter(|s| !s.is_empty()).map(str::to_string) }),
+            "realsense" => Ok(CameraSpec::RealSense {
+                serial: argument.filter(|s| !s.is_empty()).map(str::to_string),
+                options: realsense,
+            }),
             "v4l2" => match argument {
                 Some(dev) if !dev.is_empty() => Ok(CameraSpec::V4l2 { device: PathBuf::from(dev) }),
                 _ => Err(bad("give the device node, e.g. `v4l2:/dev/video0`".into())),
@@ -134,12 +195,36 @@ mod tests {
     fn parses_every_kind() {
         assert_eq!(
             parse("realsense").unwrap(),
-            CameraSpec::RealSense { serial: None }
+            CameraSpec::RealSense {
+                serial: None,
+                options: RealSenseOptions::default()
+            }
         );
         assert_eq!(
             parse("realsense:0123").unwrap(),
             CameraSpec::RealSense {
-                serial: Some("0123".into())
+                serial: Some("0123".into()),
+                options: RealSenseOptions::default()
+            }
+        );
+        assert_eq!(
+            parse("realsense,depth=848x480@60,color=1280x720@30,reset,retry=12.5:0123").unwrap(),
+            CameraSpec::RealSense {
+                serial: Some("0123".into()),
+                options: RealSenseOptions {
+                    depth: Some(StreamMode {
+                        width: 848,
+                        height: 480,
+                        fps: 60
+                    }),
+                    color: Some(StreamMode {
+                        width: 1280,
+                        height: 720,
+                        fps: 30
+                    }),
+                    hardware_reset: true,
+                    reconnect_timeout_s: Some(12.5),
+                },
             }
         );
         assert_eq!(
@@ -182,6 +267,9 @@ mod tests {
             "synthetic:0x0",
             "realsense,loop",
             "replay,slow:x",
+            "realsense,depth=848x480",
+            "realsense,retry=-1",
+            "synthetic,reset",
         ] {
             let err = parse(bad).unwrap_err().to_string();
             assert!(err.contains("camera SPEC"), "{bad}: {err}");

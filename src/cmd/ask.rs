@@ -1,8 +1,233 @@
-//! `spatialbot-edge ask`.
+//! `spatialbot-edge ask`: SpatialBot VQA on one RGB-D pair, with the Depth API loop.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use spatialbot_edge::imageio;
+use spatialbot_edge::model::backend::{BackendConfig, BackendKind, LoadStep};
+use spatialbot_edge::model::manifest::ModelKind;
+use spatialbot_edge::model::{
+    npy, vqa, Engine, GenerateOptions, ImageTensor, ModelError, ModelFolder, Overflow, Sampling,
+};
+
+use super::{bad_input, print_json};
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Model folder (manifest.toml + graphs), kind = "spatialbot".
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Colour image (8-bit RGB PNG).
+    #[arg(long, requires = "depth")]
+    pub rgb: Option<PathBuf>,
+    /// Depth registered to the colour image (16-bit PNG, millimetres).
+    #[arg(long, requires = "rgb")]
+    pub depth: Option<PathBuf>,
+    /// Camera to take one RGB-D frame from (realsense[:SERIAL], replay:PATH, synthetic).
+    #[arg(long, conflicts_with_all = ["rgb", "depth"])]
+    pub camera: Option<String>,
+    /// Inference backend.
+    #[arg(long, default_value = "tract")]
+    pub backend: BackendKind,
+    /// Threads for matrix products (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Most tokens per answer (default: the manifest's max_new_tokens).
+    #[arg(long)]
+    pub max_new_tokens: Option<usize>,
+    /// Sample at this temperature instead of greedy decoding.
+    #[arg(long)]
+    pub temperature: Option<f32>,
+    /// Nucleus mass kept when sampling.
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
+    /// Seed of the sampler.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Refuse a prompt longer than the context limit instead of truncating it.
+    #[arg(long)]
+    pub refuse_overflow: bool,
+    /// Already-preprocessed RGB tensor (.npy f32 [3,S,S]) instead of preprocessing --rgb.
+    #[arg(long, hide = true, requires = "depth_tensor")]
+    pub rgb_tensor: Option<PathBuf>,
+    /// Already-preprocessed packed-depth tensor (.npy f32 [3,S,S]).
+    #[arg(long, hide = true, requires = "rgb_tensor")]
+    pub depth_tensor: Option<PathBuf>,
+    /// The question.
+    pub question: String,
+}
 
-pub fn run(_args: Args, _json: bool) -> anyhow::Result<u8> {
-    Err(spatialbot_edge::exit::ExitError::runtime("`ask` is not built yet").into())
+#[derive(serde::Serialize)]
+struct Report<'a> {
+    answer: &'a str,
+    backend: String,
+    rounds: &'a [vqa::Round],
+    load: &'a [LoadStep],
+    stage_ms: Vec<(&'static str, f64)>,
+}
+
+fn model_error(e: ModelError) -> anyhow::Error {
+    if e.is_bad_input() {
+        bad_input(e)
+    } else {
+        anyhow::Error::new(e)
+    }
+}
+
+fn read_tensor(path: &Path, size: usize) -> anyhow::Result<ImageTensor> {
+    let array = npy::read(path).map_err(model_error)?;
+    if array.shape != [3, size, size] && array.shape != [1, 3, size, size] {
+        return Err(bad_input(format!(
+            "{}: shape {:?}, the model takes [3,{size},{size}]",
+            path.display(),
+            array.shape
+        )));
+    }
+    Ok(ImageTensor {
+        size,
+        data: array.to_f32(),
+    })
+}
+
+pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
+    let started = Instant::now();
+    let folder = ModelFolder::open(&args.model).map_err(model_error)?;
+    if folder.manifest.kind != ModelKind::Spatialbot {
+        return Err(bad_input(format!(
+            "{}: kind is not \"spatialbot\"; `ask` needs a SpatialBot model folder",
+            args.model.join("manifest.toml").display()
+        )));
+    }
+    if args.camera.is_some() {
+        return Err(bad_input(
+            "--camera is not available in `ask` yet; record a frame and pass --rgb and --depth",
+        ));
+    }
+    let (Some(rgb_path), Some(depth_path)) = (&args.rgb, &args.depth) else {
+        return Err(bad_input(
+            "give --rgb PNG and --depth PNG (or --camera SPEC)",
+        ));
+    };
+    let rgb = imageio::read_rgb_png(rgb_path).map_err(bad_input)?;
+    let depth = imageio::read_depth_png(depth_path).map_err(bad_input)?;
+    if (rgb.width, rgb.height) != (depth.width(), depth.height()) {
+        return Err(bad_input(format!(
+            "{} is {}×{} but {} is {}×{}: the depth must be registered to the colour image (`spatialbot-edge register`)",
+            rgb_path.display(),
+            rgb.width,
+            rgb.height,
+            depth_path.display(),
+            depth.width(),
+            depth.height()
+        )));
+    }
+    let size = folder.manifest.vision.image_size;
+    let preprocess_started = Instant::now();
+    let tensors = match (&args.rgb_tensor, &args.depth_tensor) {
+        (Some(r), Some(d)) => vec![read_tensor(r, size)?, read_tensor(d, size)?],
+        _ => {
+            return Err(anyhow::Error::new(
+                spatialbot_edge::exit::ExitError::runtime(
+                    "image preprocessing (src/preprocess) is not merged into this build yet",
+                ),
+            ))
+        }
+    };
+    let preprocess_ms = preprocess_started.elapsed().as_secs_f64() * 1e3;
+
+    let config = BackendConfig {
+        kind: args.backend,
+        threads: args.threads,
+        ..BackendConfig::default()
+    };
+    let mut engine = Engine::load(&folder, &config)
+        .map_err(model_error)
+        .context("loading the model")?;
+    let load_ms = started.elapsed().as_secs_f64() * 1e3;
+    let vision_started = Instant::now();
+    let images = engine.encode_images(&tensors).map_err(model_error)?;
+    let vision_ms = vision_started.elapsed().as_secs_f64() * 1e3;
+
+    let options = GenerateOptions {
+        max_new_tokens: args.max_new_tokens,
+        sampling: match args.temperature {
+            Some(temperature) => Sampling::TopP {
+                temperature,
+                top_p: args.top_p,
+                seed: args.seed,
+            },
+            None => Sampling::Greedy,
+        },
+        stop_ids: None,
+        overflow: if args.refuse_overflow {
+            Overflow::Refuse
+        } else {
+            Overflow::Truncate
+        },
+    };
+    let generate_started = Instant::now();
+    let mut stdout = std::io::stdout();
+    let answer = vqa::answer(
+        &mut engine,
+        &images,
+        &depth,
+        &args.question,
+        &options,
+        &mut |_round, token| {
+            if !json {
+                let _ = write!(stdout, "{}", token.text);
+                let _ = stdout.flush();
+            }
+        },
+    )
+    .map_err(model_error)?;
+    let generate_ms = generate_started.elapsed().as_secs_f64() * 1e3;
+
+    let stage_ms = vec![
+        ("load", load_ms),
+        ("preprocess", preprocess_ms),
+        ("vision", vision_ms),
+        ("generate", generate_ms),
+        ("total", started.elapsed().as_secs_f64() * 1e3),
+    ];
+    if json {
+        print_json(&Report {
+            answer: &answer.text,
+            backend: engine.describe(),
+            rounds: &answer.rounds,
+            load: engine.load_steps(),
+            stage_ms,
+        })?;
+        return Ok(0);
+    }
+    println!();
+    for (k, round) in answer.rounds.iter().enumerate() {
+        for call in &round.calls {
+            let value = call
+                .mm
+                .map(|mm| format!("{mm} mm"))
+                .unwrap_or_else(|| "unknown".into());
+            println!("round {}: Depth({}, {}) = {value}", k + 1, call.x, call.y);
+        }
+    }
+    println!("answer: {}", answer.text);
+    let mut timing: Vec<String> = stage_ms
+        .iter()
+        .map(|(name, ms)| format!("{name} {ms:.1} ms"))
+        .collect();
+    for (k, round) in answer.rounds.iter().enumerate() {
+        let t = &round.generation.timings;
+        timing.push(format!(
+            "round {}: prefill {} pos {:.1} ms, {} tokens at {:.1} ms/token",
+            k + 1,
+            t.prefill_positions,
+            t.prefill.as_secs_f64() * 1e3,
+            round.generation.token_ids.len(),
+            t.mean_decode().as_secs_f64() * 1e3
+        ));
+    }
+    eprintln!("{} | {}", engine.describe(), timing.join(", "));
+    Ok(0)
 }

@@ -10,8 +10,12 @@ use spatialbot_edge::bench::{
     self, stage, FrameStamps, HostInfo, Report, RunInfo, StageNotRun, StageRecorder,
 };
 use spatialbot_edge::board::Board;
+use spatialbot_edge::camera::{self, CameraSpec, OpenOptions, RgbdFrame, Source, SourceStats};
 use spatialbot_edge::exit::ExitError;
 use spatialbot_edge::link::{self, ActionCommand, Link, LinkSpec, StopReason, ACTION_LEN};
+use spatialbot_edge::preprocess::{Preprocessor, Tensor, Tower};
+use spatialbot_edge::rgbd::pack::pack_into;
+use spatialbot_edge::rgbd::{DepthMm, Encoding, Registrar};
 
 use super::bad_input;
 
@@ -41,6 +45,13 @@ pub struct Args {
 struct Work {
     /// When the frame started, on the link's monotonic clock (µs).
     capture_us: u64,
+    frame: Option<RgbdFrame>,
+    /// Depth in the colour camera's frame.
+    registered: Option<DepthMm>,
+    /// The SpatialBot 3-channel depth image, interleaved RGB bytes.
+    packed: Vec<u8>,
+    /// The vision graph's input for the colour image.
+    pixel_values: Option<Tensor>,
     /// The action to send: all zeros (the arm holds still) until a policy stage fills it.
     action: [f32; ACTION_LEN],
 }
@@ -49,6 +60,10 @@ impl Work {
     fn new() -> Self {
         Self {
             capture_us: link::clock::monotonic_us(),
+            frame: None,
+            registered: None,
+            packed: Vec::new(),
+            pixel_values: None,
             action: [0.0; ACTION_LEN],
         }
     }
@@ -65,6 +80,188 @@ trait BenchStage {
     /// Called once after the last frame.
     fn finish(&mut self) -> anyhow::Result<()> {
         Ok(())
+    }
+    /// A line for the report about how the stage ran, known only after running.
+    fn note(&self) -> Option<String> {
+        None
+    }
+}
+
+/// The next frame from the camera source (decode, for a recording).
+struct CameraStage {
+    source: Box<dyn Source>,
+    reported: SourceStats,
+}
+
+impl BenchStage for CameraStage {
+    fn name(&self) -> &'static str {
+        stage::CAMERA
+    }
+
+    fn run(&mut self, work: &mut Work) -> anyhow::Result<()> {
+        let frame = self.source.next_frame()?.ok_or_else(|| {
+            anyhow::anyhow!("the camera source ended; use a looping recording (`replay,fast,loop:PATH`) or fewer --frames")
+        })?;
+        work.frame = Some(frame);
+        Ok(())
+    }
+
+    fn take_dropped(&mut self) -> u64 {
+        let now = self.source.stats();
+        let lost = |s: &SourceStats| s.dropped_by_device + s.unpaired_color + s.unpaired_depth;
+        let d = lost(&now).saturating_sub(lost(&self.reported));
+        self.reported = now;
+        d
+    }
+}
+
+/// Depth registered into the colour camera's frame (skipped per frame where the camera already
+/// delivers registered depth).
+struct RegisterStage {
+    registrar: Registrar,
+    out: DepthMm,
+    frames: u64,
+    came_registered: u64,
+}
+
+impl BenchStage for RegisterStage {
+    fn name(&self) -> &'static str {
+        stage::REGISTER
+    }
+
+    fn run(&mut self, work: &mut Work) -> anyhow::Result<()> {
+        let frame = work.frame.as_ref().context("no frame to register")?;
+        self.frames += 1;
+        if frame.depth_registered {
+            self.came_registered += 1;
+            work.registered = Some(frame.depth.clone());
+        } else {
+            self.registrar.register_into(&frame.depth, &mut self.out)?;
+            work.registered = Some(self.out.clone());
+        }
+        Ok(())
+    }
+
+    fn note(&self) -> Option<String> {
+        (self.came_registered > 0).then(|| {
+            format!(
+                "register: {} of {} frames came already registered from the camera; for those the stage only copied the depth",
+                self.came_registered, self.frames
+            )
+        })
+    }
+}
+
+/// SpatialBot depth packing (uint24 mm → 3 × uint8) of the registered depth.
+struct PackStage;
+
+impl BenchStage for PackStage {
+    fn name(&self) -> &'static str {
+        stage::PACK
+    }
+
+    fn run(&mut self, work: &mut Work) -> anyhow::Result<()> {
+        let depth = match (&work.registered, &work.frame) {
+            (Some(d), _) => d,
+            (None, Some(f)) => &f.depth,
+            (None, None) => anyhow::bail!("no depth to pack"),
+        };
+        work.packed.resize(depth.as_slice().len() * 3, 0);
+        pack_into(depth.as_slice(), Encoding::SpatialBot, &mut work.packed)?;
+        Ok(())
+    }
+}
+
+/// The colour image → the policy vision tower's normalised CHW tensor.
+struct PreprocessStage {
+    preprocessor: Preprocessor,
+}
+
+impl BenchStage for PreprocessStage {
+    fn name(&self) -> &'static str {
+        stage::PREPROCESS
+    }
+
+    fn run(&mut self, work: &mut Work) -> anyhow::Result<()> {
+        let frame = work.frame.as_ref().context("no frame to preprocess")?;
+        work.pixel_values = Some(self.preprocessor.tensor(&frame.color)?);
+        Ok(())
+    }
+}
+
+/// The policy's vision tower, image size and padding from its manifest; CLIP-L/336 without
+/// padding (the robot policy's tower) where the manifest cannot be read.
+fn policy_vision(board: &Board) -> (Tower, usize, bool, String) {
+    let path = board.policy_model_dir().join("manifest.toml");
+    let parsed = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| t.parse::<toml::Table>().ok());
+    let vision = parsed
+        .as_ref()
+        .and_then(|t| t.get("vision"))
+        .and_then(|v| v.as_table());
+    let tower = vision
+        .and_then(|v| v.get("tower"))
+        .and_then(|v| v.as_str())
+        .and_then(|t| t.parse::<Tower>().ok());
+    let size = vision
+        .and_then(|v| v.get("image_size"))
+        .and_then(|v| v.as_integer())
+        .and_then(|n| usize::try_from(n).ok());
+    let pad = vision
+        .and_then(|v| v.get("pad_to_square"))
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    match (tower, size) {
+        (Some(t), Some(n)) => (
+            t,
+            n,
+            pad,
+            format!(
+                "preprocess: {} {n}x{n}, pad {pad}, from {}",
+                t.name(),
+                path.display()
+            ),
+        ),
+        _ => (
+            Tower::Clip,
+            Tower::Clip.default_size(),
+            false,
+            format!(
+                "preprocess: clip 336x336 (no readable manifest at {})",
+                path.display()
+            ),
+        ),
+    }
+}
+
+/// `auto`: a RealSense where this build has it, else the shipped sample recording (looped, as
+/// fast as the stages take it), else the synthetic scene.
+fn resolve_camera(spec: &str) -> String {
+    if spec != "auto" {
+        return spec.to_string();
+    }
+    if cfg!(feature = "realsense") {
+        return "realsense".to_string();
+    }
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(home) = std::env::var_os("SPATIALBOT_EDGE_HOME") {
+        candidates.push(PathBuf::from(home).join("recordings/sample"));
+    }
+    if let Some(exe_dir) = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(PathBuf::from))
+    {
+        candidates.push(exe_dir.join("../recordings/sample"));
+    }
+    candidates.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/sample"));
+    candidates.push(PathBuf::from("tests/data/sample"));
+    match candidates
+        .into_iter()
+        .find(|p| p.join("recording.toml").is_file())
+    {
+        Some(p) => format!("replay,fast,loop:{}", p.display()),
+        None => "synthetic,fast".to_string(),
     }
 }
 
@@ -101,6 +298,8 @@ impl BenchStage for LinkStage {
 struct Plan {
     stages: Vec<Box<dyn BenchStage>>,
     not_run: Vec<StageNotRun>,
+    /// What the stages ran with, for the report.
+    notes: Vec<String>,
 }
 
 fn not_run(name: &str, why: &str) -> StageNotRun {
@@ -111,13 +310,34 @@ fn not_run(name: &str, why: &str) -> StageNotRun {
 }
 
 /// The stages this build can run for `board`, in pipeline order, and the ones it cannot.
-fn plan(board: &Board, _camera: &str) -> anyhow::Result<Plan> {
+fn plan(board: &Board, camera: &str) -> anyhow::Result<Plan> {
     let mut stages: Vec<Box<dyn BenchStage>> = Vec::new();
+    let mut notes = Vec::new();
+    let spec: CameraSpec = camera.parse().map_err(bad_input)?;
+    let source = camera::open(&spec, &OpenOptions { register: false })
+        .with_context(|| format!("cannot open camera `{camera}`"))?;
+    notes.push(format!("camera: {}", source.describe()));
+    let registrar = Registrar::new(source.calibration())
+        .context("cannot register depth with this camera's calibration")?;
+    let (color_w, color_h) = registrar.color_size();
+    stages.push(Box::new(CameraStage {
+        source,
+        reported: SourceStats::default(),
+    }));
+    stages.push(Box::new(RegisterStage {
+        registrar,
+        out: DepthMm::zeros(color_w, color_h),
+        frames: 0,
+        came_registered: 0,
+    }));
+    stages.push(Box::new(PackStage));
+    let (tower, size, pad, note) = policy_vision(board);
+    notes.push(note);
+    stages.push(Box::new(PreprocessStage {
+        preprocessor: Preprocessor::new(tower, size, pad)?,
+    }));
+
     let mut not_run = vec![
-        not_run(stage::CAMERA, "no camera source is built into this version"),
-        not_run(stage::REGISTER, "depth registration is not built into this version"),
-        not_run(stage::PACK, "depth packing is not built into this version"),
-        not_run(stage::PREPROCESS, "image preprocessing is not built into this version"),
         not_run(stage::VISION, "no inference backend is built into this version"),
         not_run(stage::PREFILL, "no inference backend is built into this version"),
         not_run(stage::DECODE, "no inference backend is built into this version"),
@@ -127,11 +347,23 @@ fn plan(board: &Board, _camera: &str) -> anyhow::Result<Plan> {
         ),
     ];
     // Always the simulator: a bench never moves a real arm.
-    let link = Link::open(&LinkSpec::Sim, board.link_config())
+    // The stages run one after another here, with no heartbeat thread beside them as in `run`,
+    // so the simulated controller's watchdog is set out of reach.
+    let mut link_config = board.link_config();
+    link_config.watchdog_ms = u16::MAX;
+    let link = Link::open(&LinkSpec::Sim, link_config)
         .context("cannot open the link to the built-in arm simulator")?;
+    notes.push(
+        "link: the built-in arm simulator, watchdog off (a bench never drives a real arm)"
+            .to_string(),
+    );
     stages.push(Box::new(LinkStage { link, chunk_id: 0 }));
     not_run.retain(|n| !stages.iter().any(|s| s.name() == n.name));
-    Ok(Plan { stages, not_run })
+    Ok(Plan {
+        stages,
+        not_run,
+        notes,
+    })
 }
 
 /// A one-line progress display on stderr, only when stderr is a terminal.
@@ -197,13 +429,16 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         None => Board::default_dev(),
     }
     .map_err(bad_input)?;
-    let camera = args
-        .camera
-        .clone()
-        .unwrap_or_else(|| board.camera.spec.clone());
+    let camera = resolve_camera(
+        &args
+            .camera
+            .clone()
+            .unwrap_or_else(|| board.camera.spec.clone()),
+    );
     let Plan {
         mut stages,
         not_run,
+        notes,
     } = plan(&board, &camera)?;
 
     let camera_ran = stages.iter().any(|s| s.name() == stage::CAMERA);
@@ -217,6 +452,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         },
         warmup_frames: args.warmup,
         stages_not_run: not_run,
+        notes,
         host: HostInfo::read(),
     };
 
@@ -272,6 +508,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     }
 
     let mut report = recorder.report(info);
+    report.notes.extend(stages.iter().filter_map(|s| s.note()));
     report.set_wall_s(wall.as_secs_f64());
     emit(&report, json, args.out.as_deref())?;
     Ok(spatialbot_edge::exit::OK)

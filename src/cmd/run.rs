@@ -9,7 +9,6 @@ use std::time::Duration;
 use anyhow::Context;
 use spatialbot_edge::board::Board;
 use spatialbot_edge::camera::CameraSpec;
-use spatialbot_edge::exit::ExitError;
 use spatialbot_edge::link::LinkSpec;
 use spatialbot_edge::pipeline::camera_source::CameraFrames;
 use spatialbot_edge::pipeline::{LoopConfig, RunSummary};
@@ -188,18 +187,44 @@ fn find_shipped(rel: &str) -> Option<PathBuf> {
 }
 
 fn run_with_parts(
-    _spec: &PolicySpec,
-    _cfg: &LoopConfig,
-    _board: &Board,
-    _model_dir: &Path,
+    spec: &PolicySpec,
+    cfg: &LoopConfig,
+    board: &Board,
+    model_dir: &Path,
     camera: &CameraSpec,
-    _link: &LinkSpec,
-    _signal: Arc<AtomicBool>,
+    link: &LinkSpec,
+    signal: Arc<AtomicBool>,
 ) -> anyhow::Result<RunSummary> {
-    let camera = CameraFrames::open(camera).map_err(bad_input)?;
-    Err(ExitError::runtime(format!(
-        "this build cannot run the loop yet: the inference engine is not integrated into `run` (camera ready: {})",
-        camera.describe()
-    ))
-    .into())
+    use spatialbot_edge::model::{manifest, BackendConfig, Engine, ModelFolder};
+    use spatialbot_edge::pipeline::engine_model::{EngineModel, EngineVision};
+    use spatialbot_edge::pipeline::link_sink::LinkSink;
+    use spatialbot_edge::pipeline::vision::FrameTensors;
+    use spatialbot_edge::pipeline::LoopParts;
+    use spatialbot_edge::preprocess::Tower;
+
+    let folder = ModelFolder::open(model_dir).map_err(bad_input)?;
+    let v = &folder.manifest.vision;
+    let tower = match v.tower {
+        manifest::Tower::Clip => Tower::Clip,
+        manifest::Tower::Siglip => Tower::Siglip,
+    };
+    let tensors =
+        FrameTensors::new(tower, v.image_size, v.pad_to_square).map_err(|e| anyhow::anyhow!(e))?;
+    let backend = BackendConfig {
+        threads: board.backend.threads as usize,
+        ..BackendConfig::default()
+    };
+    let engine = Engine::load(&folder, &backend).context("loading the policy model")?;
+    let engine = Arc::new(std::sync::Mutex::new(engine));
+    let source = CameraFrames::open(camera).map_err(bad_input)?;
+    let names: Vec<String> = spec.actions.dims().iter().map(|d| d.name.clone()).collect();
+    let sink = LinkSink::open(link, board, &names).context("opening the link to the arm")?;
+    let parts = LoopParts {
+        source,
+        vision: EngineVision::new(engine.clone(), tensors),
+        model: EngineModel::new(engine),
+        sink,
+        guard: None,
+    };
+    spatialbot_edge::pipeline::run_loop(parts, spec, cfg, signal).map_err(bad_input)
 }

@@ -19,6 +19,7 @@
 //! [`LanguageModel`] and [`ActionSink`].
 
 pub mod camera_source;
+pub mod engine_model;
 pub mod link_sink;
 pub mod stats;
 pub mod status;

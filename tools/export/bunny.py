@@ -104,6 +104,17 @@ class Spec:
         return [int(m * 255) for m in self.mean]
 
 
+def _known_tower(name) -> str | None:
+    """Training configs may name the tower by a local path; match on the repository name."""
+    if not isinstance(name, str):
+        return None
+    base = name.rstrip("/").split("/")[-1]
+    for known in KNOWN_TOWERS:
+        if known == name or known.split("/")[-1] == base:
+            return known
+    return None
+
+
 def read_spec(folder: Path) -> Spec:
     folder = Path(folder)
     cfg_path = folder / "config.json"
@@ -122,8 +133,8 @@ def read_spec(folder: Path) -> Spec:
     tower_name = config.get("mm_vision_tower")
     if "mm_vision_config" in config:
         vision_config = dict(config["mm_vision_config"])
-    elif tower_name in KNOWN_TOWERS:
-        vision_config = dict(KNOWN_TOWERS[tower_name])
+    elif _known_tower(tower_name) is not None:
+        vision_config = dict(KNOWN_TOWERS[_known_tower(tower_name)])
     else:
         raise CheckpointError(
             f"{cfg_path}: mm_vision_tower {tower_name!r} is not a known tower "

@@ -1,9 +1,10 @@
-"""Checks committed model folders without PyTorch: manifest hashes and the reference cases on onnxruntime.
+"""Checks committed model folders without PyTorch: manifest hashes and the reference cases on
+onnxruntime and on tract (its Python bindings, default ONNX loader, no fact overrides).
 
     python tools/export/check_fixtures.py models/tiny-spatialbot models/tiny-policy
 
-Needs only numpy and onnxruntime (the test venv). The decoder is chained on its own cache, as
-the Rust engine must do. Exits 1 on any mismatch, naming the file.
+Needs numpy, onnxruntime and tract (the test venv). The decoder is chained on each engine's own
+cache, as the Rust engine must do. Exits 1 on any mismatch, naming the file.
 """
 
 from __future__ import annotations
@@ -37,40 +38,50 @@ def check_folder(folder: Path) -> list[str]:
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     so.log_severity_level = 3
-    sess = {g: ort.InferenceSession(str(folder / f"{g}.onnx"), so, providers=["CPUExecutionProvider"])
-            for g in ("vision", "embed", "decoder")}
+    engines = {}
+    ort_sess = {g: ort.InferenceSession(str(folder / f"{g}.onnx"), so, providers=["CPUExecutionProvider"])
+                for g in ("vision", "embed", "decoder")}
+    engines["onnxruntime"] = {g: (lambda s: lambda xs: s.run(None, dict(zip([i.name for i in s.get_inputs()], xs))))(s)
+                              for g, s in ort_sess.items()}
+    import tract
 
-    def close(what, got, want, t):
-        d = float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64))))
-        if not d <= t:
-            errors.append(f"{folder}: {what} differs from the reference by {d:.3g} (tolerance {t:g})")
+    def tract_runner(g):
+        plan = tract.onnx().load(str(folder / f"{g}.onnx")).into_model().into_runnable()
+        return lambda xs: [t.to_numpy() for t in plan.run(list(xs))]
 
-    v = ref / "case_vision"
-    close("vision image_embeds", sess["vision"].run(None, {"pixel_values": np.load(v / "in_pixel_values.npy")})[0],
-          np.load(v / "out_image_embeds.npy"), tol["image_embeds"])
-    e = ref / "case_embed"
-    close("embed inputs_embeds", sess["embed"].run(None, {"input_ids": np.load(e / "in_input_ids.npy")})[0],
-          np.load(e / "out_inputs_embeds.npy"), tol["inputs_embeds"])
-    dec = sess["decoder"]
-    past_names = [i.name for i in dec.get_inputs()][3:]
+    engines["tract"] = {g: tract_runner(g) for g in ("vision", "embed", "decoder")}
     n_layers = manifest["llm"]["num_layers"]
     kv, hd = manifest["llm"]["num_kv_heads"], manifest["llm"]["head_dim"]
-    past = [np.zeros((1, kv, 0, hd), np.float32) for _ in past_names]
-    if len(past_names) != 2 * n_layers:
-        errors.append(f"{folder / 'decoder.onnx'}: {len(past_names)} past inputs, manifest says {n_layers} layers")
-    for step in range(cases["decode_steps"] + 1):
-        s = ref / "case_decoder" / f"step_{step}"
-        feeds = {n: np.load(s / f"in_{n}.npy") for n in ("inputs_embeds", "attention_mask", "position_ids")}
-        feeds.update(dict(zip(past_names, past)))
-        out = dec.run(None, feeds)
-        close(f"decoder step {step} logits", out[0], np.load(s / "out_logits.npy"), tol["logits"])
-        if int(out[0][0, -1].argmax()) != cases["greedy_tokens"][step]:
-            errors.append(f"{folder}: decoder step {step} greedy token differs from cases.json")
-        for name, got in zip([o.name for o in dec.get_outputs()][1:], out[1:]):
-            f = s / f"out_{name}.npy"
-            if f.is_file():
-                close(f"decoder step {step} {name}", got, np.load(f), tol["present"])
-        past = out[1:]
+    dec_inputs = [i.name for i in ort_sess["decoder"].get_inputs()]
+    dec_outputs = [o.name for o in ort_sess["decoder"].get_outputs()]
+    if len(dec_inputs) - 3 != 2 * n_layers:
+        errors.append(f"{folder / 'decoder.onnx'}: {len(dec_inputs) - 3} past inputs, manifest says {n_layers} layers")
+
+    for engine, run in engines.items():
+        def close(what, got, want, t):
+            d = float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64))))
+            if not d <= t:
+                errors.append(f"{folder} ({engine}): {what} differs from the reference by {d:.3g} (tolerance {t:g})")
+
+        v = ref / "case_vision"
+        close("vision image_embeds", run["vision"]([np.load(v / "in_pixel_values.npy")])[0],
+              np.load(v / "out_image_embeds.npy"), tol["image_embeds"])
+        e = ref / "case_embed"
+        close("embed inputs_embeds", run["embed"]([np.load(e / "in_input_ids.npy")])[0],
+              np.load(e / "out_inputs_embeds.npy"), tol["inputs_embeds"])
+        past = [np.zeros((1, kv, 0, hd), np.float32) for _ in dec_inputs[3:]]
+        for step in range(cases["decode_steps"] + 1):
+            s = ref / "case_decoder" / f"step_{step}"
+            feeds = [np.load(s / f"in_{n}.npy") for n in dec_inputs[:3]] + list(past)
+            out = run["decoder"](feeds)
+            close(f"decoder step {step} logits", out[0], np.load(s / "out_logits.npy"), tol["logits"])
+            if int(out[0][0, -1].argmax()) != cases["greedy_tokens"][step]:
+                errors.append(f"{folder} ({engine}): decoder step {step} greedy token differs from cases.json")
+            for name, got in zip(dec_outputs[1:], out[1:]):
+                f = s / f"out_{name}.npy"
+                if f.is_file():
+                    close(f"decoder step {step} {name}", got, np.load(f), tol["present"])
+            past = out[1:]
     return errors
 
 

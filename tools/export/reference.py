@@ -168,7 +168,7 @@ def e2e_policy(runner: Runner, out: Path, sample: Path | None) -> dict:
     if sample is not None:
         names = sorted(p.name for p in (sample / "color").glob("*.png"))[:6]
         frames = [read_rgb(sample / "color" / n) for n in names]
-        source = "tests/data/sample/color"
+        source = f"{sample.as_posix()}/color"
         paths = [f"{source}/{n}" for n in names]
     else:
         # Two shots of three frames each (a cut between them), different boxes, so the actions

@@ -18,7 +18,7 @@ import bunny
 import scenes
 
 BATCH = 24
-DEFAULT_STEPS = {"spatialbot": 700, "policy": 600}
+DEFAULT_STEPS = {"spatialbot": 700, "policy": 2000}
 
 
 def _segments_to_ids(tok, pieces: list[tuple[str, bool]]):

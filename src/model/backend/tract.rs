@@ -1,0 +1,478 @@
+//! tract: each graph loaded once, typed with symbolic batch / sequence / past lengths, optimised
+//! once, and one plan serving prefill and decode. The KV cache travels as explicit tensors.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tract_onnx::prelude::*;
+
+use super::{Backend, BackendConfig, KvCache, LoadStep};
+use crate::model::manifest::Manifest;
+use crate::model::{ModelError, ModelFolder};
+
+type Plan = Arc<TypedRunnableModel>;
+
+struct Graph {
+    file: PathBuf,
+    plan: Plan,
+    /// Position in the graph's inputs of each input this backend feeds, in its own order.
+    inputs: Vec<usize>,
+    /// Position in the graph's outputs of each output this backend reads, in its own order.
+    outputs: Vec<usize>,
+}
+
+pub struct TractBackend {
+    vision: Graph,
+    embed: Graph,
+    decoder: Graph,
+    image_size: usize,
+    tokens_per_image: usize,
+    hidden: usize,
+    vocab: usize,
+    layers: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    threads: usize,
+    steps: Vec<LoadStep>,
+}
+
+struct TractCache {
+    /// past_key_0 … past_key_{n-1}, past_value_0 … past_value_{n-1}.
+    tensors: Vec<TValue>,
+}
+
+fn graph_error(file: &Path, reason: impl std::fmt::Display) -> ModelError {
+    ModelError::Graph {
+        file: file.to_path_buf(),
+        reason: reason.to_string(),
+    }
+}
+
+/// tract's error with its causes on one line.
+fn chain(e: &TractError) -> String {
+    format!("{e:#}").replace('\n', " ")
+}
+
+fn input_names(model: &InferenceModel) -> TractResult<Vec<String>> {
+    Ok(model
+        .input_outlets()?
+        .iter()
+        .map(|o| model.node(o.node).name.clone())
+        .collect())
+}
+
+fn output_names(model: &TypedModel) -> TractResult<Vec<String>> {
+    Ok(model
+        .output_outlets()?
+        .iter()
+        .map(|o| {
+            model
+                .outlet_label(*o)
+                .map(str::to_string)
+                .unwrap_or_else(|| model.node(o.node).name.clone())
+        })
+        .collect())
+}
+
+fn position_of(
+    names: &[String],
+    wanted: &str,
+    file: &Path,
+    kind: &str,
+) -> Result<usize, ModelError> {
+    names.iter().position(|n| n == wanted).ok_or_else(|| {
+        graph_error(file, format!("has no {kind} named {wanted} (it has {names:?}); the folder does not follow models/MANIFEST.md"))
+    })
+}
+
+/// Checks an output's static dims (`None` = symbolic, not checked).
+fn check_output(
+    model: &TypedModel,
+    ix: usize,
+    name: &str,
+    expected: &[Option<i64>],
+    file: &Path,
+) -> Result<(), ModelError> {
+    let fact = model
+        .output_fact(ix)
+        .map_err(|e| graph_error(file, chain(&e)))?;
+    let dims: Vec<TDim> = fact.shape.dims().to_vec();
+    let shown: Vec<String> = dims.iter().map(|d| d.to_string()).collect();
+    let want: Vec<String> = expected
+        .iter()
+        .map(|d| d.map(|v| v.to_string()).unwrap_or_else(|| "?".into()))
+        .collect();
+    let agrees = dims.len() == expected.len()
+        && dims.iter().zip(expected).all(|(d, e)| match e {
+            Some(v) => d.to_i64().map(|x| x == *v).unwrap_or(true),
+            None => true,
+        });
+    if !agrees {
+        return Err(graph_error(
+            file,
+            format!("output {name} has shape [{}] but the manifest implies [{}]; re-export the folder or fix manifest.toml", shown.join(","), want.join(",")),
+        ));
+    }
+    Ok(())
+}
+
+fn f32_fact(dims: Vec<TDim>) -> InferenceFact {
+    InferenceFact::dt_shape(f32::datum_type(), dims)
+}
+
+fn i64_fact(dims: Vec<TDim>) -> InferenceFact {
+    InferenceFact::dt_shape(i64::datum_type(), dims)
+}
+
+impl TractBackend {
+    pub fn load(folder: &ModelFolder, config: &BackendConfig) -> Result<TractBackend, ModelError> {
+        let threads = config.thread_count();
+        if threads > 1 {
+            multithread::set_default_executor(multithread::Executor::multithread(threads));
+        }
+        let m = &folder.manifest;
+        let mut steps = Vec::new();
+        let vision = load_vision(&folder.path("vision.onnx"), m, &mut steps)?;
+        let embed = load_embed(&folder.path("embed.onnx"), m, &mut steps)?;
+        let decoder = load_decoder(&folder.path("decoder.onnx"), m, &mut steps)?;
+        Ok(TractBackend {
+            vision,
+            embed,
+            decoder,
+            image_size: m.vision.image_size,
+            tokens_per_image: m.vision.tokens_per_image,
+            hidden: m.llm.hidden_size,
+            vocab: m.llm.vocab_size,
+            layers: m.llm.num_layers,
+            kv_heads: m.llm.num_kv_heads,
+            head_dim: m.llm.head_dim,
+            threads,
+            steps,
+        })
+    }
+}
+
+/// Reads, types (checking the outputs) and optimises one graph.
+fn prepare(
+    file: &Path,
+    steps: &mut Vec<LoadStep>,
+    inputs: &[&str],
+    facts: impl FnOnce(&SymbolScope) -> Vec<InferenceFact>,
+    outputs: &[&str],
+    check: impl FnOnce(&TypedModel, &[usize]) -> Result<(), ModelError>,
+) -> Result<Graph, ModelError> {
+    let started = Instant::now();
+    if !file.exists() {
+        return Err(graph_error(
+            file,
+            "missing: the model folder needs it (models/MANIFEST.md)",
+        ));
+    }
+    let mut model = tract_onnx::onnx()
+        .with_ignore_value_info(true)
+        .model_for_path(file)
+        .map_err(|e| graph_error(file, format!("cannot read the ONNX graph: {}", chain(&e))))?;
+    let names = input_names(&model).map_err(|e| graph_error(file, chain(&e)))?;
+    if names.len() != inputs.len() {
+        return Err(graph_error(
+            file,
+            format!(
+                "has inputs {names:?} but {} expected: {inputs:?}",
+                inputs.len()
+            ),
+        ));
+    }
+    let positions: Vec<usize> = inputs
+        .iter()
+        .map(|n| position_of(&names, n, file, "input"))
+        .collect::<Result<_, _>>()?;
+    let facts = facts(&model.symbols);
+    for (fact, &ix) in facts.into_iter().zip(&positions) {
+        model
+            .set_input_fact(ix, fact)
+            .map_err(|e| graph_error(file, chain(&e)))?;
+    }
+    let read = started.elapsed();
+    let started = Instant::now();
+    let typed = model.into_typed().map_err(|e| {
+        graph_error(
+            file,
+            format!(
+                "its shapes do not agree with the manifest ({}); re-export the folder",
+                chain(&e)
+            ),
+        )
+    })?;
+    let out_names = output_names(&typed).map_err(|e| graph_error(file, chain(&e)))?;
+    let out_positions: Vec<usize> = outputs
+        .iter()
+        .map(|n| position_of(&out_names, n, file, "output"))
+        .collect::<Result<_, _>>()?;
+    check(&typed, &out_positions)?;
+    let optimized = typed
+        .into_optimized()
+        .map_err(|e| graph_error(file, format!("tract cannot optimise it: {}", chain(&e))))?;
+    let plan = optimized
+        .into_runnable()
+        .map_err(|e| graph_error(file, chain(&e)))?;
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    steps.push(LoadStep::new(format!("tract read {name}"), read));
+    steps.push(LoadStep::new(
+        format!("tract type+optimise {name}"),
+        started.elapsed(),
+    ));
+    Ok(Graph {
+        file: file.to_path_buf(),
+        plan,
+        inputs: positions,
+        outputs: out_positions,
+    })
+}
+
+fn load_vision(file: &Path, m: &Manifest, steps: &mut Vec<LoadStep>) -> Result<Graph, ModelError> {
+    let s = m.vision.image_size as i64;
+    let (t, h) = (m.vision.tokens_per_image as i64, m.vision.embed_dim as i64);
+    prepare(
+        file,
+        steps,
+        &["pixel_values"],
+        |sym| {
+            vec![f32_fact(vec![
+                sym.sym("N").into(),
+                3.to_dim(),
+                s.to_dim(),
+                s.to_dim(),
+            ])]
+        },
+        &["image_embeds"],
+        |typed, outs| {
+            check_output(
+                typed,
+                outs[0],
+                "image_embeds",
+                &[None, Some(t), Some(h)],
+                file,
+            )
+        },
+    )
+}
+
+fn load_embed(file: &Path, m: &Manifest, steps: &mut Vec<LoadStep>) -> Result<Graph, ModelError> {
+    let h = m.llm.hidden_size as i64;
+    prepare(
+        file,
+        steps,
+        &["input_ids"],
+        |sym| vec![i64_fact(vec![1.to_dim(), sym.sym("L").into()])],
+        &["inputs_embeds"],
+        |typed, outs| {
+            check_output(
+                typed,
+                outs[0],
+                "inputs_embeds",
+                &[Some(1), None, Some(h)],
+                file,
+            )
+        },
+    )
+}
+
+fn decoder_input_names(layers: usize) -> Vec<String> {
+    let mut names = vec![
+        "inputs_embeds".to_string(),
+        "attention_mask".into(),
+        "position_ids".into(),
+    ];
+    names.extend((0..layers).map(|i| format!("past_key_{i}")));
+    names.extend((0..layers).map(|i| format!("past_value_{i}")));
+    names
+}
+
+fn decoder_output_names(layers: usize) -> Vec<String> {
+    let mut names = vec!["logits".to_string()];
+    names.extend((0..layers).map(|i| format!("present_key_{i}")));
+    names.extend((0..layers).map(|i| format!("present_value_{i}")));
+    names
+}
+
+fn load_decoder(file: &Path, m: &Manifest, steps: &mut Vec<LoadStep>) -> Result<Graph, ModelError> {
+    let l = &m.llm;
+    let (h, kv, d, v) = (
+        l.hidden_size as i64,
+        l.num_kv_heads as i64,
+        l.head_dim as i64,
+        l.vocab_size as i64,
+    );
+    let inputs = decoder_input_names(l.num_layers);
+    let outputs = decoder_output_names(l.num_layers);
+    let input_refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    let output_refs: Vec<&str> = outputs.iter().map(String::as_str).collect();
+    let layers = l.num_layers;
+    prepare(
+        file,
+        steps,
+        &input_refs,
+        |sym| {
+            let seq: TDim = sym.sym("L").into();
+            let past: TDim = sym.sym("P").into();
+            let mut facts = vec![
+                f32_fact(vec![1.to_dim(), seq.clone(), h.to_dim()]),
+                i64_fact(vec![1.to_dim(), past.clone() + seq.clone()]),
+                i64_fact(vec![1.to_dim(), seq]),
+            ];
+            for _ in 0..2 * layers {
+                facts.push(f32_fact(vec![
+                    1.to_dim(),
+                    kv.to_dim(),
+                    past.clone(),
+                    d.to_dim(),
+                ]));
+            }
+            facts
+        },
+        &output_refs,
+        |typed, outs| {
+            check_output(typed, outs[0], "logits", &[Some(1), Some(1), Some(v)], file)?;
+            for (i, name) in output_refs.iter().enumerate().skip(1) {
+                check_output(
+                    typed,
+                    outs[i],
+                    name,
+                    &[Some(1), Some(kv), None, Some(d)],
+                    file,
+                )?;
+            }
+            Ok(())
+        },
+    )
+}
+
+fn run(graph: &Graph, fed: Vec<TValue>) -> Result<TVec<TValue>, ModelError> {
+    let mut ordered: Vec<Option<TValue>> = vec![None; fed.len()];
+    for (value, &ix) in fed.into_iter().zip(&graph.inputs) {
+        ordered[ix] = Some(value);
+    }
+    let inputs: TVec<TValue> = ordered.into_iter().flatten().collect();
+    graph.plan.run(inputs).map_err(|e| ModelError::Backend {
+        backend: "tract".into(),
+        reason: format!("{} failed: {}", graph.file.display(), chain(&e)),
+    })
+}
+
+fn f32_values(graph: &Graph, value: &TValue) -> Result<Vec<f32>, ModelError> {
+    value
+        .try_as_plain_ram()
+        .and_then(|v| v.as_slice::<f32>().map(|s| s.to_vec()))
+        .map_err(|e| ModelError::Backend {
+            backend: "tract".into(),
+            reason: format!("{}: {}", graph.file.display(), chain(&e)),
+        })
+}
+
+fn tensor<T: Datum + Copy>(shape: &[usize], data: &[T]) -> Result<TValue, ModelError> {
+    Tensor::from_shape(shape, data)
+        .map(|t| t.into_tvalue())
+        .map_err(|e| {
+            ModelError::Input(format!(
+                "{} values do not make a {shape:?} tensor: {}",
+                data.len(),
+                chain(&e)
+            ))
+        })
+}
+
+impl Backend for TractBackend {
+    fn describe(&self) -> String {
+        format!("tract 0.23 on CPU, {} thread(s)", self.threads)
+    }
+
+    fn load_steps(&self) -> &[LoadStep] {
+        &self.steps
+    }
+
+    fn vision(&mut self, pixels: &[f32], n: usize) -> Result<Vec<f32>, ModelError> {
+        let s = self.image_size;
+        if pixels.len() != n * 3 * s * s {
+            return Err(ModelError::Input(format!(
+                "{} pixel values for {n} images of 3×{s}×{s}",
+                pixels.len()
+            )));
+        }
+        let out = run(&self.vision, vec![tensor(&[n, 3, s, s], pixels)?])?;
+        let values = f32_values(&self.vision, &out[self.vision.outputs[0]])?;
+        if values.len() != n * self.tokens_per_image * self.hidden {
+            return Err(graph_error(
+                &self.vision.file,
+                format!("gave {} values for {n} images", values.len()),
+            ));
+        }
+        Ok(values)
+    }
+
+    fn embed(&mut self, ids: &[u32]) -> Result<Vec<f32>, ModelError> {
+        let ids: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
+        let out = run(&self.embed, vec![tensor(&[1, ids.len()], &ids)?])?;
+        f32_values(&self.embed, &out[self.embed.outputs[0]])
+    }
+
+    fn new_cache(&self) -> Result<KvCache, ModelError> {
+        let shape = [1, self.kv_heads, 0, self.head_dim];
+        let empty = tensor::<f32>(&shape, &[])?;
+        Ok(KvCache {
+            past_len: 0,
+            inner: Box::new(TractCache {
+                tensors: vec![empty; 2 * self.layers],
+            }),
+        })
+    }
+
+    fn decode(
+        &mut self,
+        cache: &mut KvCache,
+        embeds: &[f32],
+        len: usize,
+    ) -> Result<Vec<f32>, ModelError> {
+        if embeds.len() != len * self.hidden || len == 0 {
+            return Err(ModelError::Input(format!(
+                "{} embedding values for {len} positions of {}",
+                embeds.len(),
+                self.hidden
+            )));
+        }
+        let past = cache.past_len;
+        let state = cache
+            .inner
+            .downcast_mut::<TractCache>()
+            .ok_or_else(|| ModelError::Input("a KV cache from another backend".into()))?;
+        let mask = vec![1i64; past + len];
+        let positions: Vec<i64> = (past..past + len).map(|p| p as i64).collect();
+        let mut fed = vec![
+            tensor(&[1, len, self.hidden], embeds)?,
+            tensor(&[1, past + len], &mask)?,
+            tensor(&[1, len], &positions)?,
+        ];
+        fed.extend(state.tensors.iter().cloned());
+        let out = run(&self.decoder, fed)?;
+        let logits = f32_values(&self.decoder, &out[self.decoder.outputs[0]])?;
+        if logits.len() != self.vocab {
+            return Err(graph_error(
+                &self.decoder.file,
+                format!(
+                    "gave {} logits, the vocabulary has {}",
+                    logits.len(),
+                    self.vocab
+                ),
+            ));
+        }
+        state.tensors = self.decoder.outputs[1..]
+            .iter()
+            .map(|&ix| out[ix].clone())
+            .collect();
+        cache.past_len = past + len;
+        Ok(logits)
+    }
+}

@@ -1,0 +1,141 @@
+//! `spatialbot-edge ask` on models/tiny-spatialbot reproduces the reference pipeline's tokens
+//! (reference/e2e/e2e.json): several RGB-D pairs, non-square ones and Depth API rounds included.
+//! Until `src/preprocess` is in this build, the images are preprocessed by the reference
+//! numpy/Pillow code and handed to `ask` as tensors.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+const PREPROCESS: &str = r#"
+import sys, numpy as np
+from PIL import Image
+rgb_path, depth_path, size, out_rgb, out_depth = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+def pack(d):
+    d = d.astype(np.int64)
+    return np.stack([((d // 1024) * 4) % 256, ((d // 32) * 8) % 256, ((d % 32) * 8) % 256], -1).astype(np.uint8)
+def square(a, color):
+    h, w = a.shape[:2]
+    if h == w:
+        return a
+    s = max(h, w)
+    out = np.empty((s, s, 3), np.uint8)
+    out[:, :] = np.array(color, np.uint8)
+    if w > h:
+        out[(w - h) // 2:(w - h) // 2 + h, :] = a
+    else:
+        out[:, (h - w) // 2:(h - w) // 2 + w] = a
+    return out
+def prep(a):
+    a = square(a, [127, 127, 127])
+    a = np.asarray(Image.fromarray(a, "RGB").resize((size, size), Image.BICUBIC))
+    x = (a.astype(np.float64) * (1 / 255)).astype(np.float32)
+    x = (x - np.float32(0.5)) / np.float32(0.5)
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+rgb = np.asarray(Image.open(rgb_path).convert("RGB"))
+depth = np.asarray(Image.open(depth_path)).astype(np.uint16)
+np.save(out_rgb, prep(rgb))
+np.save(out_depth, prep(pack(depth)))
+"#;
+
+#[test]
+fn ask_reproduces_the_reference_pipeline() {
+    let Some(py) = common::reference_python() else {
+        return;
+    };
+    let model = common::repo_root().join("models/tiny-spatialbot");
+    let e2e_dir = model.join("reference/e2e");
+    let e2e: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(e2e_dir.join("e2e.json")).unwrap()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = e2e["cases"].as_array().unwrap();
+    assert!(cases.len() >= 3);
+    for (k, case) in cases.iter().enumerate() {
+        let rgb = e2e_dir.join(case["rgb"].as_str().unwrap());
+        let depth = e2e_dir.join(case["depth"].as_str().unwrap());
+        let rgb_t = tmp.path().join(format!("rgb_{k}.npy"));
+        let depth_t = tmp.path().join(format!("depth_{k}.npy"));
+        let s = |p: &Path| p.to_str().unwrap().to_string();
+        common::run_python(
+            &py,
+            PREPROCESS,
+            &[&s(&rgb), &s(&depth), "28", &s(&rgb_t), &s(&depth_t)],
+        );
+        let out = Command::new(common::bin())
+            .args(["ask", "--json", "--threads", "1", "--model"])
+            .arg(&model)
+            .arg("--rgb")
+            .arg(&rgb)
+            .arg("--depth")
+            .arg(&depth)
+            .arg("--rgb-tensor")
+            .arg(&rgb_t)
+            .arg("--depth-tensor")
+            .arg(&depth_t)
+            .arg(case["question"].as_str().unwrap())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ask failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let want_rounds = case["rounds"].as_array().unwrap();
+        let got_rounds = report["rounds"].as_array().unwrap();
+        assert_eq!(got_rounds.len(), want_rounds.len(), "case {k}: rounds");
+        for (r, (got, want)) in got_rounds.iter().zip(want_rounds).enumerate() {
+            assert_eq!(
+                got["generation"]["token_ids"], want["tokens"],
+                "case {k} round {r}: tokens"
+            );
+            assert_eq!(
+                got["generation"]["text"], want["answer"],
+                "case {k} round {r}: answer"
+            );
+            let want_calls = want["calls"].as_array().unwrap();
+            let got_calls = got["calls"].as_array().unwrap();
+            assert_eq!(
+                got_calls.len(),
+                want_calls.len(),
+                "case {k} round {r}: calls"
+            );
+            for (g, w) in got_calls.iter().zip(want_calls) {
+                let value = g["mm"]
+                    .as_u64()
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "unknown".into());
+                assert_eq!(
+                    value,
+                    w["value"]
+                        .as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| w["value"].to_string())
+                );
+            }
+            if let Some(reply) = want.get("reply") {
+                assert_eq!(&got["reply"], reply, "case {k} round {r}: reply");
+            }
+        }
+        assert_eq!(report["answer"], case["answer"], "case {k}: final answer");
+    }
+}
+
+#[test]
+fn ask_refuses_a_policy_folder_and_mismatched_images() {
+    let model = common::repo_root().join("models/tiny-policy");
+    let e2e = common::repo_root().join("models/tiny-spatialbot/reference/e2e");
+    let out = Command::new(common::bin())
+        .args(["ask", "--model"])
+        .arg(&model)
+        .arg("--rgb")
+        .arg(e2e.join("rgb_0.png"))
+        .arg("--depth")
+        .arg(e2e.join("depth_0.png"))
+        .arg("q")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("spatialbot"));
+}
