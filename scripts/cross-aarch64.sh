@@ -1,23 +1,27 @@
 #!/usr/bin/env bash
 # Cross-builds spatialbot-edge for aarch64-unknown-linux-gnu (Jetson) with Debian's cross gcc and
 # runs the library's unit tests (the pure parts) under qemu-user.
-#   bash scripts/cross-aarch64.sh               # lib tests under qemu, then the binary
-#   bash scripts/cross-aarch64.sh --tests-only  # what scripts/test.sh runs in CI
+#   bash scripts/cross-aarch64.sh               # all of the below, then the binary
+#   bash scripts/cross-aarch64.sh --tests-only  # what scripts/test.sh runs in CI: the wire crate
+#                                               # (crates/link, shared with firmware) under qemu
+#   bash scripts/cross-aarch64.sh --lib-tests   # also the main library's unit tests (rgbd,
+#                                               # preprocess, governor, board, bench, model, ...)
 #   bash scripts/cross-aarch64.sh --build-only [--release]
-# The tests are the library's unit tests built with --no-default-features (the pure parts:
-# rgbd, preprocess, prompt, action parsing, governor, wire format, board and bench), so a
-# heavy default backend is not cross-built in CI.
+# The main library links tract, so its aarch64 test build costs as much as a tract build
+# (~8 min on 2 cores): it is not in CI; run it by hand before flashing a release.
 # Anything this machine cannot provide (no root for apt, no rustup target) prints SKIPPED with
 # the reason and exits 0: the native tests are the gate, this is the extra check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tests=1
+lib_tests=1
 build=1
 release=""
 for arg in "$@"; do
   case "$arg" in
-    --tests-only) build=0 ;;
-    --build-only) tests=0 ;;
+    --tests-only) build=0; lib_tests=0 ;;
+    --lib-tests) build=0 ;;
+    --build-only) tests=0; lib_tests=0 ;;
     --release) release=1 ;;
     *) echo "cross-aarch64.sh: unknown argument $arg (see the comment at the top)" >&2; exit 2 ;;
   esac
@@ -55,7 +59,10 @@ export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
 
 start=$(date +%s)
 if [ "$tests" = 1 ]; then
-  cargo test --locked --target "$target" --no-default-features --lib -p spatialbot-edge -p spatialbot-link
+  cargo test --locked --target "$target" -p spatialbot-link
+fi
+if [ "$lib_tests" = 1 ]; then
+  cargo test --locked --target "$target" --no-default-features --lib -p spatialbot-edge
 fi
 if [ "$build" = 1 ]; then
   cargo build --locked --target "$target" --bin spatialbot-edge ${release:+--release}

@@ -338,9 +338,9 @@ fn plan(board: &Board, camera: &str) -> anyhow::Result<Plan> {
     }));
 
     let mut not_run = vec![
-        not_run(stage::VISION, "no inference backend is built into this version"),
-        not_run(stage::PREFILL, "no inference backend is built into this version"),
-        not_run(stage::DECODE, "no inference backend is built into this version"),
+        not_run(stage::VISION, "the policy's vision graph is not wired into bench yet"),
+        not_run(stage::PREFILL, "the policy's prefill is not wired into bench yet"),
+        not_run(stage::DECODE, "the policy's decode is not wired into bench yet"),
         not_run(
             stage::ACTION,
             "no policy is built into this version: the link stage sends a hold-still action (all zeros)",
