@@ -1,7 +1,8 @@
 //! `spatialbot-edge ask` on models/tiny-spatialbot reproduces the reference pipeline's tokens
 //! (reference/e2e/e2e.json): several RGB-D pairs, non-square ones and Depth API rounds included.
-//! Until `src/preprocess` is in this build, the images are preprocessed by the reference
-//! numpy/Pillow code and handed to `ask` as tensors.
+//! Each case runs twice: with the runtime's own preprocessing, and with tensors made by the
+//! reference numpy/Pillow code (so a preprocessing difference and an engine difference show
+//! apart).
 
 mod common;
 
@@ -41,9 +42,7 @@ np.save(out_depth, prep(pack(depth)))
 
 #[test]
 fn ask_reproduces_the_reference_pipeline() {
-    let Some(py) = common::reference_python() else {
-        return;
-    };
+    let py = common::reference_python();
     let model = common::repo_root().join("models/tiny-spatialbot");
     let e2e_dir = model.join("reference/e2e");
     let e2e: serde_json::Value =
@@ -57,68 +56,78 @@ fn ask_reproduces_the_reference_pipeline() {
         let rgb_t = tmp.path().join(format!("rgb_{k}.npy"));
         let depth_t = tmp.path().join(format!("depth_{k}.npy"));
         let s = |p: &Path| p.to_str().unwrap().to_string();
-        common::run_python(
-            &py,
-            PREPROCESS,
-            &[&s(&rgb), &s(&depth), "28", &s(&rgb_t), &s(&depth_t)],
-        );
-        let out = Command::new(common::bin())
-            .args(["ask", "--json", "--threads", "1", "--model"])
-            .arg(&model)
-            .arg("--rgb")
-            .arg(&rgb)
-            .arg("--depth")
-            .arg(&depth)
-            .arg("--rgb-tensor")
-            .arg(&rgb_t)
-            .arg("--depth-tensor")
-            .arg(&depth_t)
-            .arg(case["question"].as_str().unwrap())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "ask failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let want_rounds = case["rounds"].as_array().unwrap();
-        let got_rounds = report["rounds"].as_array().unwrap();
-        assert_eq!(got_rounds.len(), want_rounds.len(), "case {k}: rounds");
-        for (r, (got, want)) in got_rounds.iter().zip(want_rounds).enumerate() {
-            assert_eq!(
-                got["generation"]["token_ids"], want["tokens"],
-                "case {k} round {r}: tokens"
+        let mut modes = vec![false];
+        if let Some(py) = &py {
+            common::run_python(
+                py,
+                PREPROCESS,
+                &[&s(&rgb), &s(&depth), "28", &s(&rgb_t), &s(&depth_t)],
             );
-            assert_eq!(
-                got["generation"]["text"], want["answer"],
-                "case {k} round {r}: answer"
-            );
-            let want_calls = want["calls"].as_array().unwrap();
-            let got_calls = got["calls"].as_array().unwrap();
-            assert_eq!(
-                got_calls.len(),
-                want_calls.len(),
-                "case {k} round {r}: calls"
-            );
-            for (g, w) in got_calls.iter().zip(want_calls) {
-                let value = g["mm"]
-                    .as_u64()
-                    .map(|v| v.to_string())
-                    .unwrap_or_else(|| "unknown".into());
-                assert_eq!(
-                    value,
-                    w["value"]
-                        .as_str()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| w["value"].to_string())
-                );
-            }
-            if let Some(reply) = want.get("reply") {
-                assert_eq!(&got["reply"], reply, "case {k} round {r}: reply");
-            }
+            modes.push(true);
         }
-        assert_eq!(report["answer"], case["answer"], "case {k}: final answer");
+        for with_tensors in modes {
+            let mut cmd = Command::new(common::bin());
+            cmd.args(["ask", "--json", "--threads", "1", "--model"])
+                .arg(&model)
+                .arg("--rgb")
+                .arg(&rgb)
+                .arg("--depth")
+                .arg(&depth);
+            if with_tensors {
+                cmd.arg("--rgb-tensor")
+                    .arg(&rgb_t)
+                    .arg("--depth-tensor")
+                    .arg(&depth_t);
+            }
+            let out = cmd
+                .arg(case["question"].as_str().unwrap())
+                .output()
+                .unwrap();
+            let k = format!("{k} (reference tensors: {with_tensors})");
+            assert!(
+                out.status.success(),
+                "ask failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let want_rounds = case["rounds"].as_array().unwrap();
+            let got_rounds = report["rounds"].as_array().unwrap();
+            assert_eq!(got_rounds.len(), want_rounds.len(), "case {k}: rounds");
+            for (r, (got, want)) in got_rounds.iter().zip(want_rounds).enumerate() {
+                assert_eq!(
+                    got["generation"]["token_ids"], want["tokens"],
+                    "case {k} round {r}: tokens"
+                );
+                assert_eq!(
+                    got["generation"]["text"], want["answer"],
+                    "case {k} round {r}: answer"
+                );
+                let want_calls = want["calls"].as_array().unwrap();
+                let got_calls = got["calls"].as_array().unwrap();
+                assert_eq!(
+                    got_calls.len(),
+                    want_calls.len(),
+                    "case {k} round {r}: calls"
+                );
+                for (g, w) in got_calls.iter().zip(want_calls) {
+                    let value = g["mm"]
+                        .as_u64()
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|| "unknown".into());
+                    assert_eq!(
+                        value,
+                        w["value"]
+                            .as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| w["value"].to_string())
+                    );
+                }
+                if let Some(reply) = want.get("reply") {
+                    assert_eq!(&got["reply"], reply, "case {k} round {r}: reply");
+                }
+            }
+            assert_eq!(report["answer"], case["answer"], "case {k}: final answer");
+        }
     }
 }
 

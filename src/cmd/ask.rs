@@ -7,10 +7,12 @@ use std::time::Instant;
 use anyhow::Context;
 use spatialbot_edge::imageio;
 use spatialbot_edge::model::backend::{BackendConfig, BackendKind, LoadStep};
-use spatialbot_edge::model::manifest::ModelKind;
+use spatialbot_edge::model::manifest::{ModelKind, Tower};
 use spatialbot_edge::model::{
     npy, vqa, Engine, GenerateOptions, ImageTensor, ModelError, ModelFolder, Overflow, Sampling,
 };
+use spatialbot_edge::preprocess;
+use spatialbot_edge::rgbd::{pack, DepthMm, Encoding, RgbImage};
 
 use super::{bad_input, print_json};
 
@@ -49,7 +51,8 @@ pub struct Args {
     /// Refuse a prompt longer than the context limit instead of truncating it.
     #[arg(long)]
     pub refuse_overflow: bool,
-    /// Already-preprocessed RGB tensor (.npy f32 [3,S,S]) instead of preprocessing --rgb.
+    /// Already-preprocessed RGB tensor (.npy f32 [3,S,S]) instead of preprocessing --rgb
+    /// (for checks against a reference preprocessing).
     #[arg(long, hide = true, requires = "depth_tensor")]
     pub rgb_tensor: Option<PathBuf>,
     /// Already-preprocessed packed-depth tensor (.npy f32 [3,S,S]).
@@ -91,6 +94,31 @@ fn read_tensor(path: &Path, size: usize) -> anyhow::Result<ImageTensor> {
     })
 }
 
+/// RGB and packed depth → the two `[3,S,S]` tensors the vision graph takes (pad as the manifest says).
+fn preprocess_pair(
+    folder: &ModelFolder,
+    rgb: &RgbImage,
+    depth: &DepthMm,
+) -> anyhow::Result<Vec<ImageTensor>> {
+    let v = &folder.manifest.vision;
+    let tower = match v.tower {
+        Tower::Siglip => preprocess::Tower::Siglip,
+        Tower::Clip => preprocess::Tower::Clip,
+    };
+    let mut pre =
+        preprocess::Preprocessor::new(tower, v.image_size, v.pad_to_square).map_err(bad_input)?;
+    let (packed, _) = pack::pack(depth, Encoding::SpatialBot);
+    let mut out = Vec::with_capacity(2);
+    for image in [rgb, &packed] {
+        let t = pre.tensor(image).map_err(bad_input)?;
+        out.push(ImageTensor {
+            size: v.image_size,
+            data: t.data,
+        });
+    }
+    Ok(out)
+}
+
 pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     let started = Instant::now();
     let folder = ModelFolder::open(&args.model).map_err(model_error)?;
@@ -127,13 +155,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     let preprocess_started = Instant::now();
     let tensors = match (&args.rgb_tensor, &args.depth_tensor) {
         (Some(r), Some(d)) => vec![read_tensor(r, size)?, read_tensor(d, size)?],
-        _ => {
-            return Err(anyhow::Error::new(
-                spatialbot_edge::exit::ExitError::runtime(
-                    "image preprocessing (src/preprocess) is not merged into this build yet",
-                ),
-            ))
-        }
+        _ => preprocess_pair(&folder, &rgb, &depth)?,
     };
     let preprocess_ms = preprocess_started.elapsed().as_secs_f64() * 1e3;
 
