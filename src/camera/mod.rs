@@ -13,6 +13,7 @@ pub mod realsense;
 pub mod recording;
 pub mod spec;
 pub mod synthetic;
+pub mod v4l2;
 pub mod yuv;
 
 use std::time::Instant;
@@ -21,7 +22,9 @@ use crate::imageio::ImageIoError;
 use crate::rgbd::calibration::CalibrationError;
 use crate::rgbd::{Calibration, DepthMm, Intrinsics, RgbImage};
 
-pub use spec::{CameraSpec, Pacing, RealSenseOptions, ReplayOptions, StreamMode, SyntheticOptions};
+pub use spec::{
+    CameraSpec, Pacing, RealSenseOptions, ReplayOptions, StreamMode, SyntheticOptions, V4l2Options,
+};
 
 /// One colour image and the depth image paired with it.
 #[derive(Clone, Debug)]
@@ -151,6 +154,11 @@ pub fn open(spec: &CameraSpec, options: &OpenOptions) -> Result<Box<dyn Source>,
                 feature: "realsense",
             })
         }
+        #[cfg(feature = "v4l2")]
+        CameraSpec::V4l2 { device, options } => {
+            Box::new(v4l2::V4l2Source::open(device.clone(), options.clone())?)
+        }
+        #[cfg(not(feature = "v4l2"))]
         CameraSpec::V4l2 { .. } => {
             return Err(SourceError::FeatureMissing {
                 kind: "v4l2",

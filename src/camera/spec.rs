@@ -3,7 +3,7 @@
 //! - `synthetic[,fast][:WxH[@FPS]]`
 //! - `replay[,fast][,loop]:PATH` — a PNG-folder recording (or a `.bag` with the `realsense` feature)
 //! - `realsense[,depth=WxH@FPS][,color=WxH@FPS][,reset][,retry=SECONDS][:SERIAL]`
-//! - `v4l2:/dev/videoN`
+//! - `v4l2[,mode=WxH@FPS][,format=yuyv|mjpeg][,calib=FILE][,retry=SECONDS]:/dev/videoN`
 //!
 //! Live-like sources pace frames in real time unless `fast` is given.
 
@@ -53,6 +53,18 @@ pub struct StreamMode {
     pub fps: u32,
 }
 
+/// V4L2 colour camera options; an unset mode means 640×480 @ 30, an unset format YUYV when the
+/// camera offers it at that mode, else MJPEG.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct V4l2Options {
+    pub mode: Option<StreamMode>,
+    pub format: Option<super::v4l2::PixelFormat>,
+    /// A calibration TOML for the camera; nominal intrinsics without one.
+    pub calibration: Option<PathBuf>,
+    /// How long to keep retrying a lost camera, seconds.
+    pub reconnect_timeout_s: Option<f64>,
+}
+
 /// RealSense options; unset modes mean 640×480 @ 30.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RealSenseOptions {
@@ -86,6 +98,7 @@ pub enum CameraSpec {
     },
     V4l2 {
         device: PathBuf,
+        options: V4l2Options,
     },
     Replay(ReplayOptions),
     Synthetic(SyntheticOptions),
@@ -109,6 +122,7 @@ impl std::str::FromStr for CameraSpec {
         let mut pacing = Pacing::RealTime;
         let mut looping = false;
         let mut realsense = RealSenseOptions::default();
+        let mut v4l2 = V4l2Options::default();
         for option in &options {
             let (key, value) = match option.split_once('=') {
                 Some((k, v)) => (k, Some(v)),
@@ -126,15 +140,27 @@ impl std::str::FromStr for CameraSpec {
                         realsense.color = Some(mode);
                     }
                 }
-                ("retry", Some(v), "realsense") => {
+                ("retry", Some(v), "realsense" | "v4l2") => {
                     let secs = v.parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0);
-                    realsense.reconnect_timeout_s =
-                        Some(secs.ok_or_else(|| bad(format!("retry={v}: give a number of seconds, e.g. retry=30")))?);
+                    let secs = Some(secs.ok_or_else(|| bad(format!("retry={v}: give a number of seconds, e.g. retry=30")))?);
+                    if kind == "v4l2" {
+                        v4l2.reconnect_timeout_s = secs;
+                    } else {
+                        realsense.reconnect_timeout_s = secs;
+                    }
                 }
+                ("mode", Some(v), "v4l2") => {
+                    v4l2.mode = Some(parse_mode(v).ok_or_else(|| bad(format!("mode={v}: give WIDTHxHEIGHT@FPS, e.g. 1280x720@30")))?);
+                }
+                ("format", Some(v), "v4l2") => {
+                    v4l2.format = Some(v.parse().map_err(|()| bad(format!("format={v}: give `yuyv` or `mjpeg`")))?);
+                }
+                ("calib", Some(v), "v4l2") if !v.is_empty() => v4l2.calibration = Some(PathBuf::from(v)),
                 _ => {
                     return Err(bad(format!(
                         "unknown option `{option}` for `{kind}` (replay takes `fast` and `loop`, synthetic takes `fast`, \
-                         realsense takes `depth=WxH@FPS`, `color=WxH@FPS`, `reset` and `retry=SECONDS`)"
+                         realsense takes `depth=WxH@FPS`, `color=WxH@FPS`, `reset` and `retry=SECONDS`, \
+                         v4l2 takes `mode=WxH@FPS`, `format=yuyv|mjpeg`, `calib=FILE` and `retry=SECONDS`)"
                     )))
                 }
             }
@@ -145,7 +171,7 @@ impl std::str::FromStr for CameraSpec {
                 options: realsense,
             }),
             "v4l2" => match argument {
-                Some(dev) if !dev.is_empty() => Ok(CameraSpec::V4l2 { device: PathBuf::from(dev) }),
+                Some(dev) if !dev.is_empty() => Ok(CameraSpec::V4l2 { device: PathBuf::from(dev), options: v4l2 }),
                 _ => Err(bad("give the device node, e.g. `v4l2:/dev/video0`".into())),
             },
             "replay" => match argument {
@@ -230,7 +256,24 @@ mod tests {
         assert_eq!(
             parse("v4l2:/dev/video2").unwrap(),
             CameraSpec::V4l2 {
-                device: "/dev/video2".into()
+                device: "/dev/video2".into(),
+                options: V4l2Options::default(),
+            }
+        );
+        assert_eq!(
+            parse("v4l2,mode=1280x720@60,format=mjpeg,calib=cam.toml,retry=5:/dev/video0").unwrap(),
+            CameraSpec::V4l2 {
+                device: "/dev/video0".into(),
+                options: V4l2Options {
+                    mode: Some(StreamMode {
+                        width: 1280,
+                        height: 720,
+                        fps: 60
+                    }),
+                    format: Some(crate::camera::v4l2::PixelFormat::Mjpeg),
+                    calibration: Some("cam.toml".into()),
+                    reconnect_timeout_s: Some(5.0),
+                },
             }
         );
         assert_eq!(
@@ -270,6 +313,9 @@ mod tests {
             "realsense,depth=848x480",
             "realsense,retry=-1",
             "synthetic,reset",
+            "v4l2,format=rgb3:/dev/video0",
+            "v4l2,mode=640x480:/dev/video0",
+            "v4l2,reset:/dev/video0",
         ] {
             let err = parse(bad).unwrap_err().to_string();
             assert!(err.contains("camera SPEC"), "{bad}: {err}");
