@@ -8,15 +8,21 @@ use spatialbot_edge::rgbd::Encoding;
 
 fn bench_pack(c: &mut Criterion) {
     for (w, h) in [(640usize, 480usize), (1280, 720)] {
-        let depth: Vec<u32> = (0..w * h).map(|i| ((i % w) * 97 + (i / w) * 131) as u32 % 65536).collect();
+        let depth: Vec<u32> = (0..w * h)
+            .map(|i| ((i % w) * 97 + (i / w) * 131) as u32 % 65536)
+            .collect();
         let mut out = vec![0u8; w * h * 3];
         let mut group = c.benchmark_group(format!("pack_{w}x{h}"));
         group.throughput(Throughput::Elements((w * h) as u64));
         for enc in [Encoding::SpatialBot, Encoding::Paper] {
-            group.bench_function(enc.name(), |b| b.iter(|| pack_into(black_box(&depth), enc, &mut out)));
+            group.bench_function(enc.name(), |b| {
+                b.iter(|| pack_into(black_box(&depth), enc, &mut out))
+            });
         }
         let src = vec![7u8; w * h * 3];
-        group.bench_function("memcpy_3_bytes_per_pixel", |b| b.iter(|| out.copy_from_slice(black_box(&src))));
+        group.bench_function("memcpy_3_bytes_per_pixel", |b| {
+            b.iter(|| out.copy_from_slice(black_box(&src)))
+        });
         group.finish();
     }
 }

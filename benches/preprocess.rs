@@ -8,7 +8,15 @@ use spatialbot_edge::rgbd::RgbImage;
 
 fn frame(w: usize, h: usize) -> RgbImage {
     let data: Vec<u8> = (0..h)
-        .flat_map(|y| (0..w).flat_map(move |x| [(x * 3 % 256) as u8, (y * 5 % 256) as u8, ((x + y) * 7 % 256) as u8]))
+        .flat_map(|y| {
+            (0..w).flat_map(move |x| {
+                [
+                    (x * 3 % 256) as u8,
+                    (y * 5 % 256) as u8,
+                    ((x + y) * 7 % 256) as u8,
+                ]
+            })
+        })
         .collect();
     RgbImage::new(w, h, data).expect("w * h * 3 bytes")
 }
@@ -16,17 +24,20 @@ fn frame(w: usize, h: usize) -> RgbImage {
 fn bench_preprocess(c: &mut Criterion) {
     let rgb = frame(640, 480);
     let mut group = c.benchmark_group("preprocess_640x480");
-    for (name, tower, pad) in
-        [("siglip_pad", Tower::Siglip, true), ("siglip_squash", Tower::Siglip, false), ("clip", Tower::Clip, false)]
-    {
+    for (name, tower, pad) in [
+        ("siglip_pad", Tower::Siglip, true),
+        ("siglip_squash", Tower::Siglip, false),
+        ("clip", Tower::Clip, false),
+    ] {
         let mut pre = Preprocessor::new(tower, tower.default_size(), pad).expect("valid size");
         group.bench_function(name, |b| b.iter(|| pre.tensor(black_box(&rgb))));
     }
     let square = frame(640, 640);
     let resize = BicubicResize::new(640, 640, 384, 384).expect("valid sizes");
     let mut scratch = Vec::new();
-    group
-        .bench_function("resize_only_640sq_to_384", |b| b.iter(|| resize.apply_with(black_box(&square), &mut scratch)));
+    group.bench_function("resize_only_640sq_to_384", |b| {
+        b.iter(|| resize.apply_with(black_box(&square), &mut scratch))
+    });
     group.finish();
 }
 

@@ -26,7 +26,9 @@ fn min_ns(mut f: impl FnMut(), iters: usize) -> u128 {
 }
 
 fn synthetic_depth(w: usize, h: usize) -> DepthMm {
-    let mm: Vec<u32> = (0..h).flat_map(|y| (0..w).map(move |x| ((x * 97 + y * 131) % 65536) as u32)).collect();
+    let mm: Vec<u32> = (0..h)
+        .flat_map(|y| (0..w).map(move |x| ((x * 97 + y * 131) % 65536) as u32))
+        .collect();
     DepthMm::from_mm(w, h, mm).unwrap_or_else(|| DepthMm::zeros(w, h))
 }
 
@@ -36,7 +38,11 @@ fn main() {
         let mut out = vec![0u8; w * h * 3];
         let ns = min_ns(
             || {
-                let _ = black_box(pack_into(black_box(depth.as_slice()), Encoding::SpatialBot, &mut out));
+                let _ = black_box(pack_into(
+                    black_box(depth.as_slice()),
+                    Encoding::SpatialBot,
+                    &mut out,
+                ));
             },
             400,
         );
@@ -59,13 +65,25 @@ fn main() {
     }
     let (w, h) = (640usize, 480usize);
     let data: Vec<u8> = (0..h)
-        .flat_map(|y| (0..w).flat_map(move |x| [(x * 3 % 256) as u8, (y * 5 % 256) as u8, ((x + y) * 7 % 256) as u8]))
+        .flat_map(|y| {
+            (0..w).flat_map(move |x| {
+                [
+                    (x * 3 % 256) as u8,
+                    (y * 5 % 256) as u8,
+                    ((x + y) * 7 % 256) as u8,
+                ]
+            })
+        })
         .collect();
     let rgb = RgbImage::new(w, h, data).unwrap_or_else(|| RgbImage::filled(w, h, [0, 0, 0]));
-    for (name, tower, pad) in
-        [("siglip_pad", Tower::Siglip, true), ("siglip_squash", Tower::Siglip, false), ("clip", Tower::Clip, false)]
-    {
-        let Ok(mut pre) = Preprocessor::new(tower, tower.default_size(), pad) else { return };
+    for (name, tower, pad) in [
+        ("siglip_pad", Tower::Siglip, true),
+        ("siglip_squash", Tower::Siglip, false),
+        ("clip", Tower::Clip, false),
+    ] {
+        let Ok(mut pre) = Preprocessor::new(tower, tower.default_size(), pad) else {
+            return;
+        };
         let ns = min_ns(
             || {
                 let _ = black_box(pre.tensor(black_box(&rgb)));
@@ -81,7 +99,9 @@ fn main() {
         ("horizontal_only", &square, 384, 640),
         ("vertical_only", &horizontal, 384, 384),
     ] {
-        let Ok(r) = BicubicResize::new(src.width, src.height, w, h) else { return };
+        let Ok(r) = BicubicResize::new(src.width, src.height, w, h) else {
+            return;
+        };
         let mut scratch = Vec::new();
         let ns = min_ns(
             || {

@@ -42,19 +42,32 @@ impl SplitMix {
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn synthetic_depth() -> DepthMm {
     let (w, h) = (640usize, 480usize);
-    let mm: Vec<u32> = (0..h).flat_map(|y| (0..w).map(move |x| ((x * 97 + y * 131) % 65536) as u32)).collect();
+    let mm: Vec<u32> = (0..h)
+        .flat_map(|y| (0..w).map(move |x| ((x * 97 + y * 131) % 65536) as u32))
+        .collect();
     DepthMm::from_mm(w, h, mm).unwrap()
 }
 
 fn synthetic_rgb() -> RgbImage {
     let (w, h) = (640usize, 480usize);
     let data: Vec<u8> = (0..h)
-        .flat_map(|y| (0..w).flat_map(move |x| [(x * 3 % 256) as u8, (y * 5 % 256) as u8, ((x + y) * 7 % 256) as u8]))
+        .flat_map(|y| {
+            (0..w).flat_map(move |x| {
+                [
+                    (x * 3 % 256) as u8,
+                    (y * 5 % 256) as u8,
+                    ((x + y) * 7 % 256) as u8,
+                ]
+            })
+        })
         .collect();
     RgbImage::new(w, h, data).unwrap()
 }
@@ -62,7 +75,10 @@ fn synthetic_rgb() -> RgbImage {
 #[test]
 fn golden_vectors_of_the_reference() {
     let (encoded, _) = pack::pack(&synthetic_depth(), Encoding::SpatialBot);
-    assert_eq!(sha256_hex(&encoded.data), "b5cfcdd8fddca499c3cdac9bd62dbb479099f61ffdfa45e07feb6d448851df2b");
+    assert_eq!(
+        sha256_hex(&encoded.data),
+        "b5cfcdd8fddca499c3cdac9bd62dbb479099f61ffdfa45e07feb6d448851df2b"
+    );
     let rgb = synthetic_rgb();
     // (image, pad, sha256 of the 384×384 uint8 image, pixel (192,192), tensor sum)
     let cases: [(&RgbImage, bool, &str, [u8; 3], f64); 4] = [
@@ -80,8 +96,20 @@ fn golden_vectors_of_the_reference() {
             [244, 28, 134],
             -9430.133871,
         ),
-        (&rgb, true, "1046b33cbec88e33f11b9a9319d4a3f0583a6defbe817e7dbbcb1a6051d7ce7c", [193, 178, 84], -6739.673352),
-        (&rgb, false, "8891d35b38b9157d592180822b85a529445ca46bcc152978e3ba509bda017c5e", [193, 177, 83], -8442.299360),
+        (
+            &rgb,
+            true,
+            "1046b33cbec88e33f11b9a9319d4a3f0583a6defbe817e7dbbcb1a6051d7ce7c",
+            [193, 178, 84],
+            -6739.673352,
+        ),
+        (
+            &rgb,
+            false,
+            "8891d35b38b9157d592180822b85a529445ca46bcc152978e3ba509bda017c5e",
+            [193, 177, 83],
+            -8442.299360,
+        ),
     ];
     for (i, (img, pad, sha, px, sum)) in cases.into_iter().enumerate() {
         let mut pre = Preprocessor::new(Tower::Siglip, 384, pad).unwrap();
@@ -90,9 +118,17 @@ fn golden_vectors_of_the_reference() {
         assert_eq!(sha256_hex(&resized.data), sha, "case {i}");
         assert_eq!(resized.pixel(192, 192), Some(px), "case {i}");
         // The full path once; the other cases normalise the image already resized.
-        let tensor = if i == 0 { pre.tensor(img).unwrap() } else { Normalizer::new([0.5; 3], [0.5; 3]).chw(&resized) };
+        let tensor = if i == 0 {
+            pre.tensor(img).unwrap()
+        } else {
+            Normalizer::new([0.5; 3], [0.5; 3]).chw(&resized)
+        };
         assert_eq!(tensor.shape, vec![3, 384, 384]);
-        assert!((tensor.sum() - sum).abs() < 2e-3, "case {i}: sum {} vs {sum}", tensor.sum());
+        assert!(
+            (tensor.sum() - sum).abs() < 2e-3,
+            "case {i}: sum {} vs {sum}",
+            tensor.sum()
+        );
     }
 }
 
@@ -112,15 +148,29 @@ for line in open(sys.argv[2]):
 
 /// Camera-sized shapes the runtime resizes: these must match Pillow bit for bit.
 /// (640×640 → 384×384 is covered by the golden hashes.)
-const CAMERA_SHAPES: &[(usize, usize, usize, usize)] =
-    &[(640, 480, 384, 384), (1280, 720, 384, 384), (640, 480, 448, 336), (480, 640, 336, 448), (480, 640, 384, 384)];
+const CAMERA_SHAPES: &[(usize, usize, usize, usize)] = &[
+    (640, 480, 384, 384),
+    (1280, 720, 384, 384),
+    (640, 480, 448, 336),
+    (480, 640, 336, 448),
+    (480, 640, 384, 384),
+];
 
 #[test]
 fn bicubic_resize_is_bit_exact_with_pillow() {
-    let Some(py) = common::reference_python() else { return };
+    let Some(py) = common::reference_python() else {
+        return;
+    };
     let mut rng = SplitMix(0x5EED_0002);
-    let mut cases: Vec<(usize, usize, usize, usize)> =
-        vec![(1, 1, 1, 1), (1, 1, 5, 3), (2, 3, 1, 1), (2, 3, 7, 5), (3, 2, 2, 3), (5, 5, 5, 2), (9, 4, 9, 4)];
+    let mut cases: Vec<(usize, usize, usize, usize)> = vec![
+        (1, 1, 1, 1),
+        (1, 1, 5, 3),
+        (2, 3, 1, 1),
+        (2, 3, 7, 5),
+        (3, 2, 2, 3),
+        (5, 5, 5, 2),
+        (9, 4, 9, 4),
+    ];
     cases.extend_from_slice(CAMERA_SHAPES);
     cases.push((97, 31, 384, 384));
     cases.push((67, 19, 191, 2));
@@ -140,12 +190,18 @@ fn bicubic_resize_is_bit_exact_with_pillow() {
     let dir = tempfile::tempdir().unwrap();
     let blob: Vec<u8> = images.iter().flat_map(|i| i.data.iter().copied()).collect();
     std::fs::write(dir.path().join("in.bin"), blob).unwrap();
-    let spec: String = cases.iter().map(|(w, h, ow, oh)| format!("{w} {h} {ow} {oh}\n")).collect();
+    let spec: String = cases
+        .iter()
+        .map(|(w, h, ow, oh)| format!("{w} {h} {ow} {oh}\n"))
+        .collect();
     std::fs::write(dir.path().join("cases.txt"), spec).unwrap();
     let want = common::run_python(
         &py,
         PILLOW_RESIZE,
-        &[dir.path().join("in.bin").to_str().unwrap(), dir.path().join("cases.txt").to_str().unwrap()],
+        &[
+            dir.path().join("in.bin").to_str().unwrap(),
+            dir.path().join("cases.txt").to_str().unwrap(),
+        ],
     );
     let mut pos = 0;
     for (img, &(w, h, ow, oh)) in images.iter().zip(&cases) {
@@ -153,7 +209,12 @@ fn bicubic_resize_is_bit_exact_with_pillow() {
         let theirs = &want[pos..pos + ow * oh * 3];
         pos += ow * oh * 3;
         if ours.data != theirs {
-            let i = ours.data.iter().zip(theirs).position(|(a, b)| a != b).unwrap();
+            let i = ours
+                .data
+                .iter()
+                .zip(theirs)
+                .position(|(a, b)| a != b)
+                .unwrap();
             let order = PassOrder::pillow(w, h, ow, oh);
             panic!(
                 "{w}x{h} -> {ow}x{oh} ({order:?}): first difference at byte {i}: ours {} pillow {}",
@@ -204,7 +265,9 @@ for line in open(sys.argv[2]):
 
 #[test]
 fn towers_match_hf_steps_with_pillow_and_numpy() {
-    let Some(py) = common::reference_python() else { return };
+    let Some(py) = common::reference_python() else {
+        return;
+    };
     let mut rng = SplitMix(0x5EED_0003);
     let mut cases: Vec<(Tower, bool, usize, usize, usize)> = vec![
         (Tower::Clip, false, 640, 480, 336),
@@ -215,20 +278,38 @@ fn towers_match_hf_steps_with_pillow_and_numpy() {
         (Tower::Clip, true, 3, 2, 5),
     ];
     while cases.len() < 30 {
-        let tower = if rng.below(2) == 0 { Tower::Clip } else { Tower::Siglip };
-        cases.push((tower, rng.below(2) == 0, 1 + rng.below(80), 1 + rng.below(80), 1 + rng.below(48)));
+        let tower = if rng.below(2) == 0 {
+            Tower::Clip
+        } else {
+            Tower::Siglip
+        };
+        cases.push((
+            tower,
+            rng.below(2) == 0,
+            1 + rng.below(80),
+            1 + rng.below(80),
+            1 + rng.below(48),
+        ));
     }
-    let images: Vec<RgbImage> = cases.iter().map(|&(_, _, w, h, _)| rng.image(w, h)).collect();
+    let images: Vec<RgbImage> = cases
+        .iter()
+        .map(|&(_, _, w, h, _)| rng.image(w, h))
+        .collect();
     let dir = tempfile::tempdir().unwrap();
     let blob: Vec<u8> = images.iter().flat_map(|i| i.data.iter().copied()).collect();
     std::fs::write(dir.path().join("in.bin"), blob).unwrap();
-    let spec: String =
-        cases.iter().map(|(t, pad, w, h, s)| format!("{} {} {w} {h} {s}\n", t.name(), *pad as u8)).collect();
+    let spec: String = cases
+        .iter()
+        .map(|(t, pad, w, h, s)| format!("{} {} {w} {h} {s}\n", t.name(), *pad as u8))
+        .collect();
     std::fs::write(dir.path().join("cases.txt"), spec).unwrap();
     let want = common::run_python(
         &py,
         HF_STEPS,
-        &[dir.path().join("in.bin").to_str().unwrap(), dir.path().join("cases.txt").to_str().unwrap()],
+        &[
+            dir.path().join("in.bin").to_str().unwrap(),
+            dir.path().join("cases.txt").to_str().unwrap(),
+        ],
     );
     let mut pos = 0;
     for (img, &(tower, pad, w, h, size)) in images.iter().zip(&cases) {
@@ -236,11 +317,21 @@ fn towers_match_hf_steps_with_pillow_and_numpy() {
         let ours = pre.tensor(img).unwrap();
         assert_eq!(ours.shape, vec![3, size, size]);
         let n = 3 * size * size * 4;
-        let theirs: Vec<f32> =
-            want[pos..pos + n].chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let theirs: Vec<f32> = want[pos..pos + n]
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
         pos += n;
-        let same = ours.data.iter().zip(&theirs).all(|(a, b)| a.to_bits() == b.to_bits());
-        assert!(same, "{} pad={pad} {w}x{h} -> {size}: tensor differs from HF steps", tower.name());
+        let same = ours
+            .data
+            .iter()
+            .zip(&theirs)
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(
+            same,
+            "{} pad={pad} {w}x{h} -> {size}: tensor differs from HF steps",
+            tower.name()
+        );
     }
     assert_eq!(pos, want.len());
 }
@@ -250,7 +341,10 @@ fn read_npy(path: &std::path::Path) -> (String, Vec<f32>) {
     assert_eq!(&b[..6], b"\x93NUMPY");
     let hlen = u16::from_le_bytes([b[8], b[9]]) as usize;
     let header = String::from_utf8(b[10..10 + hlen].to_vec()).unwrap();
-    let data = b[10 + hlen..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let data = b[10 + hlen..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
     (header, data)
 }
 
@@ -260,21 +354,40 @@ fn preprocess_command_writes_npy() {
     let input = dir.path().join("rgb.png");
     let img = SplitMix(7).image(40, 30);
     imageio::write_rgb_png(&input, &img).unwrap();
-    for (tower, t, pad) in [("siglip", Tower::Siglip, true), ("clip", Tower::Clip, false)] {
+    for (tower, t, pad) in [
+        ("siglip", Tower::Siglip, true),
+        ("clip", Tower::Clip, false),
+    ] {
         let out = dir.path().join(format!("{tower}.npy"));
         let res = Command::new(common::bin())
-            .args(["--json", "preprocess", "--tower", tower, "--size", "24", "--image"])
+            .args([
+                "--json",
+                "preprocess",
+                "--tower",
+                tower,
+                "--size",
+                "24",
+                "--image",
+            ])
             .arg(&input)
             .arg("--out")
             .arg(&out)
             .args(if pad { &["--pad"][..] } else { &[][..] })
             .output()
             .unwrap();
-        assert_eq!(res.status.code(), Some(0), "{}", String::from_utf8_lossy(&res.stderr));
+        assert_eq!(
+            res.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&res.stderr)
+        );
         let report: serde_json::Value = serde_json::from_slice(&res.stdout).unwrap();
         assert_eq!(report["shape"], serde_json::json!([3, 24, 24]));
         let (header, data) = read_npy(&out);
-        assert!(header.contains("'descr': '<f4'") && header.contains("(3, 24, 24)"), "{header}");
+        assert!(
+            header.contains("'descr': '<f4'") && header.contains("(3, 24, 24)"),
+            "{header}"
+        );
         let want = Preprocessor::new(t, 24, pad).unwrap().tensor(&img).unwrap();
         assert_eq!(data, want.data);
     }
@@ -304,7 +417,10 @@ fn preprocess_command_rejects_bad_input_and_keeps_old_output() {
         let stderr = String::from_utf8_lossy(&res.stderr);
         assert_eq!(res.status.code(), Some(2), "{}: {stderr}", bad.display());
         assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-        assert!(stderr.contains(bad.file_name().unwrap().to_str().unwrap()), "{stderr}");
+        assert!(
+            stderr.contains(bad.file_name().unwrap().to_str().unwrap()),
+            "{stderr}"
+        );
         assert_eq!(std::fs::read(&out).unwrap(), b"previous");
     }
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 4);

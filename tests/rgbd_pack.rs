@@ -32,7 +32,11 @@ const REFERENCE_VECTORS: &[(u32, [u8; 3], u32)] = &[
 
 /// The released numpy code, including its silent modulo-256 cast.
 fn reference_wrapping(d: u32) -> [u8; 3] {
-    [((d / 1024) * 4) as u8, ((d / 32) * 8) as u8, ((d % 32) * 8) as u8]
+    [
+        ((d / 1024) * 4) as u8,
+        ((d / 32) * 8) as u8,
+        ((d % 32) * 8) as u8,
+    ]
 }
 
 struct SplitMix(u64);
@@ -52,14 +56,22 @@ fn golden_vectors_in_range_match_the_reference() {
         assert_eq!(reference_wrapping(d), rgb, "the table itself at {d}");
         if d <= 65535 {
             assert_eq!(encode_pixel(d, Encoding::SpatialBot), rgb, "encode {d}");
-            assert_eq!(decode_pixel(rgb, Encoding::SpatialBot), decoded, "decode {d}");
+            assert_eq!(
+                decode_pixel(rgb, Encoding::SpatialBot),
+                decoded,
+                "decode {d}"
+            );
         }
     }
 }
 
 #[test]
 fn beyond_65535_we_saturate_where_the_reference_wraps() {
-    let deep: Vec<u32> = REFERENCE_VECTORS.iter().map(|v| v.0).filter(|&d| d > 65535).collect();
+    let deep: Vec<u32> = REFERENCE_VECTORS
+        .iter()
+        .map(|v| v.0)
+        .filter(|&d| d > 65535)
+        .collect();
     let depth = DepthMm::from_mm(deep.len(), 1, deep.clone()).unwrap();
     let (img, report) = pack::pack(&depth, Encoding::SpatialBot);
     assert_eq!(report.saturated_pixels, deep.len());
@@ -91,7 +103,14 @@ fn decode_inverts_encode_exhaustively() {
     assert_eq!(report.saturated_pixels, 0);
     assert_eq!(pack::unpack(&img, Encoding::Paper), depth);
     for (d, px) in depth.as_slice().iter().zip(img.data.chunks_exact(3)) {
-        assert_eq!(px, [((d / 1024) * 2) as u8, (((d / 32) % 32) * 8) as u8, ((d % 32) * 8) as u8]);
+        assert_eq!(
+            px,
+            [
+                ((d / 1024) * 2) as u8,
+                (((d / 32) % 32) * 8) as u8,
+                ((d % 32) * 8) as u8
+            ]
+        );
     }
 }
 
@@ -108,31 +127,72 @@ sys.stdout.buffer.write(out.tobytes())
 
 #[test]
 fn differential_against_reference_numpy() {
-    let Some(py) = common::reference_python() else { return };
+    let Some(py) = common::reference_python() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let mut rng = SplitMix(0x5EED_0001);
     let (w, h) = (97, 61);
-    let mut values: Vec<u32> = vec![0, 1, 31, 32, 33, 1023, 1024, 1025, 32767, 32768, 65534, 65535];
+    let mut values: Vec<u32> = vec![
+        0, 1, 31, 32, 33, 1023, 1024, 1025, 32767, 32768, 65534, 65535,
+    ];
     while values.len() < w * h {
         values.push((rng.next() & 0xFFFF) as u32);
     }
-    let raw: Vec<u8> = values.iter().flat_map(|&v| (v as u16).to_le_bytes()).collect();
+    let raw: Vec<u8> = values
+        .iter()
+        .flat_map(|&v| (v as u16).to_le_bytes())
+        .collect();
     let path = dir.path().join("depth.u16");
     std::fs::write(&path, raw).unwrap();
-    let want = common::run_python(&py, NUMPY_PACK, &[path.to_str().unwrap(), &h.to_string(), &w.to_string(), "<u2"]);
-    let (img, report) = pack::pack(&DepthMm::from_mm(w, h, values).unwrap(), Encoding::SpatialBot);
+    let want = common::run_python(
+        &py,
+        NUMPY_PACK,
+        &[
+            path.to_str().unwrap(),
+            &h.to_string(),
+            &w.to_string(),
+            "<u2",
+        ],
+    );
+    let (img, report) = pack::pack(
+        &DepthMm::from_mm(w, h, values).unwrap(),
+        Encoding::SpatialBot,
+    );
     assert_eq!(report.saturated_pixels, 0);
     assert_eq!(img.data, want, "uint16 input: packing differs from numpy");
 
     // int32 input beyond 65535: numpy wraps, we saturate; identical everywhere else.
     let deep: Vec<u32> = (0..w * h).map(|_| (rng.next() % 200_000) as u32).collect();
-    let raw: Vec<u8> = deep.iter().flat_map(|&v| (v as i32).to_le_bytes()).collect();
+    let raw: Vec<u8> = deep
+        .iter()
+        .flat_map(|&v| (v as i32).to_le_bytes())
+        .collect();
     let path = dir.path().join("depth.i32");
     std::fs::write(&path, raw).unwrap();
-    let wrapped = common::run_python(&py, NUMPY_PACK, &[path.to_str().unwrap(), &h.to_string(), &w.to_string(), "<i4"]);
-    let (img, report) = pack::pack(&DepthMm::from_mm(w, h, deep.clone()).unwrap(), Encoding::SpatialBot);
-    assert_eq!(report.saturated_pixels, deep.iter().filter(|&&d| d > 65535).count());
-    for ((&d, ours), theirs) in deep.iter().zip(img.data.chunks_exact(3)).zip(wrapped.chunks_exact(3)) {
+    let wrapped = common::run_python(
+        &py,
+        NUMPY_PACK,
+        &[
+            path.to_str().unwrap(),
+            &h.to_string(),
+            &w.to_string(),
+            "<i4",
+        ],
+    );
+    let (img, report) = pack::pack(
+        &DepthMm::from_mm(w, h, deep.clone()).unwrap(),
+        Encoding::SpatialBot,
+    );
+    assert_eq!(
+        report.saturated_pixels,
+        deep.iter().filter(|&&d| d > 65535).count()
+    );
+    for ((&d, ours), theirs) in deep
+        .iter()
+        .zip(img.data.chunks_exact(3))
+        .zip(wrapped.chunks_exact(3))
+    {
         assert_eq!(theirs, reference_wrapping(d), "numpy wraps {d}");
         if d <= 65535 {
             assert_eq!(ours, theirs, "{d}");
@@ -159,7 +219,12 @@ fn pack_command_writes_the_packed_png() {
         .arg(&out)
         .output()
         .unwrap();
-    assert_eq!(res.status.code(), Some(0), "{}", String::from_utf8_lossy(&res.stderr));
+    assert_eq!(
+        res.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&res.stdout).unwrap();
     assert_eq!(report["saturated_pixels"], 0);
     assert_eq!(report["encoding"], "spatialbot");
@@ -194,14 +259,26 @@ fn pack_command_rejects_bad_input_and_writes_nothing() {
 
     for bad in [&rgb8, &truncated, &missing] {
         let out = dir.path().join("out.png");
-        let res =
-            Command::new(common::bin()).arg("pack").arg("--depth").arg(bad).arg("--out").arg(&out).output().unwrap();
+        let res = Command::new(common::bin())
+            .arg("pack")
+            .arg("--depth")
+            .arg(bad)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
         let stderr = String::from_utf8_lossy(&res.stderr);
         assert_eq!(res.status.code(), Some(2), "{}: {stderr}", bad.display());
         assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-        assert!(stderr.contains(bad.file_name().unwrap().to_str().unwrap()), "{stderr}");
+        assert!(
+            stderr.contains(bad.file_name().unwrap().to_str().unwrap()),
+            "{stderr}"
+        );
         assert!(!out.exists());
     }
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(leftovers.len(), 3, "{leftovers:?}");
 }

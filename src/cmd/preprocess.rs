@@ -40,9 +40,12 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         TowerArg::Clip => Tower::Clip,
     };
     let size = args.size.unwrap_or(tower.default_size());
-    let mut pre = Preprocessor::new(tower, size, args.pad).map_err(|e| bad_input(format!("--size: {e}")))?;
+    let mut pre =
+        Preprocessor::new(tower, size, args.pad).map_err(|e| bad_input(format!("--size: {e}")))?;
     let img = imageio::read_rgb_png(&args.image).map_err(image_error)?;
-    let tensor = pre.tensor(&img).map_err(|e| bad_input(format!("{}: {e}", args.image.display())))?;
+    let tensor = pre
+        .tensor(&img)
+        .map_err(|e| bad_input(format!("{}: {e}", args.image.display())))?;
     spatialbot_edge::fsutil::write_atomic(&args.out, &tensor.to_npy_bytes())
         .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", args.out.display()))?;
     if json {

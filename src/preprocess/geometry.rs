@@ -32,7 +32,12 @@ pub fn paste(src: &RgbImage, dst: &mut RgbImage, (x, y): (usize, usize)) {
     }
     let w = src.width.min(dst.width - x);
     let dst_stride = dst.width * 3;
-    for (row, src_row) in src.data.chunks_exact(src.width * 3).take(dst.height - y).enumerate() {
+    for (row, src_row) in src
+        .data
+        .chunks_exact(src.width * 3)
+        .take(dst.height - y)
+        .enumerate()
+    {
         let start = (y + row) * dst_stride + x * 3;
         dst.data[start..start + w * 3].copy_from_slice(&src_row[..w * 3]);
     }
@@ -41,8 +46,16 @@ pub fn paste(src: &RgbImage, dst: &mut RgbImage, (x, y): (usize, usize)) {
 /// Hugging Face `CLIPImageProcessor`'s output size for `shortest_edge = size`:
 /// the short side becomes `size`, the long side `int(size * long / short)`. Returns `(w, h)`.
 pub fn shortest_edge_size(width: usize, height: usize, size: usize) -> (usize, usize) {
-    let (short, long) = if width <= height { (width, height) } else { (height, width) };
-    let new_long = if short == 0 { 0 } else { ((size * long) as f64 / short as f64) as usize };
+    let (short, long) = if width <= height {
+        (width, height)
+    } else {
+        (height, width)
+    };
+    let new_long = if short == 0 {
+        0
+    } else {
+        ((size * long) as f64 / short as f64) as usize
+    };
     if width <= height {
         (size, new_long)
     } else {
@@ -51,12 +64,22 @@ pub fn shortest_edge_size(width: usize, height: usize, size: usize) -> (usize, u
 }
 
 /// Hugging Face `center_crop` offsets: `((w − cw) // 2, (h − ch) // 2)`, when the crop fits.
-pub fn center_crop_offset(width: usize, height: usize, crop_w: usize, crop_h: usize) -> Option<(usize, usize)> {
+pub fn center_crop_offset(
+    width: usize,
+    height: usize,
+    crop_w: usize,
+    crop_h: usize,
+) -> Option<(usize, usize)> {
     (crop_w <= width && crop_h <= height).then(|| ((width - crop_w) / 2, (height - crop_h) / 2))
 }
 
 /// The `crop_w`×`crop_h` window at `(x, y)`; `None` if it does not fit.
-pub fn crop(img: &RgbImage, (x, y): (usize, usize), crop_w: usize, crop_h: usize) -> Option<RgbImage> {
+pub fn crop(
+    img: &RgbImage,
+    (x, y): (usize, usize),
+    crop_w: usize,
+    crop_h: usize,
+) -> Option<RgbImage> {
     if x.checked_add(crop_w)? > img.width || y.checked_add(crop_h)? > img.height {
         return None;
     }

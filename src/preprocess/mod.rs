@@ -9,7 +9,9 @@ pub mod geometry;
 pub mod resize;
 pub mod tensor;
 
-pub use geometry::{center_crop_offset, crop, expand2square, shortest_edge_size, square_paste_offset};
+pub use geometry::{
+    center_crop_offset, crop, expand2square, shortest_edge_size, square_paste_offset,
+};
 pub use resize::{resize_bicubic, BicubicResize, PassOrder, ResizeError};
 pub use tensor::{Normalizer, Tensor};
 
@@ -143,31 +145,49 @@ impl Preprocessor {
         let resize = BicubicResize::new(w, h, rw, rh)?;
         let crop_at = match self.tower {
             Tower::Siglip => None,
-            Tower::Clip => {
-                center_crop_offset(rw, rh, self.size, self.size).filter(|_| (rw, rh) != (self.size, self.size))
-            }
+            Tower::Clip => center_crop_offset(rw, rh, self.size, self.size)
+                .filter(|_| (rw, rh) != (self.size, self.size)),
         };
-        Ok(Plan { in_w, in_h, pad_side, resize, crop_at })
+        Ok(Plan {
+            in_w,
+            in_h,
+            pad_side,
+            resize,
+            crop_at,
+        })
     }
 
     /// The uint8 S×S image the tower sees (after pad, resize and crop).
     pub fn resized(&mut self, img: &RgbImage) -> Result<RgbImage, PreprocessError> {
         if img.width == 0 || img.height == 0 {
-            return Err(PreprocessError::EmptyImage { width: img.width, height: img.height });
+            return Err(PreprocessError::EmptyImage {
+                width: img.width,
+                height: img.height,
+            });
         }
-        let stale = self.plan.as_ref().is_none_or(|p| (p.in_w, p.in_h) != (img.width, img.height));
+        let stale = self
+            .plan
+            .as_ref()
+            .is_none_or(|p| (p.in_w, p.in_h) != (img.width, img.height));
         if stale {
             self.plan = Some(self.plan_for(img.width, img.height)?);
         }
         let Some(plan) = self.plan.as_ref() else {
-            return Err(PreprocessError::EmptyImage { width: img.width, height: img.height });
+            return Err(PreprocessError::EmptyImage {
+                width: img.width,
+                height: img.height,
+            });
         };
         let resized = match plan.pad_side {
             Some(_) if img.width > img.height => {
                 let (_, top) = square_paste_offset(img.width, img.height);
-                plan.resize.apply_on_canvas(img, top, self.tower.pad_color(), &mut self.scratch)?
+                plan.resize
+                    .apply_on_canvas(img, top, self.tower.pad_color(), &mut self.scratch)?
             }
-            Some(_) => plan.resize.apply_with(&expand2square(img, self.tower.pad_color()), &mut self.scratch)?,
+            Some(_) => plan.resize.apply_with(
+                &expand2square(img, self.tower.pad_color()),
+                &mut self.scratch,
+            )?,
             None => plan.resize.apply_with(img, &mut self.scratch)?,
         };
         Ok(match plan.crop_at {
@@ -190,7 +210,11 @@ mod tests {
     #[test]
     fn pad_colours_are_int_of_mean_times_255() {
         for tower in [Tower::Siglip, Tower::Clip] {
-            let want: Vec<u8> = tower.mean().iter().map(|&m| (m as f64 * 255.0) as u8).collect();
+            let want: Vec<u8> = tower
+                .mean()
+                .iter()
+                .map(|&m| (m as f64 * 255.0) as u8)
+                .collect();
             assert_eq!(tower.pad_color().to_vec(), want);
         }
     }

@@ -25,9 +25,21 @@ const CUBIC_SUPPORT: f64 = 2.0;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResizeError {
     #[error("cannot resize {in_w}x{in_h} to {out_w}x{out_h}: every size must be at least 1")]
-    EmptySize { in_w: usize, in_h: usize, out_w: usize, out_h: usize },
-    #[error("resize built for {expected_w}x{expected_h} input was given a {found_w}x{found_h} image")]
-    InputSize { expected_w: usize, expected_h: usize, found_w: usize, found_h: usize },
+    EmptySize {
+        in_w: usize,
+        in_h: usize,
+        out_w: usize,
+        out_h: usize,
+    },
+    #[error(
+        "resize built for {expected_w}x{expected_h} input was given a {found_w}x{found_h} image"
+    )]
+    InputSize {
+        expected_w: usize,
+        expected_h: usize,
+        found_w: usize,
+        found_h: usize,
+    },
 }
 
 fn cubic(x: f64) -> f64 {
@@ -66,7 +78,9 @@ impl AxisTaps {
             let center = (o as f64 + 0.5) * scale;
             // `as i64` truncates toward zero, as the reference's integer conversion does.
             let lo = ((center - support + 0.5) as i64).max(0) as usize;
-            let hi = ((center + support + 0.5) as i64).min(in_size as i64).max(lo as i64) as usize;
+            let hi = ((center + support + 0.5) as i64)
+                .min(in_size as i64)
+                .max(lo as i64) as usize;
             let n = (hi - lo).min(taps);
             let mut sum = 0.0;
             for (i, wi) in w.iter_mut().enumerate().take(n) {
@@ -77,18 +91,30 @@ impl AxisTaps {
             for (dst, &wi) in row.iter_mut().zip(&w[..n]) {
                 let normalised = if sum != 0.0 { wi / sum } else { wi };
                 let fixed = normalised * (1u32 << PRECISION_BITS) as f64;
-                *dst = if fixed < 0.0 { (fixed - 0.5) as i32 } else { (fixed + 0.5) as i32 };
+                *dst = if fixed < 0.0 {
+                    (fixed - 0.5) as i32
+                } else {
+                    (fixed + 0.5) as i32
+                };
             }
             first.push(lo);
             count.push(n);
         }
-        Self { taps, first, count, weights }
+        Self {
+            taps,
+            first,
+            count,
+            weights,
+        }
     }
 
     #[inline(always)]
     fn of(&self, o: usize) -> (usize, &[i32]) {
         let n = self.count[o];
-        (self.first[o], &self.weights[o * self.taps..o * self.taps + n])
+        (
+            self.first[o],
+            &self.weights[o * self.taps..o * self.taps + n],
+        )
     }
 }
 
@@ -138,7 +164,13 @@ pub struct BicubicResize {
 
 impl BicubicResize {
     pub fn new(in_w: usize, in_h: usize, out_w: usize, out_h: usize) -> Result<Self, ResizeError> {
-        Self::with_order(in_w, in_h, out_w, out_h, PassOrder::pillow(in_w, in_h, out_w, out_h))
+        Self::with_order(
+            in_w,
+            in_h,
+            out_w,
+            out_h,
+            PassOrder::pillow(in_w, in_h, out_w, out_h),
+        )
     }
 
     /// Like `new` with an explicit pass order (for comparing against other resamplers).
@@ -150,7 +182,12 @@ impl BicubicResize {
         order: PassOrder,
     ) -> Result<Self, ResizeError> {
         if in_w == 0 || in_h == 0 || out_w == 0 || out_h == 0 {
-            return Err(ResizeError::EmptySize { in_w, in_h, out_w, out_h });
+            return Err(ResizeError::EmptySize {
+                in_w,
+                in_h,
+                out_w,
+                out_h,
+            });
         }
         Ok(Self {
             in_w,
@@ -172,7 +209,11 @@ impl BicubicResize {
 
     /// Resizes `src`. `scratch` holds the intermediate image between the two passes and can be
     /// reused across calls.
-    pub fn apply_with(&self, src: &RgbImage, scratch: &mut Vec<u8>) -> Result<RgbImage, ResizeError> {
+    pub fn apply_with(
+        &self,
+        src: &RgbImage,
+        scratch: &mut Vec<u8>,
+    ) -> Result<RgbImage, ResizeError> {
         if (src.width, src.height) != (self.in_w, self.in_h) {
             return Err(ResizeError::InputSize {
                 expected_w: self.in_w,
@@ -199,7 +240,11 @@ impl BicubicResize {
                 vertical_pass(v, scratch, self.out_w, &mut out);
             }
         }
-        Ok(RgbImage { width: self.out_w, height: self.out_h, data: out })
+        Ok(RgbImage {
+            width: self.out_w,
+            height: self.out_h,
+            data: out,
+        })
     }
 
     /// Resizes the `in_w`×`in_h` canvas filled with `fill` that has `src` pasted at row `top`,
@@ -214,7 +259,8 @@ impl BicubicResize {
         fill: [u8; 3],
         scratch: &mut Vec<u8>,
     ) -> Result<RgbImage, ResizeError> {
-        let fits = src.width == self.in_w && top.checked_add(src.height).is_some_and(|b| b <= self.in_h);
+        let fits =
+            src.width == self.in_w && top.checked_add(src.height).is_some_and(|b| b <= self.in_h);
         if !fits {
             return Err(ResizeError::InputSize {
                 expected_w: self.in_w,
@@ -223,11 +269,18 @@ impl BicubicResize {
                 found_h: top.saturating_add(src.height),
             });
         }
-        let fill_is_exact = self.horizontal.as_ref().is_some_and(|h| h.taps * 255 < (1 << PRECISION_BITS));
-        let Some(h) = self.horizontal.as_ref().filter(|_| fill_is_exact && self.order == PassOrder::HorizontalFirst)
+        let fill_is_exact = self
+            .horizontal
+            .as_ref()
+            .is_some_and(|h| h.taps * 255 < (1 << PRECISION_BITS));
+        let Some(h) = self
+            .horizontal
+            .as_ref()
+            .filter(|_| fill_is_exact && self.order == PassOrder::HorizontalFirst)
         else {
             let mut canvas = RgbImage::filled(self.in_w, self.in_h, fill);
-            canvas.data[top * self.in_w * 3..(top + src.height) * self.in_w * 3].copy_from_slice(&src.data);
+            canvas.data[top * self.in_w * 3..(top + src.height) * self.in_w * 3]
+                .copy_from_slice(&src.data);
             return self.apply_with(&canvas, scratch);
         };
         let stride = self.out_w * 3;
@@ -235,7 +288,8 @@ impl BicubicResize {
         scratch.resize(stride * self.in_h, 0);
         for (row, dst_row) in scratch.chunks_exact_mut(stride).enumerate() {
             if (top..top + src.height).contains(&row) {
-                let src_row = &src.data[(row - top) * self.in_w * 3..(row - top + 1) * self.in_w * 3];
+                let src_row =
+                    &src.data[(row - top) * self.in_w * 3..(row - top + 1) * self.in_w * 3];
                 horizontal_row(h, src_row, dst_row);
             } else {
                 for px in dst_row.chunks_exact_mut(3) {
@@ -248,7 +302,11 @@ impl BicubicResize {
             Some(v) => vertical_pass(v, scratch, self.out_w, &mut out),
             None => out.copy_from_slice(scratch),
         }
-        Ok(RgbImage { width: self.out_w, height: self.out_h, data: out })
+        Ok(RgbImage {
+            width: self.out_w,
+            height: self.out_h,
+            data: out,
+        })
     }
 
     pub fn apply(&self, src: &RgbImage) -> Result<RgbImage, ResizeError> {
@@ -278,7 +336,10 @@ fn horizontal_row(taps: &AxisTaps, src_row: &[u8], dst_row: &mut [u8]) {
 }
 
 fn horizontal_pass(taps: &AxisTaps, src: &[u8], in_w: usize, out_w: usize, dst: &mut [u8]) {
-    for (src_row, dst_row) in src.chunks_exact(in_w * 3).zip(dst.chunks_exact_mut(out_w * 3)) {
+    for (src_row, dst_row) in src
+        .chunks_exact(in_w * 3)
+        .zip(dst.chunks_exact_mut(out_w * 3))
+    {
         horizontal_row(taps, src_row, dst_row);
     }
 }
@@ -322,22 +383,44 @@ mod tests {
     fn canvas_resize_equals_paste_then_resize() {
         let data: Vec<u8> = (0..23 * 9 * 3).map(|i| (i * 37 % 256) as u8).collect();
         let img = RgbImage::new(23, 9, data).unwrap();
-        for (side, out_w, out_h) in [(16, 5, 5), (20, 40, 40), (23, 23, 11), (23, 12, 30), (16, 23, 5)] {
+        for (side, out_w, out_h) in [
+            (16, 5, 5),
+            (20, 40, 40),
+            (23, 23, 11),
+            (23, 12, 30),
+            (16, 23, 5),
+        ] {
             let r = BicubicResize::new(23, side, out_w, out_h).unwrap();
             let mut canvas = RgbImage::filled(23, side, [122, 116, 104]);
             canvas.data[7 * 23 * 3..16 * 23 * 3].copy_from_slice(&img.data);
             let want = r.apply(&canvas).unwrap();
-            assert_eq!(r.apply_on_canvas(&img, 7, [122, 116, 104], &mut Vec::new()).unwrap(), want);
+            assert_eq!(
+                r.apply_on_canvas(&img, 7, [122, 116, 104], &mut Vec::new())
+                    .unwrap(),
+                want
+            );
         }
     }
 
     #[test]
     fn pass_order_follows_pillow() {
-        assert_eq!(PassOrder::pillow(640, 480, 384, 384), PassOrder::HorizontalFirst);
-        assert_eq!(PassOrder::pillow(480, 640, 384, 384), PassOrder::VerticalFirst);
+        assert_eq!(
+            PassOrder::pillow(640, 480, 384, 384),
+            PassOrder::HorizontalFirst
+        );
+        assert_eq!(
+            PassOrder::pillow(480, 640, 384, 384),
+            PassOrder::VerticalFirst
+        );
         assert_eq!(PassOrder::pillow(10, 50, 40, 20), PassOrder::VerticalFirst);
-        assert_eq!(PassOrder::pillow(10, 10, 40, 20), PassOrder::HorizontalFirst);
-        assert_eq!(PassOrder::pillow(20, 30, 15, 20), PassOrder::HorizontalFirst);
+        assert_eq!(
+            PassOrder::pillow(10, 10, 40, 20),
+            PassOrder::HorizontalFirst
+        );
+        assert_eq!(
+            PassOrder::pillow(20, 30, 15, 20),
+            PassOrder::HorizontalFirst
+        );
         assert_eq!(PassOrder::pillow(20, 31, 15, 20), PassOrder::VerticalFirst);
     }
 

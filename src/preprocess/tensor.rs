@@ -76,7 +76,10 @@ impl Normalizer {
     pub fn chw(&self, img: &RgbImage) -> Tensor {
         let mut data = Vec::new();
         self.chw_into(img, &mut data);
-        Tensor { shape: vec![3, img.height, img.width], data }
+        Tensor {
+            shape: vec![3, img.height, img.width],
+            data,
+        }
     }
 }
 
@@ -90,13 +93,19 @@ mod tests {
         let img = RgbImage::new(3, 1, vec![0, 0, 0, 127, 127, 127, 255, 255, 255]).unwrap();
         let t = n.chw(&img);
         assert_eq!(t.shape, vec![3, 1, 3]);
-        assert_eq!(&t.data[..3], &[-1.0, (127.0f64 / 255.0) as f32 * 2.0 - 1.0, 1.0]);
+        assert_eq!(
+            &t.data[..3],
+            &[-1.0, (127.0f64 / 255.0) as f32 * 2.0 - 1.0, 1.0]
+        );
         assert!((t.data[1] + 0.0039216).abs() < 1e-6);
     }
 
     #[test]
     fn npy_header_is_aligned() {
-        let t = Tensor { shape: vec![3, 2, 2], data: vec![1.5; 12] };
+        let t = Tensor {
+            shape: vec![3, 2, 2],
+            data: vec![1.5; 12],
+        };
         let b = t.to_npy_bytes();
         assert_eq!(&b[..8], b"\x93NUMPY\x01\x00");
         let hlen = u16::from_le_bytes([b[8], b[9]]) as usize;

@@ -16,7 +16,13 @@ use super::frame::{DepthMm, DEPTH_MM_MAX};
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DepthError {
     #[error("{what}: expected {expected} values for {width}x{height}, found {found}")]
-    LengthMismatch { what: &'static str, width: usize, height: usize, expected: usize, found: usize },
+    LengthMismatch {
+        what: &'static str,
+        width: usize,
+        height: usize,
+        expected: usize,
+        found: usize,
+    },
     #[error("depth scale {0} m per unit is not a positive finite number; use the value the camera reports (D4xx: 0.001, D405: 0.0001)")]
     BadDepthScale(f64),
     #[error("image size {width}x{height} overflows memory")]
@@ -27,7 +33,9 @@ pub enum DepthError {
 pub const UINT24_BYTES_PER_PIXEL: usize = 3;
 
 fn pixel_count(width: usize, height: usize) -> Result<usize, DepthError> {
-    width.checked_mul(height).ok_or(DepthError::TooLarge { width, height })
+    width
+        .checked_mul(height)
+        .ok_or(DepthError::TooLarge { width, height })
 }
 
 fn check_len(
@@ -37,9 +45,17 @@ fn check_len(
     per_pixel: usize,
     found: usize,
 ) -> Result<(), DepthError> {
-    let expected = pixel_count(width, height)?.checked_mul(per_pixel).ok_or(DepthError::TooLarge { width, height })?;
+    let expected = pixel_count(width, height)?
+        .checked_mul(per_pixel)
+        .ok_or(DepthError::TooLarge { width, height })?;
     if found != expected {
-        return Err(DepthError::LengthMismatch { what, width, height, expected, found });
+        return Err(DepthError::LengthMismatch {
+            what,
+            width,
+            height,
+            expected,
+            found,
+        });
     }
     Ok(())
 }
@@ -76,22 +92,33 @@ fn z16_scale(depth_scale_m: f64) -> Result<Z16Scale, DepthError> {
 
 impl DepthMm {
     /// RealSense Z16 raw units with the camera's depth scale (metres per unit). 0 stays 0.
-    pub fn from_z16(width: usize, height: usize, raw: &[u16], depth_scale_m: f64) -> Result<Self, DepthError> {
+    pub fn from_z16(
+        width: usize,
+        height: usize,
+        raw: &[u16],
+        depth_scale_m: f64,
+    ) -> Result<Self, DepthError> {
         check_len("Z16 depth", width, height, 1, raw.len())?;
         let data: Vec<u32> = match z16_scale(depth_scale_m)? {
-            Z16Scale::Multiply(m) => {
-                raw.iter().map(|&v| (v as u64 * m as u64).min(DEPTH_MM_MAX as u64) as u32).collect()
-            }
+            Z16Scale::Multiply(m) => raw
+                .iter()
+                .map(|&v| (v as u64 * m as u64).min(DEPTH_MM_MAX as u64) as u32)
+                .collect(),
             Z16Scale::Divide(d) => raw.iter().map(|&v| (v as u32 + d / 2) / d).collect(),
-            Z16Scale::Float(mm_per_unit) => {
-                raw.iter().map(|&v| (v as f64 * mm_per_unit).round().min(DEPTH_MM_MAX as f64) as u32).collect()
-            }
+            Z16Scale::Float(mm_per_unit) => raw
+                .iter()
+                .map(|&v| (v as f64 * mm_per_unit).round().min(DEPTH_MM_MAX as f64) as u32)
+                .collect(),
         };
         Self::from_mm(width, height, data).ok_or(DepthError::TooLarge { width, height })
     }
 
     /// Float metres (NYU, ZoeDepth, Depth Anything). NaN, ±inf and negative values → 0.
-    pub fn from_metres_f32(width: usize, height: usize, metres: &[f32]) -> Result<Self, DepthError> {
+    pub fn from_metres_f32(
+        width: usize,
+        height: usize,
+        metres: &[f32],
+    ) -> Result<Self, DepthError> {
         check_len("float depth", width, height, 1, metres.len())?;
         let data: Vec<u32> = metres
             .iter()
@@ -118,7 +145,10 @@ impl DepthMm {
     /// The uint24 storage format: 3 little-endian bytes per pixel, row-major.
     pub fn to_uint24_bytes(&self) -> Vec<u8> {
         let mut out = vec![0u8; self.as_slice().len() * UINT24_BYTES_PER_PIXEL];
-        for (dst, &v) in out.chunks_exact_mut(UINT24_BYTES_PER_PIXEL).zip(self.as_slice()) {
+        for (dst, &v) in out
+            .chunks_exact_mut(UINT24_BYTES_PER_PIXEL)
+            .zip(self.as_slice())
+        {
             let b = v.to_le_bytes();
             dst.copy_from_slice(&b[..3]);
         }
@@ -126,10 +156,22 @@ impl DepthMm {
     }
 
     /// Reads the uint24 storage format written by `to_uint24_bytes`.
-    pub fn from_uint24_bytes(width: usize, height: usize, bytes: &[u8]) -> Result<Self, DepthError> {
-        check_len("uint24 depth bytes", width, height, UINT24_BYTES_PER_PIXEL, bytes.len())?;
-        let data: Vec<u32> =
-            bytes.chunks_exact(UINT24_BYTES_PER_PIXEL).map(|b| u32::from_le_bytes([b[0], b[1], b[2], 0])).collect();
+    pub fn from_uint24_bytes(
+        width: usize,
+        height: usize,
+        bytes: &[u8],
+    ) -> Result<Self, DepthError> {
+        check_len(
+            "uint24 depth bytes",
+            width,
+            height,
+            UINT24_BYTES_PER_PIXEL,
+            bytes.len(),
+        )?;
+        let data: Vec<u32> = bytes
+            .chunks_exact(UINT24_BYTES_PER_PIXEL)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], 0]))
+            .collect();
         Self::from_mm(width, height, data).ok_or(DepthError::TooLarge { width, height })
     }
 }
@@ -143,7 +185,12 @@ mod tests {
         let d = DepthMm::from_z16(4, 1, &[0, 1, 1500, 65535], 0.001).unwrap();
         assert_eq!(d.as_slice(), &[0, 1, 1500, 65535]);
         let f32_scale = 0.001f32 as f64;
-        assert_eq!(DepthMm::from_z16(1, 1, &[1234], f32_scale).unwrap().as_slice(), &[1234]);
+        assert_eq!(
+            DepthMm::from_z16(1, 1, &[1234], f32_scale)
+                .unwrap()
+                .as_slice(),
+            &[1234]
+        );
         let d = DepthMm::from_z16(5, 1, &[0, 4, 5, 15, 65535], 0.0001).unwrap();
         assert_eq!(d.as_slice(), &[0, 0, 1, 2, 6554]);
         let d = DepthMm::from_z16(2, 1, &[3, 65535], 0.01).unwrap();
@@ -160,14 +207,32 @@ mod tests {
 
     #[test]
     fn z16_rejects_bad_scale_and_length() {
-        assert!(matches!(DepthMm::from_z16(1, 1, &[1], 0.0), Err(DepthError::BadDepthScale(_))));
-        assert!(matches!(DepthMm::from_z16(1, 1, &[1], f64::NAN), Err(DepthError::BadDepthScale(_))));
-        assert!(matches!(DepthMm::from_z16(2, 1, &[1], 0.001), Err(DepthError::LengthMismatch { .. })));
+        assert!(matches!(
+            DepthMm::from_z16(1, 1, &[1], 0.0),
+            Err(DepthError::BadDepthScale(_))
+        ));
+        assert!(matches!(
+            DepthMm::from_z16(1, 1, &[1], f64::NAN),
+            Err(DepthError::BadDepthScale(_))
+        ));
+        assert!(matches!(
+            DepthMm::from_z16(2, 1, &[1], 0.001),
+            Err(DepthError::LengthMismatch { .. })
+        ));
     }
 
     #[test]
     fn metres_follow_reference_truncation_and_clean_bad_values() {
-        let m = [1.2345f32, 0.0015, 70.0, -0.5, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e9];
+        let m = [
+            1.2345f32,
+            0.0015,
+            70.0,
+            -0.5,
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            1e9,
+        ];
         let d = DepthMm::from_metres_f32(8, 1, &m).unwrap();
         assert_eq!(d.as_slice(), &[1234, 1, 70000, 0, 0, 0, 0, DEPTH_MM_MAX]);
     }
@@ -188,6 +253,9 @@ mod tests {
         assert_eq!(&bytes[3..6], &[1, 0, 0]);
         assert_eq!(&bytes[21..24], &[255, 255, 255]);
         assert_eq!(DepthMm::from_uint24_bytes(4, 2, &bytes).unwrap(), d);
-        assert!(matches!(DepthMm::from_uint24_bytes(4, 2, &bytes[1..]), Err(DepthError::LengthMismatch { .. })));
+        assert!(matches!(
+            DepthMm::from_uint24_bytes(4, 2, &bytes[1..]),
+            Err(DepthError::LengthMismatch { .. })
+        ));
     }
 }

@@ -13,4 +13,3 @@ pub use depth::DepthError;
 pub use frame::{DepthMm, RgbImage, DEPTH_MM_MAX};
 pub use pack::{Encoding, PackReport};
 pub use register::{register_depth_to_color, RegisterError, Registrar};
-

@@ -82,14 +82,20 @@ pub struct PackReport {
 #[inline(always)]
 pub fn encode_pixel(depth_mm: u32, encoding: Encoding) -> [u8; 3] {
     let d = depth_mm.min(encoding.max_mm());
-    [((d >> 10) << encoding.coarse_shift()) as u8, (((d >> 5) & 31) << 3) as u8, ((d & 31) << 3) as u8]
+    [
+        ((d >> 10) << encoding.coarse_shift()) as u8,
+        (((d >> 5) & 31) << 3) as u8,
+        ((d & 31) << 3) as u8,
+    ]
 }
 
 /// The exact inverse of `encode_pixel` on freshly packed pixels. Low bits that packing leaves
 /// zero (and a resize fills) are ignored.
 #[inline(always)]
 pub fn decode_pixel(rgb: [u8; 3], encoding: Encoding) -> u32 {
-    ((rgb[0] as u32 >> encoding.coarse_shift()) << 10) | ((rgb[1] as u32 >> 3) << 5) | (rgb[2] as u32 >> 3)
+    ((rgb[0] as u32 >> encoding.coarse_shift()) << 10)
+        | ((rgb[1] as u32 >> 3) << 5)
+        | (rgb[2] as u32 >> 3)
 }
 
 const CHUNK: usize = 16;
@@ -145,7 +151,10 @@ mod x86 {
     /// # Safety
     /// The CPU must support SSSE3.
     #[target_feature(enable = "ssse3")]
-    pub(super) unsafe fn pack_ssse3<const MAX: u32, const SHIFT: u32>(depth_mm: &[u32], out: &mut [u8]) -> usize {
+    pub(super) unsafe fn pack_ssse3<const MAX: u32, const SHIFT: u32>(
+        depth_mm: &[u32],
+        out: &mut [u8],
+    ) -> usize {
         let drop_fourth = _mm_setr_epi8(0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1);
         let max = _mm_set1_epi32(MAX as i32);
         let mask_r = _mm_set1_epi32((0xFFu32 << SHIFT & 0xFF) as i32);
@@ -192,10 +201,13 @@ mod x86 {
     /// # Safety
     /// The CPU must support AVX2.
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn pack_avx2<const MAX: u32, const SHIFT: u32>(depth_mm: &[u32], out: &mut [u8]) -> usize {
+    pub(super) unsafe fn pack_avx2<const MAX: u32, const SHIFT: u32>(
+        depth_mm: &[u32],
+        out: &mut [u8],
+    ) -> usize {
         let drop_fourth = _mm256_setr_epi8(
-            0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1, 0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1,
-            -1,
+            0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1, 0, 1, 2, 4, 5, 6, 8, 9, 10, 12,
+            13, 14, -1, -1, -1, -1,
         );
         let max = _mm256_set1_epi32(MAX as i32);
         let mask_r = _mm256_set1_epi32((0xFFu32 << SHIFT & 0xFF) as i32);
@@ -216,7 +228,8 @@ mod x86 {
                 let r = _mm256_and_si256(_mm256_srl_epi32(mm, shift_r), mask_r);
                 let g = _mm256_and_si256(_mm256_slli_epi32(mm, 6), mask_g);
                 let b = _mm256_and_si256(_mm256_slli_epi32(mm, 19), mask_b);
-                let packed = _mm256_shuffle_epi8(_mm256_or_si256(_mm256_or_si256(r, g), b), drop_fourth);
+                let packed =
+                    _mm256_shuffle_epi8(_mm256_or_si256(_mm256_or_si256(r, g), b), drop_fourth);
                 rgb[2 * half] = _mm256_castsi256_si128(packed);
                 rgb[2 * half + 1] = _mm256_extracti128_si256(packed, 1);
             }
@@ -243,7 +256,10 @@ mod x86 {
 pub fn pack_into(depth_mm: &[u32], encoding: Encoding, out: &mut [u8]) -> Result<usize, PackError> {
     let expected = depth_mm.len() * 3;
     if out.len() != expected {
-        return Err(PackError::OutputLength { expected, found: out.len() });
+        return Err(PackError::OutputLength {
+            expected,
+            found: out.len(),
+        });
     }
     Ok(match encoding {
         Encoding::SpatialBot => pack_slice::<65_535, 2>(depth_mm, out),
@@ -259,13 +275,28 @@ pub fn pack(depth: &DepthMm, encoding: Encoding) -> (RgbImage, PackReport) {
         Encoding::SpatialBot => pack_slice::<65_535, 2>(depth.as_slice(), &mut data),
         Encoding::Paper => pack_slice::<131_071, 1>(depth.as_slice(), &mut data),
     };
-    let image = RgbImage { width: depth.width(), height: depth.height(), data };
-    (image, PackReport { encoding, pixels, saturated_pixels })
+    let image = RgbImage {
+        width: depth.width(),
+        height: depth.height(),
+        data,
+    };
+    (
+        image,
+        PackReport {
+            encoding,
+            pixels,
+            saturated_pixels,
+        },
+    )
 }
 
 /// Decodes a packed image back to millimetres.
 pub fn unpack(image: &RgbImage, encoding: Encoding) -> DepthMm {
-    let mm: Vec<u32> = image.data.chunks_exact(3).map(|p| decode_pixel([p[0], p[1], p[2]], encoding)).collect();
+    let mm: Vec<u32> = image
+        .data
+        .chunks_exact(3)
+        .map(|p| decode_pixel([p[0], p[1], p[2]], encoding))
+        .collect();
     match DepthMm::from_mm(image.width, image.height, mm) {
         Some(d) => d,
         // An RgbImage always holds width * height pixels.
@@ -279,7 +310,9 @@ mod tests {
 
     #[test]
     fn chunked_path_matches_pixel_function() {
-        let depth: Vec<u32> = (0..1000u32).map(|i| i.wrapping_mul(2_654_435_761) >> 14).collect();
+        let depth: Vec<u32> = (0..1000u32)
+            .map(|i| i.wrapping_mul(2_654_435_761) >> 14)
+            .collect();
         for enc in [Encoding::SpatialBot, Encoding::Paper] {
             let mut out = vec![0u8; depth.len() * 3];
             let sat = pack_into(&depth, enc, &mut out).unwrap();
@@ -292,7 +325,9 @@ mod tests {
 
     #[test]
     fn simd_path_matches_portable_path() {
-        let depth: Vec<u32> = (0..16 * 37 + 5).map(|i: u32| i.wrapping_mul(2_654_435_761) >> 14).collect();
+        let depth: Vec<u32> = (0..16 * 37 + 5)
+            .map(|i: u32| i.wrapping_mul(2_654_435_761) >> 14)
+            .collect();
         let mut fast = vec![0u8; depth.len() * 3];
         let mut portable = vec![0u8; depth.len() * 3];
         let a = pack_slice::<65_535, 2>(&depth, &mut fast);
@@ -313,7 +348,10 @@ mod tests {
     #[test]
     fn paper_round_trips_17_bits() {
         for d in [0u32, 1, 1023, 1024, 65535, 65536, 100_000, 131_071] {
-            assert_eq!(decode_pixel(encode_pixel(d, Encoding::Paper), Encoding::Paper), d);
+            assert_eq!(
+                decode_pixel(encode_pixel(d, Encoding::Paper), Encoding::Paper),
+                d
+            );
         }
         assert_eq!(encode_pixel(131_071, Encoding::Paper), [254, 248, 248]);
         assert_eq!(encode_pixel(200_000, Encoding::Paper), [254, 248, 248]);
@@ -322,6 +360,9 @@ mod tests {
     #[test]
     fn wrong_output_length_is_an_error() {
         let mut out = vec![0u8; 5];
-        assert!(matches!(pack_into(&[1, 2], Encoding::SpatialBot, &mut out), Err(PackError::OutputLength { .. })));
+        assert!(matches!(
+            pack_into(&[1, 2], Encoding::SpatialBot, &mut out),
+            Err(PackError::OutputLength { .. })
+        ));
     }
 }
