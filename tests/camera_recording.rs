@@ -146,6 +146,7 @@ fn depth_beyond_16_bits_survives_exactly() {
     let frame = RgbdFrame {
         color: RgbImage::filled(16, 16, [9, 8, 7]),
         depth: DepthMm::from_mm(16, 16, mm.clone()).unwrap(),
+        has_depth: true,
         depth_registered: false,
         color_intrinsics: calib.color.clone(),
         depth_intrinsics: calib.depth.clone(),

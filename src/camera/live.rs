@@ -222,6 +222,7 @@ impl<D: DeviceLayer> LiveSource<D> {
         let frame = RgbdFrame {
             color: pair.color.image,
             depth: pair.depth.image,
+            has_depth: true,
             depth_registered: false,
             color_intrinsics: calib.color.clone(),
             depth_intrinsics: calib.depth.clone(),

@@ -7,6 +7,7 @@
 pub mod clock;
 pub mod enumerate;
 pub mod live;
+pub mod paired;
 pub mod pairing;
 #[cfg(feature = "realsense")]
 pub mod realsense;
@@ -23,7 +24,8 @@ use crate::rgbd::calibration::CalibrationError;
 use crate::rgbd::{Calibration, DepthMm, Intrinsics, RgbImage};
 
 pub use spec::{
-    CameraSpec, Pacing, RealSenseOptions, ReplayOptions, StreamMode, SyntheticOptions, V4l2Options,
+    CameraSpec, Pacing, PairOptions, RealSenseOptions, ReplayOptions, SpecDefaults, StreamMode,
+    SyntheticOptions, V4l2Options,
 };
 
 /// One colour image and the depth image paired with it.
@@ -32,6 +34,9 @@ pub struct RgbdFrame {
     pub color: RgbImage,
     /// Millimetres; in the colour camera's frame when `depth_registered`.
     pub depth: DepthMm,
+    /// False for a colour-only camera (V4L2 alone): `depth` is then all zeros ("no data") of the
+    /// colour size and is not a measurement; consumers that need depth must refuse the frame.
+    pub has_depth: bool,
     pub depth_registered: bool,
     pub color_intrinsics: Intrinsics,
     /// Intrinsics of `depth` as delivered: the colour intrinsics when `depth_registered`.
@@ -145,6 +150,9 @@ pub fn open(spec: &CameraSpec, options: &OpenOptions) -> Result<Box<dyn Source>,
             if let Some(s) = options.reconnect_timeout_s {
                 live.reconnect_timeout = std::time::Duration::from_secs_f64(s);
             }
+            if let Some(ms) = options.max_skew_ms {
+                live.max_skew_ms = ms;
+            }
             Box::new(realsense::open_live(serial.clone(), modes, live)?)
         }
         #[cfg(not(feature = "realsense"))]
@@ -165,12 +173,51 @@ pub fn open(spec: &CameraSpec, options: &OpenOptions) -> Result<Box<dyn Source>,
                 feature: "v4l2",
             })
         }
+        CameraSpec::Pair {
+            color,
+            depth,
+            options: pair,
+        } => Box::new(open_pair(color, depth, pair)?),
     };
     if options.register {
         Ok(Box::new(Registering::new(source)?))
     } else {
         Ok(source)
     }
+}
+
+/// Default largest capture-time difference of a pair's halves: two free-running 30 fps cameras
+/// are never more than half a period (16.7 ms) from their nearest partner.
+pub const PAIR_MAX_SKEW_MS: f64 = 20.0;
+
+fn open_pair(
+    color: &CameraSpec,
+    depth: &CameraSpec,
+    options: &PairOptions,
+) -> Result<paired::PairedSource, SourceError> {
+    let Some(file) = &options.calibration else {
+        return Err(SourceError::Spec {
+            spec: "pair".into(),
+            message: "a pair needs its calibration (colour and depth intrinsics, depth→colour extrinsics as the two cameras are mounted): give `pair,calib=FILE:...` or --calib FILE".into(),
+        });
+    };
+    let text = std::fs::read_to_string(file).map_err(|e| SourceError::Recording {
+        path: file.display().to_string(),
+        message: format!("cannot read the pair's calibration: {e}"),
+    })?;
+    let calibration = Calibration::from_toml_str(&text, &file.display().to_string())?;
+    let plain = OpenOptions { register: false };
+    let color = open(color, &plain)?;
+    let depth = open(depth, &plain)?;
+    Ok(paired::PairedSource::new(
+        color,
+        depth,
+        calibration,
+        paired::PairedOptions {
+            max_skew_ms: options.max_skew_ms.unwrap_or(PAIR_MAX_SKEW_MS),
+            calibration_file: file.display().to_string(),
+        },
+    ))
 }
 
 pub fn is_bag(path: &std::path::Path) -> bool {

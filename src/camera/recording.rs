@@ -33,10 +33,17 @@ pub struct RecordingInfo {
     pub format: String,
     pub frames: u64,
     pub depth_registered: bool,
+    /// False when the camera had no depth (V4L2 alone): the depth PNGs are all zeros.
+    #[serde(default = "depth_by_default")]
+    pub has_depth: bool,
     /// What the frames came from, e.g. "synthetic tabletop 640x480 @ 30 fps".
     pub source: String,
     /// Frames the recorder dropped because encoding fell behind.
     pub dropped_while_recording: u64,
+}
+
+fn depth_by_default() -> bool {
+    true
 }
 
 /// One row of `timestamps.csv`. Times are nanoseconds since the first frame's capture.
@@ -290,6 +297,7 @@ impl PngFolderSource {
                 format: FORMAT.into(),
                 frames: 0,
                 depth_registered: false,
+                has_depth: true,
                 source: "unknown".into(),
                 dropped_while_recording: 0,
             }
@@ -465,6 +473,7 @@ impl Source for PngFolderSource {
         Ok(Some(RgbdFrame {
             color,
             depth,
+            has_depth: self.info.has_depth,
             depth_registered: registered,
             color_intrinsics: self.calib.color.clone(),
             depth_intrinsics: if registered {
@@ -567,6 +576,7 @@ pub fn record(
     let mut dropped = 0u64;
     let mut origin: Option<Instant> = None;
     let mut registered = false;
+    let mut has_depth = true;
     let mut failure: Option<SourceError> = None;
     let mut source_failure: Option<SourceError> = None;
     loop {
@@ -588,6 +598,7 @@ pub fn record(
         let origin = *origin.get_or_insert(frame.capture);
         if rows.is_empty() {
             registered = frame.depth_registered;
+            has_depth = frame.has_depth;
         }
         let index = rows.len() as u64;
         let row = row_for(&frame, index, origin);
@@ -628,6 +639,7 @@ pub fn record(
         format: FORMAT.into(),
         frames: rows.len() as u64,
         depth_registered: registered,
+        has_depth,
         source: source.describe(),
         dropped_while_recording: dropped,
     };

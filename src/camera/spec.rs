@@ -4,6 +4,8 @@
 //! - `replay[,fast][,loop]:PATH` — a PNG-folder recording (or a `.bag` with the `realsense` feature)
 //! - `realsense[,depth=WxH@FPS][,color=WxH@FPS][,reset][,retry=SECONDS][:SERIAL]`
 //! - `v4l2[,mode=WxH@FPS][,format=yuyv|mjpeg][,calib=FILE][,retry=SECONDS]:/dev/videoN`
+//! - `pair[,calib=FILE][,skew=MS]:COLOUR_SPEC+DEPTH_SPEC` — the colour of one camera (a V4L2
+//!   webcam) with the depth of another, paired by host capture time; FILE calibrates the pair
 //!
 //! Live-like sources pace frames in real time unless `fast` is given.
 
@@ -74,6 +76,28 @@ pub struct RealSenseOptions {
     pub hardware_reset: bool,
     /// How long to keep retrying a lost camera, seconds.
     pub reconnect_timeout_s: Option<f64>,
+    /// Largest colour/depth timestamp difference paired into one frame, ms.
+    pub max_skew_ms: Option<f64>,
+}
+
+/// Options of a `pair` of cameras.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PairOptions {
+    /// The pair's calibration TOML: colour intrinsics of the colour camera, depth intrinsics of
+    /// the depth camera, depth→colour extrinsics between them.
+    pub calibration: Option<PathBuf>,
+    /// Largest difference of the two halves' capture times paired into one frame, ms.
+    pub max_skew_ms: Option<f64>,
+}
+
+/// Fills what a SPEC leaves unset from a board profile.
+#[derive(Clone, Debug, Default)]
+pub struct SpecDefaults {
+    pub depth: Option<StreamMode>,
+    pub color: Option<StreamMode>,
+    /// A RealSense serial number to insist on.
+    pub serial: Option<String>,
+    pub max_skew_ms: Option<f64>,
 }
 
 fn parse_mode(text: &str) -> Option<StreamMode> {
@@ -102,6 +126,67 @@ pub enum CameraSpec {
     },
     Replay(ReplayOptions),
     Synthetic(SyntheticOptions),
+    Pair {
+        color: Box<CameraSpec>,
+        depth: Box<CameraSpec>,
+        options: PairOptions,
+    },
+}
+
+impl CameraSpec {
+    /// Gives a `pair` the calibration file named outside the SPEC (`--calib FILE`), unless the
+    /// SPEC names one itself. Other kinds are returned unchanged.
+    pub fn with_pair_calibration(self, file: Option<PathBuf>) -> Self {
+        match self {
+            CameraSpec::Pair {
+                color,
+                depth,
+                mut options,
+            } => {
+                if options.calibration.is_none() {
+                    options.calibration = file;
+                }
+                CameraSpec::Pair {
+                    color,
+                    depth,
+                    options,
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Fills modes, serial and skew the SPEC leaves unset (a RealSense, also as the depth half
+    /// of a pair) from `defaults`, e.g. the board profile's `[camera]`.
+    pub fn with_defaults(self, defaults: &SpecDefaults) -> Self {
+        match self {
+            CameraSpec::RealSense { serial, options } => CameraSpec::RealSense {
+                serial: serial.or_else(|| defaults.serial.clone()),
+                options: RealSenseOptions {
+                    depth: options.depth.or(defaults.depth),
+                    color: options.color.or(defaults.color),
+                    max_skew_ms: options.max_skew_ms.or(defaults.max_skew_ms),
+                    ..options
+                },
+            },
+            CameraSpec::Pair {
+                color,
+                depth,
+                options,
+            } => CameraSpec::Pair {
+                color,
+                depth: Box::new(depth.with_defaults(&SpecDefaults {
+                    max_skew_ms: None,
+                    ..defaults.clone()
+                })),
+                options: PairOptions {
+                    max_skew_ms: options.max_skew_ms.or(defaults.max_skew_ms),
+                    ..options
+                },
+            },
+            other => other,
+        }
+    }
 }
 
 impl std::str::FromStr for CameraSpec {
@@ -112,6 +197,11 @@ impl std::str::FromStr for CameraSpec {
             spec: spec.to_string(),
             message,
         };
+        if let Some(rest) = spec.strip_prefix("pair") {
+            if rest.is_empty() || rest.starts_with([',', ':']) {
+                return parse_pair(spec, rest);
+            }
+        }
         let (head, argument) = match spec.split_once(':') {
             Some((h, a)) => (h, Some(a)),
             None => (spec, None),
@@ -140,6 +230,9 @@ impl std::str::FromStr for CameraSpec {
                         realsense.color = Some(mode);
                     }
                 }
+                ("skew", Some(v), "realsense") => {
+                    realsense.max_skew_ms = Some(parse_skew(v).ok_or_else(|| bad(format!("skew={v}: give milliseconds, e.g. skew=20")))?);
+                }
                 ("retry", Some(v), "realsense" | "v4l2") => {
                     let secs = v.parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0);
                     let secs = Some(secs.ok_or_else(|| bad(format!("retry={v}: give a number of seconds, e.g. retry=30")))?);
@@ -159,7 +252,7 @@ impl std::str::FromStr for CameraSpec {
                 _ => {
                     return Err(bad(format!(
                         "unknown option `{option}` for `{kind}` (replay takes `fast` and `loop`, synthetic takes `fast`, \
-                         realsense takes `depth=WxH@FPS`, `color=WxH@FPS`, `reset` and `retry=SECONDS`, \
+                         realsense takes `depth=WxH@FPS`, `color=WxH@FPS`, `reset`, `skew=MS` and `retry=SECONDS`, \
                          v4l2 takes `mode=WxH@FPS`, `format=yuyv|mjpeg`, `calib=FILE` and `retry=SECONDS`)"
                     )))
                 }
@@ -201,12 +294,67 @@ impl std::str::FromStr for CameraSpec {
                 }
                 Ok(CameraSpec::Synthetic(opts))
             }
-            "" => Err(bad("empty; use realsense[:SERIAL], v4l2:/dev/videoN, replay:PATH or synthetic".into())),
+            "" => Err(bad("empty; use realsense[:SERIAL], v4l2:/dev/videoN, pair:COLOUR+DEPTH, replay:PATH or synthetic".into())),
             other => Err(bad(format!(
-                "unknown camera kind `{other}`; use realsense[:SERIAL], v4l2:/dev/videoN, replay:PATH or synthetic"
+                "unknown camera kind `{other}`; use realsense[:SERIAL], v4l2:/dev/videoN, pair:COLOUR+DEPTH, replay:PATH or synthetic"
             ))),
         }
     }
+}
+
+fn parse_skew(v: &str) -> Option<f64> {
+    v.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && (0.0..=1000.0).contains(s))
+}
+
+/// `pair[,calib=FILE][,skew=MS]:COLOUR_SPEC+DEPTH_SPEC`; `rest` follows `pair`.
+fn parse_pair(spec: &str, rest: &str) -> Result<CameraSpec, SourceError> {
+    let bad = |message: String| SourceError::Spec {
+        spec: spec.to_string(),
+        message,
+    };
+    let usage = "e.g. `pair,calib=webcam+d435.toml:v4l2:/dev/video0+realsense`";
+    let (head, halves) = rest
+        .split_once(':')
+        .ok_or_else(|| bad(format!("give the colour and the depth camera, {usage}")))?;
+    let mut options = PairOptions::default();
+    for option in head.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        match option.split_once('=') {
+            Some(("calib", v)) if !v.is_empty() => options.calibration = Some(PathBuf::from(v)),
+            Some(("skew", v)) => {
+                options.max_skew_ms = Some(
+                    parse_skew(v)
+                        .ok_or_else(|| bad(format!("skew={v}: give milliseconds, e.g. skew=20")))?,
+                )
+            }
+            _ => {
+                return Err(bad(format!(
+                    "unknown option `{option}` for `pair` (it takes `calib=FILE` and `skew=MS`)"
+                )))
+            }
+        }
+    }
+    let (color, depth) = halves.split_once('+').ok_or_else(|| {
+        bad(format!(
+            "give COLOUR_SPEC+DEPTH_SPEC (the colour camera first), {usage}"
+        ))
+    })?;
+    let color: CameraSpec = color.trim().parse()?;
+    let depth: CameraSpec = depth.trim().parse()?;
+    if matches!(color, CameraSpec::Pair { .. }) || matches!(depth, CameraSpec::Pair { .. }) {
+        return Err(bad("a pair cannot contain a pair".into()));
+    }
+    if matches!(depth, CameraSpec::V4l2 { .. }) {
+        return Err(bad(
+            "a V4L2 camera has no depth: put it first, as the colour half".into(),
+        ));
+    }
+    Ok(CameraSpec::Pair {
+        color: Box::new(color),
+        depth: Box::new(depth),
+        options,
+    })
 }
 
 #[cfg(test)]
@@ -234,7 +382,8 @@ mod tests {
             }
         );
         assert_eq!(
-            parse("realsense,depth=848x480@60,color=1280x720@30,reset,retry=12.5:0123").unwrap(),
+            parse("realsense,depth=848x480@60,color=1280x720@30,reset,retry=12.5,skew=20:0123")
+                .unwrap(),
             CameraSpec::RealSense {
                 serial: Some("0123".into()),
                 options: RealSenseOptions {
@@ -250,6 +399,7 @@ mod tests {
                     }),
                     hardware_reset: true,
                     reconnect_timeout_s: Some(12.5),
+                    max_skew_ms: Some(20.0),
                 },
             }
         );
@@ -300,6 +450,81 @@ mod tests {
     }
 
     #[test]
+    fn pairs_a_colour_camera_with_a_depth_camera() {
+        assert_eq!(
+            parse("pair,calib=pair.toml,skew=25:v4l2,format=mjpeg:/dev/video0+realsense:0123")
+                .unwrap(),
+            CameraSpec::Pair {
+                color: Box::new(parse("v4l2,format=mjpeg:/dev/video0").unwrap()),
+                depth: Box::new(parse("realsense:0123").unwrap()),
+                options: PairOptions {
+                    calibration: Some("pair.toml".into()),
+                    max_skew_ms: Some(25.0),
+                },
+            }
+        );
+        let no_calib = parse("pair:v4l2:/dev/video0+replay,fast:a+b/rec").unwrap();
+        let CameraSpec::Pair { depth, options, .. } = &no_calib else {
+            panic!("{no_calib:?}")
+        };
+        assert_eq!(**depth, parse("replay,fast:a+b/rec").unwrap());
+        assert_eq!(options.calibration, None);
+        let given = no_calib.with_pair_calibration(Some("cli.toml".into()));
+        let CameraSpec::Pair { options, .. } = &given else {
+            panic!()
+        };
+        assert_eq!(options.calibration, Some("cli.toml".into()));
+        // The SPEC's own file wins over --calib.
+        let own = parse("pair,calib=own.toml:synthetic+synthetic")
+            .unwrap()
+            .with_pair_calibration(Some("cli.toml".into()));
+        let CameraSpec::Pair { options, .. } = &own else {
+            panic!()
+        };
+        assert_eq!(options.calibration, Some("own.toml".into()));
+    }
+
+    #[test]
+    fn board_defaults_fill_only_what_the_spec_leaves_unset() {
+        let mode = |width, height, fps| StreamMode { width, height, fps };
+        let defaults = SpecDefaults {
+            depth: Some(mode(848, 480, 30)),
+            color: Some(mode(640, 480, 30)),
+            serial: Some("777".into()),
+            max_skew_ms: Some(20.0),
+        };
+        assert_eq!(
+            parse("realsense,color=1280x720@15")
+                .unwrap()
+                .with_defaults(&defaults),
+            CameraSpec::RealSense {
+                serial: Some("777".into()),
+                options: RealSenseOptions {
+                    depth: Some(mode(848, 480, 30)),
+                    color: Some(mode(1280, 720, 15)),
+                    max_skew_ms: Some(20.0),
+                    ..RealSenseOptions::default()
+                }
+            }
+        );
+        let CameraSpec::Pair { depth, .. } = parse("pair:v4l2:/dev/video0+realsense:1")
+            .unwrap()
+            .with_defaults(&defaults)
+        else {
+            panic!()
+        };
+        let CameraSpec::RealSense { serial, options } = *depth else {
+            panic!()
+        };
+        assert_eq!(serial.as_deref(), Some("1"));
+        assert_eq!(options.depth, Some(mode(848, 480, 30)));
+        assert_eq!(
+            parse("synthetic").unwrap().with_defaults(&defaults),
+            parse("synthetic").unwrap()
+        );
+    }
+
+    #[test]
     fn rejects_with_a_hint() {
         for bad in [
             "",
@@ -316,6 +541,13 @@ mod tests {
             "v4l2,format=rgb3:/dev/video0",
             "v4l2,mode=640x480:/dev/video0",
             "v4l2,reset:/dev/video0",
+            "realsense,skew=fast",
+            "pair",
+            "pair:v4l2:/dev/video0",
+            "pair,loop:v4l2:/dev/video0+synthetic",
+            "pair:synthetic+v4l2:/dev/video0",
+            "pair:kinect+synthetic",
+            "pair,skew=-3:synthetic+synthetic",
         ] {
             let err = parse(bad).unwrap_err().to_string();
             assert!(err.contains("camera SPEC"), "{bad}: {err}");

@@ -340,6 +340,7 @@ impl Source for SyntheticSource {
             color,
             depth,
             depth_registered: false,
+            has_depth: true,
             color_intrinsics: self.calib.color.clone(),
             depth_intrinsics: self.calib.depth.clone(),
             color_frame_number: index,

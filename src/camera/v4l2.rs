@@ -277,6 +277,7 @@ impl FrameAssembler {
         let (capture, device_timestamp_ms) = self.capture_time(buffer, arrival);
         let frame = RgbdFrame {
             depth: DepthMm::zeros(color.width, color.height),
+            has_depth: false,
             color,
             depth_registered: true,
             color_intrinsics: self.intrinsics.clone(),

@@ -13,7 +13,7 @@ use super::{bad_input, print_json};
 #[derive(clap::Args)]
 #[command(group = clap::ArgGroup::new("limit").required(true).args(["frames", "duration"]))]
 pub struct Args {
-    /// Camera SPEC: realsense[:SERIAL], v4l2:/dev/videoN, replay:PATH, synthetic[,fast][:WxH[@FPS]].
+    /// Camera SPEC: realsense[:SERIAL], v4l2:/dev/videoN, pair:COLOUR+DEPTH, replay:PATH, synthetic[,fast][:WxH[@FPS]].
     #[arg(long)]
     pub camera: String,
     /// Output folder (must not exist or be empty).
@@ -28,6 +28,9 @@ pub struct Args {
     /// Store depth registered to the colour camera.
     #[arg(long)]
     pub register: bool,
+    /// Calibration of a `pair:` of cameras (unless its SPEC names one with `calib=`).
+    #[arg(long, value_name = "FILE")]
+    pub calib: Option<PathBuf>,
     /// Encoder threads (default: cores, at most 4).
     #[arg(long)]
     pub encoders: Option<usize>,
@@ -37,7 +40,11 @@ pub struct Args {
 }
 
 pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
-    let spec: CameraSpec = args.camera.parse().map_err(bad_input)?;
+    let spec = args
+        .camera
+        .parse::<CameraSpec>()
+        .map_err(bad_input)?
+        .with_pair_calibration(args.calib.clone());
     let limit = match (args.frames, args.duration) {
         (Some(n), _) => RecordLimit::Frames(n),
         (None, Some(s)) if s.is_finite() && s > 0.0 => {

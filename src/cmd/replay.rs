@@ -1,5 +1,6 @@
 //! `spatialbot-edge replay`.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use spatialbot_edge::camera::{self, CameraSpec, OpenOptions, Pacing};
@@ -21,6 +22,9 @@ pub struct Args {
     /// Stop after this many frames (needed with a looping SPEC).
     #[arg(long)]
     pub frames: Option<u64>,
+    /// Calibration of a `pair:` of cameras (unless its SPEC names one with `calib=`).
+    #[arg(long, value_name = "FILE")]
+    pub calib: Option<PathBuf>,
 }
 
 #[derive(serde::Serialize)]
@@ -48,7 +52,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
                 .parse()
                 .map_err(source_error)?
         };
-    let spec = match spec {
+    let spec = match spec.with_pair_calibration(args.calib.clone()) {
         CameraSpec::Replay(mut o) if args.real_time => {
             o.pacing = Pacing::RealTime;
             CameraSpec::Replay(o)

@@ -40,7 +40,7 @@ impl FrameSource for CameraFrames {
             arrived: frame.arrival.min(ready),
             ready,
             rgb: Arc::new(frame.color),
-            depth: Some(Arc::new(frame.depth)),
+            depth: frame.has_depth.then(|| Arc::new(frame.depth)),
         }))
     }
 }

@@ -1,0 +1,267 @@
+//! Two cameras as one RGB-D source: the colour half of one (a V4L2 webcam) beside the depth half
+//! of another (a RealSense, a recording). Their hardware clocks are unrelated, so frames are
+//! paired by capture time on the host monotonic clock, which every source already maps its
+//! frames onto. The pair's geometry (both intrinsics, depth→colour extrinsics) comes from a
+//! calibration file measured for the two cameras as mounted.
+//!
+//! Each half runs on its own thread (a source blocks until its next frame); the pairing and
+//! the counting happen on the caller's thread in [`PairedSource::next_frame`].
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use super::pairing::Pairer;
+use super::{RgbdFrame, Source, SourceError, SourceStats};
+use crate::rgbd::Calibration;
+
+/// Colour frames (or depth frames) that may wait for a partner before the oldest is dropped.
+const MAX_WAITING: usize = 8;
+/// Frames a half may deliver ahead of the pairing before its thread waits.
+const CHANNEL_DEPTH: usize = 4;
+
+#[derive(Clone, Debug)]
+pub struct PairedOptions {
+    /// Colour and depth captured further apart than this (host clock) are not a pair.
+    pub max_skew_ms: f64,
+    /// Where the pair's calibration came from, for error messages.
+    pub calibration_file: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Half {
+    Color,
+    Depth,
+}
+
+impl Half {
+    fn index(self) -> usize {
+        match self {
+            Half::Color => 0,
+            Half::Depth => 1,
+        }
+    }
+}
+
+type Delivery = (Half, Result<Option<RgbdFrame>, SourceError>);
+
+/// The colour of one source paired with the depth of another by host capture time.
+pub struct PairedSource {
+    calibration: Calibration,
+    options: PairedOptions,
+    rx: crossbeam_channel::Receiver<Delivery>,
+    pairer: Pairer<RgbdFrame, RgbdFrame>,
+    /// Capture times are taken relative to this for pairing.
+    epoch: Instant,
+    delivered: u64,
+    half_stats: Arc<Mutex<[SourceStats; 2]>>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    description: String,
+    ended: bool,
+}
+
+/// Milliseconds from `epoch` to `t`, negative when `t` is earlier.
+fn ms_since(epoch: Instant, t: Instant) -> f64 {
+    match t.checked_duration_since(epoch) {
+        Some(d) => d.as_secs_f64() * 1000.0,
+        None => -(epoch.duration_since(t).as_secs_f64() * 1000.0),
+    }
+}
+
+impl PairedSource {
+    /// Starts both halves. `calibration` describes the pair: its colour intrinsics are the
+    /// colour half's camera, its depth intrinsics the depth half's depth as delivered.
+    pub fn new(
+        color: Box<dyn Source>,
+        depth: Box<dyn Source>,
+        calibration: Calibration,
+        options: PairedOptions,
+    ) -> Self {
+        let description = format!(
+            "colour of [{}] paired with depth of [{}] within {} ms (calibration {})",
+            color.describe(),
+            depth.describe(),
+            options.max_skew_ms,
+            options.calibration_file
+        );
+        let (tx, rx) = crossbeam_channel::bounded(CHANNEL_DEPTH);
+        let half_stats = Arc::new(Mutex::new([color.stats(), depth.stats()]));
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = [(Half::Color, color), (Half::Depth, depth)]
+            .into_iter()
+            .map(|(half, source)| {
+                let tx = tx.clone();
+                let stats = Arc::clone(&half_stats);
+                let stop = Arc::clone(&stop);
+                std::thread::spawn(move || run_half(half, source, tx, stats, stop))
+            })
+            .collect();
+        Self {
+            calibration,
+            pairer: Pairer::new(options.max_skew_ms, MAX_WAITING),
+            options,
+            rx,
+            epoch: Instant::now(),
+            delivered: 0,
+            half_stats,
+            stop,
+            threads,
+            description,
+            ended: false,
+        }
+    }
+
+    fn check_size(&self, half: Half, frame: &RgbdFrame) -> Result<(), SourceError> {
+        let (what, got, want) = match half {
+            Half::Color => (
+                "colour",
+                (frame.color.width, frame.color.height),
+                &self.calibration.color,
+            ),
+            Half::Depth => (
+                "depth",
+                (frame.depth.width(), frame.depth.height()),
+                &self.calibration.depth,
+            ),
+        };
+        if got != (want.width, want.height) {
+            return Err(SourceError::Spec {
+                spec: self.description.clone(),
+                message: format!(
+                    "{}: its {what} intrinsics are for {}x{} but the {what} camera delivers {}x{}; calibrate the pair at this mode or change the mode",
+                    self.options.calibration_file, want.width, want.height, got.0, got.1
+                ),
+            });
+        }
+        if half == Half::Depth && !frame.has_depth {
+            return Err(SourceError::Spec {
+                spec: self.description.clone(),
+                message: "the depth half is a colour-only camera; give a camera with depth (realsense, replay, synthetic)".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn combine(&mut self, color: RgbdFrame, depth: RgbdFrame) -> RgbdFrame {
+        let frame = RgbdFrame {
+            color: color.color,
+            depth: depth.depth,
+            has_depth: true,
+            depth_registered: false,
+            color_intrinsics: self.calibration.color.clone(),
+            depth_intrinsics: self.calibration.depth.clone(),
+            color_frame_number: color.color_frame_number,
+            depth_frame_number: depth.depth_frame_number,
+            sequence: self.delivered,
+            device_timestamp_ms: color.device_timestamp_ms,
+            capture: color.capture,
+            arrival: color.arrival.max(depth.arrival),
+        };
+        self.delivered += 1;
+        frame
+    }
+}
+
+fn run_half(
+    half: Half,
+    mut source: Box<dyn Source>,
+    tx: crossbeam_channel::Sender<Delivery>,
+    stats: Arc<Mutex<[SourceStats; 2]>>,
+    stop: Arc<AtomicBool>,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        let result = source.next_frame();
+        stats.lock().unwrap_or_else(PoisonError::into_inner)[half.index()] = source.stats();
+        let last = !matches!(result, Ok(Some(_)));
+        if tx.send((half, result)).is_err() || last {
+            return;
+        }
+    }
+}
+
+impl Source for PairedSource {
+    fn next_frame(&mut self) -> Result<Option<RgbdFrame>, SourceError> {
+        if self.ended {
+            return Ok(None);
+        }
+        loop {
+            let Ok((half, result)) = self.rx.recv() else {
+                self.ended = true;
+                return Ok(None);
+            };
+            let frame = match result {
+                Ok(Some(frame)) => frame,
+                // When either camera's recording ends there are no more pairs.
+                Ok(None) => {
+                    self.ended = true;
+                    return Ok(None);
+                }
+                Err(e) => {
+                    self.ended = true;
+                    let which = match half {
+                        Half::Color => "colour",
+                        Half::Depth => "depth",
+                    };
+                    return Err(SourceError::Device(format!("{which} camera: {e}")));
+                }
+            };
+            if let Err(e) = self.check_size(half, &frame) {
+                self.ended = true;
+                return Err(e);
+            }
+            let at = ms_since(self.epoch, frame.capture);
+            let pair = match half {
+                Half::Color => self.pairer.push_color(at, frame),
+                Half::Depth => self.pairer.push_depth(at, frame),
+            };
+            if let Some(pair) = pair {
+                return Ok(Some(self.combine(pair.color, pair.depth)));
+            }
+        }
+    }
+
+    fn calibration(&self) -> &Calibration {
+        &self.calibration
+    }
+
+    fn stats(&self) -> SourceStats {
+        let halves = self
+            .half_stats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let [color, depth] = &halves;
+        SourceStats {
+            delivered: self.delivered,
+            unpaired_color: self.pairer.unpaired_color,
+            unpaired_depth: self.pairer.unpaired_depth,
+            // Depth frames the depth half could not pair inside itself never reached us.
+            dropped_by_device: color.dropped_by_device
+                + depth.dropped_by_device
+                + depth.unpaired_depth,
+            disconnects: color.disconnects + depth.disconnects,
+            reconnects: color.reconnects + depth.reconnects,
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+}
+
+impl Drop for PairedSource {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Unblock halves waiting to send; a half inside its camera's `next_frame` finishes
+        // that frame and then sees the closed channel.
+        let (_, closed) = crossbeam_channel::bounded(0);
+        drop(std::mem::replace(&mut self.rx, closed));
+        for t in self.threads.drain(..) {
+            if t.is_finished() {
+                let _ = t.join();
+            }
+        }
+    }
+}
