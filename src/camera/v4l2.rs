@@ -10,7 +10,7 @@ pub mod mjpeg;
 #[cfg(feature = "v4l2")]
 mod device;
 #[cfg(feature = "v4l2")]
-pub use device::V4l2Source;
+pub use device::{offered_modes, V4l2Source};
 
 use std::time::{Duration, Instant};
 
@@ -143,6 +143,66 @@ pub fn nominal_calibration(width: usize, height: usize) -> Calibration {
             translation: [0.0; 3],
         },
     }
+}
+
+/// One frame size a V4L2 camera offers in one pixel format, with its frame rates.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OfferedMode {
+    /// The fourcc as text, e.g. "YUYV", "MJPG".
+    pub fourcc: String,
+    pub size: OfferedSize,
+    /// Frame rates (fps) when the driver lists them; empty when it gives a continuous range.
+    pub fps: Vec<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum OfferedSize {
+    Discrete {
+        width: u32,
+        height: u32,
+    },
+    /// Any size in the range, in steps.
+    Stepwise {
+        min: (u32, u32),
+        max: (u32, u32),
+        step: (u32, u32),
+    },
+}
+
+/// Lines such as `YUYV 640x480 @ 30, 15 fps` for `devices`, formats we can decode marked.
+pub fn describe_modes(modes: &[OfferedMode]) -> Vec<String> {
+    modes
+        .iter()
+        .map(|m| {
+            let size = match m.size {
+                OfferedSize::Discrete { width, height } => format!("{width}x{height}"),
+                OfferedSize::Stepwise { min, max, step } => format!(
+                    "{}x{} to {}x{} in steps of {}x{}",
+                    min.0, min.1, max.0, max.1, step.0, step.1
+                ),
+            };
+            let rates = if m.fps.is_empty() {
+                String::new()
+            } else {
+                let list: Vec<String> = m
+                    .fps
+                    .iter()
+                    .map(|f| format!("{}", (f * 100.0).round() / 100.0))
+                    .collect();
+                format!(" @ {} fps", list.join(", "))
+            };
+            let mut fourcc_bytes = [b' '; 4];
+            for (dst, src) in fourcc_bytes.iter_mut().zip(m.fourcc.bytes()) {
+                *dst = src;
+            }
+            let usable = if PixelFormat::from_fourcc(fourcc_bytes).is_some() {
+                ""
+            } else {
+                " (not decoded by spatialbot-edge)"
+            };
+            format!("{} {size}{rates}{usable}", m.fourcc.trim())
+        })
+        .collect()
 }
 
 /// Turns dequeued buffers into frames: decodes the pixels, maps the timestamp, counts gaps.
@@ -319,6 +379,45 @@ mod tests {
 
     fn gray_yuyv(width: usize, height: usize) -> Vec<u8> {
         [128u8, 128].repeat(width * height)
+    }
+
+    #[test]
+    fn offered_modes_read_as_the_driver_lists_them() {
+        let modes = [
+            OfferedMode {
+                fourcc: "YUYV".into(),
+                size: OfferedSize::Discrete {
+                    width: 640,
+                    height: 480,
+                },
+                fps: vec![30.0, 15.0, 7.5],
+            },
+            OfferedMode {
+                fourcc: "MJPG".into(),
+                size: OfferedSize::Stepwise {
+                    min: (160, 120),
+                    max: (1920, 1080),
+                    step: (16, 8),
+                },
+                fps: vec![],
+            },
+            OfferedMode {
+                fourcc: "H264".into(),
+                size: OfferedSize::Discrete {
+                    width: 1280,
+                    height: 720,
+                },
+                fps: vec![1e7 / 333_333.0],
+            },
+        ];
+        assert_eq!(
+            describe_modes(&modes),
+            vec![
+                "YUYV 640x480 @ 30, 15, 7.5 fps",
+                "MJPG 160x120 to 1920x1080 in steps of 16x8",
+                "H264 1280x720 @ 30 fps (not decoded by spatialbot-edge)",
+            ]
+        );
     }
 
     #[test]

@@ -115,6 +115,9 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
             }
         }
         println!("{line}");
+        for m in &c.modes {
+            println!("    {m}");
+        }
         for w in &c.warnings {
             println!("    WARNING: {w}");
         }

@@ -118,6 +118,7 @@ fn info_of(dev: *const rs::rs2_device) -> CameraInfo {
         serial,
         firmware: device_info(dev, rs::rs2_camera_info_RS2_CAMERA_INFO_FIRMWARE_VERSION),
         usb_type,
+        modes: Vec::new(),
         warnings,
     }
 }

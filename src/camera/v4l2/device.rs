@@ -12,7 +12,8 @@ use v4l::video::Capture;
 use v4l::{Device, FourCC};
 
 use super::{
-    nominal_calibration, Arrival, BufferInfo, FrameAssembler, NegotiatedFormat, PixelFormat,
+    nominal_calibration, Arrival, BufferInfo, FrameAssembler, NegotiatedFormat, OfferedMode,
+    OfferedSize, PixelFormat,
 };
 use crate::camera::spec::{StreamMode, V4l2Options};
 use crate::camera::{RgbdFrame, Source, SourceError, SourceStats};
@@ -300,4 +301,61 @@ impl Source for V4l2Source {
             self.mode.fps
         )
     }
+}
+
+/// What a V4L2 node offers for capture: every pixel format, frame size and frame rate the driver
+/// lists. `Ok(None)` for a node that does not capture video (a UVC metadata node).
+pub fn offered_modes(path: &Path) -> io::Result<Option<Vec<OfferedMode>>> {
+    let device = Device::with_path(path)?;
+    let caps = device.query_caps()?;
+    if !caps
+        .capabilities
+        .contains(v4l::capability::Flags::VIDEO_CAPTURE)
+    {
+        return Ok(None);
+    }
+    let mut modes = Vec::new();
+    for format in device.enum_formats()? {
+        let fourcc = format.fourcc.str().unwrap_or("????").to_string();
+        for frame_size in device.enum_framesizes(format.fourcc)? {
+            let (size, fps) = match frame_size.size {
+                v4l::framesize::FrameSizeEnum::Discrete(d) => {
+                    let fps = device
+                        .enum_frameintervals(format.fourcc, d.width, d.height)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter_map(|i| match i.interval {
+                            v4l::frameinterval::FrameIntervalEnum::Discrete(f)
+                                if f.numerator > 0 =>
+                            {
+                                Some(f64::from(f.denominator) / f64::from(f.numerator))
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    (
+                        OfferedSize::Discrete {
+                            width: d.width,
+                            height: d.height,
+                        },
+                        fps,
+                    )
+                }
+                v4l::framesize::FrameSizeEnum::Stepwise(s) => (
+                    OfferedSize::Stepwise {
+                        min: (s.min_width, s.min_height),
+                        max: (s.max_width, s.max_height),
+                        step: (s.step_width, s.step_height),
+                    },
+                    Vec::new(),
+                ),
+            };
+            modes.push(OfferedMode {
+                fourcc: fourcc.clone(),
+                size,
+                fps,
+            });
+        }
+    }
+    Ok(Some(modes))
 }
