@@ -107,6 +107,7 @@ fn options() -> LiveOptions {
         reconnect_timeout: Duration::from_secs(20),
         retry_interval: Duration::from_millis(1),
         hardware_reset_on_start: false,
+        asked_fps: None,
     }
 }
 

@@ -51,8 +51,85 @@ impl ClockMapper {
     }
 }
 
+/// Measures the frame rate a camera actually delivers, window by window, from capture times.
+#[derive(Debug)]
+pub struct RateMeter {
+    window_ms: f64,
+    first_ms: Option<f64>,
+    frames: u64,
+}
+
+/// One finished measuring window.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rate {
+    pub fps: f64,
+    /// Below `SLOW_FRACTION` of the rate asked for.
+    pub slow: bool,
+}
+
+/// A camera delivering under this fraction of the asked rate is reported.
+pub const SLOW_FRACTION: f64 = 0.9;
+
+impl RateMeter {
+    pub fn new(window_ms: f64) -> Self {
+        Self {
+            window_ms,
+            first_ms: None,
+            frames: 0,
+        }
+    }
+
+    /// Counts a frame captured at `capture_ms`; returns the rate when a window closes.
+    pub fn frame(&mut self, capture_ms: f64, asked_fps: f64) -> Option<Rate> {
+        let first = *self.first_ms.get_or_insert(capture_ms);
+        self.frames += 1;
+        let span = capture_ms - first;
+        if span < self.window_ms {
+            return None;
+        }
+        let fps = (self.frames - 1) as f64 * 1000.0 / span;
+        self.first_ms = Some(capture_ms);
+        self.frames = 1;
+        Some(Rate {
+            fps,
+            slow: fps < asked_fps * SLOW_FRACTION,
+        })
+    }
+
+    /// Starts over (after a reconnect).
+    pub fn reset(&mut self) {
+        self.first_ms = None;
+        self.frames = 0;
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rate_meter_reports_each_window_and_flags_a_slow_camera() {
+        let mut m = super::RateMeter::new(1000.0);
+        let mut rates = Vec::new();
+        // 30 fps for 1.5 s, then 15 fps (auto-exposure in low light halves a RealSense's rate).
+        let mut t = 0.0;
+        while t < 1500.0 {
+            rates.extend(m.frame(t, 30.0));
+            t += 1000.0 / 30.0;
+        }
+        while t < 4000.0 {
+            rates.extend(m.frame(t, 30.0));
+            t += 1000.0 / 15.0;
+        }
+        assert_eq!(rates.len(), 3, "{rates:?}");
+        assert!(
+            (rates[0].fps - 30.0).abs() < 0.5 && !rates[0].slow,
+            "{rates:?}"
+        );
+        assert!(
+            rates[2].slow && (rates[2].fps - 15.0).abs() < 0.5,
+            "{rates:?}"
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -18,6 +18,18 @@ pub struct CameraInfo {
     pub warnings: Vec<String>,
 }
 
+/// The SPEC of the first RealSense camera attached, for `auto`; `None` without one (or without
+/// the `realsense` feature).
+pub fn first_realsense() -> Option<String> {
+    #[cfg(feature = "realsense")]
+    {
+        let found = super::realsense::enumerate().ok()?;
+        found.into_iter().next().map(|c| c.spec)
+    }
+    #[cfg(not(feature = "realsense"))]
+    None
+}
+
 /// V4L2 video nodes, read from sysfs. With the `v4l2` feature each node is also asked what it
 /// offers (formats, sizes, rates) and nodes that do not capture video are left out; without it
 /// every node is listed by name.

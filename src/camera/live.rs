@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::clock::ClockMapper;
+use super::clock::{ClockMapper, RateMeter};
 use super::pairing::Pairer;
 use super::{RgbdFrame, Source, SourceError, SourceStats};
 use crate::rgbd::{Calibration, DepthMm, RgbImage};
@@ -70,6 +70,8 @@ pub struct LiveOptions {
     pub reconnect_timeout: Duration,
     pub retry_interval: Duration,
     pub hardware_reset_on_start: bool,
+    /// The frame rate asked of the device; a lower delivered rate is reported.
+    pub asked_fps: Option<f64>,
 }
 
 impl Default for LiveOptions {
@@ -80,6 +82,7 @@ impl Default for LiveOptions {
             reconnect_timeout: Duration::from_secs(30),
             retry_interval: Duration::from_millis(500),
             hardware_reset_on_start: false,
+            asked_fps: None,
         }
     }
 }
@@ -108,6 +111,7 @@ pub struct LiveSource<D: DeviceLayer> {
     epoch: Instant,
     last_color_number: Option<u64>,
     last_depth_number: Option<u64>,
+    rate: RateMeter,
     stats: SourceStats,
 }
 
@@ -123,6 +127,7 @@ impl<D: DeviceLayer> LiveSource<D> {
             epoch: Instant::now(),
             last_color_number: None,
             last_depth_number: None,
+            rate: RateMeter::new(2000.0),
             stats: SourceStats::default(),
         }
     }
@@ -154,6 +159,7 @@ impl<D: DeviceLayer> LiveSource<D> {
         self.clock.reset();
         self.last_color_number = None;
         self.last_depth_number = None;
+        self.rate.reset();
         if let Some(usb) = self.device.usb_type() {
             if usb.starts_with('2') || usb.starts_with('1') {
                 tracing::error!(
@@ -234,6 +240,20 @@ impl<D: DeviceLayer> LiveSource<D> {
             arrival: pair.color.arrival.max(pair.depth.arrival),
         };
         self.stats.delivered += 1;
+        if let Some(asked) = self.options.asked_fps {
+            let capture_ms = self.host_ms(frame.capture);
+            if let Some(rate) = self.rate.frame(capture_ms, asked) {
+                self.stats.measured_fps = Some(rate.fps);
+                if rate.slow {
+                    tracing::warn!(
+                        device = %self.device.describe(),
+                        asked,
+                        delivered = format!("{:.1}", rate.fps),
+                        "camera delivers fewer frames per second than asked: in low light auto-exposure lengthens frames (light the scene or fix the exposure), on USB 2 the bandwidth is short, or the host is too busy"
+                    );
+                }
+            }
+        }
         Some(frame)
     }
 }

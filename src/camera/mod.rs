@@ -55,7 +55,7 @@ pub struct RgbdFrame {
 }
 
 /// Counters a source keeps about frames it could not deliver.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct SourceStats {
     pub delivered: u64,
     /// Colour or depth frames that found no partner within the allowed skew.
@@ -65,6 +65,8 @@ pub struct SourceStats {
     pub dropped_by_device: u64,
     pub disconnects: u64,
     pub reconnects: u64,
+    /// Frames per second delivered over the last measuring window (live cameras).
+    pub measured_fps: Option<f64>,
 }
 
 #[derive(Debug, thiserror::Error)]

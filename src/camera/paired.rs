@@ -243,6 +243,7 @@ impl Source for PairedSource {
                 + depth.unpaired_depth,
             disconnects: color.disconnects + depth.disconnects,
             reconnects: color.reconnects + depth.reconnects,
+            measured_fps: color.measured_fps,
         }
     }
 

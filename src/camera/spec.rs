@@ -100,6 +100,23 @@ pub struct SpecDefaults {
     pub max_skew_ms: Option<f64>,
 }
 
+impl SpecDefaults {
+    /// The `[camera]` table of a board profile.
+    pub fn from_board(camera: &crate::board::Camera) -> Self {
+        let mode = |m: &crate::board::StreamMode| StreamMode {
+            width: m.width as usize,
+            height: m.height as usize,
+            fps: m.fps,
+        };
+        Self {
+            depth: Some(mode(&camera.depth)),
+            color: Some(mode(&camera.color)),
+            serial: Some(camera.serial.clone()).filter(|s| !s.is_empty() && s != "any"),
+            max_skew_ms: Some(f64::from(camera.max_skew_ms)),
+        }
+    }
+}
+
 fn parse_mode(text: &str) -> Option<StreamMode> {
     let (size, fps) = text.split_once('@')?;
     let (w, h) = size.split_once('x')?;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use spatialbot_edge::board::Board;
-use spatialbot_edge::camera::CameraSpec;
+use spatialbot_edge::camera::{CameraSpec, SpecDefaults};
 use spatialbot_edge::link::LinkSpec;
 use spatialbot_edge::pipeline::camera_source::CameraFrames;
 use spatialbot_edge::pipeline::{LoopConfig, RunSummary};
@@ -92,7 +92,10 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         "auto" => default_camera()?,
         other => other.to_string(),
     };
-    let camera_spec: CameraSpec = camera_arg.parse().map_err(bad_input)?;
+    let camera_spec = camera_arg
+        .parse::<CameraSpec>()
+        .map_err(bad_input)?
+        .with_defaults(&SpecDefaults::from_board(&board.camera));
     let link_arg = args.link.clone().unwrap_or_else(|| board.link.cli_spec());
     let link_spec: LinkSpec = link_arg.parse().map_err(bad_input)?;
     tracing::info!(board = %board.name, model = %model_dir.display(), camera = %camera_arg, link = %link_arg, "starting the control loop");
@@ -164,6 +167,9 @@ fn load_policy_spec(dir: &Path) -> anyhow::Result<PolicySpec> {
 /// The shipped sample recording. A RealSense camera is used only when named (`--camera
 /// realsense`): this build has no way to list attached cameras yet.
 fn default_camera() -> anyhow::Result<String> {
+    if let Some(spec) = spatialbot_edge::camera::enumerate::first_realsense() {
+        return Ok(spec);
+    }
     let sample = find_shipped(SAMPLE_RECORDING).ok_or_else(|| {
         bad_input(format!(
             "no --camera given and the sample recording {SAMPLE_RECORDING} was not found near the current directory or the binary; pass --camera SPEC"

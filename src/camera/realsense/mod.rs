@@ -774,6 +774,10 @@ pub fn open_live(
     modes: Modes,
     options: LiveOptions,
 ) -> Result<LiveSource<RsDevice>, SourceError> {
+    let options = LiveOptions {
+        asked_fps: Some(f64::from(modes.depth.fps.min(modes.color.fps))),
+        ..options
+    };
     let mut source = LiveSource::new(RsDevice::live(serial, modes), options);
     source.prime()?;
     Ok(source)

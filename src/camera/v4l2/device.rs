@@ -15,6 +15,7 @@ use super::{
     nominal_calibration, Arrival, BufferInfo, FrameAssembler, NegotiatedFormat, OfferedMode,
     OfferedSize, PixelFormat,
 };
+use crate::camera::clock::RateMeter;
 use crate::camera::spec::{StreamMode, V4l2Options};
 use crate::camera::{RgbdFrame, Source, SourceError, SourceStats};
 use crate::rgbd::Calibration;
@@ -42,6 +43,8 @@ pub struct V4l2Source {
     calibration: Calibration,
     assembler: FrameAssembler,
     state: State,
+    rate: RateMeter,
+    epoch: Instant,
 }
 
 /// Why opening failed: worth retrying (the node is gone) or not (the camera cannot do it).
@@ -208,7 +211,29 @@ impl V4l2Source {
             calibration,
             assembler,
             state: State::Streaming(stream),
+            rate: RateMeter::new(2000.0),
+            epoch: Instant::now(),
         })
+    }
+
+    fn measure_rate(&mut self, frame: &RgbdFrame) {
+        let capture_ms = frame
+            .capture
+            .saturating_duration_since(self.epoch)
+            .as_secs_f64()
+            * 1000.0;
+        let asked = f64::from(self.mode.fps);
+        if let Some(rate) = self.rate.frame(capture_ms, asked) {
+            self.assembler.stats_mut().measured_fps = Some(rate.fps);
+            if rate.slow {
+                tracing::warn!(
+                    device = %self.path.display(),
+                    asked,
+                    delivered = format!("{:.1}", rate.fps),
+                    "camera delivers fewer frames per second than asked: UVC cameras lengthen exposure in low light (light the scene or turn off auto-exposure priority), or the USB link is short of bandwidth"
+                );
+            }
+        }
     }
 
     fn lose(&mut self, reason: String) {
@@ -237,6 +262,7 @@ impl Source for V4l2Source {
                         Ok((stream, format)) => {
                             tracing::warn!(device = %self.path.display(), "camera back; streaming resumed");
                             self.assembler.restart(format);
+                            self.rate.reset();
                             self.assembler.stats_mut().reconnects += 1;
                             self.state = State::Streaming(stream);
                         }
@@ -264,7 +290,10 @@ impl Source for V4l2Source {
                         Err(e) => Err(e),
                     };
                     match outcome {
-                        Ok(Ok(Some(frame))) => return Ok(Some(frame)),
+                        Ok(Ok(Some(frame))) => {
+                            self.measure_rate(&frame);
+                            return Ok(Some(frame));
+                        }
                         Ok(Ok(None)) => {}
                         Ok(Err(e)) => {
                             return Err(SourceError::Device(format!(
