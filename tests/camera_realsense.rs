@@ -171,3 +171,33 @@ fn truncated_or_corrupt_bag_names_the_file() {
         assert!(err.contains(&path.display().to_string()), "{err}");
     }
 }
+
+#[test]
+fn looping_bag_plays_again_with_time_moving_forward() {
+    let dir = tempfile::tempdir().unwrap();
+    let bag = dir.path().join("scene.bag");
+    write_bag(&bag, 4, Shift::None);
+    let spec: CameraSpec = format!("replay,fast,loop:{}", bag.display())
+        .parse()
+        .unwrap();
+    let mut src = camera::open(&spec, &OpenOptions::default()).expect("open bag");
+    let frames: Vec<RgbdFrame> = (0..10)
+        .map(|_| {
+            src.next_frame()
+                .expect("frame")
+                .expect("a looping bag never ends")
+        })
+        .collect();
+    let numbers: Vec<u64> = frames.iter().map(|f| f.depth_frame_number).collect();
+    assert_eq!(
+        numbers,
+        vec![100, 101, 102, 103, 100, 101, 102, 103, 100, 101]
+    );
+    for (i, pair) in frames.windows(2).enumerate() {
+        assert_eq!(pair[1].sequence, i as u64 + 1);
+        assert!(pair[1].capture >= pair[0].capture, "frame {}", i + 1);
+    }
+    assert_eq!(frames[4].color, frames[0].color);
+    assert_eq!(frames[4].depth, frames[0].depth);
+    assert_eq!(src.stats().delivered, 10);
+}

@@ -116,18 +116,16 @@ pub fn open(spec: &CameraSpec, options: &OpenOptions) -> Result<Box<dyn Source>,
         CameraSpec::Synthetic(opts) => Box::new(synthetic::SyntheticSource::new(opts.clone())),
         #[cfg(feature = "realsense")]
         CameraSpec::Replay(opts) if is_bag(&opts.path) => {
+            let path = opts.path.clone();
+            let real_time = opts.pacing == Pacing::RealTime;
+            let open_bag = move || -> Result<Box<dyn Source>, SourceError> {
+                Ok(Box::new(realsense::open_bag(&path, real_time)?))
+            };
             if opts.looping {
-                return Err(SourceError::Spec {
-                    spec: format!("replay,loop:{}", opts.path.display()),
-                    message:
-                        "looping is not supported for .bag files yet; record it as a PNG folder"
-                            .into(),
-                });
+                Box::new(Looping::new(open_bag)?)
+            } else {
+                open_bag()?
             }
-            Box::new(realsense::open_bag(
-                &opts.path,
-                opts.pacing == Pacing::RealTime,
-            )?)
         }
         CameraSpec::Replay(opts) => Box::new(recording::PngFolderSource::open(opts.clone())?),
         #[cfg(feature = "realsense")]
@@ -220,6 +218,78 @@ fn open_pair(
             calibration_file: file.display().to_string(),
         },
     ))
+}
+
+/// Plays a finite source again from its start each time it ends (`replay,loop:` of a `.bag`;
+/// PNG folders loop by themselves). Capture times keep moving forward: each pass is a fresh
+/// playback on the host clock.
+pub struct Looping<F> {
+    reopen: F,
+    current: Box<dyn Source>,
+    sequence: u64,
+    delivered_this_pass: u64,
+    /// Counters of the passes before the current one.
+    earlier: SourceStats,
+}
+
+impl<F> Looping<F>
+where
+    F: FnMut() -> Result<Box<dyn Source>, SourceError> + Send,
+{
+    pub fn new(mut reopen: F) -> Result<Self, SourceError> {
+        let current = reopen()?;
+        Ok(Self {
+            reopen,
+            current,
+            sequence: 0,
+            delivered_this_pass: 0,
+            earlier: SourceStats::default(),
+        })
+    }
+}
+
+fn add_stats(a: &SourceStats, b: &SourceStats) -> SourceStats {
+    SourceStats {
+        delivered: a.delivered + b.delivered,
+        unpaired_color: a.unpaired_color + b.unpaired_color,
+        unpaired_depth: a.unpaired_depth + b.unpaired_depth,
+        dropped_by_device: a.dropped_by_device + b.dropped_by_device,
+        disconnects: a.disconnects + b.disconnects,
+        reconnects: a.reconnects + b.reconnects,
+        measured_fps: b.measured_fps.or(a.measured_fps),
+    }
+}
+
+impl<F> Source for Looping<F>
+where
+    F: FnMut() -> Result<Box<dyn Source>, SourceError> + Send,
+{
+    fn next_frame(&mut self) -> Result<Option<RgbdFrame>, SourceError> {
+        loop {
+            if let Some(mut frame) = self.current.next_frame()? {
+                frame.sequence = self.sequence;
+                self.sequence += 1;
+                self.delivered_this_pass += 1;
+                return Ok(Some(frame));
+            }
+            // A recording without a single frame would loop forever doing nothing.
+            if self.delivered_this_pass == 0 {
+                return Ok(None);
+            }
+            self.earlier = add_stats(&self.earlier, &self.current.stats());
+            self.current = (self.reopen)()?;
+            self.delivered_this_pass = 0;
+        }
+    }
+    fn calibration(&self) -> &Calibration {
+        self.current.calibration()
+    }
+    fn stats(&self) -> SourceStats {
+        add_stats(&self.earlier, &self.current.stats())
+    }
+    fn describe(&self) -> String {
+        format!("{} (looping)", self.current.describe())
+    }
 }
 
 pub fn is_bag(path: &std::path::Path) -> bool {
