@@ -52,6 +52,19 @@ macro_rules! rs_call {
 }
 pub(crate) use rs_call;
 
+/// Serialises the calls that add extrinsics to librealsense's process-wide extrinsics graph:
+/// registering explicit extrinsics appends to a vector outside the graph's own mutex
+/// (librealsense 2.56 `extrinsics_graph::register_extrinsics`), so a software device and a bag
+/// opened on two threads at once could corrupt it and crash. Hold this around
+/// `rs2_register_extrinsics`, recorder creation and `rs2_context_add_device`.
+static EXTRINSICS_GRAPH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub(crate) fn extrinsics_graph_lock() -> std::sync::MutexGuard<'static, ()> {
+    EXTRINSICS_GRAPH
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// An owned `rs2_context`.
 pub struct Context(*mut rs::rs2_context);
 
@@ -315,7 +328,11 @@ impl RsDevice {
                 if !path.exists() {
                     return Err(DeviceError::Failed("no such file".into()));
                 }
-                let dev = rs_call!(rs2_context_add_device(ctx, c_path.as_ptr())).map_err(|m| {
+                let added = {
+                    let _graph = extrinsics_graph_lock();
+                    rs_call!(rs2_context_add_device(ctx, c_path.as_ptr()))
+                };
+                let dev = added.map_err(|m| {
                     DeviceError::Failed(format!(
                         "not a readable RealSense bag, truncated or corrupt ({m})"
                     ))
@@ -702,9 +719,19 @@ impl DeviceLayer for RsDevice {
         let Some(open) = &self.open else {
             return Err(DeviceError::Failed("not open".into()));
         };
+        // A bag starts playing when its first sensor starts: frames of a sensor started a moment
+        // later would be read past and lost (the first frames of a fast playback, seen under
+        // load). Hold playback until every sensor listens.
+        let bag = matches!(self.target, Target::Bag { .. });
+        if bag {
+            rs_call!(rs2_playback_device_pause(open.device)).map_err(DeviceError::Failed)?;
+        }
         for &s in &open.sensors {
             rs_call!(rs2_start(s, Some(on_frame), open.shared as *mut c_void))
                 .map_err(|m| DeviceError::Failed(format!("{}: {m}", self.description)))?;
+        }
+        if bag {
+            rs_call!(rs2_playback_device_resume(open.device)).map_err(DeviceError::Failed)?;
         }
         Ok(())
     }

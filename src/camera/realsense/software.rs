@@ -201,12 +201,15 @@ impl BagWriter {
                 e,
             )
         })?;
-        rs_call!(rs2_register_extrinsics(
-            depth_profile,
-            color_profile,
-            extrinsics_to_rs(&calib.depth_to_color)
-        ))?;
-        let recorder = rs_call!(rs2_create_record_device_ex(device, c_path.as_ptr(), 0))?;
+        let recorder = {
+            let _graph = super::extrinsics_graph_lock();
+            rs_call!(rs2_register_extrinsics(
+                depth_profile,
+                color_profile,
+                extrinsics_to_rs(&calib.depth_to_color)
+            ))?;
+            rs_call!(rs2_create_record_device_ex(device, c_path.as_ptr(), 0))?
+        };
         for (sensor, profile) in [(depth_sensor, depth_profile), (color_sensor, color_profile)] {
             rs_call!(rs2_open(sensor, profile))?;
             rs_call!(rs2_start(sensor, Some(ignore_frame), std::ptr::null_mut()))?;
