@@ -18,6 +18,41 @@ pub struct CameraInfo {
     pub warnings: Vec<String>,
 }
 
+/// One stream mode a camera offers: what (e.g. "depth Z16"), width, height, frame rate.
+pub type OfferedStream = (String, u32, u32, u32);
+
+/// Lines such as `depth Z16 848x480 @ 90, 60, 30 fps`: one per stream and size, largest first,
+/// rates fastest first.
+pub fn describe_stream_modes(offered: &[OfferedStream]) -> Vec<String> {
+    let mut sizes: Vec<(String, u32, u32, Vec<u32>)> = Vec::new();
+    for (what, w, h, fps) in offered {
+        match sizes
+            .iter_mut()
+            .find(|(s, sw, sh, _)| s == what && sw == w && sh == h)
+        {
+            Some((_, _, _, rates)) => {
+                if !rates.contains(fps) {
+                    rates.push(*fps)
+                }
+            }
+            None => sizes.push((what.clone(), *w, *h, vec![*fps])),
+        }
+    }
+    sizes.sort_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then((u64::from(b.1) * u64::from(b.2)).cmp(&(u64::from(a.1) * u64::from(a.2))))
+            .then(b.1.cmp(&a.1))
+    });
+    sizes
+        .into_iter()
+        .map(|(what, w, h, mut rates)| {
+            rates.sort_unstable_by(|a, b| b.cmp(a));
+            let rates: Vec<String> = rates.iter().map(u32::to_string).collect();
+            format!("{what} {w}x{h} @ {} fps", rates.join(", "))
+        })
+        .collect()
+}
+
 /// The SPEC of the first RealSense camera attached, for `auto`; `None` without one (or without
 /// the `realsense` feature).
 pub fn first_realsense() -> Option<String> {
@@ -87,4 +122,32 @@ fn with_offered_modes(mut info: CameraInfo, node: &str) -> Option<CameraInfo> {
         )),
     }
     Some(info)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn stream_modes_group_by_size_largest_and_fastest_first() {
+        let offered: Vec<super::OfferedStream> = [
+            ("depth Z16", 640, 480, 30),
+            ("colour RGB8", 640, 480, 30),
+            ("depth Z16", 848, 480, 30),
+            ("depth Z16", 848, 480, 90),
+            ("depth Z16", 640, 480, 6),
+            ("depth Z16", 848, 480, 30),
+            ("colour RGB8", 1280, 720, 15),
+        ]
+        .into_iter()
+        .map(|(s, w, h, f)| (s.to_string(), w, h, f))
+        .collect();
+        assert_eq!(
+            super::describe_stream_modes(&offered),
+            vec![
+                "colour RGB8 1280x720 @ 15 fps",
+                "colour RGB8 640x480 @ 30 fps",
+                "depth Z16 848x480 @ 90, 30 fps",
+                "depth Z16 640x480 @ 30, 6 fps",
+            ]
+        );
+    }
 }

@@ -131,9 +131,70 @@ fn info_of(dev: *const rs::rs2_device) -> CameraInfo {
         serial,
         firmware: device_info(dev, rs::rs2_camera_info_RS2_CAMERA_INFO_FIRMWARE_VERSION),
         usb_type,
-        modes: Vec::new(),
+        modes: super::enumerate::describe_stream_modes(&stream_modes(dev)),
         warnings,
     }
+}
+
+/// The depth Z16 and colour RGB8 modes a device offers (the formats this program streams).
+fn stream_modes(dev: *const rs::rs2_device) -> Vec<super::enumerate::OfferedStream> {
+    let mut offered = Vec::new();
+    let Ok(sensor_list) = rs_call!(rs2_query_sensors(dev)) else {
+        return offered;
+    };
+    let n = rs_call!(rs2_get_sensors_count(sensor_list)).unwrap_or(0);
+    for i in 0..n {
+        let Ok(sensor) = rs_call!(rs2_create_sensor(sensor_list, i)) else {
+            continue;
+        };
+        if let Ok(profiles) = rs_call!(rs2_get_stream_profiles(sensor)) {
+            let count = rs_call!(rs2_get_stream_profiles_count(profiles)).unwrap_or(0);
+            for j in 0..count {
+                let Ok(p) = rs_call!(rs2_get_stream_profile(profiles, j)) else {
+                    continue;
+                };
+                let (mut stream, mut format, mut index, mut uid, mut fps) = (0, 0, 0, 0, 0);
+                let (mut w, mut h) = (0, 0);
+                if rs_call!(rs2_get_stream_profile_data(
+                    p,
+                    &mut stream,
+                    &mut format,
+                    &mut index,
+                    &mut uid,
+                    &mut fps
+                ))
+                .is_err()
+                    || rs_call!(rs2_get_video_stream_resolution(p, &mut w, &mut h)).is_err()
+                {
+                    continue;
+                }
+                let what = if stream == rs::rs2_stream_RS2_STREAM_DEPTH
+                    && format == rs::rs2_format_RS2_FORMAT_Z16
+                {
+                    "depth Z16"
+                } else if stream == rs::rs2_stream_RS2_STREAM_COLOR
+                    && format == rs::rs2_format_RS2_FORMAT_RGB8
+                {
+                    "colour RGB8"
+                } else {
+                    continue;
+                };
+                offered.push((
+                    what.to_string(),
+                    w.max(0) as u32,
+                    h.max(0) as u32,
+                    fps.max(0) as u32,
+                ));
+            }
+            // SAFETY: created above, deleted once.
+            unsafe { rs::rs2_delete_stream_profiles_list(profiles) };
+        }
+        // SAFETY: created above, deleted once.
+        unsafe { rs::rs2_delete_sensor(sensor) };
+    }
+    // SAFETY: created above, deleted once.
+    unsafe { rs::rs2_delete_sensor_list(sensor_list) };
+    offered
 }
 
 /// Every attached RealSense camera.
