@@ -313,7 +313,10 @@ fn not_run(name: &str, why: &str) -> StageNotRun {
 fn plan(board: &Board, camera: &str) -> anyhow::Result<Plan> {
     let mut stages: Vec<Box<dyn BenchStage>> = Vec::new();
     let mut notes = Vec::new();
-    let spec: CameraSpec = camera.parse().map_err(bad_input)?;
+    let spec = camera
+        .parse::<CameraSpec>()
+        .map_err(bad_input)?
+        .with_defaults(&camera::SpecDefaults::from_board(&board.camera));
     let source = camera::open(&spec, &OpenOptions { register: false })
         .with_context(|| format!("cannot open camera `{camera}`"))?;
     notes.push(format!("camera: {}", source.describe()));
