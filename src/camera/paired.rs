@@ -42,6 +42,13 @@ impl Half {
             Half::Depth => 1,
         }
     }
+
+    fn name(self) -> &'static str {
+        match self {
+            Half::Color => "colour",
+            Half::Depth => "depth",
+        }
+    }
 }
 
 type Delivery = (Half, Result<Option<RgbdFrame>, SourceError>);
@@ -60,6 +67,9 @@ pub struct PairedSource {
     threads: Vec<JoinHandle<()>>,
     description: String,
     ended: bool,
+    /// A half that ended or failed, and how; its frames already waiting may still pair with
+    /// the other half's next ones, so the end is delivered once they have.
+    finishing: Option<(Half, Option<SourceError>)>,
 }
 
 /// Milliseconds from `epoch` to `t`, negative when `t` is earlier.
@@ -110,6 +120,7 @@ impl PairedSource {
             threads,
             description,
             ended: false,
+            finishing: None,
         }
     }
 
@@ -142,6 +153,16 @@ impl PairedSource {
             });
         }
         Ok(())
+    }
+
+    /// Ends the pair: with the first half's error if it failed (else `other`), or cleanly.
+    fn finish(&mut self, other: Option<SourceError>) -> Result<Option<RgbdFrame>, SourceError> {
+        self.ended = true;
+        let first = self.finishing.take().and_then(|(_, e)| e);
+        match first.or(other) {
+            Some(e) => Err(e),
+            None => Ok(None),
+        }
     }
 
     fn combine(&mut self, color: RgbdFrame, depth: RgbdFrame) -> RgbdFrame {
@@ -183,33 +204,43 @@ fn run_half(
 
 impl Source for PairedSource {
     fn next_frame(&mut self) -> Result<Option<RgbdFrame>, SourceError> {
-        if self.ended {
-            return Ok(None);
-        }
         loop {
-            let Ok((half, result)) = self.rx.recv() else {
-                self.ended = true;
+            if self.ended {
                 return Ok(None);
+            }
+            if let Some((half, _)) = &self.finishing {
+                let (color, depth) = self.pairer.waiting();
+                let waiting = match half {
+                    Half::Color => color,
+                    Half::Depth => depth,
+                };
+                if waiting == 0 {
+                    return self.finish(None);
+                }
+            }
+            let Ok((half, result)) = self.rx.recv() else {
+                return self.finish(None);
             };
             let frame = match result {
                 Ok(Some(frame)) => frame,
-                // When either camera's recording ends there are no more pairs.
                 Ok(None) => {
-                    self.ended = true;
-                    return Ok(None);
+                    if self.finishing.is_some() {
+                        return self.finish(None);
+                    }
+                    self.finishing = Some((half, None));
+                    continue;
                 }
                 Err(e) => {
-                    self.ended = true;
-                    let which = match half {
-                        Half::Color => "colour",
-                        Half::Depth => "depth",
-                    };
-                    return Err(SourceError::Device(format!("{which} camera: {e}")));
+                    let e = SourceError::Device(format!("{} camera: {e}", half.name()));
+                    if self.finishing.is_some() {
+                        return self.finish(Some(e));
+                    }
+                    self.finishing = Some((half, Some(e)));
+                    continue;
                 }
             };
             if let Err(e) = self.check_size(half, &frame) {
-                self.ended = true;
-                return Err(e);
+                return self.finish(Some(e));
             }
             let at = ms_since(self.epoch, frame.capture);
             let pair = match half {

@@ -72,6 +72,11 @@ impl<C, D> Pairer<C, D> {
         }
     }
 
+    /// Frames waiting for a partner: (colour, depth).
+    pub fn waiting(&self) -> (usize, usize) {
+        (self.color.len(), self.depth.len())
+    }
+
     /// Forgets waiting frames (after a reconnect the device's clock may restart).
     pub fn clear(&mut self) {
         self.color.clear();
