@@ -190,6 +190,43 @@ fn depth_beyond_16_bits_survives_exactly() {
 }
 
 #[test]
+fn colour_only_recordings_replay_as_colour_only() {
+    let calib = synthetic::calibration(16, 12);
+    let now = Instant::now();
+    let frame = |n: u64| RgbdFrame {
+        color: RgbImage::filled(16, 12, [n as u8, 2, 3]),
+        depth: DepthMm::zeros(16, 12),
+        has_depth: false,
+        depth_registered: true,
+        color_intrinsics: calib.color.clone(),
+        depth_intrinsics: calib.color.clone(),
+        color_frame_number: n,
+        depth_frame_number: n,
+        sequence: n,
+        device_timestamp_ms: None,
+        capture: now + Duration::from_millis(33 * n),
+        arrival: now + Duration::from_millis(33 * n + 2),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("webcam");
+    let mut src = Frames {
+        calib: calib.clone(),
+        frames: vec![frame(0), frame(1)],
+        fail_at_end: false,
+    };
+    recording::record(&mut src, &out, RecordLimit::Frames(2), blocking()).unwrap();
+    let info = std::fs::read_to_string(out.join("recording.toml")).unwrap();
+    assert!(info.contains("has_depth = false"), "{info}");
+    let mut back = replay(&out, false);
+    for n in 0..2u64 {
+        let got = back.next_frame().unwrap().unwrap();
+        assert!(!got.has_depth && got.depth_registered);
+        assert_eq!(got.color, frame(n).color);
+    }
+    assert!(back.next_frame().unwrap().is_none());
+}
+
+#[test]
 fn truncated_png_names_file_and_frame_after_earlier_frames() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("rec");

@@ -34,6 +34,8 @@ struct Report {
     width: usize,
     height: usize,
     depth_registered: bool,
+    /// False for a colour-only camera (V4L2 alone): its depth is all zeros.
+    has_depth: bool,
     first_device_timestamp_ms: Option<f64>,
     last_device_timestamp_ms: Option<f64>,
     depth_min_mm: u32,
@@ -73,6 +75,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         width: 0,
         height: 0,
         depth_registered: false,
+        has_depth: true,
         first_device_timestamp_ms: None,
         last_device_timestamp_ms: None,
         depth_min_mm: u32::MAX,
@@ -91,6 +94,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
             report.width = frame.color.width;
             report.height = frame.color.height;
             report.depth_registered = frame.depth_registered;
+            report.has_depth = frame.has_depth;
             report.first_device_timestamp_ms = frame.device_timestamp_ms;
         }
         report.last_device_timestamp_ms = frame.device_timestamp_ms;
@@ -123,7 +127,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
             report.frames,
             report.width,
             report.height,
-            if report.depth_registered { "registered to colour" } else { "in the depth camera's frame" },
+            if !report.has_depth { "absent (colour-only camera)" } else if report.depth_registered { "registered to colour" } else { "in the depth camera's frame" },
             report.depth_min_mm,
             report.depth_max_mm,
             report.depth_valid_fraction * 100.0,
