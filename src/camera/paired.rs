@@ -138,11 +138,11 @@ impl PairedSource {
             ),
         };
         if got != (want.width, want.height) {
-            return Err(SourceError::Spec {
-                spec: self.description.clone(),
+            return Err(SourceError::Recording {
+                path: self.options.calibration_file.clone(),
                 message: format!(
-                    "{}: its {what} intrinsics are for {}x{} but the {what} camera delivers {}x{}; calibrate the pair at this mode or change the mode",
-                    self.options.calibration_file, want.width, want.height, got.0, got.1
+                    "its {what} intrinsics are for {}x{} but the {what} camera delivers {}x{}; calibrate the pair at this mode or change the mode",
+                    want.width, want.height, got.0, got.1
                 ),
             });
         }
