@@ -184,6 +184,19 @@ fn unplug_mid_stream_resumes_without_restart() {
 }
 
 #[test]
+fn a_usb2_link_is_named_in_the_description() {
+    let mut device = ScriptedDevice::new(steady(0, 1, 0.0));
+    device.usb = "2.1";
+    let mut src = LiveSource::new(device, options());
+    src.next_frame().unwrap().unwrap();
+    let text = src.describe();
+    assert!(text.contains("USB 2.1") && text.contains("USB 3"), "{text}");
+    let mut src = LiveSource::new(ScriptedDevice::new(steady(0, 1, 0.0)), options());
+    src.next_frame().unwrap().unwrap();
+    assert!(!src.describe().contains("USB"), "{}", src.describe());
+}
+
+#[test]
 fn a_hung_link_counts_as_a_loss_and_recovers() {
     let mut script = steady(0, 2, 0.0);
     script.push(Step::Hang);

@@ -161,7 +161,7 @@ impl<D: DeviceLayer> LiveSource<D> {
         self.last_depth_number = None;
         self.rate.reset();
         if let Some(usb) = self.device.usb_type() {
-            if usb.starts_with('2') || usb.starts_with('1') {
+            if is_usb2_or_older(&usb) {
                 tracing::error!(
                     device = %self.device.describe(),
                     usb = %usb,
@@ -329,8 +329,18 @@ impl<D: DeviceLayer> Source for LiveSource<D> {
     }
 
     fn describe(&self) -> String {
-        self.device.describe()
+        match self.device.usb_type().filter(|u| is_usb2_or_older(u)) {
+            Some(usb) => format!(
+                "{} (WARNING: USB {usb} link, modes and rates are limited; use a USB 3 port and cable)",
+                self.device.describe()
+            ),
+            None => self.device.describe(),
+        }
     }
+}
+
+fn is_usb2_or_older(usb_type: &str) -> bool {
+    usb_type.starts_with('2') || usb_type.starts_with('1')
 }
 
 impl<D: DeviceLayer> LiveSource<D> {
