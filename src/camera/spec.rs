@@ -117,7 +117,8 @@ impl SpecDefaults {
     }
 }
 
-fn parse_mode(text: &str) -> Option<StreamMode> {
+/// `WIDTHxHEIGHT@FPS`, e.g. `848x480@30`.
+pub fn parse_mode(text: &str) -> Option<StreamMode> {
     let (size, fps) = text.split_once('@')?;
     let (w, h) = size.split_once('x')?;
     let mode = StreamMode {

@@ -13,6 +13,22 @@ pub struct Args {
     /// Write each RealSense camera's factory calibration to DIR/<serial>.toml.
     #[arg(long, value_name = "DIR")]
     pub calib_out: Option<PathBuf>,
+    /// Depth mode the calibration is for (intrinsics depend on it), e.g. 848x480@30.
+    #[arg(
+        long,
+        value_name = "WxH@FPS",
+        default_value = "640x480@30",
+        requires = "calib_out"
+    )]
+    pub depth: String,
+    /// Colour mode the calibration is for, e.g. 1280x720@30.
+    #[arg(
+        long,
+        value_name = "WxH@FPS",
+        default_value = "640x480@30",
+        requires = "calib_out"
+    )]
+    pub color: String,
 }
 
 #[derive(Serialize)]
@@ -43,7 +59,24 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         }
         calibrations_written = match &args.calib_out {
             Some(dir) => {
-                spatialbot_edge::camera::realsense::write_calibrations(dir).map_err(bad_input)?
+                use spatialbot_edge::camera::realsense::{self, Mode, Modes};
+                let mode = |flag: &str, text: &str| -> anyhow::Result<Mode> {
+                    let m = spatialbot_edge::camera::spec::parse_mode(text).ok_or_else(|| {
+                        bad_input(format!(
+                            "--{flag} {text}: give WIDTHxHEIGHT@FPS, e.g. 848x480@30"
+                        ))
+                    })?;
+                    Ok(Mode {
+                        width: m.width,
+                        height: m.height,
+                        fps: m.fps,
+                    })
+                };
+                let modes = Modes {
+                    depth: mode("depth", &args.depth)?,
+                    color: mode("color", &args.color)?,
+                };
+                realsense::write_calibrations(dir, modes).map_err(bad_input)?
             }
             None => Vec::new(),
         };

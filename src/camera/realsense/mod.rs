@@ -215,15 +215,15 @@ pub fn enumerate() -> Result<Vec<CameraInfo>, SourceError> {
     Ok(out)
 }
 
-/// Writes `DIR/<serial>.toml` with each attached camera's factory calibration at the default
-/// modes (depth Z16 and colour RGB8 at 640×480 @ 30).
-pub fn write_calibrations(dir: &Path) -> Result<Vec<String>, SourceError> {
+/// Writes `DIR/<serial>.toml` with each attached camera's factory calibration at `modes`
+/// (intrinsics depend on the resolution: use the modes the camera will stream at).
+pub fn write_calibrations(dir: &Path, modes: Modes) -> Result<Vec<String>, SourceError> {
     let mut written = Vec::new();
     for cam in enumerate()? {
         let Some(serial) = cam.serial.clone() else {
             continue;
         };
-        let mut device = RsDevice::live(Some(serial.clone()), Modes::default());
+        let mut device = RsDevice::live(Some(serial.clone()), modes);
         device
             .open_only()
             .map_err(|e| SourceError::Device(e.to_string()))?;
