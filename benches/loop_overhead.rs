@@ -220,7 +220,7 @@ fn inline_overhead(spec: &PolicySpec, with_depth: bool, steps: usize) -> Option<
     .expect("sample recording");
     let text = BUILTIN_PROFILES[0]
         .1
-        .replace("rate_limit_hz = 10.0", "rate_limit_hz = 100000.0");
+        .replace("rate_limit_hz = 10.0", "rate_limit_hz = 1000.0");
     let board =
         Board::from_toml_str(&text, "bench-board.toml".as_ref(), ".".as_ref()).expect("board");
     let names: Vec<String> = spec.actions.dims().iter().map(|d| d.name.clone()).collect();
