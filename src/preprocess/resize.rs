@@ -174,7 +174,6 @@ pub(crate) struct Resampler {
 }
 
 impl Resampler {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         (in_w, in_h): (usize, usize),
         (out_w, out_h): (usize, usize),
