@@ -227,6 +227,7 @@ impl Resampler {
     ) -> Result<(), ResizeError> {
         let fits = src.width > 0
             && src.height > 0
+            && src.width.checked_mul(src.height * 3) == Some(src.data.len())
             && at
                 .left
                 .checked_add(src.width)
