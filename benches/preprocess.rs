@@ -31,7 +31,17 @@ fn bench_preprocess(c: &mut Criterion) {
     ] {
         let mut pre = Preprocessor::new(tower, tower.default_size(), pad).expect("valid size");
         group.bench_function(name, |b| b.iter(|| pre.tensor(black_box(&rgb))));
+        let mut out = Vec::new();
+        group.bench_function(format!("{name}_into_reused_buffer"), |b| {
+            b.iter(|| pre.tensor_into(black_box(&rgb), &mut out))
+        });
     }
+    let portrait = frame(480, 640);
+    let mut pre = Preprocessor::new(Tower::Clip, 336, false).expect("valid size");
+    let mut out = Vec::new();
+    group.bench_function("clip_portrait_480x640_into", |b| {
+        b.iter(|| pre.tensor_into(black_box(&portrait), &mut out))
+    });
     let square = frame(640, 640);
     let resize = BicubicResize::new(640, 640, 384, 384).expect("valid sizes");
     let mut scratch = Vec::new();

@@ -273,11 +273,14 @@ fn towers_match_hf_steps_with_pillow_and_numpy() {
         (Tower::Clip, false, 640, 480, 336),
         (Tower::Clip, true, 640, 480, 336),
         (Tower::Siglip, true, 480, 640, 384),
+        (Tower::Siglip, false, 640, 480, 384),
+        (Tower::Clip, false, 480, 640, 336),
+        (Tower::Clip, true, 480, 640, 336),
         (Tower::Clip, false, 1, 1, 7),
         (Tower::Clip, false, 2, 3, 5),
         (Tower::Clip, true, 3, 2, 5),
     ];
-    while cases.len() < 30 {
+    while cases.len() < 33 {
         let tower = if rng.below(2) == 0 {
             Tower::Clip
         } else {

@@ -2,7 +2,7 @@
 //! the colour image, image 1 the SpatialBot-packed depth (released encoding) of the same frame.
 
 use crate::preprocess::{Preprocessor, Tensor, Tower};
-use crate::rgbd::{pack, Encoding};
+use crate::rgbd::{pack, Encoding, RgbImage};
 
 use super::{CapturedFrame, StageError};
 
@@ -16,12 +16,15 @@ pub enum FrameTensorError {
 
 pub struct FrameTensors {
     pre: Preprocessor,
+    /// The packed depth image, reused from frame to frame.
+    packed: RgbImage,
 }
 
 impl FrameTensors {
     pub fn new(tower: Tower, size: usize, pad_to_square: bool) -> Result<Self, StageError> {
         Ok(Self {
             pre: Preprocessor::new(tower, size, pad_to_square)?,
+            packed: RgbImage::filled(0, 0, [0; 3]),
         })
     }
 
@@ -33,8 +36,12 @@ impl FrameTensors {
                     .depth
                     .as_ref()
                     .ok_or(FrameTensorError::NoDepth(frame.seq))?;
-                let (packed, _) = pack::pack(depth, Encoding::SpatialBot);
-                Ok(self.pre.tensor(&packed)?)
+                let packed = &mut self.packed;
+                packed.width = depth.width();
+                packed.height = depth.height();
+                packed.data.resize(depth.as_slice().len() * 3, 0);
+                pack::pack_into(depth.as_slice(), Encoding::SpatialBot, &mut packed.data)?;
+                Ok(self.pre.tensor(packed)?)
             }
             n => Err(FrameTensorError::NoSuchImage(n).into()),
         }

@@ -6,6 +6,7 @@
 //! (`rgbd::pack`), then goes through the same steps as colour.
 
 pub mod geometry;
+mod kernels;
 pub mod resize;
 pub mod tensor;
 
@@ -13,6 +14,7 @@ pub use geometry::{
     center_crop_offset, crop, expand2square, shortest_edge_size, square_paste_offset,
 };
 pub use resize::{resize_bicubic, BicubicResize, PassOrder, ResizeError};
+use resize::{Placement, Resampler};
 pub use tensor::{Normalizer, Tensor};
 
 use crate::rgbd::RgbImage;
@@ -89,20 +91,19 @@ impl std::str::FromStr for Tower {
     }
 }
 
-/// The geometric steps for one input size, precomputed.
+/// The geometric steps for one input size, precomputed: where the image lies on the canvas
+/// (padding) and the resize that computes only the kept centre crop.
 #[derive(Clone, Debug)]
 struct Plan {
     in_w: usize,
     in_h: usize,
-    /// Side of the padded square, when padding changes the image.
-    pad_side: Option<usize>,
-    resize: BicubicResize,
-    /// Top-left of the S×S crop in the resized image (CLIP), when it is not the whole image.
-    crop_at: Option<(usize, usize)>,
+    at: Placement,
+    resampler: Resampler,
 }
 
-/// Image → tensor for one tower. Holds the resize coefficients of the last input size, so a
-/// stream of same-sized frames pays only the arithmetic.
+/// Image → tensor for one tower. Holds the resize tables of the last input size and its
+/// buffers, so a stream of same-sized frames pays only the arithmetic and allocates nothing
+/// (with `tensor_into`).
 #[derive(Clone, Debug)]
 pub struct Preprocessor {
     tower: Tower,
@@ -136,29 +137,45 @@ impl Preprocessor {
     }
 
     fn plan_for(&self, in_w: usize, in_h: usize) -> Result<Plan, PreprocessError> {
-        let pad_side = (self.pad && in_w != in_h).then(|| in_w.max(in_h));
-        let (w, h) = pad_side.map_or((in_w, in_h), |s| (s, s));
+        let padded = self.pad && in_w != in_h;
+        let (w, h) = if padded {
+            let side = in_w.max(in_h);
+            (side, side)
+        } else {
+            (in_w, in_h)
+        };
+        let at = if padded {
+            let (left, top) = square_paste_offset(in_w, in_h);
+            Placement {
+                left,
+                top,
+                fill: self.tower.pad_color(),
+            }
+        } else {
+            Placement::WHOLE
+        };
         let (rw, rh) = match self.tower {
             Tower::Siglip => (self.size, self.size),
             Tower::Clip => shortest_edge_size(w, h, self.size),
         };
-        let resize = BicubicResize::new(w, h, rw, rh)?;
-        let crop_at = match self.tower {
-            Tower::Siglip => None,
-            Tower::Clip => center_crop_offset(rw, rh, self.size, self.size)
-                .filter(|_| (rw, rh) != (self.size, self.size)),
+        let (keep_at, keep_size) = match self.tower {
+            Tower::Siglip => ((0, 0), (rw, rh)),
+            Tower::Clip => match center_crop_offset(rw, rh, self.size, self.size) {
+                Some(at) => (at, (self.size, self.size)),
+                None => ((0, 0), (rw, rh)),
+            },
         };
+        let order = PassOrder::pillow(w, h, rw, rh);
+        let resampler = Resampler::new((w, h), (rw, rh), keep_at, keep_size, order)?;
         Ok(Plan {
             in_w,
             in_h,
-            pad_side,
-            resize,
-            crop_at,
+            at,
+            resampler,
         })
     }
 
-    /// The uint8 S×S image the tower sees (after pad, resize and crop).
-    pub fn resized(&mut self, img: &RgbImage) -> Result<RgbImage, PreprocessError> {
+    fn plan(&mut self, img: &RgbImage) -> Result<&Plan, PreprocessError> {
         if img.width == 0 || img.height == 0 {
             return Err(PreprocessError::EmptyImage {
                 width: img.width,
@@ -172,34 +189,75 @@ impl Preprocessor {
         if stale {
             self.plan = Some(self.plan_for(img.width, img.height)?);
         }
+        self.plan.as_ref().ok_or(PreprocessError::EmptyImage {
+            width: img.width,
+            height: img.height,
+        })
+    }
+
+    /// Width and height of the output for an input of this size (S×S but for a CLIP crop
+    /// that does not fit).
+    fn output_size(&mut self, img: &RgbImage) -> Result<(usize, usize), PreprocessError> {
+        Ok(self.plan(img)?.resampler.kept_size())
+    }
+
+    /// The uint8 S×S image the tower sees (after pad, resize and crop).
+    pub fn resized(&mut self, img: &RgbImage) -> Result<RgbImage, PreprocessError> {
+        let (w, h) = self.output_size(img)?;
+        let mut data = vec![0u8; w * h * 3];
+        let stride = w * 3;
         let Some(plan) = self.plan.as_ref() else {
             return Err(PreprocessError::EmptyImage {
-                width: img.width,
-                height: img.height,
+                width: 0,
+                height: 0,
             });
         };
-        let resized = match plan.pad_side {
-            Some(_) if img.width > img.height => {
-                let (_, top) = square_paste_offset(img.width, img.height);
-                plan.resize
-                    .apply_on_canvas(img, top, self.tower.pad_color(), &mut self.scratch)?
-            }
-            Some(_) => plan.resize.apply_with(
-                &expand2square(img, self.tower.pad_color()),
-                &mut self.scratch,
-            )?,
-            None => plan.resize.apply_with(img, &mut self.scratch)?,
-        };
-        Ok(match plan.crop_at {
-            Some(at) => crop(&resized, at, self.size, self.size).unwrap_or(resized),
-            None => resized,
+        plan.resampler
+            .run(img, plan.at, &mut self.scratch, |y, row| {
+                data[y * stride..(y + 1) * stride].copy_from_slice(row)
+            })?;
+        Ok(RgbImage {
+            width: w,
+            height: h,
+            data,
         })
+    }
+
+    /// The f32 `[3, S, S]` tensor for the vision graph, written into `out` (resized to fit;
+    /// no allocation once it has the capacity). Returns the shape.
+    pub fn tensor_into(
+        &mut self,
+        img: &RgbImage,
+        out: &mut Vec<f32>,
+    ) -> Result<[usize; 3], PreprocessError> {
+        let (w, h) = self.output_size(img)?;
+        let plane = w * h;
+        out.resize(plane * 3, 0.0);
+        let Some(plan) = self.plan.as_ref() else {
+            return Err(PreprocessError::EmptyImage {
+                width: 0,
+                height: 0,
+            });
+        };
+        let (r, rest) = out.split_at_mut(plane);
+        let (g, b) = rest.split_at_mut(plane);
+        let normalizer = &self.normalizer;
+        plan.resampler
+            .run(img, plan.at, &mut self.scratch, |y, row| {
+                let at = y * w..(y + 1) * w;
+                normalizer.planar_row(row, &mut r[at.clone()], &mut g[at.clone()], &mut b[at]);
+            })?;
+        Ok([3, h, w])
     }
 
     /// The f32 `[3, S, S]` tensor for the vision graph.
     pub fn tensor(&mut self, img: &RgbImage) -> Result<Tensor, PreprocessError> {
-        let resized = self.resized(img)?;
-        Ok(self.normalizer.chw(&resized))
+        let mut data = Vec::new();
+        let shape = self.tensor_into(img, &mut data)?;
+        Ok(Tensor {
+            shape: shape.to_vec(),
+            data,
+        })
     }
 }
 

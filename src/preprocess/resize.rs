@@ -15,10 +15,9 @@
 //! Coefficients depend only on the sizes: build a `BicubicResize` once and apply it to every
 //! frame of a stream.
 
+use super::kernels::{horizontal_row, vertical_row, KeptTaps, PRECISION_BITS};
 use crate::rgbd::RgbImage;
 
-const PRECISION_BITS: u32 = 32 - 8 - 2;
-const HALF: i32 = 1 << (PRECISION_BITS - 1);
 const CUBIC_A: f64 = -0.5;
 const CUBIC_SUPPORT: f64 = 2.0;
 
@@ -56,7 +55,7 @@ fn cubic(x: f64) -> f64 {
 /// Fixed-point taps of one axis: output index `o` reads `count[o]` input samples from `first[o]`
 /// with the weights `weights[o * taps .. o * taps + count[o]]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct AxisTaps {
+pub(crate) struct AxisTaps {
     taps: usize,
     first: Vec<usize>,
     count: Vec<usize>,
@@ -64,7 +63,7 @@ struct AxisTaps {
 }
 
 impl AxisTaps {
-    fn new(in_size: usize, out_size: usize) -> Self {
+    pub(crate) fn new(in_size: usize, out_size: usize) -> Self {
         let scale = in_size as f64 / out_size as f64;
         let filterscale = scale.max(1.0);
         let support = CUBIC_SUPPORT * filterscale;
@@ -109,18 +108,13 @@ impl AxisTaps {
     }
 
     #[inline(always)]
-    fn of(&self, o: usize) -> (usize, &[i32]) {
+    pub(crate) fn of(&self, o: usize) -> (usize, &[i32]) {
         let n = self.count[o];
         (
             self.first[o],
             &self.weights[o * self.taps..o * self.taps + n],
         )
     }
-}
-
-#[inline(always)]
-fn clip8(acc: i32) -> u8 {
-    (acc >> PRECISION_BITS).clamp(0, 255) as u8
 }
 
 /// Which separable pass runs first when both axes change size.
@@ -150,6 +144,237 @@ impl PassOrder {
     }
 }
 
+/// Where the image lies on the canvas a resize reads, and the colour of the rest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Placement {
+    pub left: usize,
+    pub top: usize,
+    pub fill: [u8; 3],
+}
+
+impl Placement {
+    pub const WHOLE: Placement = Placement {
+        left: 0,
+        top: 0,
+        fill: [0; 3],
+    };
+}
+
+/// A resize from an `in_w`×`in_h` canvas to `out_w`×`out_h` of which only the window
+/// `keep_x .. keep_x + keep_w`, `keep_y .. keep_y + keep_h` is computed (a centre crop costs
+/// only what it keeps: each output sample depends only on its own taps). Coefficients and
+/// window layouts are built once; `run` allocates nothing once `scratch` has grown.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Resampler {
+    in_w: usize,
+    in_h: usize,
+    order: PassOrder,
+    h: KeptTaps,
+    v: KeptTaps,
+}
+
+impl Resampler {
+    pub fn new(
+        (in_w, in_h): (usize, usize),
+        (out_w, out_h): (usize, usize),
+        (keep_x, keep_y): (usize, usize),
+        (keep_w, keep_h): (usize, usize),
+        order: PassOrder,
+    ) -> Result<Self, ResizeError> {
+        let empty = in_w == 0 || in_h == 0 || out_w == 0 || out_h == 0;
+        let outside = keep_w == 0
+            || keep_h == 0
+            || keep_x.checked_add(keep_w).is_none_or(|e| e > out_w)
+            || keep_y.checked_add(keep_h).is_none_or(|e| e > out_h);
+        if empty || outside {
+            return Err(ResizeError::EmptySize {
+                in_w,
+                in_h,
+                out_w,
+                out_h,
+            });
+        }
+        let axis = |in_size: usize, out_size: usize, kept: std::ops::Range<usize>| {
+            if in_size == out_size {
+                KeptTaps::identity(in_size, kept)
+            } else {
+                let taps = AxisTaps::new(in_size, out_size);
+                KeptTaps::new(in_size, kept, |o| taps.of(o))
+            }
+        };
+        Ok(Self {
+            in_w,
+            in_h,
+            order,
+            h: axis(in_w, out_w, keep_x..keep_x + keep_w),
+            v: axis(in_h, out_h, keep_y..keep_y + keep_h),
+        })
+    }
+
+    /// Width and height of what `run` produces.
+    pub fn kept_size(&self) -> (usize, usize) {
+        (self.h.n, self.v.n)
+    }
+
+    /// Resizes `src` placed on the canvas at `at`; hands each output row (`3 × kept width`
+    /// bytes, RGB) to `sink` with its index, top to bottom.
+    pub fn run(
+        &self,
+        src: &RgbImage,
+        at: Placement,
+        scratch: &mut Vec<u8>,
+        sink: impl FnMut(usize, &[u8]),
+    ) -> Result<(), ResizeError> {
+        let fits = src.width > 0
+            && src.height > 0
+            && src.width.checked_mul(src.height * 3) == Some(src.data.len())
+            && at
+                .left
+                .checked_add(src.width)
+                .is_some_and(|r| r <= self.in_w)
+            && at
+                .top
+                .checked_add(src.height)
+                .is_some_and(|b| b <= self.in_h);
+        if !fits {
+            return Err(ResizeError::InputSize {
+                expected_w: self.in_w,
+                expected_h: self.in_h,
+                found_w: at.left.saturating_add(src.width),
+                found_h: at.top.saturating_add(src.height),
+            });
+        }
+        match self.order {
+            PassOrder::HorizontalFirst => self.horizontal_first(src, at, scratch, sink),
+            PassOrder::VerticalFirst => self.vertical_first(src, at, scratch, sink),
+        }
+        Ok(())
+    }
+
+    fn horizontal_first(
+        &self,
+        src: &RgbImage,
+        at: Placement,
+        scratch: &mut Vec<u8>,
+        mut sink: impl FnMut(usize, &[u8]),
+    ) {
+        let (r_lo, r_hi) = self.v.real_span();
+        let inter_stride = self.h.n * 3;
+        let row_need = self.h.row_bytes_needed(0);
+        let row_len = row_need.max(self.in_w * 3);
+        scratch.resize((r_hi - r_lo) * inter_stride + row_len + inter_stride, 0);
+        let (inter, rest) = scratch.split_at_mut((r_hi - r_lo) * inter_stride);
+        let (row_buf, out_row) = rest.split_at_mut(row_len);
+        let img_stride = src.width * 3;
+        let direct = at.left == 0 && src.width == self.in_w;
+        let (x0, x1) = (at.left * 3, (at.left + src.width) * 3);
+        let fill_row_buf = |row_buf: &mut [u8]| {
+            for px in row_buf[..self.in_w * 3].chunks_exact_mut(3) {
+                px.copy_from_slice(&at.fill);
+            }
+        };
+        if !direct {
+            fill_row_buf(row_buf);
+        }
+        let mut fill_row: Option<usize> = None;
+        for r in r_lo..r_hi {
+            let at_row = (r - r_lo) * inter_stride;
+            if r < at.top || r >= at.top + src.height {
+                if let Some(done) = fill_row {
+                    inter.copy_within(done..done + inter_stride, at_row);
+                } else {
+                    fill_row_buf(row_buf);
+                    let dst = &mut inter[at_row..at_row + inter_stride];
+                    horizontal_row(&self.h, row_buf, 0, dst);
+                    fill_row = Some(at_row);
+                }
+                continue;
+            }
+            let y = r - at.top;
+            let dst = &mut inter[at_row..at_row + inter_stride];
+            if direct && src.data.len() - y * img_stride >= row_need {
+                horizontal_row(&self.h, &src.data[y * img_stride..], 0, dst);
+            } else {
+                row_buf[x0..x1].copy_from_slice(&src.data[y * img_stride..(y + 1) * img_stride]);
+                horizontal_row(&self.h, row_buf, 0, dst);
+            }
+        }
+        for k in 0..self.v.n {
+            let (first, weights) = self.v.real(k);
+            vertical_row(
+                &inter[(first - r_lo) * inter_stride..],
+                inter_stride,
+                weights,
+                out_row,
+            );
+            sink(k, out_row);
+        }
+    }
+
+    fn vertical_first(
+        &self,
+        src: &RgbImage,
+        at: Placement,
+        scratch: &mut Vec<u8>,
+        mut sink: impl FnMut(usize, &[u8]),
+    ) {
+        let (c_lo, c_window_hi) = self.h.window_span();
+        let c_hi = c_window_hi.min(self.in_w);
+        let (r_lo, r_hi) = self.v.real_span();
+        let inter_stride = (c_window_hi - c_lo) * 3;
+        let inter_len = self.v.n * inter_stride + 16;
+        let whole =
+            (at.left, at.top) == (0, 0) && (src.width, src.height) == (self.in_w, self.in_h);
+        let canvas_stride = (c_hi - c_lo) * 3;
+        let canvas_len = if whole {
+            0
+        } else {
+            (r_hi - r_lo) * canvas_stride
+        };
+        scratch.resize(inter_len + canvas_len + self.h.n * 3, 0);
+        let (inter, rest) = scratch.split_at_mut(inter_len);
+        let (canvas, out_row) = rest.split_at_mut(canvas_len);
+        let width = canvas_stride;
+        if !whole {
+            let img_stride = src.width * 3;
+            for (r, row) in (r_lo..r_hi).zip(canvas.chunks_exact_mut(canvas_stride)) {
+                for px in row.chunks_exact_mut(3) {
+                    px.copy_from_slice(&at.fill);
+                }
+                if r < at.top || r >= at.top + src.height {
+                    continue;
+                }
+                let (from, to) = (at.left.max(c_lo), (at.left + src.width).min(c_hi));
+                if from < to {
+                    let y = r - at.top;
+                    let s = &src.data[y * img_stride..(y + 1) * img_stride];
+                    row[(from - c_lo) * 3..(to - c_lo) * 3]
+                        .copy_from_slice(&s[(from - at.left) * 3..(to - at.left) * 3]);
+                }
+            }
+        }
+        for k in 0..self.v.n {
+            let (first, weights) = self.v.real(k);
+            let rows = if whole {
+                &src.data[first * self.in_w * 3 + c_lo * 3..]
+            } else {
+                &canvas[(first - r_lo) * canvas_stride..]
+            };
+            let stride = if whole { self.in_w * 3 } else { canvas_stride };
+            vertical_row(
+                rows,
+                stride,
+                weights,
+                &mut inter[k * inter_stride..k * inter_stride + width],
+            );
+        }
+        for k in 0..self.v.n {
+            horizontal_row(&self.h, &inter[k * inter_stride..], c_lo, out_row);
+            sink(k, out_row);
+        }
+    }
+}
+
 /// A Pillow-exact bicubic resize between two fixed sizes of RGB8 images.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BicubicResize {
@@ -157,9 +382,7 @@ pub struct BicubicResize {
     in_h: usize,
     out_w: usize,
     out_h: usize,
-    order: PassOrder,
-    horizontal: Option<AxisTaps>,
-    vertical: Option<AxisTaps>,
+    resampler: Resampler,
 }
 
 impl BicubicResize {
@@ -181,22 +404,12 @@ impl BicubicResize {
         out_h: usize,
         order: PassOrder,
     ) -> Result<Self, ResizeError> {
-        if in_w == 0 || in_h == 0 || out_w == 0 || out_h == 0 {
-            return Err(ResizeError::EmptySize {
-                in_w,
-                in_h,
-                out_w,
-                out_h,
-            });
-        }
         Ok(Self {
             in_w,
             in_h,
             out_w,
             out_h,
-            order,
-            horizontal: (in_w != out_w).then(|| AxisTaps::new(in_w, out_w)),
-            vertical: (in_h != out_h).then(|| AxisTaps::new(in_h, out_h)),
+            resampler: Resampler::new((in_w, in_h), (out_w, out_h), (0, 0), (out_w, out_h), order)?,
         })
     }
 
@@ -222,36 +435,12 @@ impl BicubicResize {
                 found_h: src.height,
             });
         }
-        let mut out = vec![0u8; self.out_w * self.out_h * 3];
-        match (&self.horizontal, &self.vertical) {
-            (None, None) => out.copy_from_slice(&src.data),
-            (Some(h), None) => horizontal_pass(h, &src.data, self.in_w, self.out_w, &mut out),
-            (None, Some(v)) => vertical_pass(v, &src.data, self.out_w, &mut out),
-            (Some(h), Some(v)) if self.order == PassOrder::VerticalFirst => {
-                scratch.clear();
-                scratch.resize(self.in_w * self.out_h * 3, 0);
-                vertical_pass(v, &src.data, self.in_w, scratch);
-                horizontal_pass(h, scratch, self.in_w, self.out_w, &mut out);
-            }
-            (Some(h), Some(v)) => {
-                scratch.clear();
-                scratch.resize(self.out_w * self.in_h * 3, 0);
-                horizontal_pass(h, &src.data, self.in_w, self.out_w, scratch);
-                vertical_pass(v, scratch, self.out_w, &mut out);
-            }
-        }
-        Ok(RgbImage {
-            width: self.out_w,
-            height: self.out_h,
-            data: out,
-        })
+        self.run_into_image(src, Placement::WHOLE, scratch)
     }
 
     /// Resizes the `in_w`×`in_h` canvas filled with `fill` that has `src` pasted at row `top`,
     /// without building the canvas (expand2square of a landscape frame). Bit-identical to
-    /// pasting and then calling `apply_with`: the horizontal pass maps a row of one colour to
-    /// that colour exactly, because the fixed-point weights of an output sum to 2^22 within
-    /// half a unit per tap.
+    /// pasting and then calling `apply_with`.
     pub fn apply_on_canvas(
         &self,
         src: &RgbImage,
@@ -259,9 +448,7 @@ impl BicubicResize {
         fill: [u8; 3],
         scratch: &mut Vec<u8>,
     ) -> Result<RgbImage, ResizeError> {
-        let fits =
-            src.width == self.in_w && top.checked_add(src.height).is_some_and(|b| b <= self.in_h);
-        if !fits {
+        if src.width != self.in_w {
             return Err(ResizeError::InputSize {
                 expected_w: self.in_w,
                 expected_h: self.in_h,
@@ -269,39 +456,20 @@ impl BicubicResize {
                 found_h: top.saturating_add(src.height),
             });
         }
-        let fill_is_exact = self
-            .horizontal
-            .as_ref()
-            .is_some_and(|h| h.taps * 255 < (1 << PRECISION_BITS));
-        let Some(h) = self
-            .horizontal
-            .as_ref()
-            .filter(|_| fill_is_exact && self.order == PassOrder::HorizontalFirst)
-        else {
-            let mut canvas = RgbImage::filled(self.in_w, self.in_h, fill);
-            canvas.data[top * self.in_w * 3..(top + src.height) * self.in_w * 3]
-                .copy_from_slice(&src.data);
-            return self.apply_with(&canvas, scratch);
-        };
+        self.run_into_image(src, Placement { left: 0, top, fill }, scratch)
+    }
+
+    fn run_into_image(
+        &self,
+        src: &RgbImage,
+        at: Placement,
+        scratch: &mut Vec<u8>,
+    ) -> Result<RgbImage, ResizeError> {
         let stride = self.out_w * 3;
-        scratch.clear();
-        scratch.resize(stride * self.in_h, 0);
-        for (row, dst_row) in scratch.chunks_exact_mut(stride).enumerate() {
-            if (top..top + src.height).contains(&row) {
-                let src_row =
-                    &src.data[(row - top) * self.in_w * 3..(row - top + 1) * self.in_w * 3];
-                horizontal_row(h, src_row, dst_row);
-            } else {
-                for px in dst_row.chunks_exact_mut(3) {
-                    px.copy_from_slice(&fill);
-                }
-            }
-        }
-        let mut out = vec![0u8; self.out_w * self.out_h * 3];
-        match &self.vertical {
-            Some(v) => vertical_pass(v, scratch, self.out_w, &mut out),
-            None => out.copy_from_slice(scratch),
-        }
+        let mut out = vec![0u8; stride * self.out_h];
+        self.resampler.run(src, at, scratch, |y, row| {
+            out[y * stride..(y + 1) * stride].copy_from_slice(row)
+        })?;
         Ok(RgbImage {
             width: self.out_w,
             height: self.out_h,
@@ -319,51 +487,9 @@ pub fn resize_bicubic(src: &RgbImage, out_w: usize, out_h: usize) -> Result<RgbI
     BicubicResize::new(src.width, src.height, out_w, out_h)?.apply(src)
 }
 
-fn horizontal_row(taps: &AxisTaps, src_row: &[u8], dst_row: &mut [u8]) {
-    for (o, px) in dst_row.chunks_exact_mut(3).enumerate() {
-        let (first, weights) = taps.of(o);
-        let window = &src_row[first * 3..(first + weights.len()) * 3];
-        let (mut r, mut g, mut b) = (HALF, HALF, HALF);
-        for (&w, s) in weights.iter().zip(window.chunks_exact(3)) {
-            r += s[0] as i32 * w;
-            g += s[1] as i32 * w;
-            b += s[2] as i32 * w;
-        }
-        px[0] = clip8(r);
-        px[1] = clip8(g);
-        px[2] = clip8(b);
-    }
-}
-
-fn horizontal_pass(taps: &AxisTaps, src: &[u8], in_w: usize, out_w: usize, dst: &mut [u8]) {
-    for (src_row, dst_row) in src
-        .chunks_exact(in_w * 3)
-        .zip(dst.chunks_exact_mut(out_w * 3))
-    {
-        horizontal_row(taps, src_row, dst_row);
-    }
-}
-
-fn vertical_pass(taps: &AxisTaps, src: &[u8], width: usize, dst: &mut [u8]) {
-    let stride = width * 3;
-    let mut acc = vec![0i32; stride];
-    for (o, dst_row) in dst.chunks_exact_mut(stride).enumerate() {
-        let (first, weights) = taps.of(o);
-        acc.fill(HALF);
-        for (k, &w) in weights.iter().enumerate() {
-            let row = &src[(first + k) * stride..(first + k + 1) * stride];
-            for (a, &s) in acc.iter_mut().zip(row) {
-                *a += s as i32 * w;
-            }
-        }
-        for (d, &a) in dst_row.iter_mut().zip(&acc) {
-            *d = clip8(a);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::kernels::clip8;
     use super::*;
 
     #[test]
@@ -422,6 +548,96 @@ mod tests {
             PassOrder::HorizontalFirst
         );
         assert_eq!(PassOrder::pillow(20, 31, 15, 20), PassOrder::VerticalFirst);
+    }
+
+    /// The two passes written out plainly over whole images (what the kernels must equal).
+    fn naive(src: &RgbImage, out_w: usize, out_h: usize, order: PassOrder) -> RgbImage {
+        let pass_h = |img: &RgbImage| -> RgbImage {
+            if img.width == out_w {
+                return img.clone();
+            }
+            let t = AxisTaps::new(img.width, out_w);
+            let mut data = Vec::new();
+            for y in 0..img.height {
+                for x in 0..out_w {
+                    let (f, w) = t.of(x);
+                    for c in 0..3 {
+                        let acc: i32 = w
+                            .iter()
+                            .enumerate()
+                            .map(|(k, &w)| w * img.data[(y * img.width + f + k) * 3 + c] as i32)
+                            .sum();
+                        data.push(clip8(acc + (1 << 21)));
+                    }
+                }
+            }
+            RgbImage::new(out_w, img.height, data).unwrap()
+        };
+        let pass_v = |img: &RgbImage| -> RgbImage {
+            if img.height == out_h {
+                return img.clone();
+            }
+            let t = AxisTaps::new(img.height, out_h);
+            let mut data = Vec::new();
+            for y in 0..out_h {
+                let (f, w) = t.of(y);
+                for i in 0..img.width * 3 {
+                    let acc: i32 = w
+                        .iter()
+                        .enumerate()
+                        .map(|(k, &w)| w * img.data[(f + k) * img.width * 3 + i] as i32)
+                        .sum();
+                    data.push(clip8(acc + (1 << 21)));
+                }
+            }
+            RgbImage::new(img.width, out_h, data).unwrap()
+        };
+        match order {
+            PassOrder::HorizontalFirst => pass_v(&pass_h(src)),
+            PassOrder::VerticalFirst => pass_h(&pass_v(src)),
+        }
+    }
+
+    #[test]
+    fn kept_windows_and_placements_equal_the_plain_passes() {
+        let mut seed = 0x9E37_79B9u32;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed as usize % n
+        };
+        let mut scratch = Vec::new();
+        for case in 0..300 {
+            let (cw, ch) = (1 + next(40), 1 + next(40));
+            let (ow, oh) = (1 + next(50), 1 + next(50));
+            let (iw, ih) = (1 + next(cw), 1 + next(ch));
+            let (left, top) = (next(cw - iw + 1), next(ch - ih + 1));
+            let (kw, kh) = (1 + next(ow), 1 + next(oh));
+            let (kx, ky) = (next(ow - kw + 1), next(oh - kh + 1));
+            let fill = [next(256) as u8, next(256) as u8, next(256) as u8];
+            let data: Vec<u8> = (0..iw * ih * 3).map(|_| next(256) as u8).collect();
+            let img = RgbImage::new(iw, ih, data).unwrap();
+            let mut canvas = RgbImage::filled(cw, ch, fill);
+            super::super::geometry::paste(&img, &mut canvas, (left, top));
+            for order in [PassOrder::HorizontalFirst, PassOrder::VerticalFirst] {
+                let want = naive(&canvas, ow, oh, order);
+                let want = super::super::geometry::crop(&want, (kx, ky), kw, kh).unwrap();
+                let r = Resampler::new((cw, ch), (ow, oh), (kx, ky), (kw, kh), order).unwrap();
+                let mut got = vec![0u8; kw * kh * 3];
+                r.run(
+                    &img,
+                    Placement { left, top, fill },
+                    &mut scratch,
+                    |y, row| got[y * kw * 3..(y + 1) * kw * 3].copy_from_slice(row),
+                )
+                .unwrap();
+                assert_eq!(
+                    got, want.data,
+                    "case {case}: {iw}x{ih} at ({left},{top}) on {cw}x{ch} -> {ow}x{oh}, keep {kw}x{kh} at ({kx},{ky}), {order:?}"
+                );
+            }
+        }
     }
 
     #[test]

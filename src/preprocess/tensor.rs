@@ -73,6 +73,17 @@ impl Normalizer {
         }
     }
 
+    /// One interleaved RGB row into the same row of the three planes.
+    #[inline]
+    pub fn planar_row(&self, rgb: &[u8], r: &mut [f32], g: &mut [f32], b: &mut [f32]) {
+        let [lr, lg, lb] = &self.lut;
+        for (((px, r), g), b) in rgb.chunks_exact(3).zip(r).zip(g).zip(b) {
+            *r = lr[px[0] as usize];
+            *g = lg[px[1] as usize];
+            *b = lb[px[2] as usize];
+        }
+    }
+
     pub fn chw(&self, img: &RgbImage) -> Tensor {
         let mut data = Vec::new();
         self.chw_into(img, &mut data);
