@@ -27,6 +27,9 @@ pub fn format_status(stats: &LoopStats, loop_hz: f64) -> String {
         stats.frames_dropped,
         stats.holds_total()
     );
+    if let Some(h) = stats.stage(stage::STARTUP) {
+        s += &format!("  first action {:.0} ms", h.max_ms());
+    }
     s
 }
 
