@@ -16,6 +16,7 @@ use spatialbot_edge::pipeline::camera_source::CameraFrames;
 use spatialbot_edge::pipeline::engine_model::{EngineGuard, EngineModel, EngineVision};
 use spatialbot_edge::pipeline::link_sink::LinkSink;
 use spatialbot_edge::pipeline::stats::StartupPhase;
+use spatialbot_edge::pipeline::verified::open_model_folder;
 use spatialbot_edge::pipeline::vision::FrameTensors;
 use spatialbot_edge::pipeline::{GuardModel, LoopConfig, LoopParts, RunSummary};
 use spatialbot_edge::policy::guard::GuardConfig;
@@ -55,8 +56,10 @@ pub struct Args {
     /// What the robot should do; goes into the policy prompt.
     #[arg(long, default_value = DEFAULT_GOAL)]
     pub goal: String,
-    /// Act on every frame of the camera or recording, in order, never dropping one (offline
-    /// evaluation and tests). Default: act on the newest frame and count the ones skipped.
+    /// Act on every frame the camera or recording delivers, in order, never dropping one
+    /// (offline evaluation and tests; with a recording use `replay,fast:`, since a real-time
+    /// replay skips frames its reader is too slow for, as a camera does). Default: act on the
+    /// newest frame and count the ones skipped.
     #[arg(long)]
     pub every_frame: bool,
     /// A frame older than this when the loop takes it is not acted on (the step holds).
@@ -186,7 +189,7 @@ fn load_policy_spec(dir: &Path) -> anyhow::Result<PolicySpec> {
     PolicySpec::from_manifest_toml(&text).map_err(|e| bad_input(format!("{}: {e}", path.display())))
 }
 
-/// The shipped sample recording. A RealSense camera is used only when named (`--camera
+/// The shipped sample recording, looped so the default step count is reached. A RealSense camera is used only when named (`--camera
 /// realsense`): this build has no way to list attached cameras yet.
 fn default_camera() -> anyhow::Result<String> {
     let sample = find_shipped(SAMPLE_RECORDING).ok_or_else(|| {
@@ -194,7 +197,7 @@ fn default_camera() -> anyhow::Result<String> {
             "no --camera given and the sample recording {SAMPLE_RECORDING} was not found near the current directory or the binary; pass --camera SPEC"
         ))
     })?;
-    Ok(format!("replay:{}", sample.display()))
+    Ok(format!("replay,loop:{}", sample.display()))
 }
 
 /// `rel` under the current directory, an ancestor of the binary, or the source tree this binary
@@ -236,7 +239,11 @@ impl Startup {
     }
 
     fn model_load_steps(&mut self, model: &str, steps: &[LoadStep]) {
-        for s in steps {
+        // The folder check is its own phase already.
+        for s in steps
+            .iter()
+            .filter(|s| !s.what.starts_with("read manifest"))
+        {
             self.phases.push(StartupPhase {
                 what: format!("{model}: {}", s.what),
                 ms: s.millis,
@@ -321,12 +328,36 @@ fn load_engine(folder: &ModelFolder, board: &Board, what: &str) -> anyhow::Resul
     ))
 }
 
+/// The model folder, its files' sha256 checked unless unchanged since a check recorded in the
+/// board's engine cache folder.
+fn open_folder(
+    dir: &Path,
+    board: &Board,
+    startup: &mut Startup,
+) -> Result<ModelFolder, spatialbot_edge::model::ModelError> {
+    let stamps = board.engine_cache_dir();
+    let (folder, v) = open_model_folder(dir, Some(&stamps))?;
+    startup.phase(&format!(
+        "{}: manifest, {} files hashed, {} unchanged since verified",
+        folder.manifest.name, v.files_hashed, v.files_trusted
+    ));
+    if let Some(e) = v.stamp_error {
+        tracing::warn!(
+            "cannot record the verified model files ({e}); the next start hashes them again"
+        );
+    }
+    Ok(folder)
+}
+
 /// The SpatialBot guard the board profile configures, loaded; `None` when it is off.
-fn load_guard(board: &Board) -> anyhow::Result<Option<(GuardConfig, Box<dyn GuardModel>)>> {
+fn load_guard(
+    board: &Board,
+    startup: &mut Startup,
+) -> anyhow::Result<Option<(GuardConfig, Box<dyn GuardModel>)>> {
     let (Some(g), Some(dir)) = (board.guard.as_ref(), board.guard_model_dir()) else {
         return Ok(None);
     };
-    let folder = ModelFolder::open(&dir).map_err(|e| {
+    let folder = open_folder(&dir, board, startup).map_err(|e| {
         bad_input(format!(
             "the [guard] of {}: {e}; fix guard.model or pass --no-guard",
             board.source.display()
@@ -343,6 +374,8 @@ fn load_guard(board: &Board) -> anyhow::Result<Option<(GuardConfig, Box<dyn Guar
     let tensors = FrameTensors::new(tower(v.tower), v.image_size, v.pad_to_square)
         .map_err(|e| anyhow::anyhow!(e))?;
     let engine = load_engine(&folder, board, "guard's SpatialBot model")?;
+    startup.phase("guard model");
+    startup.model_load_steps("guard", engine.load_steps());
     Ok(Some((
         g.config(),
         Box::new(EngineGuard::new(engine, tensors)),
@@ -360,19 +393,16 @@ fn run_with_parts(
     signal: Arc<AtomicBool>,
     mut startup: Startup,
 ) -> anyhow::Result<RunSummary> {
-    let folder = ModelFolder::open(model_dir).map_err(bad_input)?;
+    let folder = open_folder(model_dir, board, &mut startup).map_err(bad_input)?;
     let v = &folder.manifest.vision;
     let tensors = FrameTensors::new(tower(v.tower), v.image_size, v.pad_to_square)
         .map_err(|e| anyhow::anyhow!(e))?;
-    startup.phase("policy manifest");
+    startup.phase("policy preprocessing");
     let engine = load_engine(&folder, board, "policy model")?;
     startup.phase("policy model");
     startup.model_load_steps("policy", engine.load_steps());
     let engine = Arc::new(std::sync::Mutex::new(engine));
-    let guard = load_guard(board)?;
-    if guard.is_some() {
-        startup.phase("guard model");
-    }
+    let guard = load_guard(board, &mut startup)?;
     let source = CameraFrames::open(camera).map_err(bad_input)?;
     startup.phase("camera");
     let names: Vec<String> = spec.actions.dims().iter().map(|d| d.name.clone()).collect();

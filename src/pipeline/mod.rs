@@ -23,6 +23,7 @@ pub mod engine_model;
 pub mod link_sink;
 pub mod stats;
 pub mod status;
+pub mod verified;
 pub mod vision;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
