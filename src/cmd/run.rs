@@ -92,6 +92,19 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     .map_err(bad_input)?;
     if let Some(g) = board.guard.as_mut() {
         g.enabled = (g.enabled || args.guard) && !args.no_guard;
+        let never_due = g.every_steps == 0 && !g.before_gripper_close;
+        if g.enabled && never_due {
+            return Err(bad_input(format!(
+                "--guard: the [guard] of {} is never asked (every_steps = 0, before_gripper_close = false); set one of them",
+                board.source.display()
+            )));
+        }
+        if g.enabled && board.guard_model_dir().is_none() {
+            return Err(bad_input(format!(
+                "--guard: the [guard] of {} names no model (guard.model or models.spatialbot)",
+                board.source.display()
+            )));
+        }
     } else if args.guard {
         return Err(bad_input(format!(
             "--guard: the board profile {} has no [guard] section; add one (see boards/dev-x86_64.toml)",
