@@ -195,3 +195,96 @@ fn actions_on_the_wire_equal_the_python_reference_pipeline() {
         "the simulator saw Stop: {events:?}"
     );
 }
+
+/// The reference's other recording (models/tiny-policy/reference/e2e: two shots of three
+/// frames, 160×120, where the tiny policy's answer changes with the frames) played as a PNG
+/// recording with flat depth. Its steps alternate goals; the ones whose goal is this run's
+/// (steps 1, 3 and 6) have the same consecutive, newest-first, padded history `run` builds,
+/// so their actions must match — which pins the history and the embedding cache on frames
+/// that change the answer.
+#[test]
+fn history_over_frames_that_change_the_answer_matches_the_reference() {
+    let root = common::repo_root();
+    let ref_dir = root.join("models/tiny-policy/reference/e2e");
+    let e2e: Value =
+        serde_json::from_str(&std::fs::read_to_string(ref_dir.join("e2e.json")).unwrap()).unwrap();
+    let steps = e2e["steps"].as_array().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("recording");
+    std::fs::create_dir_all(rec.join("color")).unwrap();
+    std::fs::create_dir_all(rec.join("depth")).unwrap();
+    let mut csv = String::from(
+        "index,color_frame_number,depth_frame_number,device_timestamp_ms,capture_ns,arrival_ns\n",
+    );
+    for i in 0..steps.len() {
+        let name = format!("{i:06}.png");
+        std::fs::copy(
+            ref_dir.join("frames").join(&name),
+            rec.join("color").join(&name),
+        )
+        .unwrap();
+        let depth =
+            spatialbot_edge::rgbd::DepthMm::from_mm(160, 120, vec![800; 160 * 120]).unwrap();
+        spatialbot_edge::imageio::write_depth_png(&rec.join("depth").join(&name), &depth).unwrap();
+        let ns = i as u64 * 66_666_667;
+        csv += &format!("{i},{i},{i},{},{ns},{ns}\n", ns as f64 / 1e6);
+    }
+    std::fs::write(rec.join("timestamps.csv"), csv).unwrap();
+    let sample_calib =
+        std::fs::read_to_string(root.join("tests/data/sample/calibration.toml")).unwrap();
+    let calib = sample_calib
+        .replace("width = 640", "width = 160")
+        .replace("height = 480", "height = 120");
+    std::fs::write(rec.join("calibration.toml"), calib).unwrap();
+    let info = std::fs::read_to_string(root.join("tests/data/sample/recording.toml"))
+        .unwrap()
+        .replace("frames = 60", &format!("frames = {}", steps.len()));
+    std::fs::write(rec.join("recording.toml"), info).unwrap();
+
+    let (board_path, _) = write_board(dir.path());
+    let out = Command::new(common::bin())
+        .current_dir(&root)
+        .arg("run")
+        .arg("--board")
+        .arg(&board_path)
+        .arg("--camera")
+        .arg(format!("replay,fast:{}", rec.display()))
+        .arg("--model")
+        .arg(root.join("models/tiny-policy"))
+        .args(["--link", "sim", "--every-frame", "--goal", GOAL, "--json"])
+        .arg("--log")
+        .arg("info")
+        .arg("--steps")
+        .arg(steps.len().to_string())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "run failed: {stderr}");
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["steps"], steps.len() as u64, "{summary}");
+
+    // The loop logs each step's answer text ("step K: frame S → TEXT"); compare the text, which
+    // decides the action bit for bit (tests/policy_reference.rs).
+    let mut checked = Vec::new();
+    let mut distinct = std::collections::BTreeSet::new();
+    for (k, step) in steps.iter().enumerate() {
+        if step["goal"] != GOAL {
+            continue;
+        }
+        let text = step["text"].as_str().unwrap();
+        let line = format!("step {}: frame {} → {text}", k + 1, k);
+        assert!(
+            stderr.contains(&line),
+            "reference step {} ({:?}) answered {text:?}; the loop's log: {stderr}",
+            k + 1,
+            step["frames"]
+        );
+        checked.push(k + 1);
+        distinct.insert(text.to_string());
+    }
+    assert_eq!(checked, [1, 3, 6]);
+    assert!(
+        distinct.len() > 1,
+        "the frames change the answer: {distinct:?}"
+    );
+}
