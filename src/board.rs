@@ -38,6 +38,8 @@
 //!   and `rate_limit_hz` (the most actions per second sent to the arm).
 //!   [`Board::governor_limits`] places them in the wire layout for the safety governor.
 //! - `board.models` — [`Models`]: model folders and the precision to run them at.
+//! - `board.guard` — [`Guard`], optional: the SpatialBot guard `run` asks before acting
+//!   ([`Guard::config`] for the loop, [`Board::guard_model_dir`] for its model folder).
 //! - `board.memory_budget_mb` — what this process may use, checked by `doctor`.
 //!
 //! Relative paths in a profile (model folders, the engine cache) are relative to the folder
@@ -52,6 +54,7 @@ use serde::{Deserialize, Serialize};
 use spatialbot_link::{ACTION_LEN, DEFAULT_LAYOUT};
 
 use crate::link::{Limits, LinkConfig, LinkSpec};
+use crate::policy::guard::{GuardConfig, YesNo};
 
 /// The profile `run` and `bench` use when no `--board` is given.
 pub const DEV_PROFILE: &str = "dev-x86_64";
@@ -129,6 +132,8 @@ pub struct Board {
     pub link: Link,
     pub safety: Safety,
     pub models: Models,
+    #[serde(default)]
+    pub guard: Option<Guard>,
     /// The file this profile was loaded from (`<built-in>/NAME.toml` for an embedded copy).
     #[serde(skip)]
     pub source: PathBuf,
@@ -296,6 +301,59 @@ pub struct Models {
     pub precision: Precision,
 }
 
+/// `[guard]`: a yes/no question asked of the SpatialBot model every `every_steps` steps and/or
+/// before an action that closes the gripper; the other answer (or none) holds the arm.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Guard {
+    /// false keeps the settings but asks nothing.
+    pub enabled: bool,
+    /// The SpatialBot model folder; default `models.spatialbot`.
+    #[serde(default)]
+    pub model: Option<PathBuf>,
+    pub question: String,
+    /// The answer that lets the action through: `yes` or `no`.
+    #[serde(default = "guard_yes")]
+    pub proceed_if: YesNo,
+    /// Ask every this many steps; 0: not on a schedule.
+    #[serde(default)]
+    pub every_steps: u64,
+    #[serde(default)]
+    pub before_gripper_close: bool,
+    /// The gripper's action name, and the value at which it counts as closed.
+    #[serde(default = "guard_gripper")]
+    pub gripper: String,
+    #[serde(default = "guard_half")]
+    pub close_threshold: f64,
+    /// The gripper is closed at or below `close_threshold` (default: at or above).
+    #[serde(default)]
+    pub closed_is_below: bool,
+}
+
+fn guard_yes() -> YesNo {
+    YesNo::Yes
+}
+fn guard_gripper() -> String {
+    "gripper".into()
+}
+fn guard_half() -> f64 {
+    0.5
+}
+
+impl Guard {
+    pub fn config(&self) -> GuardConfig {
+        GuardConfig {
+            question: self.question.clone(),
+            proceed_if: self.proceed_if,
+            every_steps: self.every_steps,
+            before_gripper_close: self.before_gripper_close,
+            gripper: self.gripper.clone(),
+            close_threshold: self.close_threshold,
+            closed_is_below: self.closed_is_below,
+        }
+    }
+}
+
 const CAMERA_SPECS: &str = "`auto`, `realsense[:SERIAL]`, `v4l2:/dev/videoN`, `replay[,fast][,loop]:PATH`, `synthetic[,fast][:WxH[@FPS]]`";
 const LINK_SPECS: &str = "`sim`, `serial:PATH` or `pty:PATH` (baud rate in `link.baud`)";
 
@@ -378,6 +436,15 @@ impl Board {
 
     pub fn spatialbot_model_dir(&self) -> Option<PathBuf> {
         self.models.spatialbot.as_deref().map(|p| self.path(p))
+    }
+
+    /// The enabled guard's model folder: `guard.model`, else `models.spatialbot`.
+    pub fn guard_model_dir(&self) -> Option<PathBuf> {
+        let g = self.guard.as_ref().filter(|g| g.enabled)?;
+        match &g.model {
+            Some(p) => Some(self.path(p)),
+            None => self.spatialbot_model_dir(),
+        }
     }
 
     fn invalid(
@@ -553,6 +620,55 @@ impl Board {
 
         if self.models.policy.as_os_str().is_empty() {
             return Err(self.invalid("models.policy", "\"\"", "a model folder path"));
+        }
+        self.validate_guard()
+    }
+
+    fn validate_guard(&self) -> Result<(), BoardError> {
+        let Some(g) = &self.guard else {
+            return Ok(());
+        };
+        if g.question.trim().is_empty() {
+            return Err(self.invalid("guard.question", "\"\"", "a yes/no question"));
+        }
+        if g.every_steps > 100_000 {
+            return Err(self.invalid("guard.every_steps", g.every_steps, "0..=100000"));
+        }
+        if g.enabled && g.every_steps == 0 && !g.before_gripper_close {
+            return Err(self.invalid(
+                "guard.every_steps",
+                0,
+                "at least 1 when before_gripper_close = false (or set enabled = false)",
+            ));
+        }
+        let Some(gripper) = self.safety.axis(&g.gripper) else {
+            return Err(self.invalid(
+                "guard.gripper",
+                format!("{:?}", g.gripper),
+                "the name of a [[safety.axes]] entry",
+            ));
+        };
+        if !(g.close_threshold.is_finite()
+            && (gripper.min..=gripper.max).contains(&g.close_threshold))
+        {
+            return Err(self.invalid(
+                "guard.close_threshold",
+                g.close_threshold,
+                format!(
+                    "within the {} axis limits {}..={}",
+                    g.gripper, gripper.min, gripper.max
+                ),
+            ));
+        }
+        if g.model.as_ref().is_some_and(|m| m.as_os_str().is_empty()) {
+            return Err(self.invalid("guard.model", "\"\"", "a SpatialBot model folder path"));
+        }
+        if g.enabled && g.model.is_none() && self.models.spatialbot.is_none() {
+            return Err(self.invalid(
+                "guard.model",
+                "(none, and no models.spatialbot)",
+                "a SpatialBot model folder path",
+            ));
         }
         Ok(())
     }

@@ -46,3 +46,23 @@ fn missing_recording_exits_2_and_defaults_name_what_is_missing() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("no/such/recording"), "{err}");
 }
+
+/// The README's first command: no flags at all, from the repository root and from an unrelated
+/// folder (the binary finds the dev profile, the sample recording and the tiny policy itself).
+#[test]
+fn no_flags_runs_the_default_loop_to_a_clean_end() {
+    let root = common::repo_root();
+    let elsewhere = tempfile::tempdir().unwrap();
+    for cwd in [root.as_path(), elsewhere.path()] {
+        let out = Command::new(common::bin())
+            .current_dir(cwd)
+            .arg("run")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "in {}: {err}", cwd.display());
+        assert!(err.contains("run stopped: steps (20 steps done)"), "{err}");
+        assert!(err.contains("startup: first action"), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}

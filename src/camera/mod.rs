@@ -61,7 +61,8 @@ pub struct SourceStats {
     /// Colour or depth frames that found no partner within the allowed skew.
     pub unpaired_color: u64,
     pub unpaired_depth: u64,
-    /// Gaps in the sensor's frame numbers (frames the device or transport lost).
+    /// Gaps in the sensor's frame numbers (frames the device or transport lost); for a
+    /// recording played in real time, frames the reader was too slow to take.
     pub dropped_by_device: u64,
     pub disconnects: u64,
     pub reconnects: u64,

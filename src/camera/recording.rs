@@ -446,6 +446,21 @@ impl Source for PngFolderSource {
                 .pass_start
                 .map(|s| s + Duration::from_nanos(span.max(0) as u64));
         }
+        if let (Pacing::RealTime, Some(start)) = (self.options.pacing, self.pass_start) {
+            // Like a live camera, a reader slower than the recording misses frames instead of
+            // falling ever further behind: skip rows whose successor is already due.
+            let now = Instant::now();
+            let first = self.rows[0].capture_ns;
+            while let Some(following) = self.rows.get(self.next + 1) {
+                let due =
+                    start + Duration::from_nanos((following.capture_ns - first).max(0) as u64);
+                if due > now {
+                    break;
+                }
+                self.next += 1;
+                self.stats.dropped_by_device += 1;
+            }
+        }
         let row = self.rows[self.next].clone();
         let (color, depth) = self.read_images(row.index)?;
         let offset = Duration::from_nanos((row.capture_ns - self.rows[0].capture_ns).max(0) as u64);

@@ -4,15 +4,24 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use spatialbot_edge::board::Board;
 use spatialbot_edge::camera::{CameraSpec, SpecDefaults};
 use spatialbot_edge::link::LinkSpec;
+use spatialbot_edge::model::backend::LoadStep;
+use spatialbot_edge::model::{manifest, BackendConfig, Engine, ModelFolder};
 use spatialbot_edge::pipeline::camera_source::CameraFrames;
-use spatialbot_edge::pipeline::{LoopConfig, RunSummary};
+use spatialbot_edge::pipeline::engine_model::{EngineGuard, EngineModel, EngineVision};
+use spatialbot_edge::pipeline::link_sink::LinkSink;
+use spatialbot_edge::pipeline::stats::StartupPhase;
+use spatialbot_edge::pipeline::verified::open_model_folder;
+use spatialbot_edge::pipeline::vision::FrameTensors;
+use spatialbot_edge::pipeline::{GuardModel, LoopConfig, LoopParts, RunSummary};
+use spatialbot_edge::policy::guard::GuardConfig;
 use spatialbot_edge::policy::PolicySpec;
+use spatialbot_edge::preprocess::Tower;
 
 use super::{bad_input, print_json};
 
@@ -47,8 +56,10 @@ pub struct Args {
     /// What the robot should do; goes into the policy prompt.
     #[arg(long, default_value = DEFAULT_GOAL)]
     pub goal: String,
-    /// Act on every frame of the camera or recording, in order, never dropping one (offline
-    /// evaluation and tests). Default: act on the newest frame and count the ones skipped.
+    /// Act on every frame the camera or recording delivers, in order, never dropping one
+    /// (offline evaluation and tests; with a recording use `replay,fast:`, since a real-time
+    /// replay skips frames its reader is too slow for, as a camera does). Default: act on the
+    /// newest frame and count the ones skipped.
     #[arg(long)]
     pub every_frame: bool,
     /// A frame older than this when the loop takes it is not acted on (the step holds).
@@ -61,18 +72,47 @@ pub struct Args {
     /// A generation running longer than this stops the arm and the loop (exit code 3).
     #[arg(long, value_name = "MS")]
     pub generate_deadline_ms: Option<u64>,
+    /// Ask the board's [guard] question even where the profile has `enabled = false`.
+    #[arg(long, conflicts_with = "no_guard")]
+    pub guard: bool,
+    /// Do not ask the board's [guard] question.
+    #[arg(long)]
+    pub no_guard: bool,
 }
 
 pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
-    let process_start = std::time::Instant::now();
+    let process_start = Instant::now();
     // A second SIGINT/SIGTERM while the loop is stopping ends the process at once (exit 130).
     let signal = spatialbot_edge::link::signals::shutdown_flag()
         .context("installing the SIGINT/SIGTERM handler")?;
-    let board = match &args.board {
+    let mut board = match &args.board {
         Some(path) => Board::load(path),
         None => Board::default_dev(),
     }
     .map_err(bad_input)?;
+    if let Some(g) = board.guard.as_mut() {
+        g.enabled = (g.enabled || args.guard) && !args.no_guard;
+        let never_due = g.every_steps == 0 && !g.before_gripper_close;
+        if g.enabled && never_due {
+            return Err(bad_input(format!(
+                "--guard: the [guard] of {} is never asked (every_steps = 0, before_gripper_close = false); set one of them",
+                board.source.display()
+            )));
+        }
+        if g.enabled && board.guard_model_dir().is_none() {
+            return Err(bad_input(format!(
+                "--guard: the [guard] of {} names no model (guard.model or models.spatialbot)",
+                board.source.display()
+            )));
+        }
+    } else if args.guard {
+        return Err(bad_input(format!(
+            "--guard: the board profile {} has no [guard] section; add one (see boards/dev-x86_64.toml)",
+            board.source.display()
+        )));
+    }
+    let mut startup = Startup::new(process_start);
+    startup.phase("board profile");
     let mut cfg = loop_config(&args, &board)?;
     cfg.process_start = Some(process_start);
     let model_dir = match &args.model {
@@ -108,6 +148,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         &camera_spec,
         &link_spec,
         signal,
+        startup,
     )?;
     if json {
         print_json(&summary)?;
@@ -164,7 +205,7 @@ fn load_policy_spec(dir: &Path) -> anyhow::Result<PolicySpec> {
     PolicySpec::from_manifest_toml(&text).map_err(|e| bad_input(format!("{}: {e}", path.display())))
 }
 
-/// The shipped sample recording. A RealSense camera is used only when named (`--camera
+/// The shipped sample recording, looped so the default step count is reached. A RealSense camera is used only when named (`--camera
 /// realsense`): this build has no way to list attached cameras yet.
 fn default_camera() -> anyhow::Result<String> {
     if let Some(spec) = spatialbot_edge::camera::enumerate::first_realsense() {
@@ -175,7 +216,7 @@ fn default_camera() -> anyhow::Result<String> {
             "no --camera given and the sample recording {SAMPLE_RECORDING} was not found near the current directory or the binary; pass --camera SPEC"
         ))
     })?;
-    Ok(format!("replay:{}", sample.display()))
+    Ok(format!("replay,loop:{}", sample.display()))
 }
 
 /// `rel` under the current directory, an ancestor of the binary, or the source tree this binary
@@ -192,6 +233,175 @@ fn find_shipped(rel: &str) -> Option<PathBuf> {
     roots.into_iter().map(|r| r.join(rel)).find(|p| p.exists())
 }
 
+/// Where the time from process start to the loop's start went.
+struct Startup {
+    last: Instant,
+    phases: Vec<StartupPhase>,
+}
+
+impl Startup {
+    fn new(process_start: Instant) -> Self {
+        Self {
+            last: process_start,
+            phases: Vec::new(),
+        }
+    }
+
+    /// Ends the phase that began where the previous one ended.
+    fn phase(&mut self, what: &str) {
+        let now = Instant::now();
+        self.phases.push(StartupPhase {
+            what: what.to_string(),
+            ms: (now - self.last).as_secs_f64() * 1e3,
+        });
+        self.last = now;
+    }
+
+    fn model_load_steps(&mut self, model: &str, steps: &[LoadStep]) {
+        // The folder check is its own phase already.
+        for s in steps
+            .iter()
+            .filter(|s| !s.what.starts_with("read manifest"))
+        {
+            self.phases.push(StartupPhase {
+                what: format!("{model}: {}", s.what),
+                ms: s.millis,
+            });
+        }
+    }
+}
+
+fn tower(t: manifest::Tower) -> Tower {
+    match t {
+        manifest::Tower::Clip => Tower::Clip,
+        manifest::Tower::Siglip => Tower::Siglip,
+    }
+}
+
+/// The board's backend order as engine configurations to try in turn. onnxruntime entries
+/// share one configuration (its providers in the board's order) with TensorRT engines kept in
+/// the board's engine cache, so a restart loads them instead of building them again.
+fn backend_candidates(board: &Board) -> Vec<BackendConfig> {
+    use spatialbot_edge::board::BackendKind as B;
+    use spatialbot_edge::model::backend::{BackendKind, OrtConfig, Provider};
+
+    let threads = board.backend.threads as usize;
+    let mut out: Vec<BackendConfig> = Vec::new();
+    let mut providers = Vec::new();
+    for kind in &board.backend.order {
+        match kind {
+            B::TractCpu => out.push(BackendConfig {
+                kind: BackendKind::Tract,
+                threads,
+                ..BackendConfig::default()
+            }),
+            // No CUDA build of tract here: a later entry of the order runs instead.
+            B::TractCuda => {}
+            B::OrtTensorrt => providers.push(Provider::Tensorrt),
+            B::OrtCuda => providers.push(Provider::Cuda),
+            B::OrtCpu => providers.push(Provider::Cpu),
+        }
+        let first_ort = matches!(kind, B::OrtTensorrt | B::OrtCuda | B::OrtCpu)
+            && !out.iter().any(|c| c.kind == BackendKind::Ort);
+        if first_ort {
+            out.push(BackendConfig {
+                kind: BackendKind::Ort,
+                threads,
+                ort: OrtConfig::default(),
+            });
+        }
+    }
+    for c in out.iter_mut().filter(|c| c.kind == BackendKind::Ort) {
+        c.ort = OrtConfig {
+            providers: providers.clone(),
+            allow_fallback: board.backend.cpu_fallback,
+            cache_dir: Some(board.engine_cache_dir()),
+            ..OrtConfig::default()
+        };
+    }
+    if out.is_empty() {
+        out.push(BackendConfig {
+            threads,
+            ..BackendConfig::default()
+        });
+    }
+    out
+}
+
+/// The first backend of the board's order that loads the model.
+fn load_engine(folder: &ModelFolder, board: &Board, what: &str) -> anyhow::Result<Engine> {
+    let mut errors = Vec::new();
+    for config in backend_candidates(board) {
+        match Engine::load(folder, &config) {
+            Ok(engine) => return Ok(engine),
+            Err(e) => {
+                tracing::warn!("{what}: {:?} backend did not start: {e}", config.kind);
+                errors.push(format!("{:?}: {e}", config.kind));
+            }
+        }
+    }
+    Err(anyhow::anyhow!(
+        "loading the {what} from {}: no backend of the board's order started ({})",
+        folder.dir.display(),
+        errors.join("; ")
+    ))
+}
+
+/// The model folder, its files' sha256 checked unless unchanged since a check recorded in the
+/// board's engine cache folder.
+fn open_folder(
+    dir: &Path,
+    board: &Board,
+    startup: &mut Startup,
+) -> Result<ModelFolder, spatialbot_edge::model::ModelError> {
+    let stamps = board.engine_cache_dir();
+    let (folder, v) = open_model_folder(dir, Some(&stamps))?;
+    startup.phase(&format!(
+        "{}: manifest, {} files hashed, {} unchanged since verified",
+        folder.manifest.name, v.files_hashed, v.files_trusted
+    ));
+    if let Some(e) = v.stamp_error {
+        tracing::warn!(
+            "cannot record the verified model files ({e}); the next start hashes them again"
+        );
+    }
+    Ok(folder)
+}
+
+/// The SpatialBot guard the board profile configures, loaded; `None` when it is off.
+fn load_guard(
+    board: &Board,
+    startup: &mut Startup,
+) -> anyhow::Result<Option<(GuardConfig, Box<dyn GuardModel>)>> {
+    let (Some(g), Some(dir)) = (board.guard.as_ref(), board.guard_model_dir()) else {
+        return Ok(None);
+    };
+    let folder = open_folder(&dir, board, startup).map_err(|e| {
+        bad_input(format!(
+            "the [guard] of {}: {e}; fix guard.model or pass --no-guard",
+            board.source.display()
+        ))
+    })?;
+    if folder.manifest.kind != manifest::ModelKind::Spatialbot {
+        return Err(bad_input(format!(
+            "the [guard] of {}: {} is not a SpatialBot model folder (kind is not \"spatialbot\"); fix guard.model",
+            board.source.display(),
+            dir.display()
+        )));
+    }
+    let v = &folder.manifest.vision;
+    let tensors = FrameTensors::new(tower(v.tower), v.image_size, v.pad_to_square)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let engine = load_engine(&folder, board, "guard's SpatialBot model")?;
+    startup.phase("guard model");
+    startup.model_load_steps("guard", engine.load_steps());
+    Ok(Some((
+        g.config(),
+        Box::new(EngineGuard::new(engine, tensors)),
+    )))
+}
+
+#[allow(clippy::too_many_arguments)]
 fn run_with_parts(
     spec: &PolicySpec,
     cfg: &LoopConfig,
@@ -200,37 +410,32 @@ fn run_with_parts(
     camera: &CameraSpec,
     link: &LinkSpec,
     signal: Arc<AtomicBool>,
+    mut startup: Startup,
 ) -> anyhow::Result<RunSummary> {
-    use spatialbot_edge::model::{manifest, BackendConfig, Engine, ModelFolder};
-    use spatialbot_edge::pipeline::engine_model::{EngineModel, EngineVision};
-    use spatialbot_edge::pipeline::link_sink::LinkSink;
-    use spatialbot_edge::pipeline::vision::FrameTensors;
-    use spatialbot_edge::pipeline::LoopParts;
-    use spatialbot_edge::preprocess::Tower;
-
-    let folder = ModelFolder::open(model_dir).map_err(bad_input)?;
+    let folder = open_folder(model_dir, board, &mut startup).map_err(bad_input)?;
     let v = &folder.manifest.vision;
-    let tower = match v.tower {
-        manifest::Tower::Clip => Tower::Clip,
-        manifest::Tower::Siglip => Tower::Siglip,
-    };
-    let tensors =
-        FrameTensors::new(tower, v.image_size, v.pad_to_square).map_err(|e| anyhow::anyhow!(e))?;
-    let backend = BackendConfig {
-        threads: board.backend.threads as usize,
-        ..BackendConfig::default()
-    };
-    let engine = Engine::load(&folder, &backend).context("loading the policy model")?;
+    let tensors = FrameTensors::new(tower(v.tower), v.image_size, v.pad_to_square)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    startup.phase("policy preprocessing");
+    let engine = load_engine(&folder, board, "policy model")?;
+    startup.phase("policy model");
+    startup.model_load_steps("policy", engine.load_steps());
     let engine = Arc::new(std::sync::Mutex::new(engine));
+    let guard = load_guard(board, &mut startup)?;
     let source = CameraFrames::open(camera).map_err(bad_input)?;
+    startup.phase("camera");
     let names: Vec<String> = spec.actions.dims().iter().map(|d| d.name.clone()).collect();
     let sink = LinkSink::open(link, board, &names).context("opening the link to the arm")?;
+    startup.phase("link");
     let parts = LoopParts {
         source,
         vision: EngineVision::new(engine.clone(), tensors),
         model: EngineModel::new(engine),
         sink,
-        guard: None,
+        guard,
     };
-    spatialbot_edge::pipeline::run_loop(parts, spec, cfg, signal).map_err(bad_input)
+    let mut summary =
+        spatialbot_edge::pipeline::run_loop(parts, spec, cfg, signal).map_err(bad_input)?;
+    summary.startup.phases = startup.phases;
+    Ok(summary)
 }

@@ -99,3 +99,44 @@ impl LanguageModel<ImageEmbedding> for EngineModel {
             .text)
     }
 }
+
+/// The SpatialBot guard on its own engine: the frame's colour image and packed depth through
+/// the SpatialBot vision graph, then the question (Depth API rounds included).
+pub struct EngineGuard {
+    engine: Engine,
+    tensors: FrameTensors,
+}
+
+impl EngineGuard {
+    /// `engine` must hold a SpatialBot model; `tensors` its manifest's preprocessing.
+    pub fn new(engine: Engine, tensors: FrameTensors) -> Self {
+        Self { engine, tensors }
+    }
+}
+
+impl super::GuardModel for EngineGuard {
+    fn ask(&mut self, frame: &CapturedFrame, question: &str) -> Result<String, StageError> {
+        let depth = frame
+            .depth
+            .as_ref()
+            .ok_or_else(|| format!("the guard needs depth but frame {} has none", frame.seq))?;
+        let mut inputs = Vec::with_capacity(2);
+        for image in 0..2 {
+            let t = self.tensors.tensor(frame, image)?;
+            inputs.push(ImageTensor {
+                size: t.shape.get(1).copied().unwrap_or(0),
+                data: t.data,
+            });
+        }
+        let images = self.engine.encode_images(&inputs)?;
+        let answer = crate::model::vqa::answer(
+            &mut self.engine,
+            &images,
+            depth,
+            question,
+            &GenerateOptions::default(),
+            &mut |_, _| {},
+        )?;
+        Ok(answer.text)
+    }
+}

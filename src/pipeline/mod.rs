@@ -23,6 +23,7 @@ pub mod engine_model;
 pub mod link_sink;
 pub mod stats;
 pub mod status;
+pub mod verified;
 pub mod vision;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -581,13 +582,17 @@ where
     ));
     let mut stats = shared.stats().clone();
     stats.log_events_dropped = shared.log_dropped.load(Ordering::Relaxed);
-    Ok(RunSummary::from_stats(
+    let mut summary = RunSummary::from_stats(
         &stats,
         started.elapsed(),
         reason.name().to_string(),
         detail,
         reason.exit_code(),
-    ))
+    );
+    summary.startup.loop_started_ms = cfg
+        .process_start
+        .map(|p| started.saturating_duration_since(p).as_secs_f64() * 1e3);
+    Ok(summary)
 }
 
 fn drain_logs(rx: &Receiver<LogEvent>) {

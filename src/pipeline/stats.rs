@@ -162,6 +162,22 @@ pub struct VisionCacheSummary {
     pub encode_ratio: f64,
 }
 
+/// One part of startup, in the order it happened (model load steps nest inside their model's).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct StartupPhase {
+    pub what: String,
+    pub ms: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct StartupSummary {
+    /// Process start → the first action's bytes on the link; `None` when none was sent.
+    pub first_action_ms: Option<f64>,
+    /// Process start → the loop's threads started.
+    pub loop_started_ms: Option<f64>,
+    pub phases: Vec<StartupPhase>,
+}
+
 /// What `run` prints at the end (and writes with `--json`).
 #[derive(Clone, Debug, Serialize)]
 pub struct RunSummary {
@@ -177,6 +193,7 @@ pub struct RunSummary {
     pub duration_s: f64,
     pub loop_hz: f64,
     pub vision_cache: VisionCacheSummary,
+    pub startup: StartupSummary,
     pub stages: BTreeMap<String, StageSummary>,
 }
 
@@ -210,6 +227,10 @@ impl RunSummary {
                 images_referenced: stats.cache.images_referenced,
                 encode_ratio: stats.cache.encode_ratio(),
             },
+            startup: StartupSummary {
+                first_action_ms: stats.stage(stage::STARTUP).map(|h| h.max_ms()),
+                ..StartupSummary::default()
+            },
             stages: stats
                 .stages
                 .iter()
@@ -235,6 +256,23 @@ impl RunSummary {
             self.vision_cache.images_referenced,
             self.vision_cache.encode_ratio,
         );
+        match self.startup.first_action_ms {
+            Some(ms) => s += &format!("  startup: first action {ms:.1} ms after process start"),
+            None => s += "  startup: no action sent",
+        }
+        if let Some(ms) = self.startup.loop_started_ms {
+            s += &format!(" (loop running after {ms:.1} ms)");
+        }
+        s += "\n";
+        if !self.startup.phases.is_empty() {
+            let p: Vec<String> = self
+                .startup
+                .phases
+                .iter()
+                .map(|p| format!("{} {:.1}", p.what, p.ms))
+                .collect();
+            s += &format!("    startup ms: {}\n", p.join(", "));
+        }
         if !self.holds.is_empty() {
             let h: Vec<String> = self.holds.iter().map(|(k, v)| format!("{k} {v}")).collect();
             s += &format!("  holds by reason: {}\n", h.join(", "));

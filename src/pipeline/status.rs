@@ -27,6 +27,12 @@ pub fn format_status(stats: &LoopStats, loop_hz: f64) -> String {
         stats.frames_dropped,
         stats.holds_total()
     );
+    if let Some(n) = stats.holds.get("guard_veto") {
+        s += &format!(" (guard {n})");
+    }
+    if let Some(h) = stats.stage(stage::STARTUP) {
+        s += &format!("  first action {:.0} ms", h.max_ms());
+    }
     s
 }
 
@@ -100,5 +106,13 @@ mod tests {
         assert!(line.contains("generate 20.0/20.0"), "{line}");
         assert!(!line.contains("vision"), "{line}");
         assert!(line.ends_with("dropped 3  holds 1"), "{line}");
+
+        st.hold("guard_veto");
+        st.record(stage::STARTUP, Duration::from_millis(700));
+        let line = format_status(&st, 4.25);
+        assert!(
+            line.ends_with("holds 2 (guard 1)  first action 700 ms"),
+            "{line}"
+        );
     }
 }

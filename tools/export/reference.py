@@ -160,13 +160,18 @@ def e2e_spatialbot(runner: Runner, out: Path) -> dict:
 
 POLICY_GOALS = ["pick up the box", "push the box", "pick up the box", "lift the box", "push the box",
                 "pick up the box"]
+# What `run --every-frame --steps 10 --goal "pick up the box"` does on the sample recording.
+SAMPLE_GOAL = "pick up the box"
+SAMPLE_STEPS = 10
 
 
 def e2e_policy(runner: Runner, out: Path, sample: Path | None) -> dict:
     import scenes
 
     if sample is not None:
-        names = sorted(p.name for p in (sample / "color").glob("*.png"))[:6]
+        # The control loop over the recording: one goal, frames 0..N-1 in order, the history
+        # newest first padded with the oldest frame seen so far.
+        names = sorted(p.name for p in (sample / "color").glob("*.png"))[:SAMPLE_STEPS]
         frames = [read_rgb(sample / "color" / n) for n in names]
         source = f"{sample.as_posix()}/color"
         paths = [f"{source}/{n}" for n in names]
@@ -189,7 +194,8 @@ def e2e_policy(runner: Runner, out: Path, sample: Path | None) -> dict:
     for k in range(len(frames)):
         idx = list(range(k, max(-1, k - 4), -1))  # newest first
         history = [frames[j] for j in idx]
-        rec = runner.policy(history, POLICY_GOALS[k % len(POLICY_GOALS)])
+        goal = SAMPLE_GOAL if sample is not None else POLICY_GOALS[k % len(POLICY_GOALS)]
+        rec = runner.policy(history, goal)
         padded = idx + [idx[-1]] * (4 - len(idx))
         steps.append({"frames": [paths[j] for j in padded], **rec})
     return {"kind": "policy", "max_new_tokens": MAX_NEW_TOKENS, "frames_relative_to":

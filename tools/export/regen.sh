@@ -15,7 +15,7 @@ done
   --out "$out/tiny-spatialbot/reference/e2e"
 "$PY" tools/export/reference.py e2e --checkpoint "$ck/tiny-policy" --kind policy \
   --out "$out/tiny-policy/reference/e2e"
-# Actions for frame histories of the shipped sample recording, once it exists.
+# What `run --every-frame` does on the shipped sample recording (one goal, consecutive frames).
 if [ -d tests/data/sample/color ]; then
   "$PY" tools/export/reference.py e2e --checkpoint "$ck/tiny-policy" --kind policy \
     --sample tests/data/sample --out "$out/tiny-policy/reference/e2e-sample"
