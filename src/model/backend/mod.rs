@@ -10,6 +10,11 @@ use super::{ModelError, ModelFolder};
 pub mod ort;
 pub mod tract;
 
+#[cfg(feature = "cuda")]
+compile_error!(
+    "the `cuda` feature (tract's CUDA runtime) is not wired yet: tract-cuda 0.23.9 builds without a CUDA toolkit, but the tract backend must first prepare its plans through tract-cuda's runtime (README \"Inference\"). For a GPU use `--features ort` with the CUDA or TensorRT provider."
+);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
@@ -359,7 +364,7 @@ fn load_one(folder: &ModelFolder, config: &BackendConfig) -> Result<Box<dyn Back
 }
 
 /// Why there is no tract CUDA backend (README "Inference").
-pub const TRACT_CUDA_UNAVAILABLE: &str = "tract's CUDA runtime is not part of this build (see README \"Inference\"); use the ort backend with the CUDA or TensorRT provider (`--features ort`)";
+pub const TRACT_CUDA_UNAVAILABLE: &str = "tract's CUDA runtime is not wired yet (README \"Inference\"); use the ort backend with the CUDA or TensorRT provider (`--features ort`)";
 
 impl BackendKind {
     pub fn as_str(self) -> &'static str {
