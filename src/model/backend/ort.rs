@@ -43,9 +43,10 @@ pub struct OrtBackend {
     steps: Vec<LoadStep>,
 }
 
+/// past_key_i then past_value_i, `[1, KV, past, D]`: the previous step's outputs, fed back
+/// as inputs without a copy.
 struct OrtCache {
-    /// past_key_i then past_value_i: data of shape [1, KV, past, D].
-    tensors: Vec<Vec<f32>>,
+    tensors: Vec<ort::value::DynValue>,
 }
 
 fn backend_error(reason: impl std::fmt::Display) -> ModelError {
@@ -614,11 +615,13 @@ impl Backend for OrtBackend {
     }
 
     fn new_cache(&self) -> Result<KvCache, ModelError> {
+        let empty = [1, self.kv_heads, 0, self.head_dim];
+        let tensors = (0..2 * self.layers)
+            .map(|_| tensor(&empty, Vec::<f32>::new()))
+            .collect::<Result<_, _>>()?;
         Ok(KvCache {
             past_len: 0,
-            inner: Box::new(OrtCache {
-                tensors: vec![Vec::new(); 2 * self.layers],
-            }),
+            inner: Box::new(OrtCache { tensors }),
         })
     }
 
@@ -640,10 +643,10 @@ impl Backend for OrtBackend {
             .inner
             .downcast_mut::<OrtCache>()
             .ok_or_else(|| ModelError::Input("a KV cache from another backend".into()))?;
-        let (kv, d, layers) = (self.kv_heads, self.head_dim, self.layers);
+        let layers = self.layers;
         let mut inputs: Vec<(
             std::borrow::Cow<'static, str>,
-            ort::session::SessionInputValue<'static>,
+            ort::session::SessionInputValue<'_>,
         )> = vec![
             (
                 "inputs_embeds".into(),
@@ -664,14 +667,14 @@ impl Backend for OrtBackend {
             } else {
                 format!("past_value_{}", i - layers)
             };
-            inputs.push((name.into(), tensor(&[1, kv, past, d], data.clone())?.into()));
+            inputs.push((name.into(), data.into()));
         }
         let Graph {
             session,
             file,
             provider,
         } = &mut self.decoder;
-        let outputs = session
+        let mut outputs = session
             .run(inputs)
             .map_err(|e| run_error(file, *provider, e))?;
         let (_, logits) = outputs["logits"]
@@ -688,17 +691,20 @@ impl Backend for OrtBackend {
             ));
         }
         let logits = logits.to_vec();
+        let mut fresh = Vec::with_capacity(2 * layers);
         for i in 0..2 * layers {
             let name = if i < layers {
                 format!("present_key_{i}")
             } else {
                 format!("present_value_{}", i - layers)
             };
-            let (_, values) = outputs[name.as_str()]
-                .try_extract_tensor::<f32>()
-                .map_err(|e| run_error(file, *provider, e))?;
-            state.tensors[i] = values.to_vec();
+            let present = outputs
+                .remove(name.as_str())
+                .ok_or_else(|| run_error(file, *provider, format!("no output {name}")))?;
+            fresh.push(present);
         }
+        drop(outputs);
+        state.tensors = fresh;
         cache.past_len = past + len;
         Ok(logits)
     }
