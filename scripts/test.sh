@@ -53,3 +53,8 @@ else
   echo "## missing and could not be installed; bindgen in v4l2-sys-mit needs it.       ##"
   echo "################################################################################"
 fi
+# The `ort` feature (onnxruntime loaded at run time) against the onnxruntime wheel's own
+# libonnxruntime.so (tools/requirements-test.txt): reference cases, ask, provider errors.
+ORT_LIB="$(ls "$PWD"/.venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -n 1)"
+ORT_DYLIB_PATH="$ORT_LIB" cargo test --locked --features ort \
+  --test model_reference --test ask_e2e --test backend_ort --test backend_config

@@ -205,6 +205,10 @@ pub struct Backend {
     pub engine_cache_dir: PathBuf,
     /// May a later CPU backend of `order` replace a GPU backend that failed to start?
     pub cpu_fallback: bool,
+    /// `libonnxruntime.so` for the `ort-*` backends (relative to the profile's folder); unset:
+    /// `ORT_DYLIB_PATH`, then the dynamic loader's path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onnxruntime_library: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

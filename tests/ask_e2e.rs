@@ -4,6 +4,7 @@
 //! reference numpy/Pillow code (so a preprocessing difference and an engine difference show
 //! apart).
 
+mod backend_support;
 mod common;
 
 use std::path::Path;
@@ -147,4 +148,152 @@ fn ask_refuses_a_policy_folder_and_mismatched_images() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("spatialbot"));
+}
+
+fn ask_json(extra: &[&str], question: &str) -> serde_json::Value {
+    let model = common::repo_root().join("models/tiny-spatialbot");
+    let out = Command::new(common::bin())
+        .args(["ask", "--json", "--threads", "1", "--model"])
+        .arg(&model)
+        .args(extra)
+        .arg(question)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ask {extra:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn token_rounds(report: &serde_json::Value) -> Vec<serde_json::Value> {
+    report["rounds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["generation"]["token_ids"].clone())
+        .collect()
+}
+
+#[test]
+fn ask_on_the_sample_recording_answers_on_its_first_frame() {
+    let sample = common::repo_root().join("tests/data/sample");
+    let spec = format!("replay,fast:{}", sample.display());
+    let question = "How far is the box? Use Depth(0.5, 0.5).";
+    let from_camera = ask_json(&["--camera", &spec], question);
+    let rgb = sample.join("color/000000.png");
+    let depth = sample.join("depth/000000.png");
+    let from_files = ask_json(
+        &[
+            "--rgb",
+            rgb.to_str().unwrap(),
+            "--depth",
+            depth.to_str().unwrap(),
+        ],
+        question,
+    );
+    assert!(
+        from_camera["source"].as_str().unwrap().contains("frame 0"),
+        "{}",
+        from_camera["source"]
+    );
+    assert_eq!(token_rounds(&from_camera), token_rounds(&from_files));
+    assert_eq!(from_camera["answer"], from_files["answer"]);
+}
+
+#[test]
+fn ask_on_a_synthetic_camera_frame_matches_the_same_frame_from_files() {
+    use spatialbot_edge::camera::{self, CameraSpec, OpenOptions};
+    let spec: CameraSpec = "synthetic,fast".parse().unwrap();
+    let mut source = camera::open(&spec, &OpenOptions { register: true }).unwrap();
+    let frame = source.next_frame().unwrap().unwrap();
+    assert!(frame.depth_registered);
+    let tmp = tempfile::tempdir().unwrap();
+    let rgb = tmp.path().join("rgb.png");
+    let depth = tmp.path().join("depth.png");
+    spatialbot_edge::imageio::write_rgb_png(&rgb, &frame.color).unwrap();
+    spatialbot_edge::imageio::write_depth_png(&depth, &frame.depth).unwrap();
+    let question = "What is on the table?";
+    let from_camera = ask_json(&["--camera", "synthetic,fast"], question);
+    let from_files = ask_json(
+        &[
+            "--rgb",
+            rgb.to_str().unwrap(),
+            "--depth",
+            depth.to_str().unwrap(),
+        ],
+        question,
+    );
+    assert!(from_camera["source"]
+        .as_str()
+        .unwrap()
+        .contains("synthetic"));
+    assert_eq!(token_rounds(&from_camera), token_rounds(&from_files));
+}
+
+#[test]
+fn ask_refuses_a_bad_camera_spec_and_an_empty_recording() {
+    let model = common::repo_root().join("models/tiny-spatialbot");
+    let tmp = tempfile::tempdir().unwrap();
+    for spec in [
+        "nonsense:1".to_string(),
+        format!("replay:{}", tmp.path().join("missing").display()),
+    ] {
+        let out = Command::new(common::bin())
+            .args(["ask", "--model"])
+            .arg(&model)
+            .args(["--camera", &spec, "q"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{spec}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("nonsense") || err.contains("missing"), "{err}");
+    }
+}
+
+/// The ort backend (CPU provider, the reference venv's onnxruntime) gives the tokens tract and
+/// the reference pipeline give, on every reference pair.
+#[cfg(feature = "ort")]
+#[test]
+fn ask_on_ort_gives_the_same_tokens_as_tract() {
+    let Some(library) = backend_support::ort_library() else {
+        return;
+    };
+    let e2e_dir = common::repo_root().join("models/tiny-spatialbot/reference/e2e");
+    let e2e: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(e2e_dir.join("e2e.json")).unwrap()).unwrap();
+    for (k, case) in e2e["cases"].as_array().unwrap().iter().enumerate() {
+        let rgb = e2e_dir.join(case["rgb"].as_str().unwrap());
+        let depth = e2e_dir.join(case["depth"].as_str().unwrap());
+        let pair = [
+            "--rgb",
+            rgb.to_str().unwrap(),
+            "--depth",
+            depth.to_str().unwrap(),
+        ];
+        let question = case["question"].as_str().unwrap();
+        let tract = ask_json(&pair, question);
+        let mut on_ort = pair.to_vec();
+        on_ort.extend([
+            "--backend",
+            "ort",
+            "--ort-library",
+            library.to_str().unwrap(),
+        ]);
+        let ort = ask_json(&on_ort, question);
+        assert!(
+            ort["backend"].as_str().unwrap().contains("onnxruntime"),
+            "{}",
+            ort["backend"]
+        );
+        assert_eq!(token_rounds(&ort), token_rounds(&tract), "case {k}");
+        let want: Vec<serde_json::Value> = case["rounds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["tokens"].clone())
+            .collect();
+        assert_eq!(token_rounds(&ort), want, "case {k}: reference tokens");
+    }
 }

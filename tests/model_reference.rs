@@ -1,6 +1,7 @@
-//! The tiny fixtures' reference cases (PyTorch outputs) reproduced by the engine's backends.
-//! `SBE_BACKEND=ort` runs the same checks on onnxruntime (the `ort` feature build).
+//! The tiny fixtures' reference cases (PyTorch outputs) reproduced by every backend built in:
+//! tract always, onnxruntime (CPU provider, the reference venv's wheel) in the `ort` build.
 
+mod backend_support;
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -12,21 +13,32 @@ fn folder(name: &str) -> PathBuf {
     common::repo_root().join("models").join(name)
 }
 
-fn config() -> BackendConfig {
-    let kind = match std::env::var("SBE_BACKEND").as_deref() {
-        Ok("ort") => BackendKind::Ort,
-        _ => BackendKind::Tract,
-    };
-    BackendConfig {
-        kind,
+/// The backends this build has, each on one thread.
+fn configs() -> Vec<BackendConfig> {
+    #[allow(unused_mut)]
+    let mut configs = vec![BackendConfig {
+        kind: BackendKind::Tract,
         threads: 1,
         ..BackendConfig::default()
+    }];
+    #[cfg(feature = "ort")]
+    if let Some(library) = backend_support::ort_library() {
+        configs.push(BackendConfig {
+            kind: BackendKind::Ort,
+            threads: 1,
+            ort: spatialbot_edge::model::backend::OrtConfig {
+                library: Some(library),
+                ..Default::default()
+            },
+            ..BackendConfig::default()
+        });
     }
+    configs
 }
 
-fn load(name: &str) -> (ModelFolder, Box<dyn Backend>, serde_json::Value) {
+fn load(name: &str, config: &BackendConfig) -> (ModelFolder, Box<dyn Backend>, serde_json::Value) {
     let f = ModelFolder::open(folder(name)).expect("open fixture");
-    let b = backend::load(&f, &config()).expect("load backend");
+    let b = backend::load(&f, config).unwrap_or_else(|e| panic!("load {:?}: {e}", config.kind));
     let cases: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(f.dir.join("reference/cases.json")).unwrap())
             .unwrap();
@@ -49,8 +61,9 @@ fn tolerance(cases: &serde_json::Value, key: &str) -> f32 {
     cases["tolerance"][key].as_f64().unwrap() as f32
 }
 
-fn check_fixture(name: &str) {
-    let (f, mut b, cases) = load(name);
+fn check_fixture(name: &str, config: &BackendConfig) {
+    let (f, mut b, cases) = load(name, config);
+    let name = format!("{name} on {}", b.describe());
     let r = f.dir.join("reference");
 
     let pixels = read(&r.join("case_vision/in_pixel_values.npy"));
@@ -106,21 +119,25 @@ fn check_fixture(name: &str) {
 
 #[test]
 fn tiny_spatialbot_reference_cases() {
-    check_fixture("tiny-spatialbot");
+    for config in configs() {
+        check_fixture("tiny-spatialbot", &config);
+    }
 }
 
 #[test]
 fn tiny_policy_reference_cases() {
-    check_fixture("tiny-policy");
+    for config in configs() {
+        check_fixture("tiny-policy", &config);
+    }
 }
 
 /// 24 greedy steps from the reference prefill, stop ids ignored, against onnxruntime in Python
 /// feeding its own cache: the token sequences must be identical.
-fn greedy_against_onnxruntime(name: &str) {
+fn greedy_against_onnxruntime(name: &str, config: &BackendConfig) {
     let Some(py) = common::reference_python() else {
         return;
     };
-    let (f, mut b, _) = load(name);
+    let (f, mut b, _) = load(name, config);
     let r = f.dir.join("reference");
     let prefill = read(&r.join("case_decoder/step_0/in_inputs_embeds.npy"));
     let mut cache = b.new_cache().unwrap();
@@ -159,15 +176,24 @@ print(json.dumps(out[:24]))
 "#;
     let out = common::run_python(&py, code, &[f.dir.to_str().unwrap()]);
     let theirs: Vec<u32> = serde_json::from_slice(&out).unwrap();
-    assert_eq!(ours, theirs, "{name}: greedy tokens over 24 steps");
+    assert_eq!(
+        ours,
+        theirs,
+        "{name} on {}: greedy tokens over 24 steps",
+        b.describe()
+    );
 }
 
 #[test]
 fn tiny_spatialbot_greedy_24_steps_match_onnxruntime() {
-    greedy_against_onnxruntime("tiny-spatialbot");
+    for config in configs() {
+        greedy_against_onnxruntime("tiny-spatialbot", &config);
+    }
 }
 
 #[test]
 fn tiny_policy_greedy_24_steps_match_onnxruntime() {
-    greedy_against_onnxruntime("tiny-policy");
+    for config in configs() {
+        greedy_against_onnxruntime("tiny-policy", &config);
+    }
 }

@@ -80,6 +80,10 @@ pub fn run_checks(board: &Board, roots: &Roots) -> Vec<Check> {
         l4t_check(board, roots),
         realsense_check(&libs),
         backend_check(board, &libs),
+    ]
+    .into_iter()
+    .chain(backend_probe_checks(board))
+    .chain([
         engine_cache_check(board),
         serial_check(board, roots),
         modemmanager_check(board, roots),
@@ -88,7 +92,8 @@ pub fn run_checks(board: &Board, roots: &Roots) -> Vec<Check> {
         memory_check(board, roots),
         model_size_check(board),
         power_mode_check(board),
-    ]
+    ])
+    .collect()
 }
 
 fn arch_check(board: &Board) -> Check {
@@ -265,6 +270,67 @@ fn backend_check(board: &Board, libs: &[(String, PathBuf)]) -> Check {
         (Status::Pass, "")
     };
     check("inference backends", status, notes.join(" | "), fix)
+}
+
+/// One check per inference backend: compiled in, and whether its runtime loads here (onnxruntime:
+/// version and providers). A backend the profile's `backend.order` uses fails when it cannot
+/// start; one it does not use only warns.
+fn backend_probe_checks(board: &Board) -> Vec<Check> {
+    let library = board
+        .backend
+        .onnxruntime_library
+        .as_deref()
+        .map(|p| board.path(p));
+    crate::model::backend::probe(library.as_deref())
+        .into_iter()
+        .map(|p| {
+            let used = board.backend.order.iter().any(|k| match p.backend {
+                "tract" => *k == BackendKind::TractCpu,
+                "ort" => matches!(
+                    k,
+                    BackendKind::OrtCpu | BackendKind::OrtCuda | BackendKind::OrtTensorrt
+                ),
+                "tract-cuda" => *k == BackendKind::TractCuda,
+                _ => false,
+            });
+            let name = format!("backend {}", p.backend);
+            if p.usable {
+                let mut detail = p.detail.clone();
+                if p.backend == "ort" {
+                    for (kind, provider) in [
+                        (BackendKind::OrtTensorrt, "TensorrtExecutionProvider"),
+                        (BackendKind::OrtCuda, "CUDAExecutionProvider"),
+                    ] {
+                        if board.backend.order.contains(&kind)
+                            && !p.providers.iter().any(|q| q == provider)
+                        {
+                            return check(
+                                &name,
+                                Status::Fail,
+                                format!("{detail}; the profile asks for {kind} but this onnxruntime has no {provider}"),
+                                "install onnxruntime-gpu built for this JetPack/CUDA (README: Boards and flashing) and point ORT_DYLIB_PATH at it",
+                            );
+                        }
+                    }
+                }
+                if !used {
+                    detail.push_str(" (not in this profile's backend.order)");
+                }
+                check(&name, Status::Pass, detail, "")
+            } else if used {
+                check(&name, Status::Fail, p.detail, p.fix)
+            } else if !p.compiled {
+                check(
+                    &name,
+                    Status::Skip,
+                    format!("{} (not in this profile's backend.order)", p.detail),
+                    "",
+                )
+            } else {
+                check(&name, Status::Warn, p.detail, p.fix)
+            }
+        })
+        .collect()
 }
 
 fn engine_cache_check(board: &Board) -> Check {

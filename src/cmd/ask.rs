@@ -5,8 +5,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
+use spatialbot_edge::board::Board;
+use spatialbot_edge::camera::{self, CameraSpec, OpenOptions};
 use spatialbot_edge::imageio;
-use spatialbot_edge::model::backend::{BackendConfig, BackendKind, LoadStep};
+use spatialbot_edge::model::backend::{BackendConfig, BackendKind, LoadStep, Provider};
 use spatialbot_edge::model::manifest::{ModelKind, Tower};
 use spatialbot_edge::model::{
     npy, vqa, Engine, GenerateOptions, ImageTensor, ModelError, ModelFolder, Overflow, Sampling,
@@ -27,15 +29,30 @@ pub struct Args {
     /// Depth registered to the colour image (16-bit PNG, millimetres).
     #[arg(long, requires = "rgb")]
     pub depth: Option<PathBuf>,
-    /// Camera to take one RGB-D frame from (realsense[:SERIAL], replay:PATH, synthetic).
+    /// Camera to take one RGB-D frame from, depth registered to colour (realsense[:SERIAL],
+    /// replay:PATH, synthetic, v4l2:DEVICE).
     #[arg(long, conflicts_with_all = ["rgb", "depth"])]
     pub camera: Option<String>,
-    /// Inference backend.
-    #[arg(long, default_value = "tract")]
-    pub backend: BackendKind,
-    /// Threads for matrix products (0 = all cores).
-    #[arg(long, default_value_t = 0)]
-    pub threads: usize,
+    /// Inference backend: tract or ort (default: the --board profile's backend.order, else tract).
+    #[arg(long)]
+    pub backend: Option<BackendKind>,
+    /// Board profile whose [backend] table to use (order, threads, TensorRT settings,
+    /// onnxruntime_library): a file, or a shipped profile name.
+    #[arg(long)]
+    pub board: Option<String>,
+    /// Threads for matrix products (0 = all cores; default: the profile's, else 0).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// onnxruntime library (libonnxruntime.so) for the ort backend; default: the profile's
+    /// backend.onnxruntime_library, else ORT_DYLIB_PATH, else the dynamic loader's path.
+    #[arg(long)]
+    pub ort_library: Option<PathBuf>,
+    /// onnxruntime execution providers in the order to try (tensorrt,cuda,cpu).
+    #[arg(long, value_delimiter = ',')]
+    pub providers: Option<Vec<Provider>>,
+    /// Let the CPU provider take over when a GPU provider fails to register.
+    #[arg(long)]
+    pub cpu_fallback: bool,
     /// Most tokens per answer (default: the manifest's max_new_tokens).
     #[arg(long)]
     pub max_new_tokens: Option<usize>,
@@ -65,6 +82,8 @@ pub struct Args {
 #[derive(serde::Serialize)]
 struct Report<'a> {
     answer: &'a str,
+    /// Where the RGB-D pair came from.
+    source: String,
     backend: String,
     rounds: &'a [vqa::Round],
     load: &'a [LoadStep],
@@ -119,25 +138,41 @@ fn preprocess_pair(
     Ok(out)
 }
 
-pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
-    let started = Instant::now();
-    let folder = ModelFolder::open(&args.model).map_err(model_error)?;
-    if folder.manifest.kind != ModelKind::Spatialbot {
-        return Err(bad_input(format!(
-            "{}: kind is not \"spatialbot\"; `ask` needs a SpatialBot model folder",
-            args.model.join("manifest.toml").display()
-        )));
-    }
-    if args.camera.is_some() {
-        return Err(bad_input(
-            "--camera is not available in `ask` yet; record a frame and pass --rgb and --depth",
-        ));
-    }
-    let (Some(rgb_path), Some(depth_path)) = (&args.rgb, &args.depth) else {
-        return Err(bad_input(
-            "give --rgb PNG and --depth PNG (or --camera SPEC)",
-        ));
+/// The backend from --board (its [backend] table), then the flags on top.
+fn backend_config(args: &Args) -> anyhow::Result<BackendConfig> {
+    let mut config = match &args.board {
+        Some(b) => BackendConfig::from_board(&Board::resolve(b).map_err(bad_input)?),
+        None => BackendConfig::default(),
     };
+    if let Some(kind) = args.backend {
+        if kind != config.kind {
+            config.fallback = None;
+        }
+        config.kind = kind;
+    }
+    if let Some(threads) = args.threads {
+        config.threads = threads;
+    }
+    if let Some(library) = &args.ort_library {
+        config.ort.library = Some(library.clone());
+    }
+    if let Some(providers) = &args.providers {
+        config.ort.providers = providers.clone();
+    }
+    if args.cpu_fallback {
+        config.ort.allow_cpu_fallback = true;
+    }
+    if config.kind != BackendKind::Ort
+        && (args.ort_library.is_some() || args.providers.is_some() || args.cpu_fallback)
+    {
+        return Err(bad_input(
+            "--ort-library, --providers and --cpu-fallback are for the ort backend: add --backend ort",
+        ));
+    }
+    Ok(config)
+}
+
+fn read_pair(rgb_path: &Path, depth_path: &Path) -> anyhow::Result<(RgbImage, DepthMm, String)> {
     let rgb = imageio::read_rgb_png(rgb_path).map_err(bad_input)?;
     let depth = imageio::read_depth_png(depth_path).map_err(bad_input)?;
     if (rgb.width, rgb.height) != (depth.width(), depth.height()) {
@@ -151,6 +186,64 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
             depth.height()
         )));
     }
+    let source = format!("{} + {}", rgb_path.display(), depth_path.display());
+    Ok((rgb, depth, source))
+}
+
+fn camera_error(e: camera::SourceError) -> anyhow::Error {
+    use camera::SourceError as E;
+    match e {
+        E::Spec { .. }
+        | E::FeatureMissing { .. }
+        | E::Recording { .. }
+        | E::Image { .. }
+        | E::Calibration(_) => bad_input(e),
+        other => anyhow::Error::new(other),
+    }
+}
+
+/// One frame from the camera, its depth registered into the colour camera's frame.
+fn capture(spec: &str) -> anyhow::Result<(RgbImage, DepthMm, String)> {
+    let parsed: CameraSpec = spec.parse().map_err(bad_input)?;
+    let mut source =
+        camera::open(&parsed, &OpenOptions { register: true }).map_err(camera_error)?;
+    let described = source.describe();
+    let frame = source
+        .next_frame()
+        .map_err(camera_error)
+        .with_context(|| format!("reading a frame from {described}"))?
+        .ok_or_else(|| bad_input(format!("{spec}: the source ended before its first frame")))?;
+    tracing::info!(
+        "captured frame {} ({}×{}) from {described}",
+        frame.sequence,
+        frame.color.width,
+        frame.color.height
+    );
+    Ok((
+        frame.color,
+        frame.depth,
+        format!("{described}, frame {}", frame.sequence),
+    ))
+}
+
+pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
+    let started = Instant::now();
+    let folder = ModelFolder::open(&args.model).map_err(model_error)?;
+    if folder.manifest.kind != ModelKind::Spatialbot {
+        return Err(bad_input(format!(
+            "{}: kind is not \"spatialbot\"; `ask` needs a SpatialBot model folder",
+            args.model.join("manifest.toml").display()
+        )));
+    }
+    let (rgb, depth, source) = match (&args.camera, &args.rgb, &args.depth) {
+        (Some(spec), _, _) => capture(spec)?,
+        (None, Some(rgb_path), Some(depth_path)) => read_pair(rgb_path, depth_path)?,
+        _ => {
+            return Err(bad_input(
+                "give --rgb PNG and --depth PNG (or --camera SPEC)",
+            ))
+        }
+    };
     let size = folder.manifest.vision.image_size;
     let preprocess_started = Instant::now();
     let tensors = match (&args.rgb_tensor, &args.depth_tensor) {
@@ -159,15 +252,17 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     };
     let preprocess_ms = preprocess_started.elapsed().as_secs_f64() * 1e3;
 
-    let config = BackendConfig {
-        kind: args.backend,
-        threads: args.threads,
-        ..BackendConfig::default()
-    };
+    let config = backend_config(&args)?;
     let mut engine = Engine::load(&folder, &config)
         .map_err(model_error)
         .context("loading the model")?;
     let load_ms = started.elapsed().as_secs_f64() * 1e3;
+    if !json {
+        eprintln!("loaded on {}", engine.describe());
+        for step in engine.load_steps() {
+            eprintln!("  {}: {:.1} ms", step.what, step.millis);
+        }
+    }
     let vision_started = Instant::now();
     let images = engine.encode_images(&tensors).map_err(model_error)?;
     let vision_ms = vision_started.elapsed().as_secs_f64() * 1e3;
@@ -217,6 +312,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     if json {
         print_json(&Report {
             answer: &answer.text,
+            source,
             backend: engine.describe(),
             rounds: &answer.rounds,
             load: engine.load_steps(),

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 use spatialbot_edge::camera::enumerate::{self, CameraInfo};
+use spatialbot_edge::model::backend::{self, BackendProbe};
 
 use super::{bad_input, print_json};
 
@@ -42,7 +43,7 @@ struct Report {
     cameras: Vec<CameraInfo>,
     synthetic: String,
     serial_ports: Vec<SerialPortInfo>,
-    backends: Vec<String>,
+    backends: Vec<BackendProbe>,
     notes: Vec<String>,
     calibrations_written: Vec<String>,
 }
@@ -124,7 +125,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         synthetic: "synthetic (tabletop scene, 640x480 @ 30 fps; `synthetic[,fast][:WxH[@FPS]]`)"
             .into(),
         serial_ports,
-        backends: vec!["tract (cpu)".into()],
+        backends: backend::probe(None),
         notes,
         calibrations_written,
     };
@@ -163,10 +164,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     for p in &report.serial_ports {
         println!("  {}  ({})", p.name, p.kind);
     }
-    println!("inference backends:");
-    for b in &report.backends {
-        println!("  {b}");
-    }
+    print_backends(&report.backends);
     for path in &report.calibrations_written {
         println!("wrote {path}");
     }
@@ -174,4 +172,20 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         println!("note: {n}");
     }
     Ok(spatialbot_edge::exit::OK)
+}
+
+/// The "inference backends" section: compiled in or not, and whether each one's libraries load.
+fn print_backends(backends: &[BackendProbe]) {
+    println!("inference backends:");
+    for b in backends {
+        let state = match (b.compiled, b.usable) {
+            (true, true) => "usable",
+            (true, false) => "built in, cannot start",
+            (false, _) => "not built in",
+        };
+        println!("  {:<11} {state}: {}", b.backend, b.detail);
+        if !b.fix.is_empty() {
+            println!("  {:<11} fix: {}", "", b.fix);
+        }
+    }
 }

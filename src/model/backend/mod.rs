@@ -1,7 +1,7 @@
 //! The engines that run the three graphs of a model folder, behind one trait.
 
 use std::any::Any;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{ModelError, ModelFolder};
@@ -10,6 +10,11 @@ use super::{ModelError, ModelFolder};
 pub mod ort;
 pub mod tract;
 
+#[cfg(feature = "cuda")]
+compile_error!(
+    "the `cuda` feature (tract's CUDA runtime) is not wired yet: tract-cuda 0.23.9 builds without a CUDA toolkit, but the tract backend must first prepare its plans through tract-cuda's runtime (README \"Inference\"). For a GPU use `--features ort` with the CUDA or TensorRT provider."
+);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
@@ -17,6 +22,9 @@ pub enum BackendKind {
     Tract,
     /// onnxruntime loaded at run time (cargo feature `ort`).
     Ort,
+    /// tract's CUDA runtime (cargo feature `cuda`).
+    #[serde(rename = "tract-cuda")]
+    TractCuda,
 }
 
 impl std::str::FromStr for BackendKind {
@@ -25,7 +33,10 @@ impl std::str::FromStr for BackendKind {
         match s {
             "tract" => Ok(BackendKind::Tract),
             "ort" => Ok(BackendKind::Ort),
-            other => Err(format!("unknown backend {other:?}: use tract or ort")),
+            "tract-cuda" => Ok(BackendKind::TractCuda),
+            other => Err(format!(
+                "unknown backend {other:?}: use tract, ort or tract-cuda"
+            )),
         }
     }
 }
@@ -34,10 +45,49 @@ impl std::str::FromStr for BackendKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Provider {
-    /// TensorRT, fp16, with engine and timing caches.
+    /// TensorRT, with engine and timing caches.
     Tensorrt,
     Cuda,
     Cpu,
+}
+
+impl Provider {
+    /// The name onnxruntime gives it (`GetAvailableProviders`).
+    pub fn ort_name(self) -> &'static str {
+        match self {
+            Provider::Tensorrt => "TensorrtExecutionProvider",
+            Provider::Cuda => "CUDAExecutionProvider",
+            Provider::Cpu => "CPUExecutionProvider",
+        }
+    }
+
+    pub fn is_gpu(self) -> bool {
+        self != Provider::Cpu
+    }
+}
+
+impl std::fmt::Display for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Provider::Tensorrt => "TensorRT",
+            Provider::Cuda => "CUDA",
+            Provider::Cpu => "CPU",
+        })
+    }
+}
+
+impl std::str::FromStr for Provider {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "tensorrt" | "trt" => Ok(Provider::Tensorrt),
+            "cuda" => Ok(Provider::Cuda),
+            "cpu" => Ok(Provider::Cpu),
+            other => Err(format!(
+                "unknown execution provider {other:?}: use tensorrt, cuda or cpu"
+            )),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -45,9 +95,13 @@ pub struct OrtConfig {
     /// `libonnxruntime.so`; `None` = `ORT_DYLIB_PATH`, then the dynamic loader's path.
     pub library: Option<PathBuf>,
     pub providers: Vec<Provider>,
-    /// When a provider fails to register: true = log and try the next, false = error.
-    pub allow_fallback: bool,
-    /// TensorRT engine and timing caches; `None` = `<model folder>/.trt-cache`.
+    /// May the CPU provider take over when a GPU provider listed before it failed to register?
+    /// A GPU provider may always give way to the next GPU provider of the list.
+    pub allow_cpu_fallback: bool,
+    /// TensorRT builds fp16 engines.
+    pub tensorrt_fp16: bool,
+    /// TensorRT engine and timing caches; `None` = `<model folder>/.trt-cache`. Engines go in a
+    /// sub-folder named by [`engine_cache_key`].
     pub cache_dir: Option<PathBuf>,
 }
 
@@ -56,9 +110,25 @@ impl Default for OrtConfig {
         OrtConfig {
             library: None,
             providers: vec![Provider::Cpu],
-            allow_fallback: false,
+            allow_cpu_fallback: false,
+            tensorrt_fp16: true,
             cache_dir: None,
         }
+    }
+}
+
+impl OrtConfig {
+    /// The library to load: the configured path, else `ORT_DYLIB_PATH`, else `libonnxruntime.so`
+    /// on the dynamic loader's path.
+    pub fn library_path(&self) -> PathBuf {
+        self.library
+            .clone()
+            .or_else(|| {
+                std::env::var_os("ORT_DYLIB_PATH")
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            })
+            .unwrap_or_else(|| PathBuf::from("libonnxruntime.so"))
     }
 }
 
@@ -68,6 +138,9 @@ pub struct BackendConfig {
     /// Threads for matrix products; 0 = all cores.
     pub threads: usize,
     pub ort: OrtConfig,
+    /// Loaded instead when this backend cannot start (its library or provider is missing), as a
+    /// board profile with `cpu_fallback = true` allows. A bad model folder is never retried.
+    pub fallback: Option<Box<BackendConfig>>,
 }
 
 impl Default for BackendConfig {
@@ -76,6 +149,7 @@ impl Default for BackendConfig {
             kind: BackendKind::Tract,
             threads: 0,
             ort: OrtConfig::default(),
+            fallback: None,
         }
     }
 }
@@ -90,6 +164,123 @@ impl BackendConfig {
                 .unwrap_or(1)
         }
     }
+
+    /// What a board profile's `[backend]` table asks for: `order` grouped by engine (consecutive
+    /// `ort-*` entries become one onnxruntime provider list), `cpu_fallback`, `threads`,
+    /// `tensorrt_fp16`, `engine_cache_dir` and `onnxruntime_library`.
+    pub fn from_board(board: &crate::board::Board) -> BackendConfig {
+        use crate::board::BackendKind as K;
+        let b = &board.backend;
+        let ort = |providers: Vec<Provider>| OrtConfig {
+            library: b.onnxruntime_library.as_deref().map(|p| board.path(p)),
+            allow_cpu_fallback: b.cpu_fallback,
+            tensorrt_fp16: b.tensorrt_fp16,
+            cache_dir: Some(board.engine_cache_dir()),
+            providers,
+        };
+        let mut groups: Vec<BackendConfig> = Vec::new();
+        for kind in &b.order {
+            let provider = match kind {
+                K::TractCpu | K::TractCuda => None,
+                K::OrtCpu => Some(Provider::Cpu),
+                K::OrtCuda => Some(Provider::Cuda),
+                K::OrtTensorrt => Some(Provider::Tensorrt),
+            };
+            match (provider, groups.last_mut()) {
+                (Some(p), Some(last)) if last.kind == BackendKind::Ort => {
+                    last.ort.providers.push(p)
+                }
+                (Some(p), _) => groups.push(BackendConfig {
+                    kind: BackendKind::Ort,
+                    threads: b.threads as usize,
+                    ort: ort(vec![p]),
+                    fallback: None,
+                }),
+                (None, _) => groups.push(BackendConfig {
+                    kind: if *kind == K::TractCuda {
+                        BackendKind::TractCuda
+                    } else {
+                        BackendKind::Tract
+                    },
+                    threads: b.threads as usize,
+                    ort: ort(vec![Provider::Cpu]),
+                    fallback: None,
+                }),
+            }
+        }
+        let mut config: Option<BackendConfig> = None;
+        for mut group in groups.into_iter().rev() {
+            group.fallback = config.map(Box::new);
+            config = Some(group);
+        }
+        config.unwrap_or_default()
+    }
+}
+
+/// Where TensorRT engines built for one model on one machine live: a folder name from the model
+/// folder's fingerprint, the TensorRT version and the GPU (name and compute capability), so an
+/// engine is never reused by another TensorRT or GPU (TensorRT refuses or mis-runs such engines).
+pub fn engine_cache_key(
+    model_fingerprint: &str,
+    tensorrt_version: &str,
+    gpu_name: &str,
+    compute_capability: (u32, u32),
+) -> String {
+    let gpu: String = gpu_name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let gpu = gpu.trim_matches('-');
+    format!(
+        "{model_fingerprint}-trt{tensorrt_version}-{gpu}-sm{}{}",
+        compute_capability.0, compute_capability.1
+    )
+}
+
+/// The oldest onnxruntime this build talks to: the `api-17` feature of the `ort` crate.
+pub const ORT_MIN_VERSION: (u32, u32) = (1, 17);
+
+/// Where to get a usable onnxruntime on this machine's architecture.
+pub fn onnxruntime_install_hint() -> &'static str {
+    if cfg!(target_arch = "aarch64") {
+        "on a Jetson install the onnxruntime-gpu wheel built for your JetPack (Jetson AI Lab pip index or NVIDIA's Jetson Zoo) and point ORT_DYLIB_PATH at its onnxruntime/capi/libonnxruntime.so.*"
+    } else {
+        "install the PyPI wheel (`pip install 'onnxruntime>=1.20'`; wheels from 1.20 on ship onnxruntime/capi/libonnxruntime.so.*, older ones have no such library) and point ORT_DYLIB_PATH at that file"
+    }
+}
+
+/// Parses onnxruntime's version string (`GetVersionString`, e.g. `1.32.0`) and refuses one
+/// older than [`ORT_MIN_VERSION`], saying what is needed and where to get it.
+pub fn check_onnxruntime_version(
+    library: &Path,
+    version: &str,
+) -> Result<(u32, u32, u32), ModelError> {
+    let fail = |reason: String| ModelError::Library {
+        library: library.display().to_string(),
+        reason,
+    };
+    let mut parts = version.trim().split('.').map(|p| {
+        p.chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse::<u32>()
+    });
+    let (Some(Ok(major)), Some(Ok(minor))) = (parts.next(), parts.next()) else {
+        return Err(fail(format!(
+            "reports version {version:?}, which is not MAJOR.MINOR.PATCH; it is not a released onnxruntime: {}",
+            onnxruntime_install_hint()
+        )));
+    };
+    let patch = parts.next().and_then(Result::ok).unwrap_or(0);
+    if (major, minor) < ORT_MIN_VERSION {
+        return Err(fail(format!(
+            "is onnxruntime {version}, too old: this build needs onnxruntime {}.{} or newer; {}",
+            ORT_MIN_VERSION.0,
+            ORT_MIN_VERSION.1,
+            onnxruntime_install_hint()
+        )));
+    }
+    Ok((major, minor, patch))
 }
 
 /// A load step and how long it took, for the startup log.
@@ -134,8 +325,26 @@ pub trait Backend: Send {
     ) -> Result<Vec<f32>, ModelError>;
 }
 
-/// Loads the backend `config` names.
+/// Loads the backend `config` names; when it cannot start and `config.fallback` is set, loads
+/// that one instead (with a warning saying why).
 pub fn load(folder: &ModelFolder, config: &BackendConfig) -> Result<Box<dyn Backend>, ModelError> {
+    match load_one(folder, config) {
+        Err(e) if !e.is_bad_input() && config.fallback.is_some() => {
+            let Some(next) = config.fallback.as_deref() else {
+                return Err(e);
+            };
+            tracing::warn!(
+                "backend {} cannot start ({e}); falling back to {}",
+                config.kind.as_str(),
+                next.kind.as_str()
+            );
+            load(folder, next)
+        }
+        other => other,
+    }
+}
+
+fn load_one(folder: &ModelFolder, config: &BackendConfig) -> Result<Box<dyn Backend>, ModelError> {
     match config.kind {
         BackendKind::Tract => Ok(Box::new(tract::TractBackend::load(folder, config)?)),
         #[cfg(feature = "ort")]
@@ -147,5 +356,119 @@ pub fn load(folder: &ModelFolder, config: &BackendConfig) -> Result<Box<dyn Back
                 "this binary was built without onnxruntime support; rebuild with `--features ort`"
                     .into(),
         }),
+        BackendKind::TractCuda => Err(ModelError::Backend {
+            backend: "tract-cuda".into(),
+            reason: TRACT_CUDA_UNAVAILABLE.into(),
+        }),
     }
+}
+
+/// Why there is no tract CUDA backend (README "Inference").
+pub const TRACT_CUDA_UNAVAILABLE: &str = "tract's CUDA runtime is not wired yet (README \"Inference\"); use the ort backend with the CUDA or TensorRT provider (`--features ort`)";
+
+impl BackendKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Tract => "tract",
+            BackendKind::Ort => "ort",
+            BackendKind::TractCuda => "tract-cuda",
+        }
+    }
+}
+
+/// Whether a backend can run here, for `doctor` and `devices`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct BackendProbe {
+    pub backend: &'static str,
+    /// Compiled into this binary.
+    pub compiled: bool,
+    /// Compiled in and its runtime libraries load.
+    pub usable: bool,
+    /// The runtime's version, when known.
+    pub version: Option<String>,
+    /// The library it loaded (onnxruntime).
+    pub library: Option<String>,
+    /// Execution providers the library offers (onnxruntime's `GetAvailableProviders`).
+    pub providers: Vec<String>,
+    pub detail: String,
+    /// What to do when it is not usable; empty otherwise.
+    pub fix: String,
+}
+
+/// Every backend this project has: compiled in or not, and whether its libraries load here.
+/// `ort_library` is the profile's `onnxruntime_library` (else `ORT_DYLIB_PATH`, then the loader path).
+pub fn probe(ort_library: Option<&Path>) -> Vec<BackendProbe> {
+    let tract = BackendProbe {
+        backend: "tract",
+        compiled: true,
+        usable: true,
+        version: Some("0.23".into()),
+        library: None,
+        providers: vec!["cpu".into()],
+        detail: format!(
+            "pure Rust, CPU, {} threads available",
+            BackendConfig::default().thread_count()
+        ),
+        fix: String::new(),
+    };
+    let ort_config = OrtConfig {
+        library: ort_library.map(Path::to_path_buf),
+        ..OrtConfig::default()
+    };
+    let library = ort_config.library_path();
+    #[cfg(feature = "ort")]
+    let ort = match ort::probe_library(&library) {
+        Ok(found) => BackendProbe {
+            backend: "ort",
+            compiled: true,
+            usable: true,
+            detail: format!(
+                "onnxruntime {} from {}; providers {}",
+                found.version,
+                found.path.display(),
+                found.providers.join(", ")
+            ),
+            version: Some(found.version),
+            library: Some(found.path.display().to_string()),
+            providers: found.providers,
+            fix: String::new(),
+        },
+        Err(e) => BackendProbe {
+            backend: "ort",
+            compiled: true,
+            usable: false,
+            version: None,
+            library: Some(library.display().to_string()),
+            providers: Vec::new(),
+            detail: e.to_string(),
+            fix: format!(
+                "set ORT_DYLIB_PATH (or the profile's backend.onnxruntime_library) to a libonnxruntime.so {}.{} or newer: {}",
+                ORT_MIN_VERSION.0,
+                ORT_MIN_VERSION.1,
+                onnxruntime_install_hint()
+            ),
+        },
+    };
+    #[cfg(not(feature = "ort"))]
+    let ort = BackendProbe {
+        backend: "ort",
+        compiled: false,
+        usable: false,
+        version: None,
+        library: Some(library.display().to_string()),
+        providers: Vec::new(),
+        detail: "not built in".into(),
+        fix: "rebuild with `cargo build --release --features ort`".into(),
+    };
+    let cuda = BackendProbe {
+        backend: "tract-cuda",
+        compiled: false,
+        usable: false,
+        version: None,
+        library: None,
+        providers: Vec::new(),
+        detail: "not built in".into(),
+        fix: TRACT_CUDA_UNAVAILABLE.into(),
+    };
+    vec![tract, ort, cuda]
 }

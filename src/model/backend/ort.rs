@@ -1,19 +1,25 @@
 //! onnxruntime, loaded at run time (`load-dynamic`): execution providers in the configured order
-//! (TensorRT fp16 with engine and timing caches → CUDA → CPU). The KV cache travels as explicit
+//! (TensorRT with engine and timing caches → CUDA → CPU). The KV cache travels as explicit
 //! tensors, copied back in after each step.
+//!
+//! The `ort` crate keeps one library and one environment per process; this module loads them
+//! once ([`environment`]) and refuses a second, different library instead of silently reusing
+//! the first.
 
+use std::ffi::{c_char, c_int, CStr};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use ort::ep;
 use ort::session::Session;
 use ort::value::Tensor;
 
-use super::{Backend, BackendConfig, KvCache, LoadStep, Provider};
+use super::{
+    check_onnxruntime_version, engine_cache_key, onnxruntime_install_hint, Backend, BackendConfig,
+    KvCache, LoadStep, Provider, ORT_MIN_VERSION,
+};
 use crate::model::{ModelError, ModelFolder};
-
-/// The oldest onnxruntime this build talks to (the `api-17` feature).
-pub const MIN_ORT_MINOR: u32 = 17;
 
 struct Graph {
     file: PathBuf,
@@ -26,18 +32,21 @@ pub struct OrtBackend {
     embed: Graph,
     decoder: Graph,
     library: PathBuf,
+    version: String,
     image_size: usize,
     hidden: usize,
     vocab: usize,
     layers: usize,
     kv_heads: usize,
     head_dim: usize,
+    threads: usize,
     steps: Vec<LoadStep>,
 }
 
+/// past_key_i then past_value_i, `[1, KV, past, D]`: the previous step's outputs, fed back
+/// as inputs without a copy.
 struct OrtCache {
-    /// past_key_i then past_value_i: data of shape [1, KV, past, D].
-    tensors: Vec<Vec<f32>>,
+    tensors: Vec<ort::value::DynValue>,
 }
 
 fn backend_error(reason: impl std::fmt::Display) -> ModelError {
@@ -54,60 +63,309 @@ fn graph_error(file: &Path, reason: impl std::fmt::Display) -> ModelError {
     }
 }
 
-/// The library `config` names, else `ORT_DYLIB_PATH`, else `libonnxruntime.so` on the loader path.
-pub fn library_path(config: &BackendConfig) -> PathBuf {
-    config
-        .ort
-        .library
-        .clone()
-        .or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("libonnxruntime.so"))
+fn library_error(library: &Path, reason: impl std::fmt::Display) -> ModelError {
+    ModelError::Library {
+        library: library.display().to_string(),
+        reason: reason.to_string(),
+    }
 }
 
-fn init_library(library: &Path) -> Result<ort::environment::Environment, ModelError> {
-    let lib_error = |reason: String| ModelError::Library {
-        library: library.display().to_string(),
-        reason,
-    };
-    if library.components().count() > 1 && !library.exists() {
-        return Err(lib_error(format!(
-            "not found; install onnxruntime ≥ 1.{MIN_ORT_MINOR} (e.g. `pip install onnxruntime`) and point ORT_DYLIB_PATH at its libonnxruntime.so"
-        )));
+/// An onnxruntime library that loaded and passed the version check.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OrtLibrary {
+    pub path: PathBuf,
+    pub version: String,
+    /// `GetAvailableProviders`, e.g. `CPUExecutionProvider`.
+    pub providers: Vec<String>,
+}
+
+/// Opens `path` on its own (not through the `ort` crate's process-wide handle), reads its version
+/// and the execution providers it was built with. Errors name the library and say what to install.
+pub fn probe_library(path: &Path) -> Result<OrtLibrary, ModelError> {
+    if path.components().count() > 1 && !path.exists() {
+        return Err(library_error(
+            path,
+            format!(
+                "not found; {} (or set the board profile's backend.onnxruntime_library, or --ort-library)",
+                onnxruntime_install_hint()
+            ),
+        ));
     }
-    let builder = ort::init_from(library).map_err(|e| {
-        let text = e.to_string();
-        if text.contains("expected version") {
-            lib_error(format!("{text}; this build needs onnxruntime ≥ 1.{MIN_ORT_MINOR}: install a newer one"))
-        } else {
-            lib_error(format!("{text}; it must be onnxruntime ≥ 1.{MIN_ORT_MINOR}'s libonnxruntime.so (wheels before 1.20 do not ship one)"))
-        }
+    // SAFETY: loading runs the library's initialisers; onnxruntime's are safe to run at any time.
+    let lib = unsafe { libloading::Library::new(path) }.map_err(|e| {
+        library_error(
+            path,
+            format!(
+                "cannot be loaded ({e}); it must be onnxruntime's shared library: {}",
+                onnxruntime_install_hint()
+            ),
+        )
     })?;
-    builder
+    // SAFETY: the symbol's type is OrtGetApiBase's C signature.
+    let get_base = unsafe {
+        lib.get::<unsafe extern "C" fn() -> *const ort::sys::OrtApiBase>(b"OrtGetApiBase")
+    }
+    .map_err(|_| {
+        library_error(
+            path,
+            format!(
+                "does not export OrtGetApiBase: it is not onnxruntime's C library; {}",
+                onnxruntime_install_hint()
+            ),
+        )
+    })?;
+    // SAFETY: OrtGetApiBase takes nothing and returns a static table (or null).
+    let base = unsafe { get_base() };
+    if base.is_null() {
+        return Err(library_error(path, "OrtGetApiBase returned nothing"));
+    }
+    // SAFETY: base is onnxruntime's static OrtApiBase; the version string is static and NUL-terminated.
+    let version = unsafe {
+        let text = ((*base).GetVersionString)();
+        if text.is_null() {
+            return Err(library_error(path, "reports no version"));
+        }
+        CStr::from_ptr(text).to_string_lossy().into_owned()
+    };
+    check_onnxruntime_version(path, &version)?;
+    // SAFETY: GetApi returns null for an API level the library does not offer.
+    let api = unsafe { ((*base).GetApi)(ORT_MIN_VERSION.1) };
+    if api.is_null() {
+        return Err(library_error(
+            path,
+            format!(
+                "onnxruntime {version} does not offer C API level {}; {}",
+                ORT_MIN_VERSION.1,
+                onnxruntime_install_hint()
+            ),
+        ));
+    }
+    let mut names: *mut *mut c_char = std::ptr::null_mut();
+    let mut count: c_int = 0;
+    // SAFETY: api is a valid OrtApi of level ≥ 17; GetAvailableProviders (API 1) fills an array
+    // the library owns until ReleaseAvailableProviders.
+    let providers = unsafe {
+        let status = ((*api).GetAvailableProviders)(&mut names, &mut count);
+        if !status.0.is_null() {
+            let message = CStr::from_ptr(((*api).GetErrorMessage)(status.0))
+                .to_string_lossy()
+                .into_owned();
+            ((*api).ReleaseStatus)(status.0);
+            return Err(library_error(
+                path,
+                format!("GetAvailableProviders failed: {message}"),
+            ));
+        }
+        let mut out = Vec::new();
+        for k in 0..count.max(0) as usize {
+            let name = *names.add(k);
+            if !name.is_null() {
+                out.push(CStr::from_ptr(name).to_string_lossy().into_owned());
+            }
+        }
+        let status = ((*api).ReleaseAvailableProviders)(names, count);
+        if !status.0.is_null() {
+            ((*api).ReleaseStatus)(status.0);
+        }
+        out
+    };
+    // onnxruntime does not support being unloaded and loaded again in one process.
+    std::mem::forget(lib);
+    Ok(OrtLibrary {
+        path: path.to_path_buf(),
+        version,
+        providers,
+    })
+}
+
+struct Loaded {
+    library: OrtLibrary,
+    environment: ort::environment::Environment,
+}
+
+static LOADED: Mutex<Option<Loaded>> = Mutex::new(None);
+
+/// The process's onnxruntime environment, loading `library` on first use. A different library
+/// afterwards is refused: the `ort` crate binds one library per process.
+fn environment(library: &Path) -> Result<(OrtLibrary, ort::environment::Environment), ModelError> {
+    let mut loaded = LOADED
+        .lock()
+        .map_err(|_| backend_error("an earlier onnxruntime load panicked"))?;
+    if let Some(l) = loaded.as_ref() {
+        if l.library.path != library {
+            probe_library(library)?;
+            return Err(library_error(
+                library,
+                format!(
+                    "this process already runs onnxruntime from {}; one library per process: use that one, or start another process",
+                    l.library.path.display()
+                ),
+            ));
+        }
+        return Ok((l.library.clone(), l.environment.clone()));
+    }
+    let found = probe_library(library)?;
+    ort::init_from(library)
+        .map_err(|e| library_error(library, e))?
         .with_name("spatialbot-edge")
         .build()
-        .map_err(|e| lib_error(e.to_string()))
+        .map_err(|e| library_error(library, format!("cannot create an environment: {e}")))
+        .map(|environment| {
+            *loaded = Some(Loaded {
+                library: found.clone(),
+                environment: environment.clone(),
+            });
+            (found, environment)
+        })
 }
 
-fn provider_dispatch(provider: Provider, cache_dir: &Path) -> ep::ExecutionProviderDispatch {
-    match provider {
-        Provider::Tensorrt => ep::TensorRT::default()
-            .with_fp16(true)
-            .with_engine_cache(true)
-            .with_engine_cache_path(cache_dir.display())
-            .with_timing_cache(true)
-            .with_timing_cache_path(cache_dir.display())
-            .build()
-            .error_on_failure(),
-        Provider::Cuda => ep::CUDA::default().build().error_on_failure(),
-        Provider::Cpu => ep::CPU::default().build().error_on_failure(),
+/// TensorRT's version (`getInferLibVersion` of libnvinfer), e.g. `10.3.0`.
+fn tensorrt_version() -> Result<String, String> {
+    let mut last = String::new();
+    for name in ["libnvinfer.so", "libnvinfer.so.10", "libnvinfer.so.8"] {
+        // SAFETY: loading libnvinfer runs its initialisers only.
+        match unsafe { libloading::Library::new(name) } {
+            Ok(lib) => {
+                // SAFETY: getInferLibVersion is `int32_t getInferLibVersion(void)` (NvInferRuntime.h).
+                let version = unsafe {
+                    lib.get::<unsafe extern "C" fn() -> i32>(b"getInferLibVersion")
+                        .map(|f| f())
+                }
+                .map_err(|e| format!("{name} has no getInferLibVersion: {e}"))?;
+                std::mem::forget(lib);
+                return Ok(tensorrt_version_string(version));
+            }
+            Err(e) => last = e.to_string(),
+        }
     }
+    Err(format!("libnvinfer.so (TensorRT) cannot be loaded: {last}"))
+}
+
+/// `getInferLibVersion`'s integer as MAJOR.MINOR.PATCH: TensorRT 10 packs it as
+/// major·10000 + minor·100 + patch, TensorRT 8 as major·1000 + minor·100 + patch.
+pub fn tensorrt_version_string(packed: i32) -> String {
+    let v = packed.max(0) as u32;
+    let (major, rest) = if v >= 10_000 {
+        (v / 10_000, v % 10_000)
+    } else {
+        (v / 1000, v % 1000)
+    };
+    format!("{major}.{}.{}", rest / 100, rest % 100)
+}
+
+/// The first GPU's name and compute capability, through the CUDA driver (`libcuda.so.1`).
+fn gpu_identity() -> Result<(String, (u32, u32)), String> {
+    type CuInit = unsafe extern "C" fn(u32) -> c_int;
+    type CuDeviceGet = unsafe extern "C" fn(*mut c_int, c_int) -> c_int;
+    type CuDeviceGetName = unsafe extern "C" fn(*mut c_char, c_int, c_int) -> c_int;
+    type CuDeviceGetAttribute = unsafe extern "C" fn(*mut c_int, c_int, c_int) -> c_int;
+    const MAJOR: c_int = 75; // CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR
+    const MINOR: c_int = 76; // CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR
+                             // SAFETY: libcuda's initialisers only; every call below follows cuda.h's signatures.
+    unsafe {
+        let lib = libloading::Library::new("libcuda.so.1")
+            .map_err(|e| format!("the CUDA driver (libcuda.so.1) cannot be loaded: {e}"))?;
+        let sym = |e: libloading::Error| format!("libcuda.so.1: {e}");
+        let init = lib.get::<CuInit>(b"cuInit").map_err(sym)?;
+        let device_get = lib.get::<CuDeviceGet>(b"cuDeviceGet").map_err(sym)?;
+        let get_name = lib
+            .get::<CuDeviceGetName>(b"cuDeviceGetName")
+            .map_err(sym)?;
+        let get_attribute = lib
+            .get::<CuDeviceGetAttribute>(b"cuDeviceGetAttribute")
+            .map_err(sym)?;
+        let code = init(0);
+        if code != 0 {
+            return Err(format!(
+                "cuInit failed with CUDA error {code} (no GPU, or the driver does not match)"
+            ));
+        }
+        let mut device: c_int = 0;
+        if device_get(&mut device, 0) != 0 {
+            return Err("no CUDA device 0".into());
+        }
+        let mut name = [0 as c_char; 256];
+        if get_name(name.as_mut_ptr(), name.len() as c_int, device) != 0 {
+            return Err("cuDeviceGetName failed".into());
+        }
+        let (mut major, mut minor): (c_int, c_int) = (0, 0);
+        if get_attribute(&mut major, MAJOR, device) != 0
+            || get_attribute(&mut minor, MINOR, device) != 0
+        {
+            return Err("cuDeviceGetAttribute (compute capability) failed".into());
+        }
+        let name = CStr::from_ptr(name.as_ptr()).to_string_lossy().into_owned();
+        std::mem::forget(lib);
+        Ok((name, (major.max(0) as u32, minor.max(0) as u32)))
+    }
+}
+
+/// The TensorRT provider with its caches in `<cache_dir>/<engine_cache_key>`; fails before
+/// registration when the key cannot be made (no TensorRT or no GPU), naming what is missing.
+fn tensorrt_dispatch(
+    folder: &ModelFolder,
+    config: &BackendConfig,
+) -> Result<(ep::ExecutionProviderDispatch, PathBuf), String> {
+    let version = tensorrt_version()?;
+    let (gpu, cc) = gpu_identity()?;
+    let base = config
+        .ort
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| folder.dir.join(".trt-cache"));
+    let dir = base.join(engine_cache_key(&folder.fingerprint(), &version, &gpu, cc));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| format!("cannot create the TensorRT cache {}: {e}", dir.display()))?;
+    let path = dir.display().to_string();
+    let dispatch = ep::TensorRT::default()
+        .with_fp16(config.ort.tensorrt_fp16)
+        .with_engine_cache(true)
+        .with_engine_cache_path(&path)
+        .with_timing_cache(true)
+        .with_timing_cache_path(&path)
+        .build()
+        .error_on_failure();
+    Ok((dispatch, dir))
+}
+
+fn provider_dispatch(
+    provider: Provider,
+    folder: &ModelFolder,
+    config: &BackendConfig,
+) -> Result<(ep::ExecutionProviderDispatch, Option<PathBuf>), String> {
+    match provider {
+        Provider::Tensorrt => tensorrt_dispatch(folder, config).map(|(d, dir)| (d, Some(dir))),
+        Provider::Cuda => Ok((ep::CUDA::default().build().error_on_failure(), None)),
+        Provider::Cpu => Ok((ep::CPU::default().build().error_on_failure(), None)),
+    }
+}
+
+/// Runs `work`, logging every 10 s that it is still running (TensorRT engine builds take minutes).
+fn with_progress<T>(what: &str, work: impl FnOnce() -> T) -> T {
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|scope| {
+        let started = Instant::now();
+        scope.spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                wait.recv_timeout(Duration::from_secs(10))
+            {
+                tracing::warn!(
+                    "{what}: still running after {:.0} s",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        });
+        let out = work();
+        let _ = done.send(());
+        out
+    })
 }
 
 fn open_graph(
     env: &ort::environment::Environment,
+    folder: &ModelFolder,
     file: &Path,
     config: &BackendConfig,
-    cache_dir: &Path,
     steps: &mut Vec<LoadStep>,
 ) -> Result<Graph, ModelError> {
     if !file.exists() {
@@ -116,48 +374,78 @@ fn open_graph(
             "missing: the model folder needs it (models/MANIFEST.md)",
         ));
     }
-    let started = Instant::now();
-    let mut last_error = String::new();
-    for (k, &provider) in config.ort.providers.iter().enumerate() {
-        let attempt = Session::builder(env)
-            .map_err(|e| backend_error(e.to_string()))?
-            .with_optimization_level(ort::session::builder::GraphOptimizationLevel::All)
-            .and_then(|b| b.with_intra_threads(config.thread_count()))
-            .and_then(|b| b.with_execution_providers([provider_dispatch(provider, cache_dir)]));
-        match attempt {
-            Ok(mut builder) => {
-                let session = builder
-                    .commit_from_file(file)
-                    .map_err(|e| graph_error(file, format!("onnxruntime cannot load it: {e}")))?;
-                let name = file
-                    .file_name()
-                    .map(|n| n.to_string_lossy().to_string())
-                    .unwrap_or_default();
-                tracing::info!("{name} runs on onnxruntime {provider:?}");
-                steps.push(LoadStep::new(
-                    format!("ort load {name} on {provider:?}"),
-                    started.elapsed(),
-                ));
-                return Ok(Graph {
-                    file: file.to_path_buf(),
-                    session,
-                    provider,
-                });
-            }
-            Err(e) => {
-                last_error = e.to_string();
-                let more = k + 1 < config.ort.providers.len();
-                if !(config.ort.allow_fallback && more) {
-                    return Err(backend_error(format!(
-                        "execution provider {provider:?} failed to register ({last_error}); install its libraries, or list a fallback and allow it"
-                    )));
-                }
-                tracing::warn!("execution provider {provider:?} failed to register ({last_error}); falling back");
-            }
-        }
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let providers = &config.ort.providers;
+    if providers.is_empty() {
+        return Err(backend_error(
+            "no execution provider configured: list tensorrt, cuda or cpu",
+        ));
     }
+    let mut failed: Vec<String> = Vec::new();
+    for &provider in providers {
+        if !failed.is_empty() && !provider.is_gpu() && !config.ort.allow_cpu_fallback {
+            break;
+        }
+        let started = Instant::now();
+        let attempt = provider_dispatch(provider, folder, config).and_then(|(dispatch, cache)| {
+            let builder = Session::builder(env)
+                .map_err(|e| e.to_string())?
+                .with_optimization_level(ort::session::builder::GraphOptimizationLevel::All)
+                .map_err(|e| e.to_string())?
+                .with_intra_threads(config.thread_count())
+                .map_err(|e| e.to_string())?
+                .with_execution_providers([dispatch])
+                .map_err(|e| e.to_string())?;
+            Ok((builder, cache))
+        });
+        let (mut builder, cache) = match attempt {
+            Ok(ok) => ok,
+            Err(reason) => {
+                tracing::warn!(
+                    "{name}: execution provider {provider} failed to register: {reason}"
+                );
+                failed.push(format!("{provider}: {reason}"));
+                continue;
+            }
+        };
+        if let Some(dir) = &cache {
+            tracing::warn!(
+                "{name}: TensorRT builds its engine on the first start (minutes); cached in {}",
+                dir.display()
+            );
+        }
+        let session = with_progress(&format!("loading {name} on {provider}"), || {
+            builder.commit_from_file(file)
+        })
+        .map_err(|e| {
+            graph_error(
+                file,
+                format!("onnxruntime cannot load it on {provider}: {e}"),
+            )
+        })?;
+        tracing::info!("{name} runs on onnxruntime {provider}");
+        steps.push(LoadStep::new(
+            format!("ort: load {name} on {provider}"),
+            started.elapsed(),
+        ));
+        return Ok(Graph {
+            file: file.to_path_buf(),
+            session,
+            provider,
+        });
+    }
+    let cpu_listed_later = providers.contains(&Provider::Cpu) && !config.ort.allow_cpu_fallback;
     Err(backend_error(format!(
-        "no execution provider configured ({last_error})"
+        "{name}: no execution provider could be registered ({}){}",
+        failed.join("; "),
+        if cpu_listed_later {
+            "; install the provider's libraries (CUDA, cuDNN, TensorRT and an onnxruntime built with them: onnxruntime-gpu), or allow CPU fallback (board profile cpu_fallback = true, or --cpu-fallback)"
+        } else {
+            "; install the provider's libraries (CUDA, cuDNN, TensorRT and an onnxruntime built with them: onnxruntime-gpu), or list another provider"
+        }
     )))
 }
 
@@ -196,47 +484,33 @@ fn check_names(graph: &Graph, inputs: &[String], outputs: &[String]) -> Result<(
 
 impl OrtBackend {
     pub fn load(folder: &ModelFolder, config: &BackendConfig) -> Result<OrtBackend, ModelError> {
-        let library = library_path(config);
+        let library = config.ort.library_path();
         let started = Instant::now();
-        let env = init_library(&library)?;
+        let (found, env) = environment(&library)?;
         let mut steps = vec![LoadStep::new(
-            format!("load {}", library.display()),
+            format!(
+                "ort: load onnxruntime {} from {}",
+                found.version,
+                library.display()
+            ),
             started.elapsed(),
         )];
-        let cache_dir = config
-            .ort
-            .cache_dir
-            .clone()
-            .unwrap_or_else(|| folder.dir.join(".trt-cache"))
-            .join(folder.fingerprint());
-        if config.ort.providers.contains(&Provider::Tensorrt) {
-            std::fs::create_dir_all(&cache_dir).map_err(|e| ModelError::Io {
-                file: cache_dir.clone(),
-                reason: format!("cannot create the TensorRT cache: {e}"),
-            })?;
-        }
         let m = &folder.manifest;
         let vision = open_graph(
             &env,
+            folder,
             &folder.path("vision.onnx"),
             config,
-            &cache_dir,
             &mut steps,
         )?;
         check_names(&vision, &["pixel_values".into()], &["image_embeds".into()])?;
-        let embed = open_graph(
-            &env,
-            &folder.path("embed.onnx"),
-            config,
-            &cache_dir,
-            &mut steps,
-        )?;
+        let embed = open_graph(&env, folder, &folder.path("embed.onnx"), config, &mut steps)?;
         check_names(&embed, &["input_ids".into()], &["inputs_embeds".into()])?;
         let decoder = open_graph(
             &env,
+            folder,
             &folder.path("decoder.onnx"),
             config,
-            &cache_dir,
             &mut steps,
         )?;
         let n = m.llm.num_layers;
@@ -255,19 +529,21 @@ impl OrtBackend {
             vision,
             embed,
             decoder,
-            library,
+            library: found.path,
+            version: found.version,
             image_size: m.vision.image_size,
             hidden: m.llm.hidden_size,
             vocab: m.llm.vocab_size,
             layers: n,
             kv_heads: m.llm.num_kv_heads,
             head_dim: m.llm.head_dim,
+            threads: config.thread_count(),
             steps,
         })
     }
 }
 
-fn tensor<T: ort::tensor::PrimitiveTensorElementType + std::fmt::Debug + Clone + 'static>(
+fn tensor<T: ort::value::PrimitiveTensorElementType + std::fmt::Debug + Clone + 'static>(
     shape: &[usize],
     data: Vec<T>,
 ) -> Result<ort::value::DynValue, ModelError> {
@@ -277,22 +553,20 @@ fn tensor<T: ort::tensor::PrimitiveTensorElementType + std::fmt::Debug + Clone +
         .map_err(|e| backend_error(e.to_string()))
 }
 
-fn run_error(graph: &Graph, e: impl std::fmt::Display) -> ModelError {
-    backend_error(format!(
-        "{} on {:?} failed: {e}",
-        graph.file.display(),
-        graph.provider
-    ))
+fn run_error(file: &Path, provider: Provider, e: impl std::fmt::Display) -> ModelError {
+    backend_error(format!("{} on {provider} failed: {e}", file.display()))
 }
 
 impl Backend for OrtBackend {
     fn describe(&self) -> String {
         format!(
-            "onnxruntime from {} (vision on {:?}, embed on {:?}, decoder on {:?})",
+            "onnxruntime {} from {} (vision on {}, embed on {}, decoder on {}; {} threads)",
+            self.version,
             self.library.display(),
             self.vision.provider,
             self.embed.provider,
-            self.decoder.provider
+            self.decoder.provider,
+            self.threads
         )
     }
 
@@ -309,37 +583,45 @@ impl Backend for OrtBackend {
             )));
         }
         let input = tensor(&[n, 3, s, s], pixels.to_vec())?;
-        let graph = &mut self.vision;
-        let outputs = graph
-            .session
+        let Graph {
+            session,
+            file,
+            provider,
+        } = &mut self.vision;
+        let outputs = session
             .run(ort::inputs!["pixel_values" => input])
-            .map_err(|e| run_error(graph, e))?;
+            .map_err(|e| run_error(file, *provider, e))?;
         let (_, values) = outputs["image_embeds"]
             .try_extract_tensor::<f32>()
-            .map_err(|e| run_error(graph, e))?;
+            .map_err(|e| run_error(file, *provider, e))?;
         Ok(values.to_vec())
     }
 
     fn embed(&mut self, ids: &[u32]) -> Result<Vec<f32>, ModelError> {
         let ids: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
         let input = tensor(&[1, ids.len()], ids)?;
-        let graph = &mut self.embed;
-        let outputs = graph
-            .session
+        let Graph {
+            session,
+            file,
+            provider,
+        } = &mut self.embed;
+        let outputs = session
             .run(ort::inputs!["input_ids" => input])
-            .map_err(|e| run_error(graph, e))?;
+            .map_err(|e| run_error(file, *provider, e))?;
         let (_, values) = outputs["inputs_embeds"]
             .try_extract_tensor::<f32>()
-            .map_err(|e| run_error(graph, e))?;
+            .map_err(|e| run_error(file, *provider, e))?;
         Ok(values.to_vec())
     }
 
     fn new_cache(&self) -> Result<KvCache, ModelError> {
+        let empty = [1, self.kv_heads, 0, self.head_dim];
+        let tensors = (0..2 * self.layers)
+            .map(|_| tensor(&empty, Vec::<f32>::new()))
+            .collect::<Result<_, _>>()?;
         Ok(KvCache {
             past_len: 0,
-            inner: Box::new(OrtCache {
-                tensors: vec![Vec::new(); 2 * self.layers],
-            }),
+            inner: Box::new(OrtCache { tensors }),
         })
     }
 
@@ -361,10 +643,10 @@ impl Backend for OrtBackend {
             .inner
             .downcast_mut::<OrtCache>()
             .ok_or_else(|| ModelError::Input("a KV cache from another backend".into()))?;
-        let (kv, d, layers) = (self.kv_heads, self.head_dim, self.layers);
+        let layers = self.layers;
         let mut inputs: Vec<(
             std::borrow::Cow<'static, str>,
-            ort::session::SessionInputValue<'static>,
+            ort::session::SessionInputValue<'_>,
         )> = vec![
             (
                 "inputs_embeds".into(),
@@ -385,16 +667,22 @@ impl Backend for OrtBackend {
             } else {
                 format!("past_value_{}", i - layers)
             };
-            inputs.push((name.into(), tensor(&[1, kv, past, d], data.clone())?.into()));
+            inputs.push((name.into(), data.into()));
         }
-        let graph = &mut self.decoder;
-        let outputs = graph.session.run(inputs).map_err(|e| run_error(graph, e))?;
+        let Graph {
+            session,
+            file,
+            provider,
+        } = &mut self.decoder;
+        let mut outputs = session
+            .run(inputs)
+            .map_err(|e| run_error(file, *provider, e))?;
         let (_, logits) = outputs["logits"]
             .try_extract_tensor::<f32>()
-            .map_err(|e| run_error(graph, e))?;
+            .map_err(|e| run_error(file, *provider, e))?;
         if logits.len() != self.vocab {
             return Err(graph_error(
-                &graph.file,
+                file,
                 format!(
                     "gave {} logits, the vocabulary has {}",
                     logits.len(),
@@ -403,17 +691,20 @@ impl Backend for OrtBackend {
             ));
         }
         let logits = logits.to_vec();
+        let mut fresh = Vec::with_capacity(2 * layers);
         for i in 0..2 * layers {
             let name = if i < layers {
                 format!("present_key_{i}")
             } else {
                 format!("present_value_{}", i - layers)
             };
-            let (_, values) = outputs[name.as_str()]
-                .try_extract_tensor::<f32>()
-                .map_err(|e| run_error(graph, e))?;
-            state.tensors[i] = values.to_vec();
+            let present = outputs
+                .remove(name.as_str())
+                .ok_or_else(|| run_error(file, *provider, format!("no output {name}")))?;
+            fresh.push(present);
         }
+        drop(outputs);
+        state.tensors = fresh;
         cache.past_len = past + len;
         Ok(logits)
     }
