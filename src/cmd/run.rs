@@ -278,73 +278,16 @@ fn tower(t: manifest::Tower) -> Tower {
     }
 }
 
-/// The board's backend order as engine configurations to try in turn. onnxruntime entries
-/// share one configuration (its providers in the board's order) with TensorRT engines kept in
-/// the board's engine cache, so a restart loads them instead of building them again.
-fn backend_candidates(board: &Board) -> Vec<BackendConfig> {
-    use spatialbot_edge::board::BackendKind as B;
-    use spatialbot_edge::model::backend::{BackendKind, OrtConfig, Provider};
-
-    let threads = board.backend.threads as usize;
-    let mut out: Vec<BackendConfig> = Vec::new();
-    let mut providers = Vec::new();
-    for kind in &board.backend.order {
-        match kind {
-            B::TractCpu => out.push(BackendConfig {
-                kind: BackendKind::Tract,
-                threads,
-                ..BackendConfig::default()
-            }),
-            // No CUDA build of tract here: a later entry of the order runs instead.
-            B::TractCuda => {}
-            B::OrtTensorrt => providers.push(Provider::Tensorrt),
-            B::OrtCuda => providers.push(Provider::Cuda),
-            B::OrtCpu => providers.push(Provider::Cpu),
-        }
-        let first_ort = matches!(kind, B::OrtTensorrt | B::OrtCuda | B::OrtCpu)
-            && !out.iter().any(|c| c.kind == BackendKind::Ort);
-        if first_ort {
-            out.push(BackendConfig {
-                kind: BackendKind::Ort,
-                threads,
-                ort: OrtConfig::default(),
-            });
-        }
-    }
-    for c in out.iter_mut().filter(|c| c.kind == BackendKind::Ort) {
-        c.ort = OrtConfig {
-            providers: providers.clone(),
-            allow_fallback: board.backend.cpu_fallback,
-            cache_dir: Some(board.engine_cache_dir()),
-            ..OrtConfig::default()
-        };
-    }
-    if out.is_empty() {
-        out.push(BackendConfig {
-            threads,
-            ..BackendConfig::default()
-        });
-    }
-    out
-}
-
-/// The first backend of the board's order that loads the model.
+/// The model on the board's backend order (`BackendConfig::from_board`: onnxruntime providers in
+/// the board's order, TensorRT engines kept in the board's engine cache so a restart loads them
+/// instead of building them again; later entries load when an earlier one cannot start).
 fn load_engine(folder: &ModelFolder, board: &Board, what: &str) -> anyhow::Result<Engine> {
-    let mut errors = Vec::new();
-    for config in backend_candidates(board) {
-        match Engine::load(folder, &config) {
-            Ok(engine) => return Ok(engine),
-            Err(e) => {
-                tracing::warn!("{what}: {:?} backend did not start: {e}", config.kind);
-                errors.push(format!("{:?}: {e}", config.kind));
-            }
-        }
-    }
-    Err(anyhow::anyhow!(
-        "loading the {what} from {}: no backend of the board's order started ({})",
-        folder.dir.display(),
-        errors.join("; ")
-    ))
+    Engine::load(folder, &BackendConfig::from_board(board)).map_err(|e| {
+        anyhow::anyhow!(
+            "loading the {what} from {}: no backend of the board's order started: {e}",
+            folder.dir.display()
+        )
+    })
 }
 
 /// The model folder, its files' sha256 checked unless unchanged since a check recorded in the
