@@ -5,7 +5,7 @@
 # from 16-bit millimetres, the same input numpy gets; `pack_*` from our 32-bit DepthMm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup-python.sh >/dev/null
+[ -n "${SBE_PYTHON:-}" ] || bash scripts/setup-python.sh >/dev/null
 PY="${SBE_PYTHON:-$PWD/.venv/bin/python}"
 cargo build --release --locked --example bench_core >/dev/null 2>&1 || cargo build --release --locked --example bench_core
 ours=$(target/release/examples/bench_core)
