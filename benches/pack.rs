@@ -1,9 +1,10 @@
-//! SpatialBot packing against a plain memcpy of the same bytes.
+//! SpatialBot packing (from our u32 `DepthMm` and from 16-bit millimetres) against a plain
+//! memcpy of the same bytes: `cargo bench --bench pack`.
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use spatialbot_edge::rgbd::pack::pack_into;
+use spatialbot_edge::rgbd::pack::{pack_into, pack_u16_into};
 use spatialbot_edge::rgbd::Encoding;
 
 fn bench_pack(c: &mut Criterion) {
@@ -19,6 +20,10 @@ fn bench_pack(c: &mut Criterion) {
                 b.iter(|| pack_into(black_box(&depth), enc, &mut out))
             });
         }
+        let depth_u16: Vec<u16> = depth.iter().map(|&d| d as u16).collect();
+        group.bench_function("spatialbot_from_u16", |b| {
+            b.iter(|| pack_u16_into(black_box(&depth_u16), Encoding::SpatialBot, &mut out))
+        });
         let src = vec![7u8; w * h * 3];
         group.bench_function("memcpy_3_bytes_per_pixel", |b| {
             b.iter(|| out.copy_from_slice(black_box(&src)))

@@ -47,6 +47,18 @@ fn main() {
             400,
         );
         println!("pack_{w}x{h} {ns}");
+        let depth_u16: Vec<u16> = depth.as_slice().iter().map(|&v| v as u16).collect();
+        let ns = min_ns(
+            || {
+                let _ = black_box(pack::pack_u16_into(
+                    black_box(&depth_u16),
+                    Encoding::SpatialBot,
+                    &mut out,
+                ));
+            },
+            400,
+        );
+        println!("pack_u16_{w}x{h} {ns}");
         let src3 = vec![7u8; w * h * 3];
         let mut dst3 = vec![0u8; w * h * 3];
         let ns = min_ns(|| dst3.copy_from_slice(black_box(&src3)), 400);

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Times our pack and preprocess (release build) and the reference numpy / Pillow code in one
 # command on the same machine, and prints ratios (reference time / our time; > 1 means faster).
-# Both sides report the fastest of many runs (shared, noisy machines).
+# Both sides report the fastest of many runs (shared, noisy machines). `pack_u16_*` packs
+# from 16-bit millimetres, the same input numpy gets; `pack_*` from our 32-bit DepthMm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup-python.sh >/dev/null
+[ -n "${SBE_PYTHON:-}" ] || bash scripts/setup-python.sh >/dev/null
 PY="${SBE_PYTHON:-$PWD/.venv/bin/python}"
 cargo build --release --locked --example bench_core >/dev/null 2>&1 || cargo build --release --locked --example bench_core
 ours=$(target/release/examples/bench_core)
@@ -73,11 +74,21 @@ PY
 )
 get() { awk -v k="$1" '$1 == k { print $2 }' <<<"$2"; }
 printf '%-34s %12s %12s %9s\n' case "ours_us" "ref_us" "ratio"
-for case in pack_640x480 pack_1280x720 preprocess_siglip_pad_640x480 preprocess_siglip_squash_640x480 preprocess_clip_640x480; do
+for size in 640x480 1280x720; do
+  r=$(get "pack_$size" "$ref")
+  for input in "" u16_; do
+    o=$(get "pack_$input$size" "$ours")
+    awk -v c="pack_$input$size" -v o="$o" -v r="$r" 'BEGIN { printf "%-34s %12.1f %12.1f %8.1fx  (numpy on its uint16 input / ours)\n", c, o/1000, r/1000, r/o }'
+  done
+done
+for case in preprocess_siglip_pad_640x480 preprocess_siglip_squash_640x480 preprocess_clip_640x480; do
   o=$(get "$case" "$ours"); r=$(get "$case" "$ref")
   awk -v c="$case" -v o="$o" -v r="$r" 'BEGIN { printf "%-34s %12.1f %12.1f %8.1fx  (reference numpy/Pillow / ours)\n", c, o/1000, r/1000, r/o }'
 done
 for size in 640x480 1280x720; do
-  o=$(get "pack_$size" "$ours"); mo=$(get "memcpy_out_$size" "$ours"); mi=$(get "memcpy_in_$size" "$ours")
-  awk -v s="$size" -v o="$o" -v mo="$mo" -v mi="$mi" 'BEGIN { printf "pack_%-29s %6.2fx memcpy of the 3-byte output, %6.2fx memcpy of the u32 input (ours / memcpy; <= 3 is the target)\n", s, o/mo, o/mi }'
+  mo=$(get "memcpy_out_$size" "$ours"); mi=$(get "memcpy_in_$size" "$ours")
+  for input in "" u16_; do
+    o=$(get "pack_$input$size" "$ours")
+    awk -v s="$input$size" -v o="$o" -v mo="$mo" -v mi="$mi" 'BEGIN { printf "pack_%-29s %6.2fx memcpy of the 3-byte output, %6.2fx memcpy of the u32 input (ours / memcpy; <= 3 is the target)\n", s, o/mo, o/mi }'
+  done
 done

@@ -3,11 +3,13 @@
 # synthetic frames, both pinned to one core, in one command:
 #     bash scripts/bench-register.sh [ITERATIONS]
 # Prints per case: our median ms, librealsense's median ms of align.process, and the ratio.
+# Both are medians of per-thread CPU time, so other load on a shared machine counts less.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-200}
-bash scripts/setup-python.sh
-PY="$PWD/.venv/bin/python"
+# SBE_PYTHON: an existing Python with pyrealsense2 and numpy (else .venv is set up).
+[ -n "${SBE_PYTHON:-}" ] || bash scripts/setup-python.sh
+PY="${SBE_PYTHON:-$PWD/.venv/bin/python}"
 cargo build --release --example register_timing -q
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT

@@ -302,13 +302,20 @@ pub fn is_bag(path: &std::path::Path) -> bool {
 pub struct Registering {
     inner: Box<dyn Source>,
     registrar: crate::rgbd::register::Registrar,
+    /// The previous frame's unregistered depth buffer, reused for the next registered one:
+    /// a fresh multi-megabyte allocation costs page faults on every frame.
+    spare: Vec<u32>,
 }
 
 impl Registering {
     pub fn new(inner: Box<dyn Source>) -> Result<Self, SourceError> {
         let registrar = crate::rgbd::register::Registrar::new(inner.calibration())
             .map_err(|e| SourceError::Register(e.to_string()))?;
-        Ok(Self { inner, registrar })
+        Ok(Self {
+            inner,
+            registrar,
+            spare: Vec::new(),
+        })
     }
 }
 
@@ -318,10 +325,15 @@ impl Source for Registering {
             return Ok(None);
         };
         if !frame.depth_registered {
-            frame.depth = self
-                .registrar
-                .register(&frame.depth)
+            let (w, h) = self.registrar.color_size();
+            let mut buffer = std::mem::take(&mut self.spare);
+            buffer.resize(w * h, 0);
+            let mut registered = DepthMm::from_mm_in_range(w, h, buffer)
+                .ok_or_else(|| SourceError::Register(format!("colour size {w}x{h}")))?;
+            self.registrar
+                .register_into(&frame.depth, &mut registered)
                 .map_err(|e| SourceError::Register(e.to_string()))?;
+            self.spare = std::mem::replace(&mut frame.depth, registered).into_vec();
             frame.depth_registered = true;
             frame.depth_intrinsics = frame.color_intrinsics.clone();
         }

@@ -38,6 +38,20 @@ impl DepthMm {
         })
     }
 
+    /// `from_mm` for values the caller already keeps within `0..=DEPTH_MM_MAX`: no saturating
+    /// pass over the image.
+    pub(crate) fn from_mm_in_range(width: usize, height: usize, data: Vec<u32>) -> Option<Self> {
+        debug_assert!(data.iter().all(|&v| v <= DEPTH_MM_MAX));
+        if data.len() != width.checked_mul(height)? {
+            return None;
+        }
+        Some(Self {
+            width,
+            height,
+            data,
+        })
+    }
+
     pub fn width(&self) -> usize {
         self.width
     }

@@ -101,11 +101,15 @@ pub fn decode_pixel(rgb: [u8; 3], encoding: Encoding) -> u32 {
 const CHUNK: usize = 16;
 
 #[inline(always)]
-fn pack_chunk<const MAX: u32, const SHIFT: u32>(src: &[u32], dst: &mut [u8]) -> u32 {
+fn pack_chunk<const MAX: u32, const SHIFT: u32, T: Copy + Into<u32>>(
+    src: &[T],
+    dst: &mut [u8],
+) -> u32 {
     let mut saturated = 0u32;
-    for (d, out) in src.iter().zip(dst.chunks_exact_mut(3)) {
-        saturated += (*d > MAX) as u32;
-        let d = (*d).min(MAX);
+    for (&d, out) in src.iter().zip(dst.chunks_exact_mut(3)) {
+        let d: u32 = d.into();
+        saturated += (d > MAX) as u32;
+        let d = d.min(MAX);
         out[0] = ((d >> 10) << SHIFT) as u8;
         out[1] = (((d >> 5) & 31) << 3) as u8;
         out[2] = ((d & 31) << 3) as u8;
@@ -117,6 +121,10 @@ fn pack_slice<const MAX: u32, const SHIFT: u32>(depth_mm: &[u32], out: &mut [u8]
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") {
+            if MAX == u16::MAX as u32 {
+                // SAFETY: the CPU supports AVX2 (checked above).
+                return unsafe { x86::pack_u32_narrowing_avx2::<SHIFT>(depth_mm, out) };
+            }
             // SAFETY: the CPU supports AVX2 (checked above).
             return unsafe { x86::pack_avx2::<MAX, SHIFT>(depth_mm, out) };
         }
@@ -125,18 +133,31 @@ fn pack_slice<const MAX: u32, const SHIFT: u32>(depth_mm: &[u32], out: &mut [u8]
             return unsafe { x86::pack_ssse3::<MAX, SHIFT>(depth_mm, out) };
         }
     }
-    pack_portable::<MAX, SHIFT>(depth_mm, out)
+    pack_portable::<MAX, SHIFT, u32>(depth_mm, out)
+}
+
+/// `pack_slice` for 16-bit millimetres, which no encoding saturates.
+fn pack_u16_slice<const SHIFT: u32>(depth_mm: &[u16], out: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked above).
+        return unsafe { x86::pack_u16_avx2::<SHIFT>(depth_mm, out) };
+    }
+    pack_portable::<{ u16::MAX as u32 }, SHIFT, u16>(depth_mm, out);
 }
 
 /// The portable kernel (on aarch64 the compiler turns the interleaved stores into `st3`).
-fn pack_portable<const MAX: u32, const SHIFT: u32>(depth_mm: &[u32], out: &mut [u8]) -> usize {
+fn pack_portable<const MAX: u32, const SHIFT: u32, T: Copy + Into<u32>>(
+    depth_mm: &[T],
+    out: &mut [u8],
+) -> usize {
     let mut saturated = 0usize;
     let mut src = depth_mm.chunks_exact(CHUNK);
     let mut dst = out.chunks_exact_mut(CHUNK * 3);
     for (s, d) in (&mut src).zip(&mut dst) {
-        saturated += pack_chunk::<MAX, SHIFT>(s, d) as usize;
+        saturated += pack_chunk::<MAX, SHIFT, T>(s, d) as usize;
     }
-    saturated + pack_chunk::<MAX, SHIFT>(src.remainder(), dst.into_remainder()) as usize
+    saturated + pack_chunk::<MAX, SHIFT, T>(src.remainder(), dst.into_remainder()) as usize
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -192,7 +213,7 @@ mod x86 {
         // SAFETY: `lanes` is 16 bytes.
         unsafe { _mm_storeu_si128(lanes.as_mut_ptr() as *mut __m128i, saturated) };
         lanes.iter().map(|&n| n as usize).sum::<usize>()
-            + super::pack_portable::<MAX, SHIFT>(src.remainder(), dst.into_remainder())
+            + super::pack_portable::<MAX, SHIFT, u32>(src.remainder(), dst.into_remainder())
     }
 
     /// The SSSE3 kernel with the arithmetic on 8 lanes; `pshufb` works per 128-bit half, so the
@@ -247,7 +268,171 @@ mod x86 {
         // SAFETY: `lanes` is 32 bytes.
         unsafe { _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, saturated) };
         lanes.iter().map(|&n| n as usize).sum::<usize>()
-            + super::pack_portable::<MAX, SHIFT>(src.remainder(), dst.into_remainder())
+            + super::pack_portable::<MAX, SHIFT, u32>(src.remainder(), dst.into_remainder())
+    }
+    /// Where each output byte comes from, for 16 pixels: `words_lo` holds pixels 0..8 and
+    /// `words_hi` pixels 8..16 as one `G | R << 8` word each, `blues` their 16 B bytes. Output
+    /// vector `k` (bytes 16k..16k+16) is the OR of `pshufb`s of those sources by
+    /// `SOURCES[k]`'s tables (-1 = zero).
+    const fn byte_sources() -> [[i8; 16]; 7] {
+        let mut tables = [[-1i8; 16]; 7];
+        let mut k = 0;
+        while k < 48 {
+            let (pixel, channel, vector) = (k / 3, k % 3, k / 16);
+            let (table, byte) = match (channel, pixel < 8) {
+                (2, _) => ([1, 4, 6][vector], pixel),
+                // R is the high byte of the word, G the low one.
+                (_, true) => ([0, 2, usize::MAX][vector], 2 * pixel + 1 - channel),
+                (_, false) => ([usize::MAX, 3, 5][vector], 2 * (pixel - 8) + 1 - channel),
+            };
+            tables[table][k % 16] = byte as i8;
+            k += 1;
+        }
+        tables
+    }
+    const BYTE_SOURCES: [[i8; 16]; 7] = byte_sources();
+
+    /// The shuffle tables, the same in both 128-bit halves.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn shuffle_tables() -> [__m256i; 7] {
+        BYTE_SOURCES.map(|t| {
+            // SAFETY: `t` is 16 bytes.
+            _mm256_broadcastsi128_si256(unsafe { _mm_loadu_si128(t.as_ptr() as *const __m128i) })
+        })
+    }
+
+    /// Packs 32 pixels of 16-bit millimetres into 96 bytes at `dst`. The 128-bit halves of
+    /// `first` and `second` hold pixels (0..8, 16..24) and (8..16, 24..32): `pshufb` works
+    /// within halves, so each half is one group of 16 pixels. With 16-bit `d`:
+    /// `R << 8 == (d >> (2 - SHIFT)) & (R mask << 8)`, `G == (d >> 2) & 0xF8`, and
+    /// `B == (d & 31) << 3`, shifted after narrowing to bytes (no carry between bytes).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and `dst` must be valid for 96 bytes of writes.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn pack_32_words<const SHIFT: u32>(
+        first: __m256i,
+        second: __m256i,
+        tables: &[__m256i; 7],
+        dst: *mut u8,
+    ) {
+        let mask_r = _mm256_set1_epi16((((0xFFu16 << SHIFT) & 0xFF) << 8) as i16);
+        let mask_g = _mm256_set1_epi16(0xF8);
+        let mask_b = _mm256_set1_epi16(31);
+        let shift_r = _mm_cvtsi32_si128((2 - SHIFT) as i32);
+        let gr = |d: __m256i| {
+            _mm256_or_si256(
+                _mm256_and_si256(_mm256_srl_epi16(d, shift_r), mask_r),
+                _mm256_and_si256(_mm256_srli_epi16(d, 2), mask_g),
+            )
+        };
+        let (lo, hi) = (gr(first), gr(second));
+        let blues = _mm256_slli_epi16(
+            _mm256_packus_epi16(
+                _mm256_and_si256(first, mask_b),
+                _mm256_and_si256(second, mask_b),
+            ),
+            3,
+        );
+        let t = tables;
+        let o0 = _mm256_or_si256(
+            _mm256_shuffle_epi8(lo, t[0]),
+            _mm256_shuffle_epi8(blues, t[1]),
+        );
+        let o1 = _mm256_or_si256(
+            _mm256_or_si256(_mm256_shuffle_epi8(lo, t[2]), _mm256_shuffle_epi8(hi, t[3])),
+            _mm256_shuffle_epi8(blues, t[4]),
+        );
+        let o2 = _mm256_or_si256(
+            _mm256_shuffle_epi8(hi, t[5]),
+            _mm256_shuffle_epi8(blues, t[6]),
+        );
+        // SAFETY: the caller guarantees 96 writable bytes at `dst`.
+        unsafe {
+            _mm256_storeu_si256(dst as *mut __m256i, _mm256_permute2x128_si256(o0, o1, 0x20));
+            _mm256_storeu_si256(
+                dst.add(32) as *mut __m256i,
+                _mm256_permute2x128_si256(o2, o0, 0x30),
+            );
+            _mm256_storeu_si256(
+                dst.add(64) as *mut __m256i,
+                _mm256_permute2x128_si256(o1, o2, 0x31),
+            );
+        }
+    }
+
+    /// 16-bit millimetres, 32 pixels per step. Nothing saturates: every u16 is in range.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn pack_u16_avx2<const SHIFT: u32>(depth_mm: &[u16], out: &mut [u8]) {
+        let tables = shuffle_tables();
+        let mut src = depth_mm.chunks_exact(32);
+        let mut dst = out.chunks_exact_mut(96);
+        for (s, d) in (&mut src).zip(&mut dst) {
+            let p = s.as_ptr() as *const __m128i;
+            // SAFETY: `s` holds 32 u16 (four 16-byte blocks), `d` 96 bytes.
+            unsafe {
+                let first = _mm256_loadu2_m128i(p.add(2), p);
+                let second = _mm256_loadu2_m128i(p.add(3), p.add(1));
+                pack_32_words::<SHIFT>(first, second, &tables, d.as_mut_ptr());
+            }
+        }
+        super::pack_portable::<{ u16::MAX as u32 }, SHIFT, u16>(
+            src.remainder(),
+            dst.into_remainder(),
+        );
+    }
+
+    /// The SpatialBot encoding from 32-bit millimetres: `packusdw` narrows to u16 saturating
+    /// at 65535, which is exactly the encoding's saturation, then as `pack_u16_avx2`.
+    /// Saturated pixels are rare: an OR of all inputs says whether any exists, and only then
+    /// are they counted.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn pack_u32_narrowing_avx2<const SHIFT: u32>(
+        depth_mm: &[u32],
+        out: &mut [u8],
+    ) -> usize {
+        let tables = shuffle_tables();
+        let mut any = _mm256_setzero_si256();
+        let mut src = depth_mm.chunks_exact(32);
+        let mut dst = out.chunks_exact_mut(96);
+        for (s, d) in (&mut src).zip(&mut dst) {
+            let p = s.as_ptr() as *const __m128i;
+            // SAFETY: `s` holds 32 u32 (eight 16-byte blocks), `d` 96 bytes.
+            unsafe {
+                let pair = |lo: usize| _mm256_loadu2_m128i(p.add(lo + 4), p.add(lo));
+                let (q0, q1, q2, q3) = (pair(0), pair(1), pair(2), pair(3));
+                any = _mm256_or_si256(
+                    any,
+                    _mm256_or_si256(_mm256_or_si256(q0, q1), _mm256_or_si256(q2, q3)),
+                );
+                // Lanes: (0..4, 4..8 | 16..20, 20..24) and (8..12, 12..16 | 24..28, 28..32).
+                let first = _mm256_packus_epi32(q0, q1);
+                let second = _mm256_packus_epi32(q2, q3);
+                pack_32_words::<SHIFT>(first, second, &tables, d.as_mut_ptr());
+            }
+        }
+        let above_u16 = _mm256_srli_epi32(any, 16);
+        let saturated = if _mm256_testz_si256(above_u16, above_u16) == 1 {
+            0
+        } else {
+            depth_mm[..depth_mm.len() - src.remainder().len()]
+                .iter()
+                .filter(|&&d| d > u16::MAX as u32)
+                .count()
+        };
+        saturated
+            + super::pack_portable::<{ u16::MAX as u32 }, SHIFT, u32>(
+                src.remainder(),
+                dst.into_remainder(),
+            )
     }
 }
 
@@ -265,6 +450,28 @@ pub fn pack_into(depth_mm: &[u32], encoding: Encoding, out: &mut [u8]) -> Result
         Encoding::SpatialBot => pack_slice::<65_535, 2>(depth_mm, out),
         Encoding::Paper => pack_slice::<131_071, 1>(depth_mm, out),
     })
+}
+
+/// Packs 16-bit millimetres (a RealSense Z16 frame at 1 mm per unit, a 16-bit depth PNG) into
+/// interleaved RGB bytes (`out.len() == 3 * depth_mm.len()`). Same bytes as `pack_into` on the
+/// same values; nothing saturates in either encoding.
+pub fn pack_u16_into(
+    depth_mm: &[u16],
+    encoding: Encoding,
+    out: &mut [u8],
+) -> Result<(), PackError> {
+    let expected = depth_mm.len() * 3;
+    if out.len() != expected {
+        return Err(PackError::OutputLength {
+            expected,
+            found: out.len(),
+        });
+    }
+    match encoding {
+        Encoding::SpatialBot => pack_u16_slice::<2>(depth_mm, out),
+        Encoding::Paper => pack_u16_slice::<1>(depth_mm, out),
+    }
+    Ok(())
 }
 
 /// Packs a depth image at its native resolution.
@@ -331,17 +538,60 @@ mod tests {
         let mut fast = vec![0u8; depth.len() * 3];
         let mut portable = vec![0u8; depth.len() * 3];
         let a = pack_slice::<65_535, 2>(&depth, &mut fast);
-        let b = pack_portable::<65_535, 2>(&depth, &mut portable);
+        let b = pack_portable::<65_535, 2, u32>(&depth, &mut portable);
         assert_eq!((a, &fast), (b, &portable));
         let a = pack_slice::<131_071, 1>(&depth, &mut fast);
-        let b = pack_portable::<131_071, 1>(&depth, &mut portable);
+        let b = pack_portable::<131_071, 1, u32>(&depth, &mut portable);
         assert_eq!((a, &fast), (b, &portable));
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("ssse3") {
             // SAFETY: SSSE3 is present (checked above).
             let a = unsafe { x86::pack_ssse3::<65_535, 2>(&depth, &mut fast) };
-            let b = pack_portable::<65_535, 2>(&depth, &mut portable);
+            let b = pack_portable::<65_535, 2, u32>(&depth, &mut portable);
             assert_eq!((a, &fast), (b, &portable));
+        }
+    }
+
+    #[test]
+    fn u16_entry_point_matches_u32_path() {
+        let mut mm: Vec<u16> = (0..32 * 41 + 13)
+            .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 16) as u16)
+            .collect();
+        mm[..8].copy_from_slice(&[0, 1, 31, 32, 1023, 1024, 65535, 65534]);
+        let wide: Vec<u32> = mm.iter().map(|&v| v as u32).collect();
+        for enc in [Encoding::SpatialBot, Encoding::Paper] {
+            for len in [0, 1, 31, 32, 33, 95, mm.len()] {
+                let mut from_u16 = vec![0u8; len * 3];
+                let mut from_u32 = vec![1u8; len * 3];
+                pack_u16_into(&mm[..len], enc, &mut from_u16).unwrap();
+                assert_eq!(pack_into(&wide[..len], enc, &mut from_u32).unwrap(), 0);
+                assert_eq!(from_u16, from_u32, "{enc} {len}");
+                for (d, px) in mm[..len].iter().zip(from_u16.chunks_exact(3)) {
+                    assert_eq!(px, encode_pixel(*d as u32, enc));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn saturation_is_counted_wherever_it_falls() {
+        let base: Vec<u32> = (0..32 * 9 + 7)
+            .map(|i: u32| i.wrapping_mul(2_654_435_761) >> 16)
+            .collect();
+        for at in [0, 5, 31, 32, 100, 32 * 9 - 1, 32 * 9, base.len() - 1] {
+            for deep in [65_536, 65_537, 131_071, 131_072, 16_777_215] {
+                let mut depth = base.clone();
+                depth[at] = deep;
+                depth[(at * 7 + 3) % base.len()] = 65_535;
+                for enc in [Encoding::SpatialBot, Encoding::Paper] {
+                    let mut out = vec![0u8; depth.len() * 3];
+                    let sat = pack_into(&depth, enc, &mut out).unwrap();
+                    assert_eq!(sat, (deep > enc.max_mm()) as usize, "{enc} {at} {deep}");
+                    for (d, px) in depth.iter().zip(out.chunks_exact(3)) {
+                        assert_eq!(px, encode_pixel(*d, enc));
+                    }
+                }
+            }
         }
     }
 

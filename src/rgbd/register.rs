@@ -376,7 +376,6 @@ impl Registrar {
         }
         // Borrow the buffer out of `out` (no allocation: an empty Vec does not allocate).
         let mut dst = std::mem::replace(out, DepthMm::zeros(0, 0)).into_vec();
-        dst.fill(0);
         let src = depth.as_slice();
         match self.projection.lens {
             ColorLens::Pinhole => self.splat_fastest(&NoDistortion, src, &mut dst),
@@ -387,7 +386,7 @@ impl Registrar {
             ColorLens::Inverse(lens) => self.splat_fastest(&InverseF64(lens), src, &mut dst),
         }
         // Every value written is an input depth, already within the uint24 range.
-        *out = DepthMm::from_mm(self.color_width, self.color_height, dst).ok_or(
+        *out = DepthMm::from_mm_in_range(self.color_width, self.color_height, dst).ok_or(
             RegisterError::OutputSize {
                 width: self.color_width,
                 height: self.color_height,
@@ -400,8 +399,7 @@ impl Registrar {
 
     /// Snaps one corner per pixel of `mm` (the corners of one corner row, see `corner_row`)
     /// into `u`, `v`; pixels without depth, or whose point is not in front of the colour camera,
-    /// get `NOWHERE`. The inputs are copied into fixed-size blocks first: a branch-free loop of
-    /// known length is what the compiler vectorises (except through `InverseF64`).
+    /// get `NOWHERE`.
     #[inline(always)]
     fn snap_corners<D: Distort>(
         &self,
@@ -412,29 +410,52 @@ impl Registrar {
         v: &mut [i32; CHUNK],
     ) {
         let ([rx, ry, rz], offset) = rays;
-        let mut depth = [0i32; CHUNK];
-        let mut ray = [[0f32; CHUNK]; 3];
-        for (d, &m) in depth.iter_mut().zip(mm) {
-            // Depth fits 24 bits, so the signed conversion (one SSE2 instruction) is exact.
-            *d = m as i32;
+        if let (Some(mm), Some(rx), Some(ry), Some(rz)) = (
+            mm.first_chunk::<CHUNK>(),
+            rx.first_chunk::<CHUNK>(),
+            ry.first_chunk::<CHUNK>(),
+            rz.first_chunk::<CHUNK>(),
+        ) {
+            return self.snap_block(lens, [rx, ry, rz], offset, mm, u, v);
         }
-        for (k, r) in [rx, ry, rz].into_iter().enumerate() {
-            for (dst, &src) in ray[k].iter_mut().zip(r) {
-                *dst = src + offset[k];
-            }
+        // The last, partial block of a row: pad with "no depth", which snaps to `NOWHERE`.
+        let mut padded_mm = [0u32; CHUNK];
+        let mut padded_rays = [[0f32; CHUNK]; 3];
+        padded_mm[..mm.len()].copy_from_slice(mm);
+        for (padded, r) in padded_rays.iter_mut().zip([rx, ry, rz]) {
+            padded[..r.len()].copy_from_slice(r);
         }
+        let [px, py, pz] = &padded_rays;
+        self.snap_block(lens, [px, py, pz], offset, &padded_mm, u, v)
+    }
+
+    /// `snap_corners` on one whole block, read in place: a branch-free loop of known length is
+    /// what the compiler vectorises (except through `InverseF64`).
+    #[inline(always)]
+    fn snap_block<D: Distort>(
+        &self,
+        lens: &D,
+        rays: [&[f32; CHUNK]; 3],
+        offset: [f32; 3],
+        mm: &[u32; CHUNK],
+        u: &mut [i32; CHUNK],
+        v: &mut [i32; CHUNK],
+    ) {
         let [tx, ty, tz] = self.translation_mm;
         let p = &self.projection;
         let (fx, fy, ppx_half, ppy_half) = (p.fx, p.fy, p.ppx_half, p.ppy_half);
         for i in 0..CHUNK {
-            let z = depth[i] as f32;
-            let pz = z * ray[2][i] + tz;
+            // Depth fits 24 bits, so the signed conversion (one SSE2 instruction) is exact.
+            let depth = mm[i] as i32;
+            let z = depth as f32;
+            let ray = [0, 1, 2].map(|k| rays[k][i] + offset[k]);
+            let pz = z * ray[2] + tz;
             let inv = 1.0 / pz;
-            let (x, y) = lens.distort((z * ray[0][i] + tx) * inv, (z * ray[1][i] + ty) * inv);
+            let (x, y) = lens.distort((z * ray[0] + tx) * inv, (z * ray[1] + ty) * inv);
             let (su, sv) = (snap(x * fx + ppx_half), snap(y * fy + ppy_half));
             // Masks rather than `if`: the compiler turns a shared condition into a branch and
             // gives up vectorising the loop.
-            let seen = -(((depth[i] != 0) & (pz > MIN_COLOR_Z_MM)) as i32);
+            let seen = -(((depth != 0) & (pz > MIN_COLOR_Z_MM)) as i32);
             u[i] = (su & seen) | (NOWHERE & !seen);
             v[i] = (sv & seen) | (NOWHERE & !seen);
         }
@@ -443,7 +464,7 @@ impl Registrar {
     /// From snapped corners to the colour rectangle each footprint fills, clipped to the image:
     /// `[first pixel index, width, height]`; height 0 for a pixel that fills nothing (no depth,
     /// behind the colour camera, outside the image, or a footprint over `MAX_FOOTPRINT`).
-    /// Branch-free, so it vectorises.
+    /// Branch-free, so it vectorises. Returns the last colour row any of them fills.
     #[inline(always)]
     fn footprint_rects(
         &self,
@@ -452,9 +473,10 @@ impl Registrar {
         u1: &[i32; CHUNK],
         v1: &[i32; CHUNK],
         rects: &mut [[u32; CHUNK]; 3],
-    ) {
+    ) -> usize {
         let (cw, ch) = (self.color_width as i32, self.color_height as i32);
         let [start, width, height] = rects;
+        let mut last_row = 0;
         for i in 0..CHUNK {
             let (ua, ub) = (u0[i].min(u1[i]), u0[i].max(u1[i]));
             let (va, vb) = (v0[i].min(v1[i]), v0[i].max(v1[i]));
@@ -466,7 +488,9 @@ impl Registrar {
             start[i] = (va.wrapping_mul(cw).wrapping_add(ua) & keep) as u32;
             width[i] = ((ub - ua + 1) & keep) as u32;
             height[i] = ((vb - va + 1) & keep) as u32;
+            last_row = last_row.max(vb & keep);
         }
+        last_row as usize
     }
 
     /// `splat` compiled for the widest vector unit this CPU has. Same arithmetic either way:
@@ -493,6 +517,9 @@ impl Registrar {
         let w = self.depth_width;
         let [mut u0, mut v0, mut u1, mut v1] = [[0i32; CHUNK]; 4];
         let mut rects = [[0u32; CHUNK]; 3];
+        // `dst[..zeroed]` is cleared. Rows are cleared just before the first footprint that
+        // reaches them, while they are about to be in cache anyway.
+        let mut zeroed = 0;
         for (y, row) in src.chunks_exact(w).enumerate() {
             for (k, mm) in row.chunks(CHUNK).enumerate() {
                 let x0 = k * CHUNK;
@@ -501,12 +528,15 @@ impl Registrar {
                 if !self.splat_footprint {
                     let (cw_i, ch_i) = (cw as i32, ch as i32);
                     let index = &mut rects[0];
+                    let mut last_row = 0;
                     for i in 0..CHUNK {
                         let (u, v) = (u0[i], v0[i]);
                         let inside = -(((u >= 0) & (u < cw_i) & (v >= 0) & (v < ch_i)) as i32);
                         // Outside pixels get an index past the end, which `get_mut` refuses.
                         index[i] = (v.wrapping_mul(cw_i).wrapping_add(u) & inside | !inside) as u32;
+                        last_row = last_row.max(v & inside);
                     }
+                    clear_through(dst, &mut zeroed, (last_row as usize + 1) * cw);
                     for (&i, &mm) in index.iter().zip(mm) {
                         if let Some(out) = dst.get_mut(i as usize) {
                             keep_nearest(out, mm);
@@ -521,25 +551,45 @@ impl Registrar {
                     &mut u1,
                     &mut v1,
                 );
-                self.footprint_rects(&u0, &v0, &u1, &v1, &mut rects);
+                let last_row = self.footprint_rects(&u0, &v0, &u1, &v1, &mut rects);
+                clear_through(dst, &mut zeroed, (last_row + 1) * cw);
                 let [start, width, height] = &rects;
-                for i in 0..n {
-                    let (width, mm) = (width[i] as usize, mm[i]);
-                    for row in 0..height[i] as usize {
-                        let at = start[i] as usize + row * cw;
-                        let four: Option<&mut [u32; 4]> =
-                            dst.get_mut(at..at + 4).and_then(|s| s.try_into().ok());
-                        if let (true, Some(four)) = (width <= 4, four) {
-                            keep_nearest_4(four, mm, width);
-                        } else {
-                            for out in &mut dst[at..at + width] {
-                                keep_nearest(out, mm);
+                // Neighbouring footprints overlap, and a 4-lane load that partly overlaps a
+                // store still in flight waits for it to retire. Every fourth pixel's footprint
+                // is clear of the one before it, and nearest-wins does not depend on order.
+                for phase in 0..4 {
+                    let mut i = phase;
+                    while i < n {
+                        let (at, width, height) =
+                            (start[i] as usize, width[i] as usize, height[i] as usize);
+                        let mm = mm[i];
+                        i += 4;
+                        if height == 0 {
+                            continue;
+                        }
+                        let end = at + (height - 1) * cw + 4;
+                        match dst.get_mut(at..end) {
+                            Some(rect) if width <= 4 => {
+                                for row in 0..height {
+                                    if let Some(four) = rect[row * cw..].first_chunk_mut::<4>() {
+                                        keep_nearest_4(four, mm, width);
+                                    }
+                                }
+                            }
+                            _ => {
+                                for row in 0..height {
+                                    let at = at + row * cw;
+                                    for out in &mut dst[at..at + width] {
+                                        keep_nearest(out, mm);
+                                    }
+                                }
                             }
                         }
                     }
                 }
             }
         }
+        clear_through(dst, &mut zeroed, cw * ch);
     }
 
     /// The 3-D point (mm, depth camera frame) of depth pixel `(x, y)` at `depth_mm`; pixel
@@ -563,6 +613,16 @@ impl Registrar {
     pub fn color_from_depth_pixel(&self, x: f64, y: f64, depth_mm: f64) -> Option<[f64; 2]> {
         let p = self.color_point_from_depth_point(self.depth_point(x, y, depth_mm));
         self.color_lens.pixel_from_point(p)
+    }
+}
+
+/// Clears `dst[*zeroed..end]` (when `end` is past `*zeroed`) and moves the mark.
+#[inline(always)]
+fn clear_through(dst: &mut [u32], zeroed: &mut usize, end: usize) {
+    let end = end.min(dst.len());
+    if let Some(rows) = dst.get_mut(*zeroed..end) {
+        rows.fill(0);
+        *zeroed = end;
     }
 }
 

@@ -728,15 +728,27 @@ fn raw_frame(frame: *const rs::rs2_frame, depth_scale_m: f64) -> Option<RawFrame
     let payload = if stream == rs::rs2_stream_RS2_STREAM_DEPTH
         && format == rs::rs2_format_RS2_FORMAT_Z16
     {
-        let mut z16 = Vec::with_capacity(w * h);
-        for row in bytes.chunks_exact(stride).take(h) {
-            z16.extend(
-                row[..w * 2]
-                    .chunks_exact(2)
-                    .map(|px| u16::from_le_bytes([px[0], px[1]])),
-            );
+        let rows = bytes.chunks_exact(stride).take(h).map(|row| &row[..w * 2]);
+        if (depth_scale_m * 1000.0 - 1.0).abs() < 1e-6 {
+            // One Z16 unit is one millimetre: widen straight into the frame, one pass.
+            let mut mm = Vec::with_capacity(w * h);
+            for row in rows {
+                mm.extend(
+                    row.chunks_exact(2)
+                        .map(|px| u16::from_le_bytes([px[0], px[1]]) as u32),
+                );
+            }
+            Payload::Depth(DepthMm::from_mm_in_range(w, h, mm)?)
+        } else {
+            let mut z16 = Vec::with_capacity(w * h);
+            for row in rows {
+                z16.extend(
+                    row.chunks_exact(2)
+                        .map(|px| u16::from_le_bytes([px[0], px[1]])),
+                );
+            }
+            Payload::Depth(DepthMm::from_z16(w, h, &z16, depth_scale_m).ok()?)
         }
-        Payload::Depth(DepthMm::from_z16(w, h, &z16, depth_scale_m).ok()?)
     } else if stream == rs::rs2_stream_RS2_STREAM_COLOR && format == rs::rs2_format_RS2_FORMAT_RGB8
     {
         let mut rgb = Vec::with_capacity(w * h * 3);
