@@ -26,6 +26,7 @@ struct Report {
     cameras: Vec<CameraInfo>,
     synthetic: String,
     serial_ports: Vec<SerialPortInfo>,
+    gpus: Vec<spatialbot_edge::bench::system::GpuInfo>,
     backends: Vec<String>,
     notes: Vec<String>,
     calibrations_written: Vec<String>,
@@ -91,6 +92,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         synthetic: "synthetic (tabletop scene, 640x480 @ 30 fps; `synthetic[,fast][:WxH[@FPS]]`)"
             .into(),
         serial_ports,
+        gpus: spatialbot_edge::bench::system::gpus(),
         backends: vec!["tract (cpu)".into()],
         notes,
         calibrations_written,
@@ -126,6 +128,13 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     }
     for p in &report.serial_ports {
         println!("  {}  ({})", p.name, p.kind);
+    }
+    println!("GPUs:");
+    if report.gpus.is_empty() {
+        println!("  none found");
+    }
+    for g in &report.gpus {
+        println!("  {}  ({}, {})", g.name, g.kind, g.detail);
     }
     println!("inference backends:");
     for b in &report.backends {
