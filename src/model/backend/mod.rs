@@ -8,6 +8,7 @@ use super::{ModelError, ModelFolder};
 
 #[cfg(feature = "ort")]
 pub mod ort;
+#[cfg(feature = "tract")]
 pub mod tract;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -137,7 +138,13 @@ pub trait Backend: Send {
 /// Loads the backend `config` names.
 pub fn load(folder: &ModelFolder, config: &BackendConfig) -> Result<Box<dyn Backend>, ModelError> {
     match config.kind {
+        #[cfg(feature = "tract")]
         BackendKind::Tract => Ok(Box::new(tract::TractBackend::load(folder, config)?)),
+        #[cfg(not(feature = "tract"))]
+        BackendKind::Tract => Err(ModelError::Backend {
+            backend: "tract".into(),
+            reason: "this binary was built without tract; rebuild with the default features".into(),
+        }),
         #[cfg(feature = "ort")]
         BackendKind::Ort => Ok(Box::new(ort::OrtBackend::load(folder, config)?)),
         #[cfg(not(feature = "ort"))]
