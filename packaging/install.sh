@@ -60,7 +60,7 @@ udevadm control --reload-rules && udevadm trigger || echo "install.sh: udev relo
 
 install -m 0644 "$here/packaging/spatialbot-edge.service" /etc/systemd/system/spatialbot-edge.service
 if [ ! -f /etc/default/spatialbot-edge ]; then
-  printf '# Board profile the service runs: a name from %s/boards or a file path.\nSPATIALBOT_EDGE_BOARD=%s\n' "$prefix" "$board" > /etc/default/spatialbot-edge
+  printf '# Board profile the service runs: the name of a file in %s/boards, without .toml.\nSPATIALBOT_EDGE_BOARD=%s\n' "$prefix" "$board" > /etc/default/spatialbot-edge
 fi
 install -d -o spatialbot -g spatialbot /var/cache/spatialbot-edge /var/cache/spatialbot-edge/engines
 systemctl daemon-reload

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Cross-builds spatialbot-edge for aarch64-unknown-linux-gnu (Jetson) with Debian's cross gcc and
-# runs the library's unit tests (the pure parts) under qemu-user.
-#   bash scripts/cross-aarch64.sh               # all of the below, then the binary
+# runs the unit tests of the pure parts under qemu-user.
+#   bash scripts/cross-aarch64.sh               # the tests below, then the binary
 #   bash scripts/cross-aarch64.sh --tests-only  # what scripts/test.sh runs in CI: the wire crate
-#                                               # (crates/link, shared with firmware) under qemu
-#   bash scripts/cross-aarch64.sh --lib-tests   # also the main library's unit tests (rgbd,
-#                                               # preprocess, governor, board, bench, model, ...)
+#                                               # (crates/link, shared with firmware) and the
+#                                               # main library's unit tests (rgbd, preprocess,
+#                                               # policy parsing and decoding, governor, board
+#                                               # profiles, bench, camera, pipeline, ...)
 #   bash scripts/cross-aarch64.sh --build-only [--release]
-# The main library links tract, so its aarch64 test build costs as much as a tract build
-# (~8 min on 2 cores): it is not in CI; run it by hand before flashing a release.
+# The library's unit tests build without the `tract` feature (the CPU inference backend): tract
+# alone costs more to cross-build than everything else together, and no unit test runs a model.
+# The models' aarch64 check is the binary (`--build-only`, default features) on the board.
 # Anything this machine cannot provide (no root for apt, no rustup target) prints SKIPPED with
 # the reason and exits 0: the native tests are the gate, this is the extra check.
 set -euo pipefail
@@ -19,8 +21,7 @@ build=1
 release=""
 for arg in "$@"; do
   case "$arg" in
-    --tests-only) build=0; lib_tests=0 ;;
-    --lib-tests) build=0 ;;
+    --tests-only|--lib-tests) build=0 ;;
     --build-only) tests=0; lib_tests=0 ;;
     --release) release=1 ;;
     *) echo "cross-aarch64.sh: unknown argument $arg (see the comment at the top)" >&2; exit 2 ;;
@@ -62,7 +63,7 @@ if [ "$tests" = 1 ]; then
   cargo test --locked --target "$target" -p spatialbot-link
 fi
 if [ "$lib_tests" = 1 ]; then
-  cargo test --locked --target "$target" --no-default-features --lib -p spatialbot-edge
+  cargo test --locked --target "$target" --no-default-features --lib -p spatialbot-edge -- --test-threads=2
 fi
 if [ "$build" = 1 ]; then
   cargo build --locked --target "$target" --bin spatialbot-edge ${release:+--release}

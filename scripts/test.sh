@@ -13,9 +13,9 @@ export SBE_PYTHON="$PWD/.venv/bin/python"
 # Committed model fixtures: manifest hashes and reference cases on onnxruntime (no PyTorch needed).
 "$SBE_PYTHON" tools/export/check_fixtures.py models/tiny-spatialbot models/tiny-policy
 cargo test --workspace --locked
-# aarch64 (Jetson): the wire crate's tests cross-built and run under qemu-user (the main library
-# pulls in tract, too slow to cross-build here: scripts/cross-aarch64.sh --lib-tests does that).
-# Prints SKIPPED and goes on where the cross toolchain cannot be installed.
+# aarch64 (Jetson): the wire crate's tests and the main library's unit tests (the pure parts,
+# without the tract backend) cross-built and run under qemu-user. Prints SKIPPED and goes on
+# where the cross toolchain cannot be installed.
 bash scripts/cross-aarch64.sh --tests-only
 
 # The link's wire protocol must build for controller firmware (Cortex-M4F, no_std).

@@ -200,16 +200,50 @@ fn bench_compare_command_prints_ratios() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.json"));
 }
 
+fn stage<'a>(v: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+    v["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+}
+
+fn bench_json(args: &[&str]) -> (std::process::Output, serde_json::Value) {
+    let out = Command::new(common::bin())
+        .arg("bench")
+        .args(args)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out, v)
+}
+
 #[test]
 fn bench_reports_what_it_ran_and_what_it_did_not() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(common::bin())
-        .args(["bench", "--json", "--frames", "3", "--warmup", "1", "--out"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let out_dir = dir.path().to_str().unwrap();
+    let (out, v) = bench_json(&[
+        "--json",
+        "--frames",
+        "3",
+        "--warmup",
+        "1",
+        "--max-new-tokens",
+        "3",
+        "--out",
+        out_dir,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(v["schema"], bench::SCHEMA);
     assert_eq!(v["board"], "dev-x86_64");
     let ran: Vec<&str> = v["stages"]
@@ -240,29 +274,146 @@ fn bench_reports_what_it_ran_and_what_it_did_not() {
             "{name} must be either run or listed as not run"
         );
     }
-    assert!(
-        ran.contains(&"link"),
-        "the link stage to the simulator always runs: {v}"
+    // The dev profile's policy is the shipped tiny policy: every stage runs.
+    assert_eq!(
+        ran,
+        [
+            "camera",
+            "register",
+            "pack",
+            "preprocess",
+            "vision",
+            "prefill",
+            "decode",
+            "action",
+            "link"
+        ],
+        "{v}"
     );
+    assert!(skipped.is_empty(), "{v}");
     // /proc gives the process start in 10 ms ticks: a number, possibly 0 on a fast machine.
     assert!(v["startup_ms"].as_f64().is_some_and(|ms| ms >= 0.0), "{v}");
-    if ran.is_empty() {
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "a bench that measured nothing must not succeed"
-        );
-    } else {
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(v["frames"]["measured"], 3);
-        for s in v["stages"].as_array().unwrap() {
-            assert_eq!(s["count"], 3, "{s}");
+    assert!(v["peak_rss_mb"].as_f64().is_some_and(|mb| mb > 0.0), "{v}");
+    assert_eq!(v["frames"]["measured"], 3);
+    let model = &v["model"];
+    assert_eq!(model["name"], "tiny-policy", "{v}");
+    assert_eq!(model["kind"], "policy");
+    // The tiny policy takes colour only: one image per frame, each through the vision graph
+    // once (the embedding cache keeps the older frames of the prompt's history).
+    assert_eq!(model["images_per_frame"], 1);
+    for s in v["stages"].as_array().unwrap() {
+        match s["per"].as_str().unwrap() {
+            "frame" => assert_eq!(s["count"], 3, "{s}"),
+            "image" => assert_eq!(s["count"], 3, "{s}"),
+            "token" => assert!(s["count"].as_u64().unwrap() <= 3 * 2, "{s}"),
+            other => panic!("unknown per {other}"),
         }
     }
+    let prefill = stage(&v, "prefill").unwrap()["count"].as_u64().unwrap();
+    let decode = stage(&v, "decode").unwrap()["count"].as_u64().unwrap();
+    assert_eq!(prefill, 3);
+    assert_eq!(model["generated_tokens"].as_u64(), Some(prefill + decode));
+    assert!(model["prefill_positions"].as_u64().unwrap() > 0);
+    let graphs: Vec<(&str, &str)> = v["graphs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["graph"].as_str().unwrap(),
+                g["provider"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        graphs,
+        [("vision", "cpu"), ("embed", "cpu"), ("decoder", "cpu")],
+        "{v}"
+    );
     assert!(dir.path().join("report.json").exists());
-    assert!(dir.path().join("latency.svg").exists());
+    let svg = std::fs::read_to_string(dir.path().join("latency.svg")).unwrap();
+    assert!(svg.contains("decode/token"), "{svg}");
+
+    // The written report compares with itself: every ratio 1.
+    let json = dir.path().join("report.json");
+    let out = Command::new(common::bin())
+        .args(["bench", "--json", "--compare"])
+        .arg(&json)
+        .arg(&json)
+        .output()
+        .unwrap();
+    let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = c["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"decode") && names.contains(&"vision"),
+        "{c}"
+    );
+}
+
+#[test]
+fn bench_runs_a_spatialbot_model_with_two_images_per_frame() {
+    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/models/tiny-spatialbot");
+    let (out, v) = bench_json(&[
+        "--json",
+        "--frames",
+        "2",
+        "--warmup",
+        "0",
+        "--max-new-tokens",
+        "2",
+        "--model",
+        model,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(v["model"]["kind"], "spatialbot", "{v}");
+    assert_eq!(v["model"]["images_per_frame"], 2);
+    let vision = stage(&v, "vision").unwrap();
+    assert_eq!(vision["per"], "image");
+    assert_eq!(vision["count"], 4, "colour and packed depth per frame: {v}");
+    assert!(stage(&v, "action").is_none());
+    assert!(v["stages_not_run"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["name"] == "action"));
+}
+
+#[test]
+fn bench_without_a_model_lists_the_model_stages_as_not_run() {
+    let (out, v) = bench_json(&["--json", "--frames", "2", "--warmup", "0", "--no-model"]);
+    assert!(out.status.success());
+    for name in ["vision", "prefill", "decode", "action"] {
+        assert!(stage(&v, name).is_none(), "{name}: {v}");
+    }
+    assert_eq!(v["stages_not_run"].as_array().unwrap().len(), 4, "{v}");
+    assert!(v["model"].is_null());
+}
+
+#[test]
+fn bench_refuses_a_gpu_only_profile_this_build_cannot_run() {
+    if cfg!(feature = "ort") {
+        return;
+    }
+    let out = Command::new(common::bin())
+        .args(["bench", "--frames", "1", "--board", "jetson-orin-nx-16gb"])
+        .args(["--camera", "synthetic,fast"])
+        .args([
+            "--model",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/models/tiny-policy"),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("jetson-orin-nx-16gb.toml"), "{err}");
+    assert!(err.contains("--features ort"), "{err}");
 }

@@ -387,3 +387,65 @@ fn axes_must_be_wire_axes_and_cover_the_layout() {
         "{msg}"
     );
 }
+
+/// The systemd unit and the udev rules in packaging/ agree with the program: the profile path
+/// the unit passes exists for every shipped profile, the exit codes it does not restart on are
+/// the bad-configuration and safety-stop codes, and the udev rules set what `doctor` checks.
+#[test]
+fn packaging_agrees_with_exit_codes_and_profiles() {
+    use spatialbot_edge::exit;
+    let root = common::repo_root();
+    let unit = std::fs::read_to_string(root.join("packaging/spatialbot-edge.service")).unwrap();
+    let line = |key: &str| {
+        unit.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("the unit has no {key}"))
+            .trim()
+            .to_string()
+    };
+    let no_restart: Vec<u8> = line("RestartPreventExitStatus=")
+        .split_whitespace()
+        .map(|c| c.parse().unwrap())
+        .collect();
+    assert_eq!(
+        no_restart,
+        [
+            exit::BAD_INPUT,
+            exit::WATCHDOG_STOP,
+            exit::ESTOP,
+            exit::LINK_LOST
+        ]
+    );
+    assert!(!no_restart.contains(&exit::RUNTIME));
+    assert_eq!(line("Restart="), "on-failure");
+    let exec = line("ExecStart=");
+    let board_arg = exec
+        .split_whitespace()
+        .skip_while(|w| *w != "--board")
+        .nth(1)
+        .unwrap();
+    for (name, _) in BUILTIN_PROFILES {
+        let path = board_arg
+            .replace("${SPATIALBOT_EDGE_BOARD}", name)
+            .replace("/opt/spatialbot-edge/", "");
+        Board::load(&root.join(&path)).unwrap_or_else(|e| panic!("{exec}: {e}"));
+    }
+
+    let rules = std::fs::read_to_string(root.join("packaging/99-spatialbot-edge.rules")).unwrap();
+    let active: Vec<&str> = rules
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect();
+    let has = |needle: &str| active.iter().any(|l| l.contains(needle));
+    assert!(has(r#"ATTR{latency_timer}="1""#), "FTDI latency timer 1 ms");
+    assert!(has(r#"SYMLINK+="spatialbot-arm""#), "stable serial symlink");
+    assert!(has(r#"ATTR{idVendor}=="8086""#), "RealSense permissions");
+    for name in [
+        "jetson-orin-nano-8gb",
+        "jetson-orin-nx-16gb",
+        "jetson-agx-orin-64gb",
+    ] {
+        let b = Board::named(name).unwrap();
+        assert_eq!(b.link.spec, "serial:/dev/spatialbot-arm", "{name}");
+    }
+}

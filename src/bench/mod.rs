@@ -42,16 +42,25 @@
 //! | `peak_rss_mb` | number\|null | peak resident memory (`VmHWM`), MiB |
 //! | `stages[]` | array | one per stage run, in pipeline order: |
 //! | `stages[].name` | string | `camera`, `register`, `pack`, `preprocess`, `vision`, `prefill`, `decode`, `action`, `link`, … |
-//! | `stages[].count`, `.dropped` | int | samples, and frames this stage dropped |
+//! | `stages[].per` | string | what one sample is: `frame`; `image` (`vision`: one per image through the vision graph); `token` (`decode`: one per generated token after the first, i.e. ms/token). Absent in older reports: `frame` |
+//! | `stages[].count`, `.dropped` | int | samples, and frames this stage dropped (`action`: actions the safety governor held) |
 //! | `stages[].mean_ms`, `.min_ms`, `.p50_ms`, `.p90_ms`, `.p99_ms`, `.max_ms` | number | nearest-rank quantiles within 0.8 %; min and max exact |
 //! | `stages[].series` | array of `[s, ms]` | per-frame latency over time (thinned to ≤ 2,000 points) |
 //! | `end_to_end` | object\|null | as a stage: frame origin (capture) → last stage |
 //! | `stages_not_run[]` | `{name, why}` | pipeline stages this build or run could not measure |
 //! | `notes[]` | string | what the stages ran with: camera, image sizes, link |
-//! | `graphs[]` | `{graph, backend, provider}` | which backend and execution provider ran each graph |
+//! | `graphs[]` | `{graph, backend, provider}` | which backend (`tract`, `onnxruntime`) and execution provider (`cpu`, `cuda`, `tensorrt`) ran each graph (`vision`, `embed`, `decoder`) |
+//! | `model` | object\|null | the model folder the inference stages ran (null: none ran): `dir`, `name`, `kind` (`policy`/`spatialbot`), `backend` (the engine's own description), `load_ms` (manifest hashes, tokenizer, graphs, engine builds), `images_per_frame`, `prefill_positions` (of the last frame), `generated_tokens` (measured frames) |
 //! | `host` | object | `arch`, `model`, `cpus`, `kernel`, `l4t`, `power_mode`, `cpu_governor`, `cpu_cur_mhz[]`, `cpu_max_mhz`, `devfreq[]` (`name`, `cur_mhz`, `max_mhz`), `mem_total_mb`, `mem_available_mb`; `"unknown"`/`null` where not readable |
 //!
+//! The `prefill` stage is the prompt's embedding, splicing and decoder prefill up to the first
+//! token; `decode` one decode step, sampling and detokenising per later token; `action` the
+//! answer's parsing and decoding and the safety governor (plus the engine's last cache
+//! append). Per-image and per-token stages add one sample per image or token, so their `count`
+//! differs from `frames.measured`; `end_to_end` is always per frame.
+//!
 //! Fields are only ever added within schema 1; a reader must ignore fields it does not know.
+//! Added after the first version: `stages[].per`, `model`.
 
 pub mod histogram;
 pub mod recorder;
@@ -60,9 +69,9 @@ pub mod svg;
 pub mod system;
 
 pub use histogram::LatencyHistogram;
-pub use recorder::{stage, FrameStamps, StageRecorder};
+pub use recorder::{per, stage, FrameStamps, StageRecorder};
 pub use report::{
-    compare, Comparison, GraphBackend, Report, ReportError, RunInfo, StageNotRun, StageSummary,
-    SCHEMA,
+    compare, Comparison, GraphBackend, ModelRun, Report, ReportError, RunInfo, StageNotRun,
+    StageSummary, SCHEMA,
 };
 pub use system::HostInfo;

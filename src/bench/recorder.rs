@@ -30,6 +30,16 @@ pub mod stage {
     pub const STARTUP: &str = "startup";
 }
 
+/// What one sample of a stage is ([`super::StageSummary::per`]).
+pub mod per {
+    /// One sample per frame (most stages).
+    pub const FRAME: &str = "frame";
+    /// One per image through the vision graph.
+    pub const IMAGE: &str = "image";
+    /// One per generated token (decode steps).
+    pub const TOKEN: &str = "token";
+}
+
 /// Monotonic stamps one frame collects at each stage boundary. It travels with the frame
 /// through the pipeline's channels; each stage calls [`FrameStamps::mark`] when it is done.
 /// The duration of a stage is the time from the previous mark (or the origin) to its mark.
@@ -152,6 +162,7 @@ impl Series {
 #[derive(Clone, Debug)]
 struct StageStats {
     name: String,
+    per: &'static str,
     hist: LatencyHistogram,
     dropped: u64,
     series: Series,
@@ -193,6 +204,7 @@ impl StageRecorder {
             stages: Vec::new(),
             end_to_end: StageStats {
                 name: END_TO_END.to_string(),
+                per: per::FRAME,
                 hist: LatencyHistogram::new(),
                 dropped: 0,
                 series: Series::new(series_cap),
@@ -210,12 +222,20 @@ impl StageRecorder {
         }
     }
 
+    /// Says what one sample of `stage` is (default [`per::FRAME`]). A stage marked several
+    /// times in one frame (`vision` once per image, `decode` once per token) records one
+    /// sample per mark.
+    pub fn set_per(&mut self, stage: &str, per: &'static str) {
+        self.stage_mut(stage).per = per;
+    }
+
     fn stage_mut(&mut self, name: &str) -> &mut StageStats {
         let i = match self.stages.iter().position(|s| s.name == name) {
             Some(i) => i,
             None => {
                 self.stages.push(StageStats {
                     name: name.to_string(),
+                    per: per::FRAME,
                     hist: LatencyHistogram::new(),
                     dropped: 0,
                     series: Series::new(self.series_cap),
@@ -299,7 +319,13 @@ impl StageRecorder {
     /// The report of everything recorded so far. `info` says where and how it was measured.
     pub fn report(&self, info: RunInfo) -> Report {
         let summarise = |s: &StageStats| {
-            StageSummary::from_histogram(&s.name, &s.hist, s.dropped, s.series.points.clone())
+            StageSummary::from_histogram(
+                &s.name,
+                s.per,
+                &s.hist,
+                s.dropped,
+                s.series.points.clone(),
+            )
         };
         let wall_s = self.elapsed().as_secs_f64();
         Report::new(

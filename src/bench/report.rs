@@ -23,6 +23,29 @@ pub struct RunInfo {
     /// What the stages ran with (camera, image sizes, link), one line each.
     pub notes: Vec<String>,
     pub host: HostInfo,
+    /// The model folder the inference stages ran, when they ran.
+    pub model: Option<ModelRun>,
+}
+
+/// The model folder behind the `vision`, `prefill` and `decode` stages.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelRun {
+    /// The folder, as given.
+    pub dir: String,
+    /// `name` and `kind` (`policy` or `spatialbot`) from its manifest.
+    pub name: String,
+    pub kind: String,
+    /// What the backend says about itself (library, providers, threads).
+    pub backend: String,
+    /// Manifest check, tokenizer and graph loading (TensorRT engine builds included), ms.
+    pub load_ms: f64,
+    /// Images through the vision graph per frame.
+    pub images_per_frame: u64,
+    /// Positions prefilled per frame (prompt text and image rows), the last frame's.
+    pub prefill_positions: u64,
+    /// Tokens generated over the measured frames (the first of each frame comes from the
+    /// prefill; each later one is one `decode` sample).
+    pub generated_tokens: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -49,9 +72,17 @@ pub struct StageSummary {
     pub p90_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
-    /// `[seconds since start, milliseconds]` per frame, thinned on long runs.
+    /// What one sample is: `frame`, `image` (the vision graph, once per image) or `token`
+    /// (decode, once per generated token after the first).
+    #[serde(default = "per_frame")]
+    pub per: String,
+    /// `[seconds since start, milliseconds]` per sample, thinned on long runs.
     #[serde(default)]
     pub series: Vec<[f64; 2]>,
+}
+
+fn per_frame() -> String {
+    super::recorder::per::FRAME.to_string()
 }
 
 fn ms(ns: Option<u64>) -> f64 {
@@ -61,6 +92,7 @@ fn ms(ns: Option<u64>) -> f64 {
 impl StageSummary {
     pub(crate) fn from_histogram(
         name: &str,
+        per: &str,
         h: &LatencyHistogram,
         dropped: u64,
         series: Vec<[f64; 2]>,
@@ -75,6 +107,7 @@ impl StageSummary {
             p90_ms: ms(h.quantile_ns(0.90)),
             p99_ms: ms(h.quantile_ns(0.99)),
             max_ms: ms(h.max_ns()),
+            per: per.to_string(),
             series,
         }
     }
@@ -106,6 +139,8 @@ pub struct Report {
     pub notes: Vec<String>,
     pub graphs: Vec<GraphBackend>,
     pub host: HostInfo,
+    #[serde(default)]
+    pub model: Option<ModelRun>,
 }
 
 impl Report {
@@ -145,6 +180,7 @@ impl Report {
             notes: info.notes,
             graphs,
             host: info.host,
+            model: info.model,
         }
     }
 
@@ -200,14 +236,28 @@ impl Report {
             self.wall_s,
             self.fps
         ));
+        if let Some(m) = &self.model {
+            out.push_str(&format!(
+                "model {} ({}) from {}: loaded in {:.0} ms on {}; {} image(s) and {} prefill positions per frame, {} tokens generated\n",
+                m.name, m.kind, m.dir, m.load_ms, m.backend, m.images_per_frame, m.prefill_positions, m.generated_tokens
+            ));
+        }
         out.push_str(&format!(
-            "{:<12} {:>7} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
-            "stage", "count", "dropped", "mean ms", "p50 ms", "p90 ms", "p99 ms", "max ms"
+            "{:<12} {:>6} {:>7} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
+            "stage", "per", "count", "dropped", "mean ms", "p50 ms", "p90 ms", "p99 ms", "max ms"
         ));
         for s in self.all_stages() {
             out.push_str(&format!(
-                "{:<12} {:>7} {:>7} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}\n",
-                s.name, s.count, s.dropped, s.mean_ms, s.p50_ms, s.p90_ms, s.p99_ms, s.max_ms
+                "{:<12} {:>6} {:>7} {:>7} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}\n",
+                s.name,
+                s.per,
+                s.count,
+                s.dropped,
+                s.mean_ms,
+                s.p50_ms,
+                s.p90_ms,
+                s.p99_ms,
+                s.max_ms
             ));
         }
         for n in &self.stages_not_run {

@@ -135,9 +135,14 @@ pub fn latency_plot(report: &Report) -> String {
         );
         let _ = writeln!(
             s,
-            r#"<text x="{:.1}" y="{ly:.1}">{} p50 {}</text>"#,
+            r#"<text x="{:.1}" y="{ly:.1}">{}{} p50 {}</text>"#,
             lx + 24.0,
             escape(&st.name),
+            if st.per == super::per::FRAME {
+                String::new()
+            } else {
+                format!("/{}", escape(&st.per))
+            },
             fmt_ms(st.p50_ms)
         );
     }

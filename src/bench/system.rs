@@ -164,6 +164,111 @@ impl HostInfo {
     }
 }
 
+/// A GPU this machine shows in `/proc` or `/sys`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GpuInfo {
+    pub name: String,
+    /// `nvidia` (a discrete NVIDIA GPU with its kernel driver), `jetson` (the integrated GPU of
+    /// a Jetson), or `drm` (any other display/compute device the kernel lists).
+    pub kind: String,
+    /// Where it was found, and its clock where readable.
+    pub detail: String,
+}
+
+/// GPUs under the given `/proc` and `/sys` roots: NVIDIA's driver's list
+/// (`driver/nvidia/gpus/*/information`), a Jetson's integrated GPU (its devfreq node, named
+/// `*.gpu` or `*.ga10b`/`*.gv11b`), and DRM cards of other vendors.
+pub fn gpus_at(proc_: &Path, sys: &Path) -> Vec<GpuInfo> {
+    let mut gpus = Vec::new();
+    let sorted = |dir: &Path| -> Vec<std::path::PathBuf> {
+        let mut v: Vec<_> = std::fs::read_dir(dir)
+            .map(|rd| rd.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    for dir in sorted(&proc_.join("driver/nvidia/gpus")) {
+        let info = std::fs::read_to_string(dir.join("information")).unwrap_or_default();
+        let model = info
+            .lines()
+            .find_map(|l| l.strip_prefix("Model:"))
+            .map(|m| m.trim().to_string())
+            .unwrap_or_else(|| UNKNOWN.to_string());
+        gpus.push(GpuInfo {
+            name: model,
+            kind: "nvidia".to_string(),
+            detail: format!(
+                "PCI {}",
+                dir.file_name().unwrap_or_default().to_string_lossy()
+            ),
+        });
+    }
+    for dir in sorted(&sys.join("class/devfreq")) {
+        let name = dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let is_igpu = [".gpu", ".ga10b", ".gv11b", ".gp10b"]
+            .iter()
+            .any(|suffix| name.ends_with(suffix));
+        if !is_igpu {
+            continue;
+        }
+        let mhz = |f: &str| {
+            read_trim(dir.join(f))
+                .and_then(|v| v.parse::<f64>().ok())
+                .map(|hz| format!("{:.0}", hz / 1e6))
+                .unwrap_or_else(|| "?".to_string())
+        };
+        gpus.push(GpuInfo {
+            name: format!("Jetson integrated GPU ({name})"),
+            kind: "jetson".to_string(),
+            detail: format!(
+                "devfreq {name}: {} MHz of {} MHz",
+                mhz("cur_freq"),
+                mhz("max_freq")
+            ),
+        });
+    }
+    if gpus.iter().any(|g| g.kind == "nvidia") {
+        return gpus;
+    }
+    for dir in sorted(&sys.join("class/drm")) {
+        let card = dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if !card.starts_with("card") || card.contains('-') {
+            continue;
+        }
+        let Some(vendor) = read_trim(dir.join("device/vendor")) else {
+            continue;
+        };
+        let vendor_name = match vendor.as_str() {
+            "0x10de" => "NVIDIA",
+            "0x8086" => "Intel",
+            "0x1002" => "AMD",
+            other => other,
+        };
+        gpus.push(GpuInfo {
+            name: format!(
+                "{vendor_name} {}",
+                read_trim(dir.join("device/device")).unwrap_or_default()
+            ),
+            kind: "drm".to_string(),
+            detail: format!("/dev/dri/{card}"),
+        });
+    }
+    gpus
+}
+
+/// [`gpus_at`] on this machine.
+pub fn gpus() -> Vec<GpuInfo> {
+    gpus_at(Path::new("/proc"), Path::new("/sys"))
+}
+
 /// A `Key:   123 kB` line of `/proc/meminfo` or `/proc/self/status`, in kB.
 pub fn meminfo_kb(text: &str, key: &str) -> Option<f64> {
     let line = text.lines().find(|l| l.starts_with(key))?;
@@ -233,6 +338,32 @@ pub fn process_age() -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gpus_are_found_under_proc_and_sys() {
+        let root = std::env::temp_dir().join(format!("sbe-gpus-{}", std::process::id()));
+        let (proc_, sys) = (root.join("proc"), root.join("sys"));
+        let nv = proc_.join("driver/nvidia/gpus/0000:01:00.0");
+        std::fs::create_dir_all(&nv).unwrap();
+        std::fs::write(
+            nv.join("information"),
+            "Model: \t\t NVIDIA H100 80GB HBM3\nIRQ: 1\n",
+        )
+        .unwrap();
+        let igpu = sys.join("class/devfreq/17000000.gpu");
+        std::fs::create_dir_all(&igpu).unwrap();
+        std::fs::write(igpu.join("cur_freq"), "306000000\n").unwrap();
+        std::fs::write(igpu.join("max_freq"), "918000000\n").unwrap();
+        std::fs::create_dir_all(sys.join("class/devfreq/3d00000.emc")).unwrap();
+        let got = gpus_at(&proc_, &sys);
+        std::fs::remove_dir_all(&root).unwrap();
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].name, "NVIDIA H100 80GB HBM3");
+        assert_eq!(got[0].kind, "nvidia");
+        assert_eq!(got[1].kind, "jetson");
+        assert_eq!(got[1].detail, "devfreq 17000000.gpu: 306 MHz of 918 MHz");
+        assert!(gpus_at(Path::new("/nonexistent"), Path::new("/nonexistent")).is_empty());
+    }
 
     #[test]
     fn nvpmodel_conf_names_modes() {

@@ -169,23 +169,85 @@ pub fn version_from_soname(path: &Path) -> Option<String> {
     (!v.is_empty()).then(|| v.to_string())
 }
 
+/// The librealsense release this binary's bindings come from (`realsense-sys` in Cargo.toml).
+pub const REALSENSE_BUILT_FOR: &str = "2.56";
+
+/// `librealsense2.so*` in the `LD_LIBRARY_PATH` folders (where a pip wheel or a source build
+/// outside the loader cache puts it), then in the loader cache.
+fn find_realsense(libs: &[(String, PathBuf)]) -> Option<PathBuf> {
+    let from_env = std::env::var_os("LD_LIBRARY_PATH").and_then(|v| {
+        std::env::split_paths(&v).find_map(|dir| {
+            let rd = std::fs::read_dir(&dir).ok()?;
+            let mut names: Vec<PathBuf> = rd
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("librealsense2.so"))
+                })
+                .collect();
+            names.sort();
+            names.pop()
+        })
+    });
+    from_env.or_else(|| find_lib(libs, "librealsense2.so").map(|(_, p)| p.clone()))
+}
+
+/// Whether a librealsense `version` (`2.56.5`, or the soname's `2.56`) is the release this
+/// binary was built for: the library's soname carries major.minor, and its C API changes from
+/// one minor release to the next.
+pub fn realsense_version_verdict(version: &str) -> (Status, String) {
+    let major_minor = |v: &str| v.split('.').take(2).collect::<Vec<_>>().join(".");
+    let found = major_minor(version);
+    if found == REALSENSE_BUILT_FOR {
+        (
+            Status::Pass,
+            format!("version {version}, built for {REALSENSE_BUILT_FOR}.x"),
+        )
+    } else {
+        (
+            Status::Fail,
+            format!("version {version}, but this binary was built for {REALSENSE_BUILT_FOR}.x: the C API differs between releases"),
+        )
+    }
+}
+
 fn realsense_check(libs: &[(String, PathBuf)]) -> Check {
-    let found = find_lib(libs, "librealsense2.so");
-    let found_text = found.map(|(_, p)| {
+    let found = find_realsense(libs);
+    let version = found.as_deref().and_then(version_from_soname);
+    let found_text = found.as_ref().map(|p| {
         format!(
             "{} (version {})",
             p.display(),
-            version_from_soname(p).unwrap_or_else(|| "unknown".into())
+            version.as_deref().unwrap_or("unknown")
         )
     });
     if cfg!(feature = "realsense") {
-        match found_text {
-            Some(t) => check("librealsense", Status::Pass, format!("built in; library {t}"), ""),
-            None => check(
+        match (&found, &version) {
+            (Some(p), Some(v)) => {
+                let (status, detail) = realsense_version_verdict(v);
+                check(
+                    "librealsense",
+                    status,
+                    format!("built in; {}: {detail}", p.display()),
+                    if status == Status::Pass {
+                        String::new()
+                    } else {
+                        format!("install librealsense {REALSENSE_BUILT_FOR}.x (on Jetson build that tag from source with -DFORCE_RSUSB_BACKEND=ON), or rebuild spatialbot-edge against the installed one (realsense-sys version in Cargo.toml)")
+                    },
+                )
+            }
+            (Some(p), None) => check(
+                "librealsense",
+                Status::Warn,
+                format!("built in; {} has no version in its file name", p.display()),
+                format!("make sure it is librealsense {REALSENSE_BUILT_FOR}.x (`rs-enumerate-devices --version`)"),
+            ),
+            (None, _) => check(
                 "librealsense",
                 Status::Fail,
-                "built with the realsense feature but librealsense2.so is not in the loader cache",
-                "install librealsense 2.56+ (Intel's apt repo on x86_64; on Jetson build it from source with -DFORCE_RSUSB_BACKEND=ON), then run `sudo ldconfig`",
+                "built with the realsense feature but librealsense2.so is neither in the loader cache nor in LD_LIBRARY_PATH",
+                format!("install librealsense {REALSENSE_BUILT_FOR}.x (Intel's apt repo on x86_64; on Jetson build it from source with -DFORCE_RSUSB_BACKEND=ON), then run `sudo ldconfig`"),
             ),
         }
     } else {
@@ -713,6 +775,21 @@ fn power_mode_check(board: &Board) -> Check {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn realsense_versions_compare_by_major_and_minor() {
+        assert_eq!(
+            realsense_version_verdict(&format!("{REALSENSE_BUILT_FOR}.5")).0,
+            Status::Pass
+        );
+        assert_eq!(
+            realsense_version_verdict(REALSENSE_BUILT_FOR).0,
+            Status::Pass
+        );
+        let (status, detail) = realsense_version_verdict("2.50.0");
+        assert_eq!(status, Status::Fail);
+        assert!(detail.contains("2.50.0") && detail.contains(REALSENSE_BUILT_FOR));
+    }
 
     #[test]
     fn sonames_give_versions() {

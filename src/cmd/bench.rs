@@ -3,21 +3,37 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use spatialbot_edge::bench::{
-    self, stage, FrameStamps, HostInfo, Report, RunInfo, StageNotRun, StageRecorder,
+    self, per, stage, FrameStamps, HostInfo, ModelRun, Report, RunInfo, StageNotRun, StageRecorder,
 };
 use spatialbot_edge::board::Board;
 use spatialbot_edge::camera::{self, CameraSpec, OpenOptions, RgbdFrame, Source, SourceStats};
-use spatialbot_edge::exit::ExitError;
+use spatialbot_edge::link::governor::{Decision, Governor, Proposal};
 use spatialbot_edge::link::{self, ActionCommand, Link, LinkSpec, StopReason, ACTION_LEN};
-use spatialbot_edge::preprocess::{Preprocessor, Tensor, Tower};
+use spatialbot_edge::model::manifest::{ModelKind, Tower as ManifestTower};
+use spatialbot_edge::model::{
+    BackendConfig, Engine, GenerateOptions, ImageEmbedding, ModelFolder, Prompt, PromptPiece,
+};
+use spatialbot_edge::pipeline::engine_model::EngineVision;
+use spatialbot_edge::pipeline::link_sink::{limits_from_board, wire_slots};
+use spatialbot_edge::pipeline::vision::FrameTensors;
+use spatialbot_edge::pipeline::{CapturedFrame, VisionEncoder};
+use spatialbot_edge::policy::{
+    action_from_answer, build_policy_prompt, ActionLayout, EmbeddingHistory, PolicySpec,
+};
+use spatialbot_edge::preprocess::{Preprocessor, Tower};
 use spatialbot_edge::rgbd::pack::pack_into;
 use spatialbot_edge::rgbd::{DepthMm, Encoding, Registrar};
 
 use super::bad_input;
+
+const DEFAULT_GOAL: &str = "pick up the red cube";
+const DEFAULT_QUESTION: &str = "What is the depth value of the object in the center of the image?";
+const SHIPPED_POLICY: &str = "models/tiny-policy";
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -27,6 +43,23 @@ pub struct Args {
     /// Camera SPEC (default: the profile's camera.spec).
     #[arg(long)]
     camera: Option<String>,
+    /// Model folder for the vision, prefill, decode (and, for a policy, action) stages: a
+    /// policy or a SpatialBot model. Default: the profile's models.policy, else the shipped
+    /// models/tiny-policy.
+    #[arg(long, value_name = "DIR")]
+    model: Option<PathBuf>,
+    /// Measure the camera-to-link stages only, without a model.
+    #[arg(long, conflicts_with = "model")]
+    no_model: bool,
+    /// The policy's goal (policy models).
+    #[arg(long, default_value = DEFAULT_GOAL)]
+    goal: String,
+    /// The question asked about every frame (SpatialBot models).
+    #[arg(long, default_value = DEFAULT_QUESTION)]
+    question: String,
+    /// Tokens to generate per frame at most (default: the manifest's max_new_tokens).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    max_new_tokens: Option<u64>,
     /// Frames to measure after the warm-up.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     frames: u64,
@@ -37,7 +70,7 @@ pub struct Args {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Compare two reports: per-stage ratios B / A.
-    #[arg(long, num_args = 2, value_names = ["A.json", "B.json"], conflicts_with_all = ["board", "camera", "out"])]
+    #[arg(long, num_args = 2, value_names = ["A.json", "B.json"], conflicts_with_all = ["board", "camera", "out", "model"])]
     compare: Option<Vec<PathBuf>>,
 }
 
@@ -46,14 +79,12 @@ struct Work {
     /// When the frame started, on the link's monotonic clock (µs).
     capture_us: u64,
     frame: Option<RgbdFrame>,
-    /// Depth in the colour camera's frame.
-    registered: Option<DepthMm>,
+    /// The frame as the control loop's stages take it: colour, and depth registered to it.
+    captured: Option<CapturedFrame>,
     /// The SpatialBot 3-channel depth image, interleaved RGB bytes.
     packed: Vec<u8>,
-    /// The vision graph's input for the colour image.
-    pixel_values: Option<Tensor>,
-    /// The action to send: all zeros (the arm holds still) until a policy stage fills it.
-    action: [f32; ACTION_LEN],
+    /// The action the governor let through; `None`: nothing to send (no policy, or held).
+    action: Option<[f32; ACTION_LEN]>,
 }
 
 impl Work {
@@ -61,28 +92,35 @@ impl Work {
         Self {
             capture_us: link::clock::monotonic_us(),
             frame: None,
-            registered: None,
+            captured: None,
             packed: Vec::new(),
-            pixel_values: None,
-            action: [0.0; ACTION_LEN],
+            action: None,
         }
     }
 }
 
-/// One pipeline stage as the bench runs it: the same library code `run` uses, nothing stubbed.
+/// One or more pipeline stages as the bench runs them: the same library code `run` uses,
+/// nothing stubbed.
 trait BenchStage {
-    fn name(&self) -> &'static str;
-    fn run(&mut self, work: &mut Work) -> anyhow::Result<()>;
-    /// Frames this stage dropped since the last call.
-    fn take_dropped(&mut self) -> u64 {
-        0
+    /// The stages this runs, in order, each with what one of its samples is ([`per`]).
+    fn stages(&self) -> Vec<(&'static str, &'static str)>;
+    /// Runs one frame, marking each stage on `stamps` as it ends (a stage may mark several
+    /// times: once per image, once per token).
+    fn run(&mut self, work: &mut Work, stamps: &mut FrameStamps) -> anyhow::Result<()>;
+    /// Frames each stage dropped since the last call.
+    fn take_dropped(&mut self) -> Vec<(&'static str, u64)> {
+        Vec::new()
     }
     /// Called once after the last frame.
     fn finish(&mut self) -> anyhow::Result<()> {
         Ok(())
     }
-    /// A line for the report about how the stage ran, known only after running.
-    fn note(&self) -> Option<String> {
+    /// Lines for the report about how the stages ran, known only after running.
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Positions the last prefill ran (model stages only).
+    fn prefill_positions(&self) -> Option<u64> {
         None
     }
 }
@@ -94,29 +132,30 @@ struct CameraStage {
 }
 
 impl BenchStage for CameraStage {
-    fn name(&self) -> &'static str {
-        stage::CAMERA
+    fn stages(&self) -> Vec<(&'static str, &'static str)> {
+        vec![(stage::CAMERA, per::FRAME)]
     }
 
-    fn run(&mut self, work: &mut Work) -> anyhow::Result<()> {
+    fn run(&mut self, work: &mut Work, stamps: &mut FrameStamps) -> anyhow::Result<()> {
         let frame = self.source.next_frame()?.ok_or_else(|| {
             anyhow::anyhow!("the camera source ended; use a looping recording (`replay,fast,loop:PATH`) or fewer --frames")
         })?;
         work.frame = Some(frame);
+        stamps.mark(stage::CAMERA);
         Ok(())
     }
 
-    fn take_dropped(&mut self) -> u64 {
+    fn take_dropped(&mut self) -> Vec<(&'static str, u64)> {
         let now = self.source.stats();
         let lost = |s: &SourceStats| s.dropped_by_device + s.unpaired_color + s.unpaired_depth;
         let d = lost(&now).saturating_sub(lost(&self.reported));
         self.reported = now;
-        d
+        vec![(stage::CAMERA, d)]
     }
 }
 
 /// Depth registered into the colour camera's frame (skipped per frame where the camera already
-/// delivers registered depth).
+/// delivers registered depth); hands the frame on as the control loop's `CapturedFrame`.
 struct RegisterStage {
     registrar: Registrar,
     out: DepthMm,
@@ -125,30 +164,40 @@ struct RegisterStage {
 }
 
 impl BenchStage for RegisterStage {
-    fn name(&self) -> &'static str {
-        stage::REGISTER
+    fn stages(&self) -> Vec<(&'static str, &'static str)> {
+        vec![(stage::REGISTER, per::FRAME)]
     }
 
-    fn run(&mut self, work: &mut Work) -> anyhow::Result<()> {
-        let frame = work.frame.as_ref().context("no frame to register")?;
+    fn run(&mut self, work: &mut Work, stamps: &mut FrameStamps) -> anyhow::Result<()> {
+        let frame = work.frame.take().context("no frame to register")?;
         self.frames += 1;
-        if frame.depth_registered {
+        let depth = if frame.depth_registered {
             self.came_registered += 1;
-            work.registered = Some(frame.depth.clone());
+            frame.depth
         } else {
             self.registrar.register_into(&frame.depth, &mut self.out)?;
-            work.registered = Some(self.out.clone());
-        }
+            self.out.clone()
+        };
+        work.captured = Some(CapturedFrame {
+            seq: frame.sequence,
+            captured: frame.capture,
+            arrived: frame.arrival,
+            ready: Instant::now(),
+            rgb: Arc::new(frame.color),
+            depth: Some(Arc::new(depth)),
+        });
+        stamps.mark(stage::REGISTER);
         Ok(())
     }
 
-    fn note(&self) -> Option<String> {
-        (self.came_registered > 0).then(|| {
-            format!(
-                "register: {} of {} frames came already registered from the camera; for those the stage only copied the depth",
-                self.came_registered, self.frames
-            )
-        })
+    fn notes(&self) -> Vec<String> {
+        if self.came_registered == 0 {
+            return Vec::new();
+        }
+        vec![format!(
+            "register: {} of {} frames came already registered from the camera; for those the stage only handed the depth on",
+            self.came_registered, self.frames
+        )]
     }
 }
 
@@ -156,41 +205,43 @@ impl BenchStage for RegisterStage {
 struct PackStage;
 
 impl BenchStage for PackStage {
-    fn name(&self) -> &'static str {
-        stage::PACK
+    fn stages(&self) -> Vec<(&'static str, &'static str)> {
+        vec![(stage::PACK, per::FRAME)]
     }
 
-    fn run(&mut self, work: &mut Work) -> anyhow::Result<()> {
-        let depth = match (&work.registered, &work.frame) {
-            (Some(d), _) => d,
-            (None, Some(f)) => &f.depth,
-            (None, None) => anyhow::bail!("no depth to pack"),
-        };
+    fn run(&mut self, work: &mut Work, stamps: &mut FrameStamps) -> anyhow::Result<()> {
+        let depth = work
+            .captured
+            .as_ref()
+            .and_then(|f| f.depth.as_ref())
+            .context("no depth to pack")?;
         work.packed.resize(depth.as_slice().len() * 3, 0);
         pack_into(depth.as_slice(), Encoding::SpatialBot, &mut work.packed)?;
+        stamps.mark(stage::PACK);
         Ok(())
     }
 }
 
-/// The colour image → the policy vision tower's normalised CHW tensor.
+/// Without a model: the colour image → the policy vision tower's normalised CHW tensor.
 struct PreprocessStage {
     preprocessor: Preprocessor,
 }
 
 impl BenchStage for PreprocessStage {
-    fn name(&self) -> &'static str {
-        stage::PREPROCESS
+    fn stages(&self) -> Vec<(&'static str, &'static str)> {
+        vec![(stage::PREPROCESS, per::FRAME)]
     }
 
-    fn run(&mut self, work: &mut Work) -> anyhow::Result<()> {
-        let frame = work.frame.as_ref().context("no frame to preprocess")?;
-        work.pixel_values = Some(self.preprocessor.tensor(&frame.color)?);
+    fn run(&mut self, work: &mut Work, stamps: &mut FrameStamps) -> anyhow::Result<()> {
+        let frame = work.captured.as_ref().context("no frame to preprocess")?;
+        self.preprocessor.tensor(&frame.rgb)?;
+        stamps.mark(stage::PREPROCESS);
         Ok(())
     }
 }
 
-/// The policy's vision tower, image size and padding from its manifest; CLIP-L/336 without
-/// padding (the robot policy's tower) where the manifest cannot be read.
+/// The policy vision tower, image size and padding from the board's policy manifest; CLIP-L/336
+/// without padding (the robot policy's tower) where the manifest cannot be read.
 fn policy_vision(board: &Board) -> (Tower, usize, bool, String) {
     let path = board.policy_model_dir().join("manifest.toml");
     let parsed = std::fs::read_to_string(&path)
@@ -235,6 +286,159 @@ fn policy_vision(board: &Board) -> (Tower, usize, bool, String) {
     }
 }
 
+fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
+    engine.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What a policy does with its answer: parse and decode it per the manifest's action layout,
+/// then the safety governor with the board's limits.
+struct PolicyAction {
+    history: EmbeddingHistory<ImageEmbedding>,
+    layout: ActionLayout,
+    /// For each wire slot, the index of the policy value that fills it.
+    slots: [Option<usize>; ACTION_LEN],
+    governor: Governor,
+    unparsable: u64,
+    reported_held: u64,
+}
+
+/// The model stages, through the engine `run` uses: preprocess and the vision graph per image
+/// (`EngineVision`, as the control loop's vision thread), the prompt's prefill, one decode
+/// sample per generated token, and for a policy the action (parse, decode, governor).
+struct ModelStage {
+    engine: Arc<Mutex<Engine>>,
+    vision: EngineVision,
+    images_per_frame: usize,
+    prompt: Prompt,
+    options: GenerateOptions,
+    policy: Option<PolicyAction>,
+    prefill_positions: u64,
+    last_answer: String,
+}
+
+fn stage_error(e: spatialbot_edge::pipeline::StageError) -> anyhow::Error {
+    anyhow::anyhow!(e)
+}
+
+impl BenchStage for ModelStage {
+    fn stages(&self) -> Vec<(&'static str, &'static str)> {
+        let mut v = vec![
+            (stage::PREPROCESS, per::FRAME),
+            (stage::VISION, per::IMAGE),
+            (stage::PREFILL, per::FRAME),
+            (stage::DECODE, per::TOKEN),
+        ];
+        if self.policy.is_some() {
+            v.push((stage::ACTION, per::FRAME));
+        }
+        v
+    }
+
+    fn run(&mut self, work: &mut Work, stamps: &mut FrameStamps) -> anyhow::Result<()> {
+        let frame = work.captured.as_ref().context("no frame for the model")?;
+        let mut inputs = Vec::with_capacity(self.images_per_frame);
+        for image in 0..self.images_per_frame {
+            inputs.push(
+                self.vision
+                    .preprocess(frame, image)
+                    .map_err(stage_error)
+                    .with_context(|| format!("preprocessing image {image}"))?,
+            );
+        }
+        stamps.mark(stage::PREPROCESS);
+        let mut encoded = Vec::with_capacity(self.images_per_frame);
+        for input in inputs {
+            encoded.push(self.vision.encode(input).map_err(stage_error)?);
+            stamps.mark(stage::VISION);
+        }
+        let images: Vec<ImageEmbedding> = match &mut self.policy {
+            Some(p) => {
+                let mut fresh = encoded.into_iter();
+                p.history
+                    .step(frame.seq, |_| {
+                        fresh
+                            .next()
+                            .context("the embedding cache asked for more images than a frame has")
+                    })?
+                    .iter()
+                    .map(|e| (**e).clone())
+                    .collect()
+            }
+            None => encoded,
+        };
+        let mut first = true;
+        let generation =
+            lock(&self.engine).generate(&self.prompt, &images, &self.options, &mut |_| {
+                stamps.mark(if first { stage::PREFILL } else { stage::DECODE });
+                first = false;
+            })?;
+        self.prefill_positions = generation.timings.prefill_positions as u64;
+        if let Some(p) = &mut self.policy {
+            let proposal = match action_from_answer(&p.layout, &generation.text) {
+                Ok(values) => {
+                    let mut wire = [0f32; ACTION_LEN];
+                    for (v, slot) in wire.iter_mut().zip(&p.slots) {
+                        if let Some(i) = slot {
+                            *v = values.get(*i).copied().unwrap_or(f64::NAN) as f32;
+                        }
+                    }
+                    Proposal::Values {
+                        values: wire,
+                        capture_us: work.capture_us,
+                    }
+                }
+                Err(_) => {
+                    p.unparsable += 1;
+                    Proposal::ParseFailure
+                }
+            };
+            work.action = match p.governor.decide(&proposal, link::clock::monotonic_us()) {
+                Decision::Act { values, .. } => Some(values),
+                Decision::Hold(_) => None,
+            };
+            stamps.mark(stage::ACTION);
+        }
+        self.last_answer = generation.text;
+        Ok(())
+    }
+
+    fn take_dropped(&mut self) -> Vec<(&'static str, u64)> {
+        match &mut self.policy {
+            Some(p) => {
+                let held = p.governor.counters().held();
+                let d = held.saturating_sub(p.reported_held);
+                p.reported_held = held;
+                vec![(stage::ACTION, d)]
+            }
+            None => Vec::new(),
+        }
+    }
+
+    fn prefill_positions(&self) -> Option<u64> {
+        Some(self.prefill_positions)
+    }
+
+    fn notes(&self) -> Vec<String> {
+        let mut notes = vec![format!(
+            "model: the last answer was {:?}",
+            self.last_answer.chars().take(120).collect::<String>()
+        )];
+        if let Some(p) = &self.policy {
+            notes.push(format!(
+                "action: {} answers did not parse into an action; {}",
+                p.unparsable,
+                p.governor.counters().summary()
+            ));
+            let c = p.history.counts();
+            notes.push(format!(
+                "vision: the embedding cache sent {} of the {} images the prompts referenced through the vision graph",
+                c.images_encoded, c.images_referenced
+            ));
+        }
+        notes
+    }
+}
+
 /// `auto`: a RealSense where this build has it, else the shipped sample recording (looped, as
 /// fast as the stages take it), else the synthetic scene.
 fn resolve_camera(spec: &str) -> String {
@@ -265,33 +469,60 @@ fn resolve_camera(spec: &str) -> String {
     }
 }
 
-/// Wire encode + write of one action to the in-process controller simulator, then handling
-/// of whatever it sent back (acks, status).
+/// Wire encode + write of the action (or, when the governor held, a heartbeat, as `run`
+/// sends) to the in-process controller simulator, then handling of whatever it sent back.
 struct LinkStage {
     link: Link,
     chunk_id: u32,
+    /// No stage before this one produces actions: send a hold-still action (all zeros).
+    hold_still: bool,
+    heartbeats: u64,
 }
 
 impl BenchStage for LinkStage {
-    fn name(&self) -> &'static str {
-        stage::LINK
+    fn stages(&self) -> Vec<(&'static str, &'static str)> {
+        vec![(stage::LINK, per::FRAME)]
     }
 
-    fn run(&mut self, work: &mut Work) -> anyhow::Result<()> {
-        self.link.send_action(&ActionCommand {
-            chunk_id: self.chunk_id,
-            chunk_index: 0,
-            capture_us: work.capture_us,
-            values: work.action,
-        })?;
+    fn run(&mut self, work: &mut Work, stamps: &mut FrameStamps) -> anyhow::Result<()> {
+        let values = match (work.action, self.hold_still) {
+            (Some(v), _) => Some(v),
+            (None, true) => Some([0.0; ACTION_LEN]),
+            (None, false) => None,
+        };
+        match values {
+            Some(values) => {
+                self.link.send_action(&ActionCommand {
+                    chunk_id: self.chunk_id,
+                    chunk_index: 0,
+                    capture_us: work.capture_us,
+                    values,
+                })?;
+                self.chunk_id = self.chunk_id.wrapping_add(1);
+            }
+            None => {
+                self.link.heartbeat()?;
+                self.heartbeats += 1;
+            }
+        }
         self.link.poll()?;
-        self.chunk_id = self.chunk_id.wrapping_add(1);
+        stamps.mark(stage::LINK);
         Ok(())
     }
 
     fn finish(&mut self) -> anyhow::Result<()> {
         self.link.stop(StopReason::Finished)?;
         Ok(())
+    }
+
+    fn notes(&self) -> Vec<String> {
+        if self.heartbeats == 0 {
+            return Vec::new();
+        }
+        vec![format!(
+            "link: {} frames sent a heartbeat instead of an action (the governor held)",
+            self.heartbeats
+        )]
     }
 }
 
@@ -300,6 +531,9 @@ struct Plan {
     not_run: Vec<StageNotRun>,
     /// What the stages ran with, for the report.
     notes: Vec<String>,
+    model: Option<ModelRun>,
+    /// Which backend and provider ran each graph: (graph, backend, provider).
+    graphs: Vec<(String, String, String)>,
 }
 
 fn not_run(name: &str, why: &str) -> StageNotRun {
@@ -309,8 +543,178 @@ fn not_run(name: &str, why: &str) -> StageNotRun {
     }
 }
 
+/// The model folder to bench: `--model`, else the profile's policy folder, else the shipped
+/// tiny policy (with a note saying so). `None` where none is found.
+fn model_dir(board: &Board, arg: Option<&Path>, notes: &mut Vec<String>) -> Option<PathBuf> {
+    if let Some(dir) = arg {
+        return Some(dir.to_path_buf());
+    }
+    let from_board = board.policy_model_dir();
+    if from_board.join("manifest.toml").is_file() {
+        return Some(from_board);
+    }
+    let shipped = find_shipped(SHIPPED_POLICY)?;
+    notes.push(format!(
+        "model: the profile's models.policy ({}) has no manifest.toml here; benched the shipped {} instead (pass --model DIR)",
+        from_board.display(),
+        shipped.display()
+    ));
+    Some(shipped)
+}
+
+/// `rel` under the current folder, a folder above the binary, or the source tree.
+fn find_shipped(rel: &str) -> Option<PathBuf> {
+    let mut roots: Vec<PathBuf> = Vec::new();
+    roots.extend(std::env::current_dir().ok());
+    if let Ok(exe) = std::env::current_exe() {
+        roots.extend(exe.ancestors().skip(1).map(Path::to_path_buf));
+    }
+    roots.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    roots
+        .into_iter()
+        .map(|r| r.join(rel))
+        .find(|p| p.join("manifest.toml").is_file())
+}
+
+/// Which backend and provider ran each graph, from the loaded engine's description of itself
+/// (the board's order may have fallen back past its first entry).
+fn graph_backends(describe: &str) -> Vec<(String, String, String)> {
+    let graphs = ["vision", "embed", "decoder"];
+    let ort = describe.starts_with("onnxruntime");
+    graphs
+        .iter()
+        .map(|g| {
+            if !ort {
+                return (g.to_string(), "tract".to_string(), "cpu".to_string());
+            }
+            let provider = describe
+                .split(&format!("{g} on "))
+                .nth(1)
+                .and_then(|rest| rest.split([',', ')', ';']).next())
+                .map(|p| p.trim().to_lowercase())
+                .unwrap_or_else(|| "unknown".to_string());
+            (g.to_string(), "onnxruntime".to_string(), provider)
+        })
+        .collect()
+}
+
+/// Loads the model folder on the profile's backend and builds the model stages.
+fn model_stage(
+    board: &Board,
+    dir: &Path,
+    args: &Args,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<(ModelStage, ModelRun, Vec<(String, String, String)>)> {
+    let started = Instant::now();
+    let folder = ModelFolder::open(dir).map_err(bad_input)?;
+    let config = BackendConfig::from_board(board);
+    let engine = Engine::load(&folder, &config).with_context(|| {
+        format!(
+            "loading the model in {} on the board's backend order ({})",
+            dir.display(),
+            board.source.display()
+        )
+    })?;
+    let load_ms = started.elapsed().as_secs_f64() * 1e3;
+    let manifest = engine.manifest().clone();
+    let describe = engine.describe();
+    let graphs = graph_backends(&describe);
+    let v = &manifest.vision;
+    let tower = match v.tower {
+        ManifestTower::Clip => Tower::Clip,
+        ManifestTower::Siglip => Tower::Siglip,
+    };
+    let tensors =
+        FrameTensors::new(tower, v.image_size, v.pad_to_square).map_err(|e| anyhow::anyhow!(e))?;
+    notes.push(format!(
+        "preprocess: {} {}x{}, pad {}, from {}",
+        tower.name(),
+        v.image_size,
+        v.image_size,
+        v.pad_to_square,
+        dir.join("manifest.toml").display()
+    ));
+    let max_new_tokens = args.max_new_tokens.map(|n| n as usize);
+    let (images_per_frame, prompt, policy, kind) = match manifest.kind {
+        ModelKind::Policy => {
+            let path = dir.join("manifest.toml");
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| bad_input(format!("{}: {e}", path.display())))?;
+            let spec = PolicySpec::from_manifest_toml(&text)
+                .map_err(|e| bad_input(format!("{}: {e}", path.display())))?;
+            let policy_prompt = build_policy_prompt(&spec, &args.goal).map_err(bad_input)?;
+            let mut pieces = Vec::new();
+            for (k, chunk) in policy_prompt.chunks.iter().enumerate() {
+                if k > 0 {
+                    pieces.push(PromptPiece::Image(k - 1));
+                }
+                let ids = engine.tokenizer().encode(chunk)?;
+                if !ids.is_empty() {
+                    pieces.push(PromptPiece::Text(ids));
+                }
+            }
+            let mut limits = limits_from_board(board, spatialbot_link::DEFAULT_LAYOUT)?;
+            // Frames follow each other as fast as the stages take them; the rate limit would
+            // hold most of them and time a heartbeat instead of an action.
+            limits.min_interval_ms = 0;
+            let names: Vec<String> = spec.actions.dims().iter().map(|d| d.name.clone()).collect();
+            let slots = wire_slots(&limits.layout, &names).map_err(bad_input)?;
+            notes.push(format!(
+                "action: parse and decode per the manifest, then the safety governor with {}'s limits (rate limit off: frames come back to back)",
+                board.name
+            ));
+            let policy = PolicyAction {
+                history: EmbeddingHistory::new(&spec),
+                layout: spec.actions.clone(),
+                slots,
+                governor: Governor::new(limits).map_err(bad_input)?,
+                unparsable: 0,
+                reported_held: 0,
+            };
+            let max = max_new_tokens.unwrap_or(spec.max_new_tokens);
+            (
+                spec.images_per_frame(),
+                Prompt { pieces },
+                Some(policy),
+                ("policy", max),
+            )
+        }
+        ModelKind::Spatialbot => {
+            let prompt = engine.prompt(&args.question, 2)?;
+            let max = max_new_tokens.unwrap_or(manifest.llm.max_new_tokens);
+            (2, prompt, None, ("spatialbot", max))
+        }
+    };
+    let (kind, max_new) = kind;
+    let engine = Arc::new(Mutex::new(engine));
+    let run = ModelRun {
+        dir: dir.display().to_string(),
+        name: manifest.name.clone(),
+        kind: kind.to_string(),
+        backend: describe,
+        load_ms,
+        images_per_frame: images_per_frame as u64,
+        prefill_positions: 0,
+        generated_tokens: 0,
+    };
+    let stage = ModelStage {
+        vision: EngineVision::new(engine.clone(), tensors),
+        engine,
+        images_per_frame,
+        prompt,
+        options: GenerateOptions {
+            max_new_tokens: Some(max_new),
+            ..GenerateOptions::default()
+        },
+        policy,
+        prefill_positions: 0,
+        last_answer: String::new(),
+    };
+    Ok((stage, run, graphs))
+}
+
 /// The stages this build can run for `board`, in pipeline order, and the ones it cannot.
-fn plan(board: &Board, camera: &str) -> anyhow::Result<Plan> {
+fn plan(board: &Board, camera: &str, args: &Args) -> anyhow::Result<Plan> {
     let mut stages: Vec<Box<dyn BenchStage>> = Vec::new();
     let mut notes = Vec::new();
     let spec = camera
@@ -334,21 +738,48 @@ fn plan(board: &Board, camera: &str) -> anyhow::Result<Plan> {
         came_registered: 0,
     }));
     stages.push(Box::new(PackStage));
-    let (tower, size, pad, note) = policy_vision(board);
-    notes.push(note);
-    stages.push(Box::new(PreprocessStage {
-        preprocessor: Preprocessor::new(tower, size, pad)?,
-    }));
 
-    let mut not_run = vec![
-        not_run(stage::VISION, "the policy's vision graph is not wired into bench yet"),
-        not_run(stage::PREFILL, "the policy's prefill is not wired into bench yet"),
-        not_run(stage::DECODE, "the policy's decode is not wired into bench yet"),
-        not_run(
-            stage::ACTION,
-            "no policy is built into this version: the link stage sends a hold-still action (all zeros)",
-        ),
-    ];
+    let mut skipped = Vec::new();
+    let mut model = None;
+    let mut graphs = Vec::new();
+    let dir = if args.no_model {
+        None
+    } else {
+        model_dir(board, args.model.as_deref(), &mut notes)
+    };
+    let has_policy = match dir {
+        Some(dir) => {
+            let (stage, run, g) = model_stage(board, &dir, args, &mut notes)?;
+            let has_policy = stage.policy.is_some();
+            if !has_policy {
+                skipped.push(not_run(
+                    stage::ACTION,
+                    "a SpatialBot model answers questions, it proposes no action: the link stage sends a hold-still action (all zeros)",
+                ));
+            }
+            stages.push(Box::new(stage));
+            model = Some(run);
+            graphs = g;
+            has_policy
+        }
+        None => {
+            let (tower, size, pad, note) = policy_vision(board);
+            notes.push(note);
+            stages.push(Box::new(PreprocessStage {
+                preprocessor: Preprocessor::new(tower, size, pad)?,
+            }));
+            let why = if args.no_model {
+                "--no-model"
+            } else {
+                "no model folder: neither the profile's models.policy nor the shipped models/tiny-policy was found (pass --model DIR)"
+            };
+            for name in [stage::VISION, stage::PREFILL, stage::DECODE, stage::ACTION] {
+                skipped.push(not_run(name, why));
+            }
+            false
+        }
+    };
+
     // Always the simulator: a bench never moves a real arm.
     // The stages run one after another here, with no heartbeat thread beside them as in `run`,
     // so the simulated controller's watchdog is set out of reach.
@@ -360,12 +791,18 @@ fn plan(board: &Board, camera: &str) -> anyhow::Result<Plan> {
         "link: the built-in arm simulator, watchdog off (a bench never drives a real arm)"
             .to_string(),
     );
-    stages.push(Box::new(LinkStage { link, chunk_id: 0 }));
-    not_run.retain(|n| !stages.iter().any(|s| s.name() == n.name));
+    stages.push(Box::new(LinkStage {
+        link,
+        chunk_id: 0,
+        hold_still: !has_policy,
+        heartbeats: 0,
+    }));
     Ok(Plan {
         stages,
-        not_run,
+        not_run: skipped,
         notes,
+        model,
+        graphs,
     })
 }
 
@@ -416,9 +853,10 @@ impl Progress {
 fn run_frame(stages: &mut [Box<dyn BenchStage>], stamps: &mut FrameStamps) -> anyhow::Result<()> {
     let mut work = Work::new();
     for s in stages.iter_mut() {
-        s.run(&mut work)
-            .with_context(|| format!("stage {}", s.name()))?;
-        stamps.mark(s.name());
+        s.run(&mut work, stamps).with_context(|| {
+            let names: Vec<&str> = s.stages().iter().map(|(n, _)| *n).collect();
+            format!("stage {}", names.join("/"))
+        })?;
     }
     Ok(())
 }
@@ -442,34 +880,23 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         mut stages,
         not_run,
         notes,
-    } = plan(&board, &camera)?;
+        model,
+        graphs,
+    } = plan(&board, &camera, &args)?;
 
-    let camera_ran = stages.iter().any(|s| s.name() == stage::CAMERA);
     let info = RunInfo {
         board: board.name.clone(),
         board_file: board.source.display().to_string(),
-        camera: if camera_ran {
-            camera.clone()
-        } else {
-            format!("none ({camera} not run)")
-        },
+        camera: camera.clone(),
         warmup_frames: args.warmup,
         stages_not_run: not_run,
         notes,
         host: HostInfo::read(),
+        model,
     };
 
-    if stages.is_empty() {
-        let report = StageRecorder::new().report(RunInfo {
-            warmup_frames: 0,
-            ..info
-        });
-        emit(&report, json, args.out.as_deref())?;
-        return Err(ExitError::runtime("no pipeline stage is built into this version, so there is nothing to measure (see `not run` above)").into());
-    }
-
-    // Process start → the first frame through every stage (its action sent, when the link
-    // stage runs): what a supervisor waits for after a restart.
+    // Process start → the first frame through every stage (its action sent): what a supervisor
+    // waits for after a restart. Model loading (and TensorRT engine builds) are inside it.
     let mut startup = None;
     let mut progress = Progress::new(args.warmup);
     for n in 0..args.warmup {
@@ -484,7 +911,14 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     progress.finish();
 
     let mut recorder = StageRecorder::new();
-    recorder.declare_stages(&stages.iter().map(|s| s.name()).collect::<Vec<_>>());
+    let declared: Vec<(&str, &str)> = stages.iter().flat_map(|s| s.stages()).collect();
+    for (name, unit) in &declared {
+        recorder.declare_stages(&[name]);
+        recorder.set_per(name, unit);
+    }
+    for (graph, backend, provider) in &graphs {
+        recorder.record_graph_backend(graph, backend, provider);
+    }
     let mut progress = Progress::new(args.frames);
     let start = Instant::now();
     for n in 0..args.frames {
@@ -493,9 +927,10 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         startup = startup.or_else(bench::system::process_age);
         recorder.record_frame(&stamps);
         for s in stages.iter_mut() {
-            let d = s.take_dropped();
-            if d > 0 {
-                recorder.record_dropped(s.name(), d);
+            for (name, d) in s.take_dropped() {
+                if d > 0 {
+                    recorder.record_dropped(name, d);
+                }
             }
         }
         progress.update(n + 1, "measure");
@@ -503,15 +938,31 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     let wall = start.elapsed();
     progress.finish();
     for s in stages.iter_mut() {
-        s.finish()
-            .with_context(|| format!("stage {} did not shut down cleanly", s.name()))?;
+        s.finish().context("a stage did not shut down cleanly")?;
     }
     if let Some(d) = startup {
         recorder.record_startup(d);
     }
 
     let mut report = recorder.report(info);
-    report.notes.extend(stages.iter().filter_map(|s| s.note()));
+    for s in &stages {
+        report.notes.extend(s.notes());
+    }
+    if let Some(m) = report.model.as_mut() {
+        let measured = |name: &str| {
+            report
+                .stages
+                .iter()
+                .find(|s| s.name == name)
+                .map(|s| s.count)
+                .unwrap_or(0)
+        };
+        // Each frame's first token comes from the prefill, each later one is a decode sample.
+        m.generated_tokens = measured(stage::PREFILL) + measured(stage::DECODE);
+        if let Some(n) = stages.iter().find_map(|s| s.prefill_positions()) {
+            m.prefill_positions = n;
+        }
+    }
     report.set_wall_s(wall.as_secs_f64());
     emit(&report, json, args.out.as_deref())?;
     Ok(spatialbot_edge::exit::OK)

@@ -43,6 +43,7 @@ struct Report {
     cameras: Vec<CameraInfo>,
     synthetic: String,
     serial_ports: Vec<SerialPortInfo>,
+    gpus: Vec<spatialbot_edge::bench::system::GpuInfo>,
     backends: Vec<BackendProbe>,
     notes: Vec<String>,
     calibrations_written: Vec<String>,
@@ -125,6 +126,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         synthetic: "synthetic (tabletop scene, 640x480 @ 30 fps; `synthetic[,fast][:WxH[@FPS]]`)"
             .into(),
         serial_ports,
+        gpus: spatialbot_edge::bench::system::gpus(),
         backends: backend::probe(None),
         notes,
         calibrations_written,
@@ -163,6 +165,13 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     }
     for p in &report.serial_ports {
         println!("  {}  ({})", p.name, p.kind);
+    }
+    println!("GPUs:");
+    if report.gpus.is_empty() {
+        println!("  none found");
+    }
+    for g in &report.gpus {
+        println!("  {}  ({}, {})", g.name, g.kind, g.detail);
     }
     print_backends(&report.backends);
     for path in &report.calibrations_written {

@@ -8,6 +8,7 @@ use super::{ModelError, ModelFolder};
 
 #[cfg(feature = "ort")]
 pub mod ort;
+#[cfg(feature = "tract")]
 pub mod tract;
 
 #[cfg(feature = "cuda")]
@@ -346,7 +347,13 @@ pub fn load(folder: &ModelFolder, config: &BackendConfig) -> Result<Box<dyn Back
 
 fn load_one(folder: &ModelFolder, config: &BackendConfig) -> Result<Box<dyn Backend>, ModelError> {
     match config.kind {
+        #[cfg(feature = "tract")]
         BackendKind::Tract => Ok(Box::new(tract::TractBackend::load(folder, config)?)),
+        #[cfg(not(feature = "tract"))]
+        BackendKind::Tract => Err(ModelError::Backend {
+            backend: "tract".into(),
+            reason: "this binary was built without tract; rebuild with the default features".into(),
+        }),
         #[cfg(feature = "ort")]
         BackendKind::Ort => Ok(Box::new(ort::OrtBackend::load(folder, config)?)),
         #[cfg(not(feature = "ort"))]
