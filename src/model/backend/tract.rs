@@ -153,7 +153,7 @@ impl TractBackend {
 
 /// Multiply-adds above which tract-linalg splits a matrix–vector product over the threads.
 /// Its default (2^21) keeps a decode step's 1024×1024 projections (2^20, a 4 MB weight stream
-/// each) on one thread, and those are a quarter of a Qwen1.5-0.5B layer's weights; at 2^16 every
+/// each) on one thread, and those are a third of a Qwen1.5-0.5B layer's weights; at 2^16 every
 /// full-size product is split while the tiny fixtures' stay inline.
 const GEMV_THREADING_MACS: usize = 1 << 16;
 
