@@ -95,7 +95,9 @@ for label in labels:
                 continue
             lo, med = stat(m[name])
             cell = f"{kind} {lo:.1f} / {med:.1f}"
-            if name.startswith("peak"):
+            if name.startswith("weights"):
+                cell = f"{kind} {lo:.0f}"
+            elif name.startswith("peak"):
                 cell += f" ({lo / m['weights MB'][0]:.2f}× weights)"
             elif name in ref and kind != "torch":
                 cell += f" ×{min(ref[name]) / lo:.2f} / ×{statistics.median(ref[name]) / med:.2f}"
