@@ -109,7 +109,7 @@ class Torch:
         L = x.shape[1]
         with torch.inference_mode():
             out = self.model.lm(inputs_embeds=torch.from_numpy(x), attention_mask=torch.ones(1, past + L, dtype=torch.long),
-                                position_ids=torch.arange(past, past + L)[None], past_key_values=kv, use_cache=True,
+                                position_ids=torch.arange(past, past + L)[None], cache=kv, use_cache=True,
                                 logits_to_keep=1)
         return out.logits.numpy(), (out.past_key_values, past + L)
 
