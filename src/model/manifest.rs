@@ -21,6 +21,10 @@ pub enum ModelKind {
 pub enum WeightDtype {
     Fp32,
     Fp16,
+    /// MatMul weights int8 (onnxruntime dynamic quantisation); inputs and outputs stay f32.
+    Int8,
+    /// MatMul weights in 4-bit blocks of 32 (com.microsoft MatMulNBits); inputs and outputs f32.
+    Q4,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]

@@ -128,9 +128,7 @@ fn i64_fact(dims: Vec<TDim>) -> InferenceFact {
 impl TractBackend {
     pub fn load(folder: &ModelFolder, config: &BackendConfig) -> Result<TractBackend, ModelError> {
         let threads = config.thread_count();
-        if threads > 1 {
-            multithread::set_default_executor(multithread::Executor::multithread(threads));
-        }
+        set_threads(threads);
         let m = &folder.manifest;
         let mut steps = Vec::new();
         let vision = load_vision(&folder.path("vision.onnx"), m, &mut steps)?;
@@ -150,6 +148,20 @@ impl TractBackend {
             threads,
             steps,
         })
+    }
+}
+
+/// Multiply-adds above which tract-linalg splits a matrix–vector product over the threads.
+/// Its default (2^21) keeps a decode step's 1024×1024 projections (2^20, a 4 MB weight stream
+/// each) on one thread, and those are a third of a Qwen1.5-0.5B layer's weights; at 2^16 every
+/// full-size product is split while the tiny fixtures' stay inline.
+const GEMV_THREADING_MACS: usize = 1 << 16;
+
+/// tract's matrix products run on a process-wide executor.
+fn set_threads(threads: usize) {
+    if threads > 1 {
+        multithread::set_default_executor(multithread::Executor::multithread(threads));
+        multithread::set_threading_mac_threshold(GEMV_THREADING_MACS);
     }
 }
 
@@ -383,6 +395,46 @@ fn tensor<T: Datum + Copy>(shape: &[usize], data: &[T]) -> Result<TValue, ModelE
                 chain(&e)
             ))
         })
+}
+
+/// A vision graph alone, for timing a tower without loading its language model.
+pub struct TractVision {
+    graph: Graph,
+    image_size: usize,
+    values_per_image: usize,
+}
+
+impl TractVision {
+    pub fn load(folder: &ModelFolder, config: &BackendConfig) -> Result<TractVision, ModelError> {
+        set_threads(config.thread_count());
+        let m = &folder.manifest;
+        let graph = load_vision(&folder.path("vision.onnx"), m, &mut Vec::new())?;
+        Ok(TractVision {
+            graph,
+            image_size: m.vision.image_size,
+            values_per_image: m.vision.tokens_per_image * m.vision.embed_dim,
+        })
+    }
+
+    /// `n` images `[n,3,S,S]` → `[n,T,H]`.
+    pub fn run(&self, pixels: &[f32], n: usize) -> Result<Vec<f32>, ModelError> {
+        let s = self.image_size;
+        if pixels.len() != n * 3 * s * s {
+            return Err(ModelError::Input(format!(
+                "{} pixel values for {n} images of 3×{s}×{s}",
+                pixels.len()
+            )));
+        }
+        let out = run(&self.graph, vec![tensor(&[n, 3, s, s], pixels)?])?;
+        let values = f32_values(&self.graph, &out[self.graph.outputs[0]])?;
+        if values.len() != n * self.values_per_image {
+            return Err(graph_error(
+                &self.graph.file,
+                format!("gave {} values for {n} images", values.len()),
+            ));
+        }
+        Ok(values)
+    }
 }
 
 impl Backend for TractBackend {

@@ -1,0 +1,167 @@
+"""One engine's timings on a model folder, in its own process, as one JSON line.
+
+    python tools/export/bench_fullsize.py --engine onnxruntime --folder DIR [--contexts 600,2300]
+    python tools/export/bench_fullsize.py --engine torch --folder DIR --checkpoint CKPT [...]
+
+The same workload and output fields as benches/model.rs (our engine), so scripts/bench-fullsize.sh
+can put them side by side: vision per image (after one warm-up), then per context a prefill from an
+empty cache and single-token decode steps. torch runs the checkpoint the folder was exported from
+(bunny.py, the modules the export traced) with `torch.set_num_threads(threads)`; its attention is
+transformers' default (sdpa), not the eager attention the export traces, so PyTorch gets its best
+CPU path. onnxruntime runs the folder's .onnx files on the CPU provider with intra_op threads.
+Peak RSS is this process's ru_maxrss: one engine, one model per process; weight_bytes is what
+that engine loads (onnxruntime: the folder's graphs; torch: the checkpoint's safetensors, whose
+tied embedding is stored once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+
+
+def pixels(s: int) -> np.ndarray:
+    return ((np.arange(3 * s * s) * 7919 % 1000) / 500.0 - 1.0).astype(np.float32).reshape(1, 3, s, s)
+
+
+def embeds(context: int, hidden: int) -> np.ndarray:
+    x = (np.arange(context * hidden) * 104729 % 2000) / 20000.0 - 0.05
+    return x.astype(np.float32).reshape(1, context, hidden)
+
+
+def weight_bytes(folder: Path, graphs: list[str]) -> int:
+    total = 0
+    for g in graphs:
+        for f in (folder / f"{g}.onnx", folder / f"{g}.onnx.data"):
+            if f.exists():
+                total += f.stat().st_size
+    return total
+
+
+class Ort:
+    def __init__(self, folder: Path, threads: int, graphs: list[str]):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        self.name = f"onnxruntime {ort.__version__} CPU"
+        self.sess = {g: ort.InferenceSession(str(folder / f"{g}.onnx"), so, providers=["CPUExecutionProvider"])
+                     for g in graphs}
+
+    def vision(self, px):
+        return self.sess["vision"].run(None, {"pixel_values": px})[0]
+
+    def new_cache(self):
+        dec = self.sess["decoder"]
+        self.pasts = [i for i in dec.get_inputs() if i.name.startswith("past_")]
+        self.outs = [o.name for o in dec.get_outputs()]
+        return {p.name: np.zeros([1, p.shape[1], 0, p.shape[3]], np.float32) for p in self.pasts}, 0
+
+    def decode(self, cache, x):
+        feed, past = cache
+        L = x.shape[1]
+        feed = dict(feed, inputs_embeds=x, attention_mask=np.ones([1, past + L], np.int64),
+                    position_ids=np.arange(past, past + L, dtype=np.int64)[None])
+        res = dict(zip(self.outs, self.sess["decoder"].run(None, feed)))
+        nxt = {p.name: res[p.name.replace("past_", "present_")] for p in self.pasts}
+        return res["logits"], (nxt, past + L)
+
+
+class Torch:
+    def __init__(self, checkpoint: Path, threads: int, graphs: list[str]):
+        import torch
+
+        import bunny
+
+        torch.set_num_threads(threads)
+        self.torch = torch
+        self.name = f"torch {torch.__version__} eager CPU"
+        model, _ = bunny.load_bunny(checkpoint)
+        if "decoder" not in graphs:
+            model.lm = None
+        else:
+            model.lm.config._attn_implementation = "sdpa"
+        self.model = model
+
+    def vision(self, px):
+        with self.torch.inference_mode():
+            return self.model.encode_images(self.torch.from_numpy(px)).numpy()
+
+    def new_cache(self):
+        from transformers import DynamicCache
+
+        return DynamicCache(config=self.model.lm.config), 0
+
+    def decode(self, cache, x):
+        torch = self.torch
+        kv, past = cache
+        L = x.shape[1]
+        with torch.inference_mode():
+            out = self.model.lm(inputs_embeds=torch.from_numpy(x), attention_mask=torch.ones(1, past + L, dtype=torch.long),
+                                position_ids=torch.arange(past, past + L)[None], cache=kv, use_cache=True,
+                                logits_to_keep=1)
+        return out.logits.numpy(), (out.past_key_values, past + L)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--engine", choices=["onnxruntime", "torch"], required=True)
+    ap.add_argument("--folder", type=Path, required=True, help="exported model folder")
+    ap.add_argument("--checkpoint", type=Path, help="checkpoint folder (torch)")
+    ap.add_argument("--contexts", default="600", help="comma list; empty = vision only")
+    ap.add_argument("--decode", type=int, default=10, help="decode steps per context")
+    ap.add_argument("--repeat", type=int, default=3, help="vision runs after the warm-up")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    m = tomllib.loads((args.folder / "manifest.toml").read_text())
+    contexts = [int(c) for c in args.contexts.split(",") if c.strip()]
+    # The graphs our runtime loads for the same work (embed too: generation needs it).
+    graphs = ["vision"] + (["embed", "decoder"] if contexts else [])
+    t = time.perf_counter()
+    if args.engine == "torch":
+        if args.checkpoint is None:
+            ap.error("--engine torch needs --checkpoint")
+        eng = Torch(args.checkpoint, args.threads, graphs)
+    else:
+        eng = Ort(args.folder, args.threads, graphs)
+    load_s = time.perf_counter() - t
+    px = pixels(m["vision"]["image_size"])
+    eng.vision(px)
+    vision_ms = []
+    for _ in range(args.repeat):
+        t = time.perf_counter()
+        eng.vision(px)
+        vision_ms.append((time.perf_counter() - t) * 1e3)
+    rows = []
+    for c in contexts:
+        x = embeds(c, m["llm"]["hidden_size"])
+        cache = eng.new_cache()
+        t = time.perf_counter()
+        _, cache = eng.decode(cache, x)
+        prefill_ms = (time.perf_counter() - t) * 1e3
+        steps = []
+        for _ in range(args.decode):
+            t = time.perf_counter()
+            _, cache = eng.decode(cache, x[:, :1])
+            steps.append((time.perf_counter() - t) * 1e3)
+        rows.append({"context": c, "prefill_ms": prefill_ms, "decode_ms": steps[1:] if len(steps) > 1 else steps})
+    print(json.dumps({"engine": eng.name, "threads": args.threads, "load_s": load_s, "vision_ms": vision_ms,
+                      "llm": rows, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "weight_bytes": weight_bytes(args.folder, graphs) if args.engine == "onnxruntime"
+                      else sum(f.stat().st_size for f in args.checkpoint.glob("*.safetensors"))}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
