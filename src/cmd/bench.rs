@@ -608,13 +608,21 @@ fn model_stage(
     let started = Instant::now();
     let folder = ModelFolder::open(dir).map_err(bad_input)?;
     let config = BackendConfig::from_board(board);
-    let engine = Engine::load(&folder, &config).with_context(|| {
+    let context = || {
         format!(
             "loading the model in {} on the board's backend order ({})",
             dir.display(),
             board.source.display()
         )
-    })?;
+    };
+    // A backend this build or machine lacks is the profile's problem (exit 2), not a crash.
+    let engine = match Engine::load(&folder, &config) {
+        Ok(engine) => engine,
+        Err(e @ spatialbot_edge::model::ModelError::Backend { .. }) => {
+            return Err(bad_input(format!("{}: {e}", context())))
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context(context())),
+    };
     let load_ms = started.elapsed().as_secs_f64() * 1e3;
     let manifest = engine.manifest().clone();
     let describe = engine.describe();
