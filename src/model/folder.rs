@@ -18,20 +18,25 @@ pub struct ModelFolder {
     pub open_time: Duration,
 }
 
+/// Reads and parses `DIR/manifest.toml`; a missing file asks whether DIR is a model folder.
+pub fn read_manifest(dir: &Path) -> Result<Manifest, ModelError> {
+    let manifest_path = dir.join(MANIFEST_FILE);
+    let text = std::fs::read_to_string(&manifest_path).map_err(|e| ModelError::Io {
+        file: manifest_path.clone(),
+        reason: format!(
+            "{e}; is {} a model folder (models/MANIFEST.md)?",
+            dir.display()
+        ),
+    })?;
+    Manifest::parse(&text, &manifest_path.display().to_string())
+}
+
 impl ModelFolder {
     /// Reads `DIR/manifest.toml` and checks the sha256 of every file it lists.
     pub fn open(dir: impl AsRef<Path>) -> Result<ModelFolder, ModelError> {
         let started = Instant::now();
         let dir = dir.as_ref().to_path_buf();
-        let manifest_path = dir.join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&manifest_path).map_err(|e| ModelError::Io {
-            file: manifest_path.clone(),
-            reason: format!(
-                "{e}; is {} a model folder (models/MANIFEST.md)?",
-                dir.display()
-            ),
-        })?;
-        let manifest = Manifest::parse(&text, &manifest_path.display().to_string())?;
+        let manifest = read_manifest(&dir)?;
         for (name, expected) in &manifest.files {
             let path = dir.join(name);
             let actual = sha256_file(&path)?;

@@ -12,8 +12,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::model::folder::sha256_file;
-use crate::model::manifest::{Manifest, MANIFEST_FILE};
+use crate::model::folder::{read_manifest, sha256_file};
 use crate::model::{ModelError, ModelFolder};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,15 +66,7 @@ pub fn open_model_folder(
     stamp_dir: Option<&Path>,
 ) -> Result<(ModelFolder, Verification), ModelError> {
     let started = Instant::now();
-    let manifest_path = dir.join(MANIFEST_FILE);
-    let text = std::fs::read_to_string(&manifest_path).map_err(|e| ModelError::Io {
-        file: manifest_path.clone(),
-        reason: format!(
-            "{e}; is {} a model folder (models/MANIFEST.md)?",
-            dir.display()
-        ),
-    })?;
-    let manifest = Manifest::parse(&text, &manifest_path.display().to_string())?;
+    let manifest = read_manifest(dir)?;
     let stamp_file = stamp_dir.map(|d| stamp_path(d, dir));
     let previous: Stamps = stamp_file
         .as_ref()
