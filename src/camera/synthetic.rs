@@ -302,6 +302,8 @@ pub struct SyntheticSource {
     calib: Calibration,
     next_index: u64,
     start: Option<Instant>,
+    /// Frames skipped in real time because rendering fell behind the frame grid.
+    skipped: u64,
 }
 
 impl SyntheticSource {
@@ -312,15 +314,24 @@ impl SyntheticSource {
             calib,
             next_index: 0,
             start: None,
+            skipped: 0,
         }
     }
 }
 
 impl Source for SyntheticSource {
     fn next_frame(&mut self) -> Result<Option<RgbdFrame>, SourceError> {
-        let index = self.next_index;
+        let mut index = self.next_index;
         let fps = self.options.fps.max(1);
         let start = *self.start.get_or_insert_with(Instant::now);
+        if self.options.pacing == Pacing::RealTime {
+            // A camera whose reader falls behind loses frames; it never delivers a backlog.
+            let on_grid = (start.elapsed().as_secs_f64() * fps as f64).floor() as u64;
+            if on_grid > index {
+                self.skipped += on_grid - index;
+                index = on_grid;
+            }
+        }
         let due = start + Duration::from_secs_f64(index as f64 / fps as f64);
         let (color, depth) = render(&self.calib, index, fps);
         // Without pacing the scene runs in its own time: capture stamps stay on the nominal
@@ -335,7 +346,7 @@ impl Source for SyntheticSource {
             }
             Pacing::AsFastAsPossible => due,
         };
-        self.next_index += 1;
+        self.next_index = index + 1;
         Ok(Some(RgbdFrame {
             color,
             depth,
@@ -356,7 +367,8 @@ impl Source for SyntheticSource {
     }
     fn stats(&self) -> SourceStats {
         SourceStats {
-            delivered: self.next_index,
+            delivered: self.next_index - self.skipped,
+            dropped_by_device: self.skipped,
             ..SourceStats::default()
         }
     }
@@ -372,6 +384,24 @@ impl Source for SyntheticSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reader_that_falls_behind_loses_frames_instead_of_getting_a_backlog() {
+        let mut src = SyntheticSource::new(SyntheticOptions {
+            width: 64,
+            height: 48,
+            fps: 100,
+            pacing: Pacing::RealTime,
+        });
+        let first = src.next_frame().unwrap().unwrap();
+        // At least five frame periods pass while the reader is busy elsewhere.
+        std::thread::sleep(Duration::from_millis(50));
+        let next = src.next_frame().unwrap().unwrap();
+        assert!(next.sequence >= first.sequence + 5, "{}", next.sequence);
+        let stats = src.stats();
+        assert_eq!(stats.dropped_by_device, next.sequence - first.sequence - 1);
+        assert_eq!(stats.delivered, 2);
+    }
 
     #[test]
     fn known_depths_and_motion() {
