@@ -361,6 +361,8 @@ fn reference_preprocess(frame: &RgbImage, steps: usize) {
 }
 
 fn main() {
+    // As the binary does at start.
+    spatialbot_edge::memory::tune_for_frame_buffers();
     let spec = PolicySpec::from_manifest_toml(MANIFEST).expect("bench manifest");
     let (w, h) = (640, 480);
     let frames = Frames {

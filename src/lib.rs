@@ -8,6 +8,7 @@ pub mod exit;
 pub mod fsutil;
 pub mod imageio;
 pub mod link;
+pub mod memory;
 pub mod model;
 pub mod pipeline;
 pub mod policy;

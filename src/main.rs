@@ -61,6 +61,7 @@ fn init_logging(filter: &str) {
 }
 
 fn main() -> ExitCode {
+    spatialbot_edge::memory::tune_for_frame_buffers();
     let cli = Cli::parse();
     init_logging(&cli.log);
     let json = cli.json;
