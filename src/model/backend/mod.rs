@@ -307,6 +307,30 @@ pub struct KvCache {
     pub(crate) inner: Box<dyn Any + Send>,
 }
 
+impl KvCache {
+    /// The backend's own cache state; a cache made by another backend is an input error.
+    pub(crate) fn state_mut<T: 'static>(&mut self) -> Result<&mut T, ModelError> {
+        self.inner
+            .downcast_mut::<T>()
+            .ok_or_else(|| ModelError::Input("a KV cache from another backend".into()))
+    }
+}
+
+/// What every backend's `decode` checks first: `len > 0` positions of `hidden` values each.
+pub(crate) fn check_decode_input(
+    embeds: &[f32],
+    len: usize,
+    hidden: usize,
+) -> Result<(), ModelError> {
+    if embeds.len() != len * hidden || len == 0 {
+        return Err(ModelError::Input(format!(
+            "{} embedding values for {len} positions of {hidden}",
+            embeds.len()
+        )));
+    }
+    Ok(())
+}
+
 /// Runs a model folder's graphs. Shapes: `vision` takes `n` images `[n,3,S,S]` and returns
 /// `[n,T,H]`; `embed` returns `[L,H]`; `decode` appends `L` positions of `[L,H]` embeddings to the
 /// cache and returns the last position's logits `[V]`.

@@ -631,18 +631,9 @@ impl Backend for OrtBackend {
         embeds: &[f32],
         len: usize,
     ) -> Result<Vec<f32>, ModelError> {
-        if embeds.len() != len * self.hidden || len == 0 {
-            return Err(ModelError::Input(format!(
-                "{} embedding values for {len} positions of {}",
-                embeds.len(),
-                self.hidden
-            )));
-        }
+        super::check_decode_input(embeds, len, self.hidden)?;
         let past = cache.past_len;
-        let state = cache
-            .inner
-            .downcast_mut::<OrtCache>()
-            .ok_or_else(|| ModelError::Input("a KV cache from another backend".into()))?;
+        let state = cache.state_mut::<OrtCache>()?;
         let layers = self.layers;
         let mut inputs: Vec<(
             std::borrow::Cow<'static, str>,

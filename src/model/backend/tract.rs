@@ -488,18 +488,9 @@ impl Backend for TractBackend {
         embeds: &[f32],
         len: usize,
     ) -> Result<Vec<f32>, ModelError> {
-        if embeds.len() != len * self.hidden || len == 0 {
-            return Err(ModelError::Input(format!(
-                "{} embedding values for {len} positions of {}",
-                embeds.len(),
-                self.hidden
-            )));
-        }
+        super::check_decode_input(embeds, len, self.hidden)?;
         let past = cache.past_len;
-        let state = cache
-            .inner
-            .downcast_mut::<TractCache>()
-            .ok_or_else(|| ModelError::Input("a KV cache from another backend".into()))?;
+        let state = cache.state_mut::<TractCache>()?;
         let mask = vec![1i64; past + len];
         let positions: Vec<i64> = (past..past + len).map(|p| p as i64).collect();
         let mut fed = vec![
