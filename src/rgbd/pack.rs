@@ -174,6 +174,23 @@ fn pack_portable<const MAX: u32, const SHIFT: u32, T: Copy + Into<u32>>(
 mod x86 {
     use std::arch::x86_64::*;
 
+    /// Stores four groups of 12 packed bytes (the low 12 bytes of each vector) as 48 contiguous
+    /// bytes.
+    #[target_feature(enable = "ssse3")]
+    #[inline]
+    fn store_48(rgb: &[__m128i; 4], d: &mut [u8]) {
+        assert!(d.len() >= 48);
+        let o0 = _mm_or_si128(rgb[0], _mm_slli_si128(rgb[1], 12));
+        let o1 = _mm_or_si128(_mm_srli_si128(rgb[1], 4), _mm_slli_si128(rgb[2], 8));
+        let o2 = _mm_or_si128(_mm_srli_si128(rgb[2], 8), _mm_slli_si128(rgb[3], 4));
+        // SAFETY: `d` holds at least 48 bytes (asserted); the three stores cover bytes 0..48.
+        unsafe {
+            _mm_storeu_si128(d.as_mut_ptr() as *mut __m128i, o0);
+            _mm_storeu_si128(d.as_mut_ptr().add(16) as *mut __m128i, o1);
+            _mm_storeu_si128(d.as_mut_ptr().add(32) as *mut __m128i, o2);
+        }
+    }
+
     /// 16 pixels per step: saturate, build `R | G << 8 | B << 16` per 32-bit lane, then drop
     /// every fourth byte with `pshufb` and store 48 bytes. With `d <= MAX`:
     /// `(d >> 10) << SHIFT == (d >> (10 - SHIFT)) & (0xFF << SHIFT)`,
@@ -209,15 +226,7 @@ mod x86 {
                 let b = _mm_and_si128(_mm_slli_epi32(mm, 19), mask_b);
                 *lane = _mm_shuffle_epi8(_mm_or_si128(_mm_or_si128(r, g), b), drop_fourth);
             }
-            let o0 = _mm_or_si128(rgb[0], _mm_slli_si128(rgb[1], 12));
-            let o1 = _mm_or_si128(_mm_srli_si128(rgb[1], 4), _mm_slli_si128(rgb[2], 8));
-            let o2 = _mm_or_si128(_mm_srli_si128(rgb[2], 8), _mm_slli_si128(rgb[3], 4));
-            // SAFETY: `d` holds 48 bytes; the three stores cover bytes 0..48.
-            unsafe {
-                _mm_storeu_si128(d.as_mut_ptr() as *mut __m128i, o0);
-                _mm_storeu_si128(d.as_mut_ptr().add(16) as *mut __m128i, o1);
-                _mm_storeu_si128(d.as_mut_ptr().add(32) as *mut __m128i, o2);
-            }
+            store_48(&rgb, d);
         }
         let mut lanes = [0u32; 4];
         // SAFETY: `lanes` is 16 bytes.
@@ -264,15 +273,7 @@ mod x86 {
                 rgb[2 * half] = _mm256_castsi256_si128(packed);
                 rgb[2 * half + 1] = _mm256_extracti128_si256(packed, 1);
             }
-            let o0 = _mm_or_si128(rgb[0], _mm_slli_si128(rgb[1], 12));
-            let o1 = _mm_or_si128(_mm_srli_si128(rgb[1], 4), _mm_slli_si128(rgb[2], 8));
-            let o2 = _mm_or_si128(_mm_srli_si128(rgb[2], 8), _mm_slli_si128(rgb[3], 4));
-            // SAFETY: `d` holds 48 bytes; the three stores cover bytes 0..48.
-            unsafe {
-                _mm_storeu_si128(d.as_mut_ptr() as *mut __m128i, o0);
-                _mm_storeu_si128(d.as_mut_ptr().add(16) as *mut __m128i, o1);
-                _mm_storeu_si128(d.as_mut_ptr().add(32) as *mut __m128i, o2);
-            }
+            store_48(&rgb, d);
         }
         let mut lanes = [0u32; 8];
         // SAFETY: `lanes` is 32 bytes.
