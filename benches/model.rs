@@ -48,6 +48,8 @@ fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return;
     }
+    // The binary's allocator settings (src/main.rs), so the numbers are the binary's.
+    spatialbot_edge::memory::tune_for_frame_buffers();
     let dir = env_or("SBE_BENCH_MODEL", "models/tiny-policy");
     let kind = env_or("SBE_BENCH_BACKEND", "tract")
         .parse()

@@ -1,5 +1,9 @@
 //! tract: each graph loaded once, typed with symbolic batch / sequence / past lengths, optimised
-//! once, and one plan serving prefill and decode. The KV cache travels as explicit tensors.
+//! once, and one plan serving prefill and decode. Where every decoder layer has the standard
+//! attention pattern the KV cache lives in the plan's state ([`attention`]); otherwise it travels
+//! as explicit tensors.
+
+mod attention;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,6 +20,8 @@ type Plan = Arc<TypedRunnableModel>;
 struct Graph {
     file: PathBuf,
     plan: Plan,
+    /// The decoder keeps its KV cache in plan state: it takes no past and returns no present.
+    kv_in_state: bool,
     /// Position in the graph's inputs of each input this backend feeds, in its own order.
     inputs: Vec<usize>,
     /// Position in the graph's outputs of each output this backend reads, in its own order.
@@ -37,9 +43,11 @@ pub struct TractBackend {
     steps: Vec<LoadStep>,
 }
 
-struct TractCache {
+enum TractCache {
     /// past_key_0 … past_key_{n-1}, past_value_0 … past_value_{n-1}.
-    tensors: Vec<TValue>,
+    Tensors(Vec<TValue>),
+    /// The decoder plan's state, which holds every layer's keys and values.
+    State(Box<TypedSimpleState>),
 }
 
 fn graph_error(file: &Path, reason: impl std::fmt::Display) -> ModelError {
@@ -55,6 +63,14 @@ fn chain(e: &TractError) -> String {
 }
 
 fn input_names(model: &InferenceModel) -> TractResult<Vec<String>> {
+    Ok(model
+        .input_outlets()?
+        .iter()
+        .map(|o| model.node(o.node).name.clone())
+        .collect())
+}
+
+fn typed_input_names(model: &TypedModel) -> TractResult<Vec<String>> {
     Ok(model
         .input_outlets()?
         .iter()
@@ -173,6 +189,7 @@ fn prepare(
     facts: impl FnOnce(&SymbolScope) -> Vec<InferenceFact>,
     outputs: &[&str],
     check: impl FnOnce(&TypedModel, &[usize]) -> Result<(), ModelError>,
+    transform: impl FnOnce(&mut TypedModel) -> TractResult<bool>,
 ) -> Result<Graph, ModelError> {
     let started = Instant::now();
     if !file.exists() {
@@ -222,9 +239,28 @@ fn prepare(
         .map(|n| position_of(&out_names, n, file, "output"))
         .collect::<Result<_, _>>()?;
     check(&typed, &out_positions)?;
-    let optimized = typed
-        .into_optimized()
-        .map_err(|e| graph_error(file, format!("tract cannot optimise it: {}", chain(&e))))?;
+    let cannot_optimise =
+        |e: TractError| graph_error(file, format!("tract cannot optimise it: {}", chain(&e)));
+    let mut decluttered = typed.into_decluttered().map_err(cannot_optimise)?;
+    let kv_in_state = transform(&mut decluttered).map_err(cannot_optimise)?;
+    let optimized = decluttered.into_optimized().map_err(cannot_optimise)?;
+    // The transform may have dropped inputs and outputs: find the ones still fed and read.
+    let (positions, out_positions) = if kv_in_state {
+        let names = typed_input_names(&optimized).map_err(|e| graph_error(file, chain(&e)))?;
+        let out_names = output_names(&optimized).map_err(|e| graph_error(file, chain(&e)))?;
+        (
+            inputs
+                .iter()
+                .filter_map(|n| names.iter().position(|m| m == n))
+                .collect(),
+            outputs
+                .iter()
+                .filter_map(|n| out_names.iter().position(|m| m == n))
+                .collect(),
+        )
+    } else {
+        (positions, out_positions)
+    };
     let plan = optimized
         .into_runnable()
         .map_err(|e| graph_error(file, chain(&e)))?;
@@ -240,6 +276,7 @@ fn prepare(
     Ok(Graph {
         file: file.to_path_buf(),
         plan,
+        kv_in_state,
         inputs: positions,
         outputs: out_positions,
     })
@@ -270,6 +307,7 @@ fn load_vision(file: &Path, m: &Manifest, steps: &mut Vec<LoadStep>) -> Result<G
                 file,
             )
         },
+        |_| Ok(false),
     )
 }
 
@@ -290,6 +328,7 @@ fn load_embed(file: &Path, m: &Manifest, steps: &mut Vec<LoadStep>) -> Result<Gr
                 file,
             )
         },
+        |_| Ok(false),
     )
 }
 
@@ -360,16 +399,32 @@ fn load_decoder(file: &Path, m: &Manifest, steps: &mut Vec<LoadStep>) -> Result<
             }
             Ok(())
         },
+        |typed| attention::keep_kv_cache_in_state(typed, layers),
     )
 }
 
 fn run(graph: &Graph, fed: Vec<TValue>) -> Result<TVec<TValue>, ModelError> {
+    run_in(graph, None, fed)
+}
+
+/// Runs the graph's plan, in `state` when the graph keeps state between runs.
+fn run_in(
+    graph: &Graph,
+    state: Option<&mut TypedSimpleState>,
+    fed: Vec<TValue>,
+) -> Result<TVec<TValue>, ModelError> {
     let mut ordered: Vec<Option<TValue>> = vec![None; fed.len()];
     for (value, &ix) in fed.into_iter().zip(&graph.inputs) {
-        ordered[ix] = Some(value);
+        if let Some(slot) = ordered.get_mut(ix) {
+            *slot = Some(value);
+        }
     }
     let inputs: TVec<TValue> = ordered.into_iter().flatten().collect();
-    graph.plan.run(inputs).map_err(|e| ModelError::Backend {
+    match state {
+        Some(state) => state.run(inputs),
+        None => graph.plan.run(inputs),
+    }
+    .map_err(|e| ModelError::Backend {
         backend: "tract".into(),
         reason: format!("{} failed: {}", graph.file.display(), chain(&e)),
     })
@@ -439,7 +494,12 @@ impl TractVision {
 
 impl Backend for TractBackend {
     fn describe(&self) -> String {
-        format!("tract 0.23 on CPU, {} thread(s)", self.threads)
+        let cache = if self.decoder.kv_in_state {
+            "KV cache in plan state"
+        } else {
+            "KV cache as tensors"
+        };
+        format!("tract 0.23 on CPU, {} thread(s), {cache}", self.threads)
     }
 
     fn load_steps(&self) -> &[LoadStep] {
@@ -472,13 +532,21 @@ impl Backend for TractBackend {
     }
 
     fn new_cache(&self) -> Result<KvCache, ModelError> {
-        let shape = [1, self.kv_heads, 0, self.head_dim];
-        let empty = tensor::<f32>(&shape, &[])?;
+        let inner = if self.decoder.kv_in_state {
+            let state =
+                TypedSimpleState::new(&self.decoder.plan).map_err(|e| ModelError::Backend {
+                    backend: "tract".into(),
+                    reason: format!("{}: {}", self.decoder.file.display(), chain(&e)),
+                })?;
+            TractCache::State(Box::new(state))
+        } else {
+            let shape = [1, self.kv_heads, 0, self.head_dim];
+            let empty = tensor::<f32>(&shape, &[])?;
+            TractCache::Tensors(vec![empty; 2 * self.layers])
+        };
         Ok(KvCache {
             past_len: 0,
-            inner: Box::new(TractCache {
-                tensors: vec![empty; 2 * self.layers],
-            }),
+            inner: Box::new(inner),
         })
     }
 
@@ -498,8 +566,13 @@ impl Backend for TractBackend {
             tensor(&[1, past + len], &mask)?,
             tensor(&[1, len], &positions)?,
         ];
-        fed.extend(state.tensors.iter().cloned());
-        let out = run(&self.decoder, fed)?;
+        let out = match state {
+            TractCache::Tensors(tensors) => {
+                fed.extend(tensors.iter().cloned());
+                run(&self.decoder, fed)?
+            }
+            TractCache::State(plan_state) => run_in(&self.decoder, Some(plan_state), fed)?,
+        };
         let logits = f32_values(&self.decoder, &out[self.decoder.outputs[0]])?;
         if logits.len() != self.vocab {
             return Err(graph_error(
@@ -511,10 +584,12 @@ impl Backend for TractBackend {
                 ),
             ));
         }
-        state.tensors = self.decoder.outputs[1..]
-            .iter()
-            .map(|&ix| out[ix].clone())
-            .collect();
+        if let TractCache::Tensors(tensors) = state {
+            *tensors = self.decoder.outputs[1..]
+                .iter()
+                .map(|&ix| out[ix].clone())
+                .collect();
+        }
         cache.past_len = past + len;
         Ok(logits)
     }
