@@ -702,3 +702,181 @@ impl OpState for KvState {
         bail!("the decoder's KV cache serves one sequence")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tract_onnx::tract_core::ops::math;
+
+    const HEADS: usize = 3;
+    const DIM: usize = 8;
+
+    /// One attention layer as the exporter writes it: explicit past in, present out; with
+    /// `last_row`, only the last query row is kept (as tract does for the last layer).
+    fn layer(output: &str, last_row: bool) -> TypedModel {
+        let mut m = TypedModel::default();
+        let l: TDim = m.symbols.sym("L").into();
+        let p: TDim = m.symbols.sym("P").into();
+        let new = || f32::fact([1.to_dim(), HEADS.to_dim(), l.clone(), DIM.to_dim()]);
+        let past = || f32::fact([1.to_dim(), HEADS.to_dim(), p.clone(), DIM.to_dim()]);
+        let q = m.add_source("q", new()).unwrap();
+        let k = m.add_source("k", new()).unwrap();
+        let v = m.add_source("v", new()).unwrap();
+        let mask = m
+            .add_source(
+                "mask",
+                f32::fact([1.to_dim(), 1.to_dim(), l.clone(), p.clone() + l.clone()]),
+            )
+            .unwrap();
+        let past_k = m.add_source("past_key_0", past()).unwrap();
+        let past_v = m.add_source("past_value_0", past()).unwrap();
+        let keys = m
+            .wire_node("keys", TypedConcat::new(2), &[past_k, k])
+            .unwrap()[0];
+        let values = m
+            .wire_node("values", TypedConcat::new(2), &[past_v, v])
+            .unwrap()[0];
+        let qk = EinSum::new("abmk,abnk->abmn".parse().unwrap(), f32::datum_type());
+        let scores = m.wire_node("qk", qk, &[q, keys]).unwrap()[0];
+        let scale = m.add_const("scale", tensor4(&[[[[0.35f32]]]])).unwrap();
+        let scaled = m
+            .wire_node("scaled", math::mul(), &[scores, scale])
+            .unwrap()[0];
+        let masked = m.wire_node("masked", math::add(), &[scaled, mask]).unwrap()[0];
+        let softmax = Softmax::new(tvec![3], None, SoftmaxKind::Softmax);
+        let mut probs = m.wire_node("probs", softmax, &[masked]).unwrap()[0];
+        if last_row {
+            let slice = Slice::new(2, l.clone() - 1, l.clone());
+            probs = m.wire_node("last_row", slice, &[probs]).unwrap()[0];
+        }
+        let av = EinSum::new(
+            format!("abmk,abkn->{output}").parse().unwrap(),
+            f32::datum_type(),
+        );
+        let out = m.wire_node("attention", av, &[probs, values]).unwrap()[0];
+        m.select_output_outlets(&[out, keys, values]).unwrap();
+        m
+    }
+
+    fn random(seed: &mut u64, shape: &[usize]) -> TValue {
+        let n: usize = shape.iter().product();
+        let data: Vec<f32> = (0..n)
+            .map(|_| {
+                *seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect();
+        Tensor::from_shape(shape, &data).unwrap().into_tvalue()
+    }
+
+    /// Random keys masked out (as the exporter's causal mask does, with f32::MIN).
+    fn mask(seed: &mut u64, rows: usize, total: usize) -> TValue {
+        let r = random(seed, &[1, 1, rows, total]);
+        let data: Vec<f32> = r
+            .try_as_plain_ram()
+            .unwrap()
+            .as_slice::<f32>()
+            .unwrap()
+            .iter()
+            .enumerate()
+            .map(|(i, x)| {
+                if *x > 0.6 && i % total != 0 {
+                    f32::MIN
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        Tensor::from_shape(&[1, 1, rows, total], &data)
+            .unwrap()
+            .into_tvalue()
+    }
+
+    fn max_abs(a: &TValue, b: &TValue) -> f32 {
+        assert_eq!(a.shape(), b.shape());
+        let (a, b) = (
+            a.try_as_plain_ram()
+                .unwrap()
+                .as_slice::<f32>()
+                .unwrap()
+                .to_vec(),
+            b.try_as_plain_ram()
+                .unwrap()
+                .as_slice::<f32>()
+                .unwrap()
+                .to_vec(),
+        );
+        a.iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    }
+
+    /// Prefill, single steps and a multi-position chunk over a cache: the fused node in plan
+    /// state gives what the exported graph gives with the cache fed back by hand.
+    #[test]
+    fn cached_attention_matches_explicit_cache() {
+        for (output, last_row) in [
+            ("abmn", false),
+            ("mbn", false),
+            ("nmb", false),
+            ("bn", true),
+        ] {
+            let reference = layer(output, last_row)
+                .into_optimized()
+                .unwrap()
+                .into_runnable()
+                .unwrap();
+            let mut model = layer(output, last_row).into_decluttered().unwrap();
+            assert!(keep_kv_cache_in_state(&mut model, 1).unwrap(), "{output}");
+            assert_eq!(model.inputs.len(), 4);
+            assert_eq!(model.outputs.len(), 1);
+            let plan = model.into_optimized().unwrap().into_runnable().unwrap();
+            let mut state = TypedSimpleState::new(&plan).unwrap();
+            let empty = Tensor::zero::<f32>(&[1, HEADS, 0, DIM])
+                .unwrap()
+                .into_tvalue();
+            let (mut past_k, mut past_v) = (empty.clone(), empty);
+            let mut seed = 7u64;
+            let mut past = 0;
+            for chunk in [5, 1, 1, 3, 1, 1] {
+                let shape = [1, HEADS, chunk, DIM];
+                let (q, k, v) = (
+                    random(&mut seed, &shape),
+                    random(&mut seed, &shape),
+                    random(&mut seed, &shape),
+                );
+                let m = mask(&mut seed, chunk, past + chunk);
+                let want = reference
+                    .run(tvec![
+                        q.clone(),
+                        k.clone(),
+                        v.clone(),
+                        m.clone(),
+                        past_k,
+                        past_v
+                    ])
+                    .unwrap();
+                let got = state.run(tvec![q, k, v, m]).unwrap();
+                let err = max_abs(&got[0], &want[0]);
+                assert!(err < 1e-5, "{output}, chunk {chunk} after {past}: {err}");
+                past_k = want[1].clone();
+                past_v = want[2].clone();
+                past += chunk;
+            }
+        }
+    }
+
+    /// A graph where not every layer has the pattern keeps its explicit cache.
+    #[test]
+    fn unmatched_graph_is_left_alone() {
+        let mut model = layer("abmn", false).into_decluttered().unwrap();
+        let nodes = model.nodes().len();
+        assert!(!keep_kv_cache_in_state(&mut model, 2).unwrap());
+        assert_eq!(model.nodes().len(), nodes);
+        assert_eq!(model.inputs.len(), 6);
+        assert_eq!(model.outputs.len(), 3);
+    }
+}
