@@ -485,6 +485,9 @@ impl TypedOp for CachedAttention {
     as_op!();
 }
 
+/// Query rows per run of the layer's products in a prefill.
+const QUERY_BLOCK: usize = 256;
+
 /// One layer's cache, position-major: `[len][H][D]` keys and values.
 #[derive(Clone, Debug)]
 struct KvState {
@@ -497,6 +500,13 @@ struct KvState {
 impl KvState {
     fn append(&mut self, k: &[f32], v: &[f32], chunk: usize) {
         let (h, d) = (self.op.heads, self.op.head_dim);
+        // Exact for a prefill, then by an eighth: a doubling Vec would hold up to twice the
+        // cache, and the cache is the largest thing a long context adds.
+        if self.keys.capacity() - self.keys.len() < chunk * h * d {
+            let extra = chunk.max(self.len / 8 + 16) * h * d;
+            self.keys.reserve_exact(extra);
+            self.values.reserve_exact(extra);
+        }
         for pos in 0..chunk {
             for head in 0..h {
                 let at = (head * chunk + pos) * d;
@@ -523,6 +533,49 @@ impl KvState {
             Tensor::from_shape(&[1, h, t, d], &k)?,
             Tensor::from_shape(&[1, h, t, d], &v)?,
         ))
+    }
+
+    /// Several query rows through the layer's own products over the whole cache, [`QUERY_BLOCK`]
+    /// rows at a time: a 2,300-token prefill would otherwise hold 16 × 2,300² scores (340 MB)
+    /// several times over in each layer.
+    fn attend_blocks(&self, q: &TValue, mask: &TValue, rows: usize) -> TractResult<Tensor> {
+        let (keys, values) = self.head_major()?;
+        let (keys, values) = (keys.into_tvalue(), values.into_tvalue());
+        let mask_rows = mask.rank() == 4 && mask.shape()[2] == rows;
+        let query_axis = self
+            .op
+            .layout
+            .iter()
+            .position(|a| *a == OutAxis::Query)
+            .context("several query rows but no query axis in the output")?;
+        let mut blocks = Vec::new();
+        for start in (0..rows).step_by(QUERY_BLOCK) {
+            let end = (start + QUERY_BLOCK).min(rows);
+            let (q, mask) = if rows <= QUERY_BLOCK {
+                (q.clone(), mask.clone())
+            } else {
+                let m = if mask_rows {
+                    mask.slice(2, start, end)?.into_tvalue()
+                } else {
+                    mask.clone()
+                };
+                (q.slice(2, start, end)?.into_tvalue(), m)
+            };
+            let mut out = self
+                .op
+                .full
+                .run(tvec![q, keys.clone(), values.clone(), mask])?;
+            ensure!(
+                out.len() == 1,
+                "attention over the cache gave {} outputs",
+                out.len()
+            );
+            blocks.push(out.remove(0).into_tensor());
+        }
+        if blocks.len() == 1 {
+            return Ok(blocks.remove(0));
+        }
+        Tensor::stack_tensors(query_axis, &blocks)
     }
 
     /// One query position against the cache in place: `[H][D]`.
@@ -665,19 +718,13 @@ impl OpState for KvState {
             })
             .collect();
         if rows != 1 {
-            let (keys, values) = self.head_major()?;
-            let mut out = self.op.full.run(tvec![
-                inputs[0].clone(),
-                keys.into_tvalue(),
-                values.into_tvalue(),
-                inputs[3].clone(),
-            ])?;
+            let out = self.attend_blocks(&inputs[0], &inputs[3], rows)?;
             ensure!(
-                out.len() == 1 && out[0].shape() == dims.as_slice(),
+                out.shape() == dims.as_slice(),
                 "attention over the cache gave {:?}, expected {dims:?}",
-                out.first().map(|o| o.shape().to_vec())
+                out.shape()
             );
-            return Ok(tvec![out.remove(0)]);
+            return Ok(tvec![out.into_tvalue()]);
         }
         let q = inputs[0].try_as_plain_ram()?.as_slice::<f32>()?;
         let heads_out = self.attend_one(q, &inputs[3])?;
@@ -841,7 +888,7 @@ mod tests {
             let (mut past_k, mut past_v) = (empty.clone(), empty);
             let mut seed = 7u64;
             let mut past = 0;
-            for chunk in [5, 1, 1, 3, 1, 1] {
+            for chunk in [5, 1, 1, 3, QUERY_BLOCK + 44, 1, 1] {
                 let shape = [1, HEADS, chunk, DIM];
                 let (q, k, v) = (
                     random(&mut seed, &shape),
