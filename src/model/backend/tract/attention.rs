@@ -631,6 +631,47 @@ fn attend_head(
     scores: &mut [f32],
     out: &mut [f32],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has the features the function is compiled for.
+        unsafe {
+            return attend_head_avx2(q, keys, values, offset, stride, scale, mask, scores, out);
+        }
+    }
+    attend_head_lanes(q, keys, values, offset, stride, scale, mask, scores, out)
+}
+
+/// The same loops compiled for 8-lane vectors.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+fn attend_head_avx2(
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    offset: usize,
+    stride: usize,
+    scale: f32,
+    mask: &[f32],
+    scores: &mut [f32],
+    out: &mut [f32],
+) {
+    attend_head_lanes(q, keys, values, offset, stride, scale, mask, scores, out)
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn attend_head_lanes(
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    offset: usize,
+    stride: usize,
+    scale: f32,
+    mask: &[f32],
+    scores: &mut [f32],
+    out: &mut [f32],
+) {
     let d = q.len();
     let mut max = f32::NEG_INFINITY;
     for (j, (s, m)) in scores.iter_mut().zip(mask).enumerate() {
@@ -638,11 +679,10 @@ fn attend_head(
         *s = dot(q, &keys[at..at + d]) * scale + m;
         max = max.max(*s);
     }
-    let mut sum = 0f32;
     for s in scores.iter_mut() {
-        *s = (*s - max).exp();
-        sum += *s;
+        *s = exp(*s - max);
     }
+    let sum = sum_lanes(scores);
     out.fill(0.0);
     for (j, p) in scores.iter().enumerate() {
         let at = offset + j * stride;
@@ -657,6 +697,7 @@ fn attend_head(
 }
 
 /// Eight independent partial sums, so the compiler keeps them in vector lanes.
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
@@ -672,6 +713,45 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     acc.iter().sum::<f32>() + tail
+}
+
+#[inline(always)]
+fn sum_lanes(a: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks = a.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for x in chunks {
+        for i in 0..8 {
+            acc[i] += x[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// eˣ for x ≤ 0 (softmax after subtracting the row maximum) without a libm call, so the loop
+/// over scores vectorises: x = n·ln2 + r, a degree-7 polynomial for eʳ (Cephes `expf`, within
+/// 2 ulp), 2ⁿ from the exponent bits. Below −87 (masked keys) the result is exactly 0, as
+/// `exp` of the mask's `f32::MIN` gives.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // 1.5·2²³: adding and subtracting it rounds to the nearest integer.
+    const ROUND: f32 = 12_582_912.0;
+    let clamped = x.clamp(-87.0, 88.0);
+    let n = (clamped * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let r = clamped - n * LN2_HI - n * LN2_LO;
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
+        + 1.666_666_5e-1)
+        * r
+        + 5.000_000_1e-1;
+    let e = p * r * r + r + 1.0;
+    let two_n = f32::from_bits(((n as i32 + 127) << 23) as u32);
+    if x < -87.0 {
+        0.0
+    } else {
+        e * two_n
+    }
 }
 
 impl OpState for KvState {
@@ -914,6 +994,19 @@ mod tests {
                 past += chunk;
             }
         }
+    }
+
+    #[test]
+    fn exp_matches_libm() {
+        let mut worst = 0f32;
+        for i in 0..=200_000 {
+            let x = -87.0 * i as f32 / 200_000.0;
+            let (got, want) = (exp(x), x.exp());
+            worst = worst.max((got - want).abs() / want.max(f32::MIN_POSITIVE));
+        }
+        assert!(worst < 1e-6, "relative error {worst}");
+        assert_eq!(exp(f32::MIN), 0.0);
+        assert_eq!(exp(0.0), 1.0);
     }
 
     /// A graph where not every layer has the pattern keeps its explicit cache.
