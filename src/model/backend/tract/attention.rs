@@ -459,6 +459,7 @@ impl EvalOp for CachedAttention {
             keys: Vec::new(),
             values: Vec::new(),
             len: 0,
+            capacity: 0,
         })))
     }
 }
@@ -488,31 +489,42 @@ impl TypedOp for CachedAttention {
 /// Query rows per run of the layer's products in a prefill.
 const QUERY_BLOCK: usize = 256;
 
-/// One layer's cache, position-major: `[len][H][D]` keys and values.
+/// One layer's cache, head-major with room to grow: `[H][capacity][D]` keys and values, the
+/// first `len` positions of each head in use. Head-major keeps each head's rows contiguous for
+/// the single-row attention (position-major rows of H·D floats sit a page apart).
 #[derive(Clone, Debug)]
 struct KvState {
     op: CachedAttention,
     keys: Vec<f32>,
     values: Vec<f32>,
     len: usize,
+    capacity: usize,
 }
 
 impl KvState {
     fn append(&mut self, k: &[f32], v: &[f32], chunk: usize) {
-        let (h, d) = (self.op.heads, self.op.head_dim);
-        // Exact for a prefill, then by an eighth: a doubling Vec would hold up to twice the
-        // cache, and the cache is the largest thing a long context adds.
-        if self.keys.capacity() - self.keys.len() < chunk * h * d {
-            let extra = chunk.max(self.len / 8 + 16) * h * d;
-            self.keys.reserve_exact(extra);
-            self.values.reserve_exact(extra);
+        let (h, d, len) = (self.op.heads, self.op.head_dim, self.len);
+        if len + chunk > self.capacity {
+            // Exact for a prefill, then by an eighth: doubling would hold up to twice the cache,
+            // and the cache is the largest thing a long context adds.
+            let capacity = len + chunk.max(len / 8 + 16);
+            let regrow = |old: &[f32]| {
+                let mut grown = vec![0f32; h * capacity * d];
+                for head in 0..h {
+                    let (from, to) = (head * self.capacity * d, head * capacity * d);
+                    grown[to..to + len * d].copy_from_slice(&old[from..from + len * d]);
+                }
+                grown
+            };
+            self.keys = regrow(&self.keys);
+            self.values = regrow(&self.values);
+            self.capacity = capacity;
         }
-        for pos in 0..chunk {
-            for head in 0..h {
-                let at = (head * chunk + pos) * d;
-                self.keys.extend_from_slice(&k[at..at + d]);
-                self.values.extend_from_slice(&v[at..at + d]);
-            }
+        for head in 0..h {
+            let from = head * chunk * d;
+            let to = (head * self.capacity + len) * d;
+            self.keys[to..to + chunk * d].copy_from_slice(&k[from..from + chunk * d]);
+            self.values[to..to + chunk * d].copy_from_slice(&v[from..from + chunk * d]);
         }
         self.len += chunk;
     }
@@ -523,11 +535,9 @@ impl KvState {
         let mut k = Vec::with_capacity(h * t * d);
         let mut v = Vec::with_capacity(h * t * d);
         for head in 0..h {
-            for pos in 0..t {
-                let at = (pos * h + head) * d;
-                k.extend_from_slice(&self.keys[at..at + d]);
-                v.extend_from_slice(&self.values[at..at + d]);
-            }
+            let at = head * self.capacity * d;
+            k.extend_from_slice(&self.keys[at..at + t * d]);
+            v.extend_from_slice(&self.values[at..at + t * d]);
         }
         Ok((
             Tensor::from_shape(&[1, h, t, d], &k)?,
@@ -594,6 +604,7 @@ impl KvState {
         let mask = mask.try_as_plain_ram()?.as_slice::<f32>()?;
         let mut out = vec![0f32; h * d];
         let (keys, values, scale) = (&self.keys, &self.values, self.op.scale);
+        let capacity = self.capacity;
         let work = 2 * h * t * d;
         tract_linalg::multithread::par_chunks_mut(&mut out, d, work, |first, chunk| {
             let mut scores = vec![0f32; t];
@@ -604,8 +615,8 @@ impl KvState {
                     &q[head * d..][..d],
                     keys,
                     values,
-                    head * d,
-                    h * d,
+                    head * capacity * d,
+                    d,
                     scale,
                     row_mask,
                     &mut scores,
@@ -696,11 +707,12 @@ fn attend_head_lanes(
     }
 }
 
-/// Eight independent partial sums, so the compiler keeps them in vector lanes.
+/// Sixteen independent partial sums: two 8-lane vectors, so consecutive adds do not wait on
+/// each other.
 #[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let mut acc = [0f32; 16];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
     let tail: f32 = ca
         .remainder()
         .iter()
@@ -708,7 +720,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| x * y)
         .sum();
     for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
+        for i in 0..16 {
             acc[i] += x[i] * y[i];
         }
     }
