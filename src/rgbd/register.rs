@@ -221,19 +221,45 @@ fn keep_nearest_or_skip(out: &mut u32, mm: u32) {
     *out = out.wrapping_sub(1).min(mm.wrapping_sub(1)).wrapping_add(1);
 }
 
-/// `keep_nearest_or_skip` of `value[i]` into `dst[index[i]]` for the first `n` pixels. Even
-/// pixels first, then odd ones: where depth is denser than colour, neighbours land on the same
-/// pixel, and a read of a value still being stored waits for it.
-#[inline(never)]
+/// `keep_nearest_or_skip` of `value[i]` into `dst[index[i]]` for the first `n` pixels, in
+/// groups of `RUN`. A group landing on `RUN` consecutive colour pixels (neighbours staying
+/// neighbours: the usual case when the cameras have similar resolutions) is one vector `min`.
+/// Otherwise even pixels go first, then odd ones: where depth is denser than colour, neighbours
+/// land on the same pixel, and a read of a value still being stored waits for it.
+#[inline(always)]
 fn scatter_nearest(dst: &mut [u32], index: &[u32; CHUNK], value: &[u32; CHUNK], n: usize) {
+    const RUN: usize = 16;
     let n = n.min(CHUNK);
-    for phase in 0..2 {
-        let mut k = phase;
-        while k < n {
-            if let Some(out) = dst.get_mut(index[k] as usize) {
-                keep_nearest_or_skip(out, value[k]);
+    for (group, (idx, val)) in index
+        .chunks_exact(RUN)
+        .zip(value.chunks_exact(RUN))
+        .enumerate()
+    {
+        let lanes = n.saturating_sub(group * RUN).min(RUN);
+        if lanes == 0 {
+            break;
+        }
+        let first = idx[0];
+        let mut consecutive = lanes == RUN;
+        for (k, &i) in idx.iter().enumerate() {
+            consecutive &= i == first.wrapping_add(k as u32);
+        }
+        if consecutive {
+            if let Some(out) = dst.get_mut(first as usize..first as usize + RUN) {
+                for (out, &mm) in out.iter_mut().zip(val) {
+                    keep_nearest_or_skip(out, mm);
+                }
+                continue;
             }
-            k += 2;
+        }
+        for phase in 0..2 {
+            let mut k = phase;
+            while k < lanes {
+                if let Some(out) = dst.get_mut(idx[k] as usize) {
+                    keep_nearest_or_skip(out, val[k]);
+                }
+                k += 2;
+            }
         }
     }
 }
