@@ -105,6 +105,10 @@ fn tiny_policy_on_tract_cuda_runs_or_names_what_is_missing() {
         check_reference_on_gpu("tiny-spatialbot");
         return;
     }
+    assert!(
+        tract_cuda::runtime_registered(),
+        "tract-cuda's runtime is not linked into this binary"
+    );
     let libraries = tract_cuda::find_libraries();
     let missing: Vec<&tract_cuda::CudaLibrary> =
         libraries.iter().filter(|l| l.opened.is_none()).collect();
@@ -129,12 +133,12 @@ fn tiny_policy_on_tract_cuda_runs_or_names_what_is_missing() {
                 "{text} does not name lib{}",
                 l.name
             );
-            assert!(text.contains(&format!("lib{}.so", l.name)), "{text}");
+            assert!(text.contains(&format!("lib{}.so{{", l.name)), "{text}");
         }
         assert!(text.contains("LD_LIBRARY_PATH"), "no fix in: {text}");
     } else {
         // Every library opens but no GPU initialises (a container without /dev/nvidia*).
-        assert!(reason.contains("cannot use the GPU"), "{text}");
+        assert!(reason.contains("cannot use a GPU"), "{text}");
     }
 }
 

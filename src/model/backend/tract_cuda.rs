@@ -46,20 +46,21 @@ pub struct CudaLibrary {
 }
 
 impl CudaLibrary {
-    /// `libnvrtc.so` and its versioned names, the ones that matter on Linux.
+    /// The Linux names tried, as `libnvrtc.so{,.12,.11,.10,.9,.1}`.
     fn shown_names(&self) -> String {
         let stem = format!("lib{}.so", self.name);
-        let mut names: Vec<&str> = self
-            .tried
-            .iter()
-            .map(String::as_str)
-            .filter(|n| n.starts_with(&stem))
-            .collect();
-        names.dedup();
-        if names.is_empty() {
-            names = self.tried.iter().map(String::as_str).collect();
+        let mut suffixes: Vec<&str> = Vec::new();
+        for name in &self.tried {
+            if let Some(suffix) = name.strip_prefix(&stem) {
+                if !suffixes.contains(&suffix) {
+                    suffixes.push(suffix);
+                }
+            }
         }
-        names.join(", ")
+        if suffixes.is_empty() {
+            return self.tried.join(", ");
+        }
+        format!("{stem}{{{}}}", suffixes.join(","))
     }
 
     fn soname(&self) -> String {
@@ -101,52 +102,71 @@ pub fn install_hint() -> &'static str {
     }
 }
 
-/// The first missing library, and a sentence naming every missing one.
-fn missing(libraries: &[CudaLibrary]) -> Option<(String, String)> {
+/// Why tract-cuda cannot start here: the library to blame, what is wrong, what to do.
+struct Unusable {
+    library: String,
+    detail: String,
+    fix: String,
+}
+
+impl From<Unusable> for ModelError {
+    fn from(u: Unusable) -> ModelError {
+        ModelError::Library {
+            library: u.library,
+            reason: format!("{}; to fix: {}", u.detail, u.fix),
+        }
+    }
+}
+
+/// Names every library that does not open.
+fn missing(libraries: &[CudaLibrary]) -> Option<Unusable> {
     let absent: Vec<&CudaLibrary> = libraries.iter().filter(|l| l.opened.is_none()).collect();
     let first = absent.first()?;
     let listed: Vec<String> = absent
         .iter()
         .map(|l| format!("lib{} ({}; tried {})", l.name, l.role, l.shown_names()))
         .collect();
-    Some((
-        first.soname(),
-        format!(
-            "tract-cuda cannot start: {} of the CUDA libraries it opens at run time cannot be loaded here: {}",
+    Some(Unusable {
+        library: first.soname(),
+        detail: format!(
+            "tract-cuda cannot start: {} of the {} CUDA libraries it opens at run time do not load here: {}",
             absent.len(),
+            libraries.len(),
             listed.join("; ")
         ),
-    ))
+        fix: install_hint().into(),
+    })
 }
 
 fn error_chain(e: &TractError) -> String {
     format!("{e:#}").replace('\n', " ")
 }
 
-fn not_registered() -> ModelError {
-    ModelError::Backend {
-        backend: "tract-cuda".into(),
-        reason: "tract-cuda's runtime is not registered in this binary (tract-cuda was not linked); rebuild with `--features cuda`".into(),
-    }
+/// Whether tract-cuda's runtime is linked into this binary and registered with tract (true
+/// even where it cannot start: tract then reports why it is unusable).
+pub fn runtime_registered() -> bool {
+    !matches!(runtime_for_name(RUNTIME_NAME), Ok(None))
 }
 
 /// tract-cuda's runtime, once every library it needs opens and the driver initialises a device.
-fn cuda_runtime(libraries: &[CudaLibrary]) -> Result<&'static dyn Runtime, ModelError> {
-    if let Some((library, reason)) = missing(libraries) {
-        return Err(ModelError::Library {
-            library,
-            reason: format!("{reason}. To fix: {}", install_hint()),
-        });
+fn cuda_runtime(libraries: &[CudaLibrary]) -> Result<&'static dyn Runtime, Unusable> {
+    if let Some(unusable) = missing(libraries) {
+        return Err(unusable);
     }
     match runtime_for_name(RUNTIME_NAME) {
         Ok(Some(runtime)) => Ok(runtime),
-        Ok(None) => Err(not_registered()),
-        Err(e) => Err(ModelError::Library {
-            library: libraries[0].soname(),
-            reason: format!(
-                "the CUDA libraries load but tract-cuda cannot use the GPU: {}. Check `nvidia-smi` (on a Jetson, `tegrastats`), that /dev/nvidia* exist in this container, and that the driver supports CUDA {CUDA_API}",
+        Ok(None) => Err(Unusable {
+            library: "tract-cuda".into(),
+            detail: "tract-cuda's runtime is not registered in this binary (the crate was not linked)".into(),
+            fix: "rebuild with `--features cuda`".into(),
+        }),
+        Err(e) => Err(Unusable {
+            library: "libcuda.so.1".into(),
+            detail: format!(
+                "the CUDA libraries load but tract-cuda cannot use a GPU: {}",
                 error_chain(&e)
             ),
+            fix: format!("check `nvidia-smi` (on a Jetson, `tegrastats`), that /dev/nvidia* exist in this container (run it with the NVIDIA container runtime), and that the driver supports CUDA {CUDA_API}"),
         }),
     }
 }
@@ -159,18 +179,34 @@ fn cuda_plan(typed: TypedModel, file: &Path) -> Result<Plan, ModelError> {
         backend: "tract-cuda".into(),
         reason: format!("{}: {what}: {}", file.display(), error_chain(e)),
     };
-    let runtime = match runtime_for_name(RUNTIME_NAME) {
-        Ok(Some(runtime)) => runtime,
-        Ok(None) => return Err(not_registered()),
-        Err(e) => return Err(failed("tract-cuda cannot start", &e)),
-    };
+    // The libraries were found when the backend started loading.
+    let runtime = cuda_runtime(&[])?;
     let decluttered = typed.into_decluttered().map_err(|e| ModelError::Graph {
         file: file.to_path_buf(),
         reason: format!("tract cannot simplify it: {}", error_chain(&e)),
     })?;
-    let runnable = runtime
-        .prepare(decluttered)
-        .map_err(|e| failed("tract-cuda cannot plan it", &e))?;
+    // tract-cuda `expect`s its CUDA context and stream into existence; a GPU that passed the
+    // driver check and still fails there (out of memory, lost) is an error here, not an abort.
+    let prepared = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.prepare(decluttered)
+    }));
+    let runnable = match prepared {
+        Ok(result) => result.map_err(|e| failed("tract-cuda cannot plan it", &e))?,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            return Err(ModelError::Backend {
+                backend: "tract-cuda".into(),
+                reason: format!(
+                    "{}: tract-cuda stopped while setting up the GPU: {message}",
+                    file.display()
+                ),
+            });
+        }
+    };
     runnable.typed_plan().cloned().ok_or_else(|| ModelError::Backend {
         backend: "tract-cuda".into(),
         reason: format!(
@@ -257,19 +293,10 @@ pub fn probe() -> BackendProbe {
             detail: format!("CUDA libraries: {}", opened.join(", ")),
             ..base
         },
-        Err(ModelError::Library { library, reason }) => BackendProbe {
-            library: Some(library),
-            detail: reason,
-            fix: if libraries.iter().any(|l| l.opened.is_none()) {
-                install_hint().into()
-            } else {
-                "make a GPU visible to this process: check `nvidia-smi`, the /dev/nvidia* nodes (containers: run with the NVIDIA runtime) and the driver's CUDA version".into()
-            },
-            ..base
-        },
-        Err(e) => BackendProbe {
-            detail: e.to_string(),
-            fix: "rebuild with `cargo build --release --features cuda`".into(),
+        Err(unusable) => BackendProbe {
+            library: Some(unusable.library),
+            detail: unusable.detail,
+            fix: unusable.fix,
             ..base
         },
     }
