@@ -168,11 +168,12 @@ fn json_of(args: &[&str]) -> serde_json::Value {
 
 /// A copy of the dev profile whose backend order starts with tract-cuda.
 fn cuda_first_profile(dir: &Path) -> PathBuf {
+    profile_with_order(dir, "order = [\"tract-cuda\", \"tract-cpu\"]")
+}
+
+fn profile_with_order(dir: &Path, order: &str) -> PathBuf {
     let dev = std::fs::read_to_string(common::repo_root().join("boards/dev-x86_64.toml")).unwrap();
-    let cuda = dev.replace(
-        "order = [\"tract-cpu\"]",
-        "order = [\"tract-cuda\", \"tract-cpu\"]",
-    );
+    let cuda = dev.replace("order = [\"tract-cpu\"]", order);
     assert_ne!(
         dev, cuda,
         "boards/dev-x86_64.toml no longer has order = [\"tract-cpu\"]"
@@ -225,4 +226,160 @@ fn doctor_and_devices_report_tract_cuda() {
     {
         assert!(detail.contains(&format!("lib{} (", l.name)), "{check}");
     }
+}
+
+/// Builds stand-in CUDA libraries (empty, except a driver whose `cuInit` reports "no device",
+/// CUDA_ERROR_NO_DEVICE = 100) so the real dynamic loader and tract-cuda's driver check take the
+/// paths a machine with CUDA installed but no usable GPU takes. `None` where no C compiler runs.
+fn stand_in_libraries(dir: &Path, files: &[&str]) -> Option<()> {
+    stand_in_libraries_with(dir, files, 100)
+}
+
+/// As [`stand_in_libraries`], with the code `cuInit` returns (0: the driver check passes, and
+/// the first real driver call finds no symbol).
+fn stand_in_libraries_with(dir: &Path, files: &[&str], cu_init: i32) -> Option<()> {
+    let driver = dir.join("driver.c");
+    std::fs::write(
+        &driver,
+        format!(
+            "int cuInit(unsigned int flags) {{ (void)flags; return {cu_init}; }}\n\
+             int cuDriverGetVersion(int *version) {{ *version = 12020; return 0; }}\n"
+        ),
+    )
+    .unwrap();
+    let empty = dir.join("empty.c");
+    std::fs::write(&empty, "int spatialbot_edge_stand_in;\n").unwrap();
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    for file in files {
+        let source = if file.starts_with("libcuda.") {
+            &driver
+        } else {
+            &empty
+        };
+        let status = Command::new(&cc)
+            .args(["-shared", "-fPIC", "-o"])
+            .arg(dir.join(file))
+            .arg(source)
+            .status();
+        if !matches!(status, Ok(s) if s.success()) {
+            eprintln!("skipped: {cc} cannot build a shared library");
+            return None;
+        }
+    }
+    Some(())
+}
+
+fn tract_cuda_probe_with(dir: &Path) -> serde_json::Value {
+    let out = Command::new(common::bin())
+        .args(["devices", "--json"])
+        .env("LD_LIBRARY_PATH", dir)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    v["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["backend"] == "tract-cuda")
+        .unwrap_or_else(|| panic!("no tract-cuda in {v}"))
+        .clone()
+}
+
+#[test]
+fn libraries_present_but_no_gpu_is_reported_from_the_driver() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = [
+        "libcuda.so.1",
+        "libcudart.so.12",
+        "libnvrtc.so.12",
+        "libcublas.so.12",
+        "libcudnn.so.9",
+    ];
+    if stand_in_libraries(dir.path(), &all).is_none() {
+        return;
+    }
+    let cuda = tract_cuda_probe_with(dir.path());
+    let detail = cuda["detail"].as_str().unwrap_or_default();
+    assert_eq!(cuda["usable"], false, "{cuda}");
+    assert_eq!(cuda["library"], "libcuda.so.1", "{cuda}");
+    assert!(detail.contains("cannot use a GPU"), "{cuda}");
+    // tract-cuda's own driver check, through the real loader: cuInit's code is passed on.
+    assert!(detail.contains("cuInit returned 100"), "{cuda}");
+    assert!(
+        cuda["fix"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("nvidia-smi"),
+        "{cuda}"
+    );
+}
+
+#[test]
+fn one_missing_library_is_named_alone() {
+    if tract_cuda::find_libraries()
+        .iter()
+        .any(|l| l.name == "cudnn" && l.opened.is_some())
+    {
+        eprintln!("skipped: this machine has cuDNN installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let without_cudnn = [
+        "libcuda.so.1",
+        "libcudart.so.12",
+        "libnvrtc.so.12",
+        "libcublas.so.12",
+    ];
+    if stand_in_libraries(dir.path(), &without_cudnn).is_none() {
+        return;
+    }
+    let cuda = tract_cuda_probe_with(dir.path());
+    let detail = cuda["detail"].as_str().unwrap_or_default();
+    assert_eq!(cuda["usable"], false, "{cuda}");
+    assert_eq!(cuda["library"], "libcudnn.so", "{cuda}");
+    assert!(detail.contains("1 of the 5"), "{cuda}");
+    assert!(detail.contains("libcudnn (cuDNN"), "{cuda}");
+    for present in ["libcuda (", "libcudart (", "libnvrtc (", "libcublas ("] {
+        assert!(!detail.contains(present), "{present} is there: {cuda}");
+    }
+}
+
+#[test]
+fn a_driver_that_fails_after_its_check_stops_run_with_an_error_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = [
+        "libcuda.so.1",
+        "libcudart.so.12",
+        "libnvrtc.so.12",
+        "libcublas.so.12",
+        "libcudnn.so.9",
+    ];
+    if stand_in_libraries_with(dir.path(), &all, 0).is_none() {
+        return;
+    }
+    let profile = profile_with_order(dir.path(), "order = [\"tract-cuda\"]")
+        .to_str()
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        &profile,
+        std::fs::read_to_string(&profile)
+            .unwrap()
+            .replace("cpu_fallback = true", "cpu_fallback = false"),
+    )
+    .unwrap();
+    let out = Command::new(common::bin())
+        .args(["run", "--board", &profile, "--steps", "1"])
+        .env("LD_LIBRARY_PATH", dir.path())
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // 101 would be a Rust panic that escaped; 1 is a runtime failure with a message.
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("tract-cuda stopped while setting up the GPU"),
+        "{stderr}"
+    );
 }
