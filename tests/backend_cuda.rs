@@ -78,7 +78,8 @@ fn check_reference_on_gpu(name: &str) {
         .map(|v| v.as_u64().unwrap())
         .collect();
     let mut cache = b.new_cache().unwrap();
-    for k in 0..=steps {
+    assert_eq!(greedy.len(), steps + 1, "one greedy token per decoder step");
+    for (k, &token) in greedy.iter().enumerate() {
         let dir = r.join(format!("case_decoder/step_{k}"));
         let embeds = read(&dir.join("in_inputs_embeds.npy"));
         let logits = b
@@ -92,7 +93,7 @@ fn check_reference_on_gpu(name: &str) {
         );
         assert_eq!(
             sampling::argmax(&logits) as u64,
-            greedy[k],
+            token,
             "{described} greedy token at step {k}"
         );
     }
