@@ -289,7 +289,10 @@ pub fn probe() -> BackendProbe {
     match cuda_runtime(&libraries) {
         Ok(_) => BackendProbe {
             usable: true,
-            library: libraries.get(1).and_then(|l| l.opened.clone()),
+            library: libraries
+                .iter()
+                .find(|l| l.name == "cudart")
+                .and_then(|l| l.opened.clone()),
             detail: format!("CUDA libraries: {}", opened.join(", ")),
             ..base
         },
