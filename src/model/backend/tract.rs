@@ -11,7 +11,11 @@ use super::{Backend, BackendConfig, KvCache, LoadStep};
 use crate::model::manifest::Manifest;
 use crate::model::{ModelError, ModelFolder};
 
-type Plan = Arc<TypedRunnableModel>;
+pub(super) type Plan = Arc<TypedRunnableModel>;
+
+/// Turns a typed, checked graph into a plan: tract's CPU optimiser here, tract-cuda's runtime in
+/// `tract_cuda.rs`.
+pub(super) type MakePlan = fn(TypedModel, &Path) -> Result<Plan, ModelError>;
 
 struct Graph {
     file: PathBuf,
@@ -127,13 +131,21 @@ fn i64_fact(dims: Vec<TDim>) -> InferenceFact {
 
 impl TractBackend {
     pub fn load(folder: &ModelFolder, config: &BackendConfig) -> Result<TractBackend, ModelError> {
+        Self::load_with(folder, config, cpu_plan)
+    }
+
+    pub(super) fn load_with(
+        folder: &ModelFolder,
+        config: &BackendConfig,
+        make_plan: MakePlan,
+    ) -> Result<TractBackend, ModelError> {
         let threads = config.thread_count();
         set_threads(threads);
         let m = &folder.manifest;
         let mut steps = Vec::new();
-        let vision = load_vision(&folder.path("vision.onnx"), m, &mut steps)?;
-        let embed = load_embed(&folder.path("embed.onnx"), m, &mut steps)?;
-        let decoder = load_decoder(&folder.path("decoder.onnx"), m, &mut steps)?;
+        let vision = load_vision(&folder.path("vision.onnx"), m, &mut steps, make_plan)?;
+        let embed = load_embed(&folder.path("embed.onnx"), m, &mut steps, make_plan)?;
+        let decoder = load_decoder(&folder.path("decoder.onnx"), m, &mut steps, make_plan)?;
         Ok(TractBackend {
             vision,
             embed,
@@ -173,6 +185,7 @@ fn prepare(
     facts: impl FnOnce(&SymbolScope) -> Vec<InferenceFact>,
     outputs: &[&str],
     check: impl FnOnce(&TypedModel, &[usize]) -> Result<(), ModelError>,
+    make_plan: MakePlan,
 ) -> Result<Graph, ModelError> {
     let started = Instant::now();
     if !file.exists() {
@@ -222,12 +235,7 @@ fn prepare(
         .map(|n| position_of(&out_names, n, file, "output"))
         .collect::<Result<_, _>>()?;
     check(&typed, &out_positions)?;
-    let optimized = typed
-        .into_optimized()
-        .map_err(|e| graph_error(file, format!("tract cannot optimise it: {}", chain(&e))))?;
-    let plan = optimized
-        .into_runnable()
-        .map_err(|e| graph_error(file, chain(&e)))?;
+    let plan = make_plan(typed, file)?;
     let name = file
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
@@ -245,7 +253,21 @@ fn prepare(
     })
 }
 
-fn load_vision(file: &Path, m: &Manifest, steps: &mut Vec<LoadStep>) -> Result<Graph, ModelError> {
+fn cpu_plan(typed: TypedModel, file: &Path) -> Result<Plan, ModelError> {
+    let optimized = typed
+        .into_optimized()
+        .map_err(|e| graph_error(file, format!("tract cannot optimise it: {}", chain(&e))))?;
+    optimized
+        .into_runnable()
+        .map_err(|e| graph_error(file, chain(&e)))
+}
+
+fn load_vision(
+    file: &Path,
+    m: &Manifest,
+    steps: &mut Vec<LoadStep>,
+    make_plan: MakePlan,
+) -> Result<Graph, ModelError> {
     let s = m.vision.image_size as i64;
     let (t, h) = (m.vision.tokens_per_image as i64, m.vision.embed_dim as i64);
     prepare(
@@ -270,10 +292,16 @@ fn load_vision(file: &Path, m: &Manifest, steps: &mut Vec<LoadStep>) -> Result<G
                 file,
             )
         },
+        make_plan,
     )
 }
 
-fn load_embed(file: &Path, m: &Manifest, steps: &mut Vec<LoadStep>) -> Result<Graph, ModelError> {
+fn load_embed(
+    file: &Path,
+    m: &Manifest,
+    steps: &mut Vec<LoadStep>,
+    make_plan: MakePlan,
+) -> Result<Graph, ModelError> {
     let h = m.llm.hidden_size as i64;
     prepare(
         file,
@@ -290,6 +318,7 @@ fn load_embed(file: &Path, m: &Manifest, steps: &mut Vec<LoadStep>) -> Result<Gr
                 file,
             )
         },
+        make_plan,
     )
 }
 
@@ -311,7 +340,12 @@ fn decoder_output_names(layers: usize) -> Vec<String> {
     names
 }
 
-fn load_decoder(file: &Path, m: &Manifest, steps: &mut Vec<LoadStep>) -> Result<Graph, ModelError> {
+fn load_decoder(
+    file: &Path,
+    m: &Manifest,
+    steps: &mut Vec<LoadStep>,
+    make_plan: MakePlan,
+) -> Result<Graph, ModelError> {
     let l = &m.llm;
     let (h, kv, d, v) = (
         l.hidden_size as i64,
@@ -360,6 +394,7 @@ fn load_decoder(file: &Path, m: &Manifest, steps: &mut Vec<LoadStep>) -> Result<
             }
             Ok(())
         },
+        make_plan,
     )
 }
 
@@ -408,7 +443,7 @@ impl TractVision {
     pub fn load(folder: &ModelFolder, config: &BackendConfig) -> Result<TractVision, ModelError> {
         set_threads(config.thread_count());
         let m = &folder.manifest;
-        let graph = load_vision(&folder.path("vision.onnx"), m, &mut Vec::new())?;
+        let graph = load_vision(&folder.path("vision.onnx"), m, &mut Vec::new(), cpu_plan)?;
         Ok(TractVision {
             graph,
             image_size: m.vision.image_size,
