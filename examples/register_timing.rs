@@ -1,9 +1,9 @@
 //! Times `Registrar::register_into` on the benchmark scenes and writes each scene's calibration
 //! and depth (uint16 .npy) so scripts/bench-register.sh can time librealsense on the same frames.
 //!
-//!     cargo run --release --example register_timing -- OUT_DIR [ITERATIONS]
+//!     cargo run --release --example register_timing -- OUT_DIR [ITERATIONS] [CASE]
 //!
-//! Prints one line per case: `name median_ms`, the median of this thread's CPU time per call
+//! CASE keeps only the cases whose name contains it. Prints one line per case: `name median_ms`, the median of this thread's CPU time per call
 //! (wall time where thread CPU time is unavailable), so that a busy shared machine slows the
 //! numbers less.
 
@@ -72,8 +72,12 @@ fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
     let dir = std::path::PathBuf::from(args.next().unwrap_or_else(|| ".".into()));
     let iterations: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(200);
+    let only = args.next();
     std::fs::create_dir_all(&dir)?;
     for (name, calib) in register_scene::reference_cases() {
+        if only.as_deref().is_some_and(|o| !name.contains(o)) {
+            continue;
+        }
         let depth = register_scene::scene(calib.depth.width, calib.depth.height, 7);
         std::fs::write(dir.join(format!("{name}.toml")), calib.to_toml_string())?;
         std::fs::write(dir.join(format!("{name}.npy")), npy_u16(&depth))?;

@@ -24,6 +24,11 @@ fn fullsize_policy_reference_case() {
         ..BackendConfig::default()
     };
     let mut b = backend::load(&f, &config).expect("load");
+    assert!(
+        b.describe().contains("KV cache in plan state"),
+        "the decoder kept its explicit cache: {}",
+        b.describe()
+    );
     let r = f.dir.join("reference");
     let cases: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(r.join("cases.json")).unwrap()).unwrap();

@@ -215,6 +215,55 @@ fn keep_nearest(out: &mut u32, mm: u32) {
     *out = out.wrapping_sub(1).min(mm - 1).wrapping_add(1);
 }
 
+/// `keep_nearest`, where `mm` 0 leaves `out` unchanged.
+#[inline(always)]
+fn keep_nearest_or_skip(out: &mut u32, mm: u32) {
+    *out = out.wrapping_sub(1).min(mm.wrapping_sub(1)).wrapping_add(1);
+}
+
+/// `keep_nearest_or_skip` of `value[i]` into `dst[index[i]]` for the first `n` pixels, in
+/// groups of `RUN`. A group landing on `RUN` consecutive colour pixels (neighbours staying
+/// neighbours: the usual case when the cameras have similar resolutions) is one vector `min`.
+/// Otherwise even pixels go first, then odd ones: where depth is denser than colour, neighbours
+/// land on the same pixel, and a read of a value still being stored waits for it.
+#[inline(always)]
+fn scatter_nearest(dst: &mut [u32], index: &[u32; CHUNK], value: &[u32; CHUNK], n: usize) {
+    const RUN: usize = 16;
+    let n = n.min(CHUNK);
+    for (group, (idx, val)) in index
+        .chunks_exact(RUN)
+        .zip(value.chunks_exact(RUN))
+        .enumerate()
+    {
+        let lanes = n.saturating_sub(group * RUN).min(RUN);
+        if lanes == 0 {
+            break;
+        }
+        let first = idx[0];
+        let mut consecutive = lanes == RUN;
+        for (k, &i) in idx.iter().enumerate() {
+            consecutive &= i == first.wrapping_add(k as u32);
+        }
+        if consecutive {
+            if let Some(out) = dst.get_mut(first as usize..first as usize + RUN) {
+                for (out, &mm) in out.iter_mut().zip(val) {
+                    keep_nearest_or_skip(out, mm);
+                }
+                continue;
+            }
+        }
+        for phase in 0..2 {
+            let mut k = phase;
+            while k < lanes {
+                if let Some(out) = dst.get_mut(idx[k] as usize) {
+                    keep_nearest_or_skip(out, val[k]);
+                }
+                k += 2;
+            }
+        }
+    }
+}
+
 /// Per span width 0..=4: which of four lanes lie beyond the span (all ones) and so must be left
 /// alone by `keep_nearest_4`.
 const BEYOND_SPAN: [[u32; 4]; 5] = [
@@ -493,15 +542,28 @@ impl Registrar {
         last_row as usize
     }
 
-    /// `splat` compiled for the widest vector unit this CPU has. Same arithmetic either way:
-    /// Rust never fuses a multiply and an add, so FMA hardware cannot change a result.
+    /// `splat` compiled for the widest vector unit this CPU has (AVX-512: 16 lanes, and its
+    /// mask registers for the branch-free selects). Same arithmetic either way: Rust never fuses
+    /// a multiply and an add, so FMA hardware cannot change a result.
     fn splat_fastest<D: Distort>(&self, lens: &D, src: &[u32], dst: &mut [u32]) {
+        #[cfg(target_arch = "x86_64")]
+        if avx512_usable() {
+            // SAFETY: this CPU has the AVX-512 subsets `splat_avx512` enables, checked just above.
+            unsafe { self.splat_avx512(lens, src, dst) };
+            return;
+        }
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: this CPU has AVX2, checked just above.
             unsafe { self.splat_avx2(lens, src, dst) };
             return;
         }
+        self.splat(lens, src, dst)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
+    unsafe fn splat_avx512<D: Distort>(&self, lens: &D, src: &[u32], dst: &mut [u32]) {
         self.splat(lens, src, dst)
     }
 
@@ -520,6 +582,8 @@ impl Registrar {
         // `dst[..zeroed]` is cleared. Rows are cleared just before the first footprint that
         // reaches them, while they are about to be in cache anyway.
         let mut zeroed = 0;
+        // The largest all-ones mask below the output's length (see the single-pixel path).
+        let spread_mask = (dst.len().max(1).next_power_of_two() >> 1).saturating_sub(1) as u32;
         for (y, row) in src.chunks_exact(w).enumerate() {
             for (k, mm) in row.chunks(CHUNK).enumerate() {
                 let x0 = k * CHUNK;
@@ -527,21 +591,23 @@ impl Registrar {
                 self.snap_corners(lens, self.rays.corner_row(y, x0, n), mm, &mut u0, &mut v0);
                 if !self.splat_footprint {
                     let (cw_i, ch_i) = (cw as i32, ch as i32);
-                    let index = &mut rects[0];
+                    let [index, value, _] = &mut rects;
                     let mut last_row = 0;
+                    let first = (y * w + x0) as u32;
                     for i in 0..CHUNK {
                         let (u, v) = (u0[i], v0[i]);
                         let inside = -(((u >= 0) & (u < cw_i) & (v >= 0) & (v < ch_i)) as i32);
-                        // Outside pixels get an index past the end, which `get_mut` refuses.
-                        index[i] = (v.wrapping_mul(cw_i).wrapping_add(u) & inside | !inside) as u32;
+                        // A pixel that lands nowhere still does a read-modify-write, of a value
+                        // that leaves its target unchanged (0: see `keep_nearest_or_skip`), at a
+                        // spread in-bounds index: no branch, and no chain of writes to one slot.
+                        let spread = (first + i as u32) & spread_mask;
+                        index[i] = (v.wrapping_mul(cw_i).wrapping_add(u) & inside) as u32
+                            | (spread & !inside as u32);
+                        value[i] = mm.get(i).copied().unwrap_or(0) & inside as u32;
                         last_row = last_row.max(v & inside);
                     }
                     clear_through(dst, &mut zeroed, (last_row as usize + 1) * cw);
-                    for (&i, &mm) in index.iter().zip(mm) {
-                        if let Some(out) = dst.get_mut(i as usize) {
-                            keep_nearest(out, mm);
-                        }
-                    }
+                    scatter_nearest(dst, index, value, n);
                     continue;
                 }
                 self.snap_corners(
@@ -616,6 +682,16 @@ impl Registrar {
     }
 }
 
+/// Whether this CPU has every AVX-512 subset `splat_avx512` is compiled for.
+#[cfg(target_arch = "x86_64")]
+fn avx512_usable() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+        && std::arch::is_x86_feature_detected!("avx512dq")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("fma")
+}
+
 /// Clears `dst[*zeroed..end]` (when `end` is past `*zeroed`) and moves the mark.
 #[inline(always)]
 fn clear_through(dst: &mut [u32], zeroed: &mut usize, end: usize) {
@@ -678,7 +754,40 @@ mod tests {
         }
     }
 
-    /// The portable path and the one `register_into` picks for this CPU agree bit for bit.
+    #[derive(Clone, Copy, Debug)]
+    enum Path {
+        Portable,
+        #[cfg(target_arch = "x86_64")]
+        Avx2,
+        #[cfg(target_arch = "x86_64")]
+        Avx512,
+    }
+
+    fn splat_on<D: Distort>(reg: &Registrar, path: Path, lens: &D, src: &[u32], dst: &mut [u32]) {
+        match path {
+            Path::Portable => reg.splat(lens, src, dst),
+            // SAFETY: callers pass these paths only where the CPU has the features.
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx2 => unsafe { reg.splat_avx2(lens, src, dst) },
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx512 => unsafe { reg.splat_avx512(lens, src, dst) },
+        }
+    }
+
+    fn with_lens(reg: &Registrar, path: Path, src: &[u32]) -> Vec<u32> {
+        let mut dst = vec![0u32; reg.color_width * reg.color_height];
+        match reg.projection.lens {
+            ColorLens::Pinhole => splat_on(reg, path, &NoDistortion, src, &mut dst),
+            ColorLens::BrownConrady(c) => splat_on(reg, path, &BrownConradyF32(c), src, &mut dst),
+            ColorLens::ModifiedBrownConrady(c) => {
+                splat_on(reg, path, &ModifiedBrownConradyF32(c), src, &mut dst)
+            }
+            ColorLens::Inverse(lens) => splat_on(reg, path, &InverseF64(lens), src, &mut dst),
+        }
+        dst
+    }
+
+    /// Every code path (portable, and each SIMD one this CPU has) gives the same image.
     #[test]
     fn every_code_path_gives_the_same_image() {
         let mm: Vec<u32> = (0..96 * 64)
@@ -700,21 +809,19 @@ mod tests {
             ] {
                 let reg = Registrar::new(&calib(w, f, model)).unwrap();
                 let fastest = reg.register(&depth).unwrap();
-                let mut portable = vec![0u32; fastest.as_slice().len()];
-                match reg.projection.lens {
-                    ColorLens::Pinhole => reg.splat(&NoDistortion, depth.as_slice(), &mut portable),
-                    ColorLens::BrownConrady(c) => {
-                        reg.splat(&BrownConradyF32(c), depth.as_slice(), &mut portable)
-                    }
-                    ColorLens::ModifiedBrownConrady(c) => {
-                        reg.splat(&ModifiedBrownConradyF32(c), depth.as_slice(), &mut portable)
-                    }
-                    ColorLens::Inverse(lens) => {
-                        reg.splat(&InverseF64(lens), depth.as_slice(), &mut portable)
-                    }
-                }
+                let portable = with_lens(&reg, Path::Portable, depth.as_slice());
                 assert_eq!(fastest.as_slice(), &portable[..], "{model:?} {w}");
                 assert!(portable.iter().filter(|&&v| v != 0).count() > w * w / 4);
+                #[cfg(target_arch = "x86_64")]
+                for (path, usable) in [
+                    (Path::Avx2, std::arch::is_x86_feature_detected!("avx2")),
+                    (Path::Avx512, avx512_usable()),
+                ] {
+                    if usable {
+                        let simd = with_lens(&reg, path, depth.as_slice());
+                        assert_eq!(simd, portable, "{path:?} {model:?} {w}");
+                    }
+                }
             }
         }
     }

@@ -10,11 +10,8 @@ use super::{ModelError, ModelFolder};
 pub mod ort;
 #[cfg(feature = "tract")]
 pub mod tract;
-
 #[cfg(feature = "cuda")]
-compile_error!(
-    "the `cuda` feature (tract's CUDA runtime) is not wired yet: tract-cuda 0.23.9 builds without a CUDA toolkit, but the tract backend must first prepare its plans through tract-cuda's runtime (README \"Inference\"). For a GPU use `--features ort` with the CUDA or TensorRT provider."
-);
+pub mod tract_cuda;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -387,6 +384,11 @@ fn load_one(folder: &ModelFolder, config: &BackendConfig) -> Result<Box<dyn Back
                 "this binary was built without onnxruntime support; rebuild with `--features ort`"
                     .into(),
         }),
+        #[cfg(feature = "cuda")]
+        BackendKind::TractCuda => Ok(Box::new(tract_cuda::TractCudaBackend::load(
+            folder, config,
+        )?)),
+        #[cfg(not(feature = "cuda"))]
         BackendKind::TractCuda => Err(ModelError::Backend {
             backend: "tract-cuda".into(),
             reason: TRACT_CUDA_UNAVAILABLE.into(),
@@ -394,8 +396,8 @@ fn load_one(folder: &ModelFolder, config: &BackendConfig) -> Result<Box<dyn Back
     }
 }
 
-/// Why there is no tract CUDA backend (README "Inference").
-pub const TRACT_CUDA_UNAVAILABLE: &str = "tract's CUDA runtime is not wired yet (README \"Inference\"); use the ort backend with the CUDA or TensorRT provider (`--features ort`)";
+/// Why a build without the `cuda` feature has no tract CUDA backend.
+pub const TRACT_CUDA_UNAVAILABLE: &str = "this binary was built without tract's CUDA runtime; rebuild with `--features cuda` (needs the NVIDIA driver, CUDA 12.2+ with NVRTC, cuBLAS and cuDNN at run time), or use the ort backend with the CUDA or TensorRT provider (`--features ort`)";
 
 impl BackendKind {
     pub fn as_str(self) -> &'static str {
@@ -491,6 +493,9 @@ pub fn probe(ort_library: Option<&Path>) -> Vec<BackendProbe> {
         detail: "not built in".into(),
         fix: "rebuild with `cargo build --release --features ort`".into(),
     };
+    #[cfg(feature = "cuda")]
+    let cuda = tract_cuda::probe();
+    #[cfg(not(feature = "cuda"))]
     let cuda = BackendProbe {
         backend: "tract-cuda",
         compiled: false,

@@ -15,7 +15,11 @@ use super::{Backend, BackendConfig, KvCache, LoadStep};
 use crate::model::manifest::Manifest;
 use crate::model::{ModelError, ModelFolder};
 
-type Plan = Arc<TypedRunnableModel>;
+pub(super) type Plan = Arc<TypedRunnableModel>;
+
+/// Turns a typed, checked graph into a plan: tract's CPU optimiser here, tract-cuda's runtime in
+/// `tract_cuda.rs`.
+pub(super) type MakePlan = fn(TypedModel, &Path) -> Result<Plan, ModelError>;
 
 struct Graph {
     file: PathBuf,
@@ -143,13 +147,21 @@ fn i64_fact(dims: Vec<TDim>) -> InferenceFact {
 
 impl TractBackend {
     pub fn load(folder: &ModelFolder, config: &BackendConfig) -> Result<TractBackend, ModelError> {
+        Self::load_with(folder, config, cpu_plan)
+    }
+
+    pub(super) fn load_with(
+        folder: &ModelFolder,
+        config: &BackendConfig,
+        make_plan: MakePlan,
+    ) -> Result<TractBackend, ModelError> {
         let threads = config.thread_count();
         set_threads(threads);
         let m = &folder.manifest;
         let mut steps = Vec::new();
-        let vision = load_vision(&folder.path("vision.onnx"), m, &mut steps)?;
-        let embed = load_embed(&folder.path("embed.onnx"), m, &mut steps)?;
-        let decoder = load_decoder(&folder.path("decoder.onnx"), m, &mut steps)?;
+        let vision = load_vision(&folder.path("vision.onnx"), m, &mut steps, make_plan)?;
+        let embed = load_embed(&folder.path("embed.onnx"), m, &mut steps, make_plan)?;
+        let decoder = load_decoder(&folder.path("decoder.onnx"), m, &mut steps, make_plan)?;
         Ok(TractBackend {
             vision,
             embed,
@@ -200,7 +212,7 @@ fn prepare(
     facts: impl FnOnce(&SymbolScope) -> Vec<InferenceFact>,
     outputs: &[&str],
     check: impl FnOnce(&TypedModel, &[usize]) -> Result<(), ModelError>,
-    transform: impl FnOnce(&mut TypedModel) -> TractResult<bool>,
+    make_plan: MakePlan,
 ) -> Result<Graph, ModelError> {
     let started = Instant::now();
     if !file.exists() {
@@ -250,19 +262,18 @@ fn prepare(
         .map(|n| position_of(&out_names, n, file, "output"))
         .collect::<Result<_, _>>()?;
     check(&typed, &out_positions)?;
-    let cannot_optimise =
-        |e: TractError| graph_error(file, format!("tract cannot optimise it: {}", chain(&e)));
-    let mut decluttered = typed.into_decluttered().map_err(cannot_optimise)?;
-    let kv_in_state = transform(&mut decluttered).map_err(cannot_optimise)?;
-    let optimized = decluttered.into_optimized().map_err(cannot_optimise)?;
-    // The transform may have dropped inputs and outputs: find the ones still fed and read.
+    let plan = make_plan(typed, file)?;
+    release_free_heap();
+    // A plan that keeps the KV cache in its state takes no past and returns no present: find
+    // the inputs still fed and the outputs still read.
+    let plan_inputs = typed_input_names(plan.model()).map_err(|e| graph_error(file, chain(&e)))?;
+    let kv_in_state = inputs.iter().any(|n| !plan_inputs.iter().any(|m| m == n));
     let (positions, out_positions) = if kv_in_state {
-        let names = typed_input_names(&optimized).map_err(|e| graph_error(file, chain(&e)))?;
-        let out_names = output_names(&optimized).map_err(|e| graph_error(file, chain(&e)))?;
+        let out_names = output_names(plan.model()).map_err(|e| graph_error(file, chain(&e)))?;
         (
             inputs
                 .iter()
-                .filter_map(|n| names.iter().position(|m| m == n))
+                .filter_map(|n| plan_inputs.iter().position(|m| m == n))
                 .collect(),
             outputs
                 .iter()
@@ -272,10 +283,6 @@ fn prepare(
     } else {
         (positions, out_positions)
     };
-    let plan = optimized
-        .into_runnable()
-        .map_err(|e| graph_error(file, chain(&e)))?;
-    release_free_heap();
     let name = file
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
@@ -294,7 +301,31 @@ fn prepare(
     })
 }
 
-fn load_vision(file: &Path, m: &Manifest, steps: &mut Vec<LoadStep>) -> Result<Graph, ModelError> {
+/// tract's CPU optimiser, after moving a decoder's KV cache into plan state where every layer
+/// has the attention pattern ([`attention`]; a graph with no `past_key_*` input is left as is).
+fn cpu_plan(typed: TypedModel, file: &Path) -> Result<Plan, ModelError> {
+    let cannot_optimise =
+        |e: TractError| graph_error(file, format!("tract cannot optimise it: {}", chain(&e)));
+    let layers = typed_input_names(&typed)
+        .map_err(|e| graph_error(file, chain(&e)))?
+        .iter()
+        .filter(|n| n.starts_with("past_key_"))
+        .count();
+    let mut decluttered = typed.into_decluttered().map_err(cannot_optimise)?;
+    attention::keep_kv_cache_in_state(&mut decluttered, layers).map_err(cannot_optimise)?;
+    decluttered
+        .into_optimized()
+        .map_err(cannot_optimise)?
+        .into_runnable()
+        .map_err(|e| graph_error(file, chain(&e)))
+}
+
+fn load_vision(
+    file: &Path,
+    m: &Manifest,
+    steps: &mut Vec<LoadStep>,
+    make_plan: MakePlan,
+) -> Result<Graph, ModelError> {
     let s = m.vision.image_size as i64;
     let (t, h) = (m.vision.tokens_per_image as i64, m.vision.embed_dim as i64);
     prepare(
@@ -319,11 +350,16 @@ fn load_vision(file: &Path, m: &Manifest, steps: &mut Vec<LoadStep>) -> Result<G
                 file,
             )
         },
-        |_| Ok(false),
+        make_plan,
     )
 }
 
-fn load_embed(file: &Path, m: &Manifest, steps: &mut Vec<LoadStep>) -> Result<Graph, ModelError> {
+fn load_embed(
+    file: &Path,
+    m: &Manifest,
+    steps: &mut Vec<LoadStep>,
+    make_plan: MakePlan,
+) -> Result<Graph, ModelError> {
     let h = m.llm.hidden_size as i64;
     prepare(
         file,
@@ -340,7 +376,7 @@ fn load_embed(file: &Path, m: &Manifest, steps: &mut Vec<LoadStep>) -> Result<Gr
                 file,
             )
         },
-        |_| Ok(false),
+        make_plan,
     )
 }
 
@@ -362,7 +398,12 @@ fn decoder_output_names(layers: usize) -> Vec<String> {
     names
 }
 
-fn load_decoder(file: &Path, m: &Manifest, steps: &mut Vec<LoadStep>) -> Result<Graph, ModelError> {
+fn load_decoder(
+    file: &Path,
+    m: &Manifest,
+    steps: &mut Vec<LoadStep>,
+    make_plan: MakePlan,
+) -> Result<Graph, ModelError> {
     let l = &m.llm;
     let (h, kv, d, v) = (
         l.hidden_size as i64,
@@ -411,7 +452,7 @@ fn load_decoder(file: &Path, m: &Manifest, steps: &mut Vec<LoadStep>) -> Result<
             }
             Ok(())
         },
-        |typed| attention::keep_kv_cache_in_state(typed, layers),
+        make_plan,
     )
 }
 
@@ -475,7 +516,7 @@ impl TractVision {
     pub fn load(folder: &ModelFolder, config: &BackendConfig) -> Result<TractVision, ModelError> {
         set_threads(config.thread_count());
         let m = &folder.manifest;
-        let graph = load_vision(&folder.path("vision.onnx"), m, &mut Vec::new())?;
+        let graph = load_vision(&folder.path("vision.onnx"), m, &mut Vec::new(), cpu_plan)?;
         Ok(TractVision {
             graph,
             image_size: m.vision.image_size,
