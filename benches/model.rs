@@ -18,11 +18,16 @@ fn env_or(name: &str, default: &str) -> String {
 }
 
 fn peak_rss_mb() -> f64 {
+    status_mb("VmHWM:")
+}
+
+/// A `/proc/self/status` memory line (`VmHWM:`, `VmRSS:`) in MiB.
+fn status_mb(key: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(key))
                 .map(|l| l.to_string())
         })
         .and_then(|l| {
@@ -48,6 +53,8 @@ fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return;
     }
+    // The binary's allocator settings (src/main.rs), so the numbers are the binary's.
+    spatialbot_edge::memory::tune_for_frame_buffers();
     let dir = env_or("SBE_BENCH_MODEL", "models/tiny-policy");
     let kind = env_or("SBE_BENCH_BACKEND", "tract")
         .parse()
@@ -115,6 +122,7 @@ fn main() {
     let started = Instant::now();
     let mut b = backend::load(&folder, &config).expect("backend");
     let load_s = started.elapsed().as_secs_f64();
+    let (load_peak_mb, loaded_rss_mb) = (peak_rss_mb(), status_mb("VmRSS:"));
     set_tract_gates();
 
     b.vision(&pixels, 1).expect("vision warm-up");
@@ -135,6 +143,7 @@ fn main() {
         let t = Instant::now();
         b.decode(&mut cache, &embeds, context).expect("prefill");
         let prefill_ms = t.elapsed().as_secs_f64() * 1e3;
+        let peak_after_prefill_mb = peak_rss_mb();
         let row = &embeds[..h];
         let mut steps = Vec::new();
         for _ in 0..decode_steps {
@@ -148,7 +157,7 @@ fn main() {
             &steps[..]
         };
         let mean = warm.iter().sum::<f64>() / warm.len().max(1) as f64;
-        rows.push(serde_json::json!({"context": context, "prefill_ms": prefill_ms, "decode_ms_per_token": mean, "decode_ms": warm}));
+        rows.push(serde_json::json!({"context": context, "prefill_ms": prefill_ms, "decode_ms_per_token": mean, "decode_ms": warm, "peak_rss_after_prefill_mb": peak_after_prefill_mb, "rss_after_decode_mb": status_mb("VmRSS:")}));
     }
     let out = serde_json::json!({
         "model": dir,
@@ -160,6 +169,8 @@ fn main() {
         "vision_ms": vision_ms,
         "llm": rows,
         "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_after_load_mb": load_peak_mb,
+        "rss_after_load_mb": loaded_rss_mb,
     });
     println!("{out}");
 }

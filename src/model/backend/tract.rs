@@ -1,5 +1,9 @@
 //! tract: each graph loaded once, typed with symbolic batch / sequence / past lengths, optimised
-//! once, and one plan serving prefill and decode. The KV cache travels as explicit tensors.
+//! once, and one plan serving prefill and decode. Where every decoder layer has the standard
+//! attention pattern the KV cache lives in the plan's state ([`attention`]); otherwise it travels
+//! as explicit tensors.
+
+mod attention;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,6 +24,8 @@ pub(super) type MakePlan = fn(TypedModel, &Path) -> Result<Plan, ModelError>;
 struct Graph {
     file: PathBuf,
     plan: Plan,
+    /// The decoder keeps its KV cache in plan state: it takes no past and returns no present.
+    kv_in_state: bool,
     /// Position in the graph's inputs of each input this backend feeds, in its own order.
     inputs: Vec<usize>,
     /// Position in the graph's outputs of each output this backend reads, in its own order.
@@ -41,9 +47,11 @@ pub struct TractBackend {
     steps: Vec<LoadStep>,
 }
 
-struct TractCache {
+enum TractCache {
     /// past_key_0 … past_key_{n-1}, past_value_0 … past_value_{n-1}.
-    tensors: Vec<TValue>,
+    Tensors(Vec<TValue>),
+    /// The decoder plan's state, which holds every layer's keys and values.
+    State(Box<TypedSimpleState>),
 }
 
 fn graph_error(file: &Path, reason: impl std::fmt::Display) -> ModelError {
@@ -59,6 +67,14 @@ fn chain(e: &TractError) -> String {
 }
 
 fn input_names(model: &InferenceModel) -> TractResult<Vec<String>> {
+    Ok(model
+        .input_outlets()?
+        .iter()
+        .map(|o| model.node(o.node).name.clone())
+        .collect())
+}
+
+fn typed_input_names(model: &TypedModel) -> TractResult<Vec<String>> {
     Ok(model
         .input_outlets()?
         .iter()
@@ -177,6 +193,17 @@ fn set_threads(threads: usize) {
     }
 }
 
+/// Hands the heap's free pages back to the system. Optimising a graph packs every matrix of
+/// weights into a new buffer and frees the original, about the graph's weight bytes in all;
+/// glibc keeps most of that (below its mmap threshold) and the process would carry it for life.
+fn release_free_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages to the kernel; no pointer is invalidated.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Reads, types (checking the outputs) and optimises one graph.
 fn prepare(
     file: &Path,
@@ -236,6 +263,26 @@ fn prepare(
         .collect::<Result<_, _>>()?;
     check(&typed, &out_positions)?;
     let plan = make_plan(typed, file)?;
+    release_free_heap();
+    // A plan that keeps the KV cache in its state takes no past and returns no present: find
+    // the inputs still fed and the outputs still read.
+    let plan_inputs = typed_input_names(plan.model()).map_err(|e| graph_error(file, chain(&e)))?;
+    let kv_in_state = inputs.iter().any(|n| !plan_inputs.iter().any(|m| m == n));
+    let (positions, out_positions) = if kv_in_state {
+        let out_names = output_names(plan.model()).map_err(|e| graph_error(file, chain(&e)))?;
+        (
+            inputs
+                .iter()
+                .filter_map(|n| plan_inputs.iter().position(|m| m == n))
+                .collect(),
+            outputs
+                .iter()
+                .filter_map(|n| out_names.iter().position(|m| m == n))
+                .collect(),
+        )
+    } else {
+        (positions, out_positions)
+    };
     let name = file
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
@@ -248,16 +295,27 @@ fn prepare(
     Ok(Graph {
         file: file.to_path_buf(),
         plan,
+        kv_in_state,
         inputs: positions,
         outputs: out_positions,
     })
 }
 
+/// tract's CPU optimiser, after moving a decoder's KV cache into plan state where every layer
+/// has the attention pattern ([`attention`]; a graph with no `past_key_*` input is left as is).
 fn cpu_plan(typed: TypedModel, file: &Path) -> Result<Plan, ModelError> {
-    let optimized = typed
+    let cannot_optimise =
+        |e: TractError| graph_error(file, format!("tract cannot optimise it: {}", chain(&e)));
+    let layers = typed_input_names(&typed)
+        .map_err(|e| graph_error(file, chain(&e)))?
+        .iter()
+        .filter(|n| n.starts_with("past_key_"))
+        .count();
+    let mut decluttered = typed.into_decluttered().map_err(cannot_optimise)?;
+    attention::keep_kv_cache_in_state(&mut decluttered, layers).map_err(cannot_optimise)?;
+    decluttered
         .into_optimized()
-        .map_err(|e| graph_error(file, format!("tract cannot optimise it: {}", chain(&e))))?;
-    optimized
+        .map_err(cannot_optimise)?
         .into_runnable()
         .map_err(|e| graph_error(file, chain(&e)))
 }
@@ -399,12 +457,27 @@ fn load_decoder(
 }
 
 fn run(graph: &Graph, fed: Vec<TValue>) -> Result<TVec<TValue>, ModelError> {
+    run_in(graph, None, fed)
+}
+
+/// Runs the graph's plan, in `state` when the graph keeps state between runs.
+fn run_in(
+    graph: &Graph,
+    state: Option<&mut TypedSimpleState>,
+    fed: Vec<TValue>,
+) -> Result<TVec<TValue>, ModelError> {
     let mut ordered: Vec<Option<TValue>> = vec![None; fed.len()];
     for (value, &ix) in fed.into_iter().zip(&graph.inputs) {
-        ordered[ix] = Some(value);
+        if let Some(slot) = ordered.get_mut(ix) {
+            *slot = Some(value);
+        }
     }
     let inputs: TVec<TValue> = ordered.into_iter().flatten().collect();
-    graph.plan.run(inputs).map_err(|e| ModelError::Backend {
+    match state {
+        Some(state) => state.run(inputs),
+        None => graph.plan.run(inputs),
+    }
+    .map_err(|e| ModelError::Backend {
         backend: "tract".into(),
         reason: format!("{} failed: {}", graph.file.display(), chain(&e)),
     })
@@ -474,7 +547,12 @@ impl TractVision {
 
 impl Backend for TractBackend {
     fn describe(&self) -> String {
-        format!("tract 0.23 on CPU, {} thread(s)", self.threads)
+        let cache = if self.decoder.kv_in_state {
+            "KV cache in plan state"
+        } else {
+            "KV cache as tensors"
+        };
+        format!("tract 0.23 on CPU, {} thread(s), {cache}", self.threads)
     }
 
     fn load_steps(&self) -> &[LoadStep] {
@@ -507,13 +585,21 @@ impl Backend for TractBackend {
     }
 
     fn new_cache(&self) -> Result<KvCache, ModelError> {
-        let shape = [1, self.kv_heads, 0, self.head_dim];
-        let empty = tensor::<f32>(&shape, &[])?;
+        let inner = if self.decoder.kv_in_state {
+            let state =
+                TypedSimpleState::new(&self.decoder.plan).map_err(|e| ModelError::Backend {
+                    backend: "tract".into(),
+                    reason: format!("{}: {}", self.decoder.file.display(), chain(&e)),
+                })?;
+            TractCache::State(Box::new(state))
+        } else {
+            let shape = [1, self.kv_heads, 0, self.head_dim];
+            let empty = tensor::<f32>(&shape, &[])?;
+            TractCache::Tensors(vec![empty; 2 * self.layers])
+        };
         Ok(KvCache {
             past_len: 0,
-            inner: Box::new(TractCache {
-                tensors: vec![empty; 2 * self.layers],
-            }),
+            inner: Box::new(inner),
         })
     }
 
@@ -533,8 +619,13 @@ impl Backend for TractBackend {
             tensor(&[1, past + len], &mask)?,
             tensor(&[1, len], &positions)?,
         ];
-        fed.extend(state.tensors.iter().cloned());
-        let out = run(&self.decoder, fed)?;
+        let out = match state {
+            TractCache::Tensors(tensors) => {
+                fed.extend(tensors.iter().cloned());
+                run(&self.decoder, fed)?
+            }
+            TractCache::State(plan_state) => run_in(&self.decoder, Some(plan_state), fed)?,
+        };
         let logits = f32_values(&self.decoder, &out[self.decoder.outputs[0]])?;
         if logits.len() != self.vocab {
             return Err(graph_error(
@@ -546,10 +637,12 @@ impl Backend for TractBackend {
                 ),
             ));
         }
-        state.tensors = self.decoder.outputs[1..]
-            .iter()
-            .map(|&ix| out[ix].clone())
-            .collect();
+        if let TractCache::Tensors(tensors) = state {
+            *tensors = self.decoder.outputs[1..]
+                .iter()
+                .map(|&ix| out[ix].clone())
+                .collect();
+        }
         cache.past_len = past + len;
         Ok(logits)
     }
