@@ -3,9 +3,10 @@
 //! tensors: each step's outputs are the next step's inputs.
 //!
 //! On the CPU provider (measured on the full-size policy, README "Full-size models"):
-//! - the arena allocator is on. The `ort` crate's CPU provider turns it off by default; glibc then
-//!   keeps freed activations and KV tensors on its heap, and the policy's peak RSS rises by ~1.2 GB
-//!   (prefill of 2,300 tokens chunked as below: 4.66 GB with the arena, 5.83 GB without);
+//! - the arena allocator is on. The `ort` crate's CPU provider turns it off by default; glibc
+//!   (with the binary's malloc thresholds, src/memory.rs) then keeps freed activations and KV
+//!   tensors on its heap: peak RSS over a 2,300-token chunked prefill 4.66 GiB with the arena,
+//!   5.83 GiB without (the same graphs and settings through onnxruntime's Python API);
 //! - a long prefill runs in chunks of [`PREFILL_CHUNK`] positions, each attending to the cache
 //!   the earlier chunks wrote. The attention scores of one pass are `heads × L × (past + L)`
 //!   floats (16 × 2,300² × 4 B = 338 MB per tensor for the policy, several alive at once); chunks
