@@ -56,3 +56,5 @@ fi
 ORT_LIB="$(ls "$PWD"/.venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -n 1)"
 ORT_DYLIB_PATH="$ORT_LIB" cargo test --locked --features ort \
   --test model_reference --test ask_e2e --test backend_ort --test backend_config
+# The ort backend's own unit tests (a chunked prefill against one run) on the same library.
+ORT_DYLIB_PATH="$ORT_LIB" cargo test --locked --features ort --lib model::backend::ort
