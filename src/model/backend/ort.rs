@@ -3,11 +3,10 @@
 //! tensors: each step's outputs are the next step's inputs.
 //!
 //! On the CPU provider (measured on the full-size policy, README "Full-size models"):
-//! - the arena allocator is on. The `ort` crate's CPU provider turns it off by default; glibc
-//!   (with the binary's malloc thresholds, src/memory.rs) then keeps freed activations and KV
-//!   tensors on its heap and hands them back and forth with the kernel. One `run` step of the
-//!   full-size policy (2,330-token prefill, 128 tokens): peak RSS 4.63 GiB with the arena,
-//!   6.57 GiB without, and generation 25 s against 65 s (same machine, one after the other);
+//! - the arena allocator is on. The `ort` crate's CPU provider turns it off by default, and glibc
+//!   (with the binary's malloc thresholds, src/memory.rs) then serves every tensor. One `run`
+//!   step of the full-size policy (a ~2,330-token prefill, then 128 tokens): peak RSS 4.63 GiB
+//!   with the arena, 6.57 GiB without, generation 25 s against 65 s (one after the other);
 //! - a long prefill runs in chunks of [`PREFILL_CHUNK`] positions, each attending to the cache
 //!   the earlier chunks wrote. The attention scores of one pass are `heads × L × (past + L)`
 //!   floats (16 × 2,300² × 4 B = 338 MB per tensor for the policy, several alive at once); chunks
