@@ -2,6 +2,11 @@
 
     python tools/export/bench_fullsize.py --engine onnxruntime --folder DIR [--contexts 600,2300]
     python tools/export/bench_fullsize.py --engine torch --folder DIR --checkpoint CKPT [...]
+    python tools/export/bench_fullsize.py --engine onnxruntime --folder A --ab B [--ab-chunk N] [...]
+
+--ab: a paired comparison of two onnxruntime decoders in one process (e.g. two exports, or two
+--prefill-chunk settings of one): their prefills and decode steps alternate, so both see the same
+load on a shared machine; prints per-context times of each and the ratios A/B (> 1 = B faster).
 
 The same workload and output fields as benches/model.rs (our engine), so scripts/bench-fullsize.sh
 can put them side by side: vision per image (after one warm-up), then per context a prefill from an
@@ -129,6 +134,37 @@ class Torch:
         return out.logits.numpy(), (out.past_key_values, past + L)
 
 
+def paired(args) -> int:
+    import statistics
+
+    m = tomllib.loads((args.folder / "manifest.toml").read_text())
+    engines = {"A": Ort(args.folder, args.threads, ["decoder"], args.prefill_chunk),
+               "B": Ort(args.ab, args.threads, ["decoder"], args.ab_chunk)}
+    rows = []
+    for c in [int(c) for c in args.contexts.split(",") if c.strip()]:
+        x = embeds(c, m["llm"]["hidden_size"])
+        prefill = {"A": [], "B": []}
+        steps = {"A": [], "B": []}
+        caches = {}
+        for k in range(2 * args.repeat + 2):
+            order = "AB" if k % 2 == 0 else "BA"
+            for name in order:
+                e = engines[name]
+                t = time.perf_counter()
+                if k < 2:
+                    _, caches[name] = e.decode(e.new_cache(), x)
+                    prefill[name].append((time.perf_counter() - t) * 1e3)
+                else:
+                    _, caches[name] = e.decode(caches[name], x[:, :1])
+                    steps[name].append((time.perf_counter() - t) * 1e3)
+        rows.append({"context": c, "prefill_ms": prefill, "decode_ms": steps,
+                     "prefill_a_over_b": min(prefill["A"]) / min(prefill["B"]),
+                     "decode_a_over_b_median": statistics.median(a / b for a, b in zip(steps["A"], steps["B"]))})
+    print(json.dumps({"a": str(args.folder), "a_chunk": args.prefill_chunk, "b": str(args.ab), "b_chunk": args.ab_chunk,
+                      "threads": args.threads, "llm": rows}))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--engine", choices=["onnxruntime", "torch"], required=True)
@@ -141,7 +177,11 @@ def main() -> int:
     ap.add_argument("--prefill-chunk", type=int, default=PREFILL_CHUNK,
                     help="onnxruntime: positions per decoder run in a prefill (0 = all in one run; "
                          "the product uses PREFILL_CHUNK)")
+    ap.add_argument("--ab", type=Path, help="onnxruntime: second folder for a paired comparison")
+    ap.add_argument("--ab-chunk", type=int, default=PREFILL_CHUNK, help="--prefill-chunk of the --ab folder")
     args = ap.parse_args()
+    if args.ab is not None:
+        return paired(args)
     m = tomllib.loads((args.folder / "manifest.toml").read_text())
     contexts = [int(c) for c in args.contexts.split(",") if c.strip()]
     # The graphs our runtime loads for the same work (embed too: generation needs it).
