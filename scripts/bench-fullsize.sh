@@ -11,10 +11,13 @@
 # Env: ROUNDS (3), THREADS (2), CONTEXTS (600,2300), DECODE (decode steps per context, 10),
 #      ENGINES ("tract onnxruntime torch"), EXPORT_PYTHON (python with torch, transformers,
 #      onnxruntime; default .venv-export/bin/python), OUT (results folder, default a temp dir),
-#      EXTRA ("label=DIR ..." more folders, e.g. int8 exports, run with tract and onnxruntime).
+#      EXTRA ("label=DIR ..." more folders, e.g. int8 exports, run with tract and onnxruntime),
+#      PREFILL_CHUNK (onnxruntime: positions per decoder run in a prefill; default the product's,
+#      0 = the whole prefill in one run).
+# onnxruntime runs with our ort backend's CPU settings (tools/export/bench_fullsize.py says which).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -ge 2 ] || { sed -n 2,16p "$0"; exit 2; }
+[ $# -ge 2 ] || { sed -n 2,19p "$0"; exit 2; }
 policy=$1 policy_ckpt=$2 vision=${3:-} vision_ckpt=${4:-}
 rounds=${ROUNDS:-3} threads=${THREADS:-2} contexts=${CONTEXTS:-600,2300} decode=${DECODE:-10}
 engines=${ENGINES:-tract onnxruntime torch}
@@ -24,7 +27,9 @@ mkdir -p "$out"
 results=$out/results.jsonl
 : >"$results"
 
-cargo bench --bench model --no-run --quiet 2>/dev/null || cargo bench --bench model --no-run
+case " $engines " in
+  *" tract "*) cargo bench --bench model --no-run --quiet 2>/dev/null || cargo bench --bench model --no-run ;;
+esac
 
 run_one() { # label engine folder checkpoint contexts
   local label=$1 engine=$2 folder=$3 ckpt=$4 ctx=$5 line
@@ -33,7 +38,8 @@ run_one() { # label engine folder checkpoint contexts
       SBE_BENCH_DECODE="$((decode + 1))" SBE_BENCH_REPEAT=3 cargo bench --bench model --quiet 2>/dev/null | tail -1)
   else
     line=$("$py" tools/export/bench_fullsize.py --engine "$engine" --folder "$folder" ${ckpt:+--checkpoint "$ckpt"} \
-      --contexts "$ctx" --decode "$((decode + 1))" --repeat 3 --threads "$threads" | tail -1)
+      --contexts "$ctx" --decode "$((decode + 1))" --repeat 3 --threads "$threads" \
+      ${PREFILL_CHUNK:+--prefill-chunk "$PREFILL_CHUNK"} | tail -1)
   fi
   echo "{\"label\": \"$label\", \"kind\": \"$engine\", \"round\": $r, \"result\": $line}" >>"$results"
   echo "round $r $label $engine: $line" >&2

@@ -56,6 +56,8 @@ fi
 ORT_LIB="$(ls "$PWD"/.venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -n 1)"
 ORT_DYLIB_PATH="$ORT_LIB" cargo test --locked --features ort \
   --test model_reference --test ask_e2e --test backend_ort --test backend_config
+# The ort backend's own unit tests (a chunked prefill against one run) on the same library.
+ORT_DYLIB_PATH="$ORT_LIB" cargo test --locked --features ort --lib model::backend::ort
 # The `cuda` feature (tract's CUDA runtime; CUDA libraries are opened at run time, no toolkit at
 # build time): type-checked here, ~2-3 min. Its tests need a second full build of the tract stack
 # (~12 CPU-min) and are meant for a GPU machine: `cargo test --features cuda --test backend_cuda`.
