@@ -301,11 +301,13 @@ impl LoadStep {
 pub struct KvCache {
     /// Positions already in the cache.
     pub past_len: usize,
+    #[cfg_attr(not(any(feature = "tract", feature = "ort")), allow(dead_code))]
     pub(crate) inner: Box<dyn Any + Send>,
 }
 
 impl KvCache {
     /// The backend's own cache state; a cache made by another backend is an input error.
+    #[cfg_attr(not(any(feature = "tract", feature = "ort")), allow(dead_code))]
     pub(crate) fn state_mut<T: 'static>(&mut self) -> Result<&mut T, ModelError> {
         self.inner
             .downcast_mut::<T>()
@@ -314,6 +316,7 @@ impl KvCache {
 }
 
 /// What every backend's `decode` checks first: `len > 0` positions of `hidden` values each.
+#[cfg_attr(not(any(feature = "tract", feature = "ort")), allow(dead_code))]
 pub(crate) fn check_decode_input(
     embeds: &[f32],
     len: usize,
@@ -366,6 +369,7 @@ pub fn load(folder: &ModelFolder, config: &BackendConfig) -> Result<Box<dyn Back
     }
 }
 
+#[cfg_attr(not(any(feature = "tract", feature = "ort")), allow(unused_variables))]
 fn load_one(folder: &ModelFolder, config: &BackendConfig) -> Result<Box<dyn Backend>, ModelError> {
     match config.kind {
         #[cfg(feature = "tract")]
