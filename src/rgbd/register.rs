@@ -208,14 +208,9 @@ const MAX_FOOTPRINT: i32 = 64;
 /// All ones: a lane `keep_nearest_4` must leave alone.
 const EMPTY: u32 = u32::MAX;
 
-/// Keeps the nearer of `out` and `mm` (non-zero), where 0 in `out` means no data: shifted down
-/// by one, 0 wraps to the largest value, so nearest-wins is a plain `min`.
-#[inline(always)]
-fn keep_nearest(out: &mut u32, mm: u32) {
-    *out = out.wrapping_sub(1).min(mm - 1).wrapping_add(1);
-}
-
-/// `keep_nearest`, where `mm` 0 leaves `out` unchanged.
+/// Keeps the nearer of `out` and `mm`, where 0 means no data on either side (`mm` 0 leaves
+/// `out` unchanged): shifted down by one, 0 wraps to the largest value, so nearest-wins is a
+/// plain `min`.
 #[inline(always)]
 fn keep_nearest_or_skip(out: &mut u32, mm: u32) {
     *out = out.wrapping_sub(1).min(mm.wrapping_sub(1)).wrapping_add(1);
@@ -274,12 +269,12 @@ const BEYOND_SPAN: [[u32; 4]; 5] = [
     [0, 0, 0, 0],
 ];
 
-/// `keep_nearest` on the first `width` (0..=4) of four pixels, as one 4-lane operation.
+/// `keep_nearest_or_skip` on the first `width` (0..=4) of four pixels, as one 4-lane operation.
 #[inline(always)]
 fn keep_nearest_4(out: &mut [u32; 4], mm: u32, width: usize) {
     let beyond = BEYOND_SPAN[width.min(4)];
     for k in 0..4 {
-        // As `keep_nearest`; a lane beyond the span is min'ed with all ones: unchanged.
+        // As `keep_nearest_or_skip`; a lane beyond the span is min'ed with all ones: unchanged.
         out[k] = out[k]
             .wrapping_sub(1)
             .min((mm - 1) | beyond[k])
@@ -646,7 +641,7 @@ impl Registrar {
                                 for row in 0..height {
                                     let at = at + row * cw;
                                     for out in &mut dst[at..at + width] {
-                                        keep_nearest(out, mm);
+                                        keep_nearest_or_skip(out, mm);
                                     }
                                 }
                             }
