@@ -57,6 +57,7 @@ impl FrameSource for Frames {
             ready: now,
             rgb: self.rgb.clone(),
             depth: Some(self.depth.clone()),
+            unregistered_depth: None,
         }))
     }
 }
@@ -135,7 +136,7 @@ impl LanguageModel<usize> for FixedAnswer {
 /// wire link to the in-process simulator; inference replaced by nothing.
 fn real_parts(spec: &PolicySpec) {
     use spatialbot_edge::board::{Board, BUILTIN_PROFILES};
-    use spatialbot_edge::pipeline::camera_source::CameraFrames;
+    use spatialbot_edge::pipeline::camera_source::{CameraFrames, DepthUse};
     use spatialbot_edge::pipeline::link_sink::LinkSink;
     use spatialbot_edge::pipeline::vision::FrameTensors;
     use spatialbot_edge::preprocess::Tower;
@@ -145,6 +146,7 @@ fn real_parts(spec: &PolicySpec) {
         &format!("replay,fast,loop:{sample}")
             .parse()
             .expect("camera spec"),
+        DepthUse::Registered,
     )
     .expect("sample recording");
     let text = BUILTIN_PROFILES[0]
@@ -205,7 +207,7 @@ fn quantiles(samples: &mut [Duration]) -> (f64, f64, f64) {
 /// The overhead outside inference, one step at a time on this thread.
 fn inline_overhead(spec: &PolicySpec, with_depth: bool, steps: usize) -> Option<RgbImage> {
     use spatialbot_edge::board::{Board, BUILTIN_PROFILES};
-    use spatialbot_edge::pipeline::camera_source::CameraFrames;
+    use spatialbot_edge::pipeline::camera_source::{CameraFrames, DepthUse};
     use spatialbot_edge::pipeline::link_sink::LinkSink;
     use spatialbot_edge::pipeline::vision::FrameTensors;
     use spatialbot_edge::pipeline::{ActionSink, FrameSource};
@@ -216,6 +218,7 @@ fn inline_overhead(spec: &PolicySpec, with_depth: bool, steps: usize) -> Option<
         &format!("replay,fast,loop:{sample}")
             .parse()
             .expect("camera spec"),
+        DepthUse::Registered,
     )
     .expect("sample recording");
     let text = BUILTIN_PROFILES[0]

@@ -13,7 +13,7 @@ use spatialbot_edge::camera::paired::{PairedOptions, PairedSource};
 use spatialbot_edge::camera::{
     synthetic, Registering, RgbdFrame, Source, SourceError, SourceStats,
 };
-use spatialbot_edge::pipeline::camera_source::CameraFrames;
+use spatialbot_edge::pipeline::camera_source::{CameraFrames, DepthUse};
 use spatialbot_edge::pipeline::vision::FrameTensors;
 use spatialbot_edge::pipeline::FrameSource;
 use spatialbot_edge::preprocess::Tower;
@@ -364,7 +364,7 @@ fn rgb_only_frames_feed_colour_and_refuse_depth() {
         true,
         frames_at(1.0, 0.0, 0..1),
     ));
-    let mut frames = CameraFrames::from_source(Box::new(webcam));
+    let mut frames = CameraFrames::from_source(Box::new(webcam), DepthUse::Registered);
     let frame = frames.next_frame().unwrap().unwrap();
     assert!(
         frame.depth.is_none(),

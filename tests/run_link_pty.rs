@@ -47,6 +47,7 @@ impl FrameSource for Frames {
             ready: now,
             rgb: Arc::new(RgbImage::filled(4, 4, [0, 0, 0])),
             depth: None,
+            unregistered_depth: None,
         }))
     }
 }

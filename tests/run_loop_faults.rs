@@ -77,6 +77,7 @@ impl FrameSource for Frames {
             ready: now,
             rgb: Arc::new(RgbImage::filled(8, 6, [seq as u8, 0, 0])),
             depth: None,
+            unregistered_depth: None,
         }))
     }
 }

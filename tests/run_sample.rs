@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use spatialbot_edge::board::{Board, BUILTIN_PROFILES};
 use spatialbot_edge::exit;
-use spatialbot_edge::pipeline::camera_source::CameraFrames;
+use spatialbot_edge::pipeline::camera_source::{CameraFrames, DepthUse};
 use spatialbot_edge::pipeline::link_sink::LinkSink;
 use spatialbot_edge::pipeline::vision::FrameTensors;
 use spatialbot_edge::pipeline::{
@@ -54,8 +54,11 @@ fn every_frame_of_the_sample_through_camera_preprocessing_and_link() {
     let manifest = std::fs::read_to_string(root.join("models/tiny-policy/manifest.toml")).unwrap();
     let spec = PolicySpec::from_manifest_toml(&manifest).unwrap();
     let sample = root.join("tests/data/sample");
-    let camera =
-        CameraFrames::open(&format!("replay,fast:{}", sample.display()).parse().unwrap()).unwrap();
+    let camera = CameraFrames::open(
+        &format!("replay,fast:{}", sample.display()).parse().unwrap(),
+        DepthUse::Unused,
+    )
+    .unwrap();
     // Debug builds preprocess slowly: let the governor accept old frames and any rate.
     let text = BUILTIN_PROFILES[0]
         .1

@@ -185,6 +185,7 @@ impl BenchStage for RegisterStage {
             ready: Instant::now(),
             rgb: Arc::new(frame.color),
             depth: Some(Arc::new(depth)),
+            unregistered_depth: None,
         });
         stamps.mark(stage::REGISTER);
         Ok(())

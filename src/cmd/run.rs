@@ -12,7 +12,7 @@ use spatialbot_edge::camera::{CameraSpec, SpecDefaults};
 use spatialbot_edge::link::LinkSpec;
 use spatialbot_edge::model::backend::LoadStep;
 use spatialbot_edge::model::{manifest, BackendConfig, Engine, ModelFolder};
-use spatialbot_edge::pipeline::camera_source::CameraFrames;
+use spatialbot_edge::pipeline::camera_source::{CameraFrames, DepthUse};
 use spatialbot_edge::pipeline::engine_model::{EngineGuard, EngineModel, EngineVision};
 use spatialbot_edge::pipeline::link_sink::LinkSink;
 use spatialbot_edge::pipeline::stats::StartupPhase;
@@ -365,7 +365,12 @@ fn run_with_parts(
     startup.model_load_steps("policy", engine.load_steps());
     let engine = Arc::new(std::sync::Mutex::new(engine));
     let guard = load_guard(board, &mut startup)?;
-    let source = CameraFrames::open(camera).map_err(bad_input)?;
+    let depth = if spec.depth || guard.is_some() {
+        DepthUse::Registered
+    } else {
+        DepthUse::Unused
+    };
+    let source = CameraFrames::open(camera, depth).map_err(bad_input)?;
     startup.phase("camera");
     let names: Vec<String> = spec.actions.dims().iter().map(|d| d.name.clone()).collect();
     let sink = LinkSink::open(link, board, &names).context("opening the link to the arm")?;

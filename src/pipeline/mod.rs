@@ -21,6 +21,7 @@
 pub mod camera_source;
 pub mod engine_model;
 pub mod link_sink;
+mod registration;
 pub mod stats;
 pub mod status;
 pub mod verified;
@@ -39,8 +40,10 @@ use crate::policy::{
     action_from_answer, build_policy_prompt, EmbeddingHistory, PolicyPrompt, PolicySpec,
     PromptError,
 };
+use crate::rgbd::register::{RegisterError, Registrar};
 use crate::rgbd::{DepthMm, RgbImage};
 
+use registration::RegistrationWorker;
 pub use stats::{LoopStats, RunSummary};
 
 /// An error from a pluggable part (camera, model, link adapter), kept as its message chain.
@@ -55,11 +58,38 @@ pub struct CapturedFrame {
     pub captured: Instant,
     /// When the sensor's frames reached this process.
     pub arrived: Instant,
-    /// When the registered frame was ready in memory.
+    /// When the source handed the frame over (depth not yet registered).
     pub ready: Instant,
     pub rgb: Arc<RgbImage>,
     /// Registered to colour; required when the policy takes depth.
     pub depth: Option<Arc<DepthMm>>,
+    /// Depth still in the depth camera's frame (`depth` is then `None`); see
+    /// [`CapturedFrame::register_depth`].
+    pub unregistered_depth: Option<UnregisteredDepth>,
+}
+
+/// Depth as the depth camera delivered it, with what registers it into the colour camera's
+/// frame. The loop registers only the frames it takes, beside the colour preprocessing.
+#[derive(Clone, Debug)]
+pub struct UnregisteredDepth {
+    pub depth: Arc<DepthMm>,
+    pub registrar: Arc<Registrar>,
+}
+
+impl UnregisteredDepth {
+    pub fn register(&self) -> Result<DepthMm, RegisterError> {
+        self.registrar.register(&self.depth)
+    }
+}
+
+impl CapturedFrame {
+    /// Registers depth that is still in the depth camera's frame; nothing to do otherwise.
+    pub fn register_depth(&mut self) -> Result<(), RegisterError> {
+        if let Some(raw) = self.unregistered_depth.take() {
+            self.depth = Some(Arc::new(raw.register()?));
+        }
+        Ok(())
+    }
 }
 
 /// A camera or a recording.
@@ -445,6 +475,7 @@ where
         };
         let ctx = VisionCtx {
             history: EmbeddingHistory::new(spec),
+            depth_images: spec.depth,
             every_frame: cfg.every_frame,
             max_frame_age: cfg.max_frame_age,
             camera_stall_stop: cfg.camera_stall_stop,
@@ -671,8 +702,15 @@ fn capture_thread<S: FrameSource>(
     }
 }
 
+enum VisionFailure {
+    Model(StageError),
+    Register(String),
+}
+
 struct VisionCtx<E> {
     history: EmbeddingHistory<E>,
+    /// The policy takes a depth image per frame.
+    depth_images: bool,
     every_frame: bool,
     max_frame_age: Duration,
     camera_stall_stop: Duration,
@@ -689,6 +727,7 @@ fn vision_thread<V: VisionEncoder>(
     shared: Arc<Shared>,
     _done: DoneGuard,
 ) {
+    let mut registration = RegistrationWorker::new();
     'steps: loop {
         match want.recv_timeout(TICK) {
             Ok(()) => {}
@@ -761,23 +800,49 @@ fn vision_thread<V: VisionEncoder>(
             }
         };
         let picked = Instant::now();
+        let mut frame = frame;
+        let raw_depth = if ctx.depth_images {
+            frame.unregistered_depth.take()
+        } else {
+            None
+        };
         let mut preprocess = Duration::ZERO;
         let mut vision = Duration::ZERO;
+        let mut register = None;
+        // Depth registers on a second thread while the colour image is preprocessed; the vision
+        // graph runs only after both, so the two do not share the cores with it. `preprocess`
+        // runs from the registration's start to its end at least.
+        let mut started = Some(Instant::now());
+        let mut pending = raw_depth.map(|raw| registration.start(raw));
         let result = ctx.history.step(frame.seq, |image| {
-            let t0 = Instant::now();
-            let input = encoder.preprocess(&frame, image)?;
+            let t0 = started.take().unwrap_or_else(Instant::now);
+            let input = encoder
+                .preprocess(&frame, image)
+                .map_err(VisionFailure::Model)?;
+            if let Some(p) = pending.take() {
+                let (registered, took) = registration.finish(p).map_err(VisionFailure::Register)?;
+                frame.depth = Some(registered);
+                register = Some(took);
+            }
             let t1 = Instant::now();
-            let embedding = encoder.encode(input)?;
+            let embedding = encoder.encode(input).map_err(VisionFailure::Model)?;
             preprocess += t1 - t0;
             vision += t1.elapsed();
-            Ok::<_, StageError>(embedding)
+            Ok::<_, VisionFailure>(embedding)
         });
         let embeddings = match result {
             Ok(e) => e,
-            Err(e) => {
+            Err(VisionFailure::Model(e)) => {
                 shared.stop.request(
                     StopReason::ModelFailed,
                     format!("vision: {}", error_chain(&*e)),
+                );
+                return;
+            }
+            Err(VisionFailure::Register(e)) => {
+                shared.stop.request(
+                    StopReason::SourceFailed,
+                    format!("registering frame {}'s depth to colour: {e}", frame.seq),
                 );
                 return;
             }
@@ -788,6 +853,9 @@ fn vision_thread<V: VisionEncoder>(
                 stats::stage::QUEUE,
                 picked.saturating_duration_since(frame.ready),
             );
+            if let Some(took) = register {
+                st.record(stats::stage::REGISTER, took);
+            }
             if preprocess > Duration::ZERO || vision > Duration::ZERO {
                 st.record(stats::stage::PREPROCESS, preprocess);
                 st.record(stats::stage::VISION, vision);
@@ -842,7 +910,7 @@ fn model_thread<E, L: LanguageModel<E>>(
     let mut last_start: Option<Instant> = None;
     let mut previous_gripper: Option<f64> = None;
     loop {
-        let input = match steps.recv_timeout(TICK) {
+        let mut input = match steps.recv_timeout(TICK) {
             Ok(i) => i,
             Err(RecvTimeoutError::Timeout) if !shared.stop.is_set() => continue,
             Err(_) => return,
@@ -897,7 +965,13 @@ fn model_thread<E, L: LanguageModel<E>>(
                     names: ctx.names.clone(),
                     values,
                 };
-                match ask_guard(&mut ctx, &action, &input.frame, previous_gripper, &shared) {
+                match ask_guard(
+                    &mut ctx,
+                    &action,
+                    &mut input.frame,
+                    previous_gripper,
+                    &shared,
+                ) {
                     GuardVerdict::Proceed => {
                         previous_gripper = gripper_value(&ctx, &action).or(previous_gripper);
                         LinkMsg::Act {
@@ -948,7 +1022,7 @@ fn gripper_value(ctx: &ModelCtx, action: &Action) -> Option<f64> {
 fn ask_guard(
     ctx: &mut ModelCtx,
     action: &Action,
-    frame: &CapturedFrame,
+    frame: &mut CapturedFrame,
     previous_gripper: Option<f64>,
     shared: &Shared,
 ) -> GuardVerdict {
@@ -959,6 +1033,9 @@ fn ask_guard(
         return GuardVerdict::Proceed;
     }
     let t0 = Instant::now();
+    if let Err(e) = frame.register_depth() {
+        return GuardVerdict::Veto(format!("guard: cannot register the frame's depth: {e}"));
+    }
     let answer = model.ask(frame, &cfg.question);
     shared.stats().record(stats::stage::GUARD, t0.elapsed());
     match answer {
