@@ -365,8 +365,10 @@ fn run_with_parts(
     startup.model_load_steps("policy", engine.load_steps());
     let engine = Arc::new(std::sync::Mutex::new(engine));
     let guard = load_guard(board, &mut startup)?;
-    let depth = if spec.depth || guard.is_some() {
+    let depth = if spec.depth {
         DepthUse::Registered
+    } else if guard.is_some() {
+        DepthUse::OnDemand
     } else {
         DepthUse::Unused
     };

@@ -1,6 +1,5 @@
-//! The real [`FrameSource`]: a camera or recording from `crate::camera`. Depth leaves here as the
-//! camera delivered it; the loop registers it to colour only for the frames it takes
-//! ([`CapturedFrame::register_depth`]), and not at all when nothing consumes depth.
+//! The real [`FrameSource`]: a camera or recording from `crate::camera`, its depth registered to
+//! colour as far as the loop's consumers need it ([`DepthUse`]).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,34 +9,43 @@ use crate::rgbd::register::Registrar;
 
 use super::{CapturedFrame, FrameSource, StageError, UnregisteredDepth};
 
-/// Whether anything in the loop consumes the camera's depth.
+/// What the loop's consumers need of the camera's depth.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DepthUse {
     /// An RGB policy and no guard: frames carry no depth, and none is registered.
     Unused,
-    /// An RGB-D policy or the SpatialBot guard: frames carry depth, to be registered to colour.
+    /// An RGB-D policy: every frame's depth registered on the capture thread as it arrives
+    /// (measured faster in the loop than registering on the vision thread beside the colour
+    /// preprocessing).
     Registered,
+    /// Only some frames' depth is needed (the guard of an RGB policy, asked every K steps):
+    /// frames carry raw depth, registered by whoever needs it
+    /// ([`CapturedFrame::register_depth`]).
+    OnDemand,
 }
 
 pub struct CameraFrames {
     source: Box<dyn Source>,
     depth: DepthUse,
-    /// Built when the first frame with unregistered depth arrives.
+    /// Built for the first frame whose depth is not registered yet.
     registrar: Option<Arc<Registrar>>,
 }
 
 impl CameraFrames {
-    /// Opens the camera a SPEC names. With [`DepthUse::Registered`] a calibration that cannot
-    /// register depth is refused here, before the loop starts.
+    /// Opens the camera a SPEC names. A calibration that cannot register depth is refused
+    /// here, before the loop starts, unless depth is unused.
     pub fn open(spec: &CameraSpec, depth: DepthUse) -> Result<Self, SourceError> {
-        let source = camera::open(spec, &OpenOptions { register: false })?;
+        let register = depth == DepthUse::Registered;
+        let source = camera::open(spec, &OpenOptions { register })?;
         let mut frames = Self::from_source(source, depth);
-        if depth == DepthUse::Registered {
-            frames.registrar = Some(frames.build_registrar()?);
+        if depth == DepthUse::OnDemand {
+            frames.registrar()?;
         }
         Ok(frames)
     }
 
+    /// A source opened elsewhere; depth it delivers unregistered is registered here (or left to
+    /// consumers with [`DepthUse::OnDemand`]).
     pub fn from_source(source: Box<dyn Source>, depth: DepthUse) -> Self {
         Self {
             source,
@@ -46,17 +54,22 @@ impl CameraFrames {
         }
     }
 
+    fn registrar(&mut self) -> Result<Arc<Registrar>, SourceError> {
+        if let Some(r) = &self.registrar {
+            return Ok(r.clone());
+        }
+        let r = Registrar::new(self.source.calibration())
+            .map(Arc::new)
+            .map_err(|e| SourceError::Register(e.to_string()))?;
+        self.registrar = Some(r.clone());
+        Ok(r)
+    }
+
     pub fn describe(&self) -> String {
         match self.depth {
             DepthUse::Unused => format!("{} (depth unused)", self.source.describe()),
-            DepthUse::Registered => self.source.describe(),
+            DepthUse::Registered | DepthUse::OnDemand => self.source.describe(),
         }
-    }
-
-    fn build_registrar(&self) -> Result<Arc<Registrar>, SourceError> {
-        Registrar::new(self.source.calibration())
-            .map(Arc::new)
-            .map_err(|e| SourceError::Register(e.to_string()))
     }
 }
 
@@ -66,21 +79,21 @@ impl FrameSource for CameraFrames {
             return Ok(None);
         };
         let ready = Instant::now();
-        let depth = (frame.has_depth && self.depth == DepthUse::Registered).then_some(frame.depth);
+        let depth = (frame.has_depth && self.depth != DepthUse::Unused).then_some(frame.depth);
         let (registered, unregistered) = match depth {
             None => (None, None),
             Some(depth) if frame.depth_registered => (Some(Arc::new(depth)), None),
             Some(depth) => {
-                let registrar = match &self.registrar {
-                    Some(r) => r.clone(),
-                    None => {
-                        let r = self.build_registrar()?;
-                        self.registrar = Some(r.clone());
-                        r
-                    }
+                let raw = UnregisteredDepth {
+                    depth: Arc::new(depth),
+                    registrar: self.registrar()?,
                 };
-                let depth = Arc::new(depth);
-                (None, Some(UnregisteredDepth { depth, registrar }))
+                match self.depth {
+                    DepthUse::OnDemand => (None, Some(raw)),
+                    DepthUse::Registered | DepthUse::Unused => {
+                        (Some(Arc::new(raw.register()?)), None)
+                    }
+                }
             }
         };
         Ok(Some(CapturedFrame {

@@ -21,7 +21,6 @@
 pub mod camera_source;
 pub mod engine_model;
 pub mod link_sink;
-mod registration;
 pub mod stats;
 pub mod status;
 pub mod verified;
@@ -43,7 +42,6 @@ use crate::policy::{
 use crate::rgbd::register::{RegisterError, Registrar};
 use crate::rgbd::{DepthMm, RgbImage};
 
-use registration::RegistrationWorker;
 pub use stats::{LoopStats, RunSummary};
 
 /// An error from a pluggable part (camera, model, link adapter), kept as its message chain.
@@ -58,7 +56,7 @@ pub struct CapturedFrame {
     pub captured: Instant,
     /// When the sensor's frames reached this process.
     pub arrived: Instant,
-    /// When the source handed the frame over (depth not yet registered).
+    /// When the frame was ready in memory (depth registered, unless left to its consumers).
     pub ready: Instant,
     pub rgb: Arc<RgbImage>,
     /// Registered to colour; required when the policy takes depth.
@@ -69,7 +67,7 @@ pub struct CapturedFrame {
 }
 
 /// Depth as the depth camera delivered it, with what registers it into the colour camera's
-/// frame. The loop registers only the frames it takes, beside the colour preprocessing.
+/// frame: for consumers that need only some frames' depth (the guard).
 #[derive(Clone, Debug)]
 pub struct UnregisteredDepth {
     pub depth: Arc<DepthMm>,
@@ -475,7 +473,6 @@ where
         };
         let ctx = VisionCtx {
             history: EmbeddingHistory::new(spec),
-            depth_images: spec.depth,
             every_frame: cfg.every_frame,
             max_frame_age: cfg.max_frame_age,
             camera_stall_stop: cfg.camera_stall_stop,
@@ -709,8 +706,6 @@ enum VisionFailure {
 
 struct VisionCtx<E> {
     history: EmbeddingHistory<E>,
-    /// The policy takes a depth image per frame.
-    depth_images: bool,
     every_frame: bool,
     max_frame_age: Duration,
     camera_stall_stop: Duration,
@@ -727,7 +722,6 @@ fn vision_thread<V: VisionEncoder>(
     shared: Arc<Shared>,
     _done: DoneGuard,
 ) {
-    let mut registration = RegistrationWorker::new();
     'steps: loop {
         match want.recv_timeout(TICK) {
             Ok(()) => {}
@@ -801,29 +795,19 @@ fn vision_thread<V: VisionEncoder>(
         };
         let picked = Instant::now();
         let mut frame = frame;
-        let raw_depth = if ctx.depth_images {
-            frame.unregistered_depth.take()
-        } else {
-            None
-        };
         let mut preprocess = Duration::ZERO;
         let mut vision = Duration::ZERO;
-        let mut register = None;
-        // Depth registers on a second thread while the colour image is preprocessed; the vision
-        // graph runs only after both, so the two do not share the cores with it. `preprocess`
-        // runs from the registration's start to its end at least.
-        let mut started = Some(Instant::now());
-        let mut pending = raw_depth.map(|raw| registration.start(raw));
         let result = ctx.history.step(frame.seq, |image| {
-            let t0 = started.take().unwrap_or_else(Instant::now);
+            let t0 = Instant::now();
+            if image == 1 {
+                // A source that leaves registration to its consumers (see `DepthUse`).
+                frame
+                    .register_depth()
+                    .map_err(|e| VisionFailure::Register(e.to_string()))?;
+            }
             let input = encoder
                 .preprocess(&frame, image)
                 .map_err(VisionFailure::Model)?;
-            if let Some(p) = pending.take() {
-                let (registered, took) = registration.finish(p).map_err(VisionFailure::Register)?;
-                frame.depth = Some(registered);
-                register = Some(took);
-            }
             let t1 = Instant::now();
             let embedding = encoder.encode(input).map_err(VisionFailure::Model)?;
             preprocess += t1 - t0;
@@ -853,9 +837,6 @@ fn vision_thread<V: VisionEncoder>(
                 stats::stage::QUEUE,
                 picked.saturating_duration_since(frame.ready),
             );
-            if let Some(took) = register {
-                st.record(stats::stage::REGISTER, took);
-            }
             if preprocess > Duration::ZERO || vision > Duration::ZERO {
                 st.record(stats::stage::PREPROCESS, preprocess);
                 st.record(stats::stage::VISION, vision);

@@ -94,14 +94,12 @@ pub struct StageSummary {
 
 /// Stage names, in the order a frame meets them; the shared ones match `bench`'s.
 pub mod stage {
-    /// Arrival → the frame ready in memory (frame assembly).
+    /// Arrival → the frame ready in memory (frame assembly, and depth registration when the
+    /// policy takes depth).
     pub const CAMERA: &str = "camera";
     /// Frame ready → picked up by the vision thread (waiting in the newest-frame slot).
     pub const QUEUE: &str = "queue";
-    /// Depth → the colour camera's frame, per frame the loop takes (beside the colour image's
-    /// preprocessing and encoding, on a second thread).
-    pub const REGISTER: &str = "register";
-    /// Image → tensor, per new frame, including any wait for the depth registration.
+    /// Image → tensor, per new frame.
     pub const PREPROCESS: &str = "preprocess";
     /// Vision graph, per new frame (cache hits cost nothing).
     pub const VISION: &str = "vision";
