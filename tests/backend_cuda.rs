@@ -287,17 +287,19 @@ fn tract_cuda_probe_with(dir: &Path) -> serde_json::Value {
         .clone()
 }
 
+/// Stand-ins for every library tract-cuda opens, cuDNN last.
+const STAND_INS: [&str; 5] = [
+    "libcuda.so.1",
+    "libcudart.so.12",
+    "libnvrtc.so.12",
+    "libcublas.so.12",
+    "libcudnn.so.9",
+];
+
 #[test]
 fn libraries_present_but_no_gpu_is_reported_from_the_driver() {
     let dir = tempfile::tempdir().unwrap();
-    let all = [
-        "libcuda.so.1",
-        "libcudart.so.12",
-        "libnvrtc.so.12",
-        "libcublas.so.12",
-        "libcudnn.so.9",
-    ];
-    if stand_in_libraries(dir.path(), &all).is_none() {
+    if stand_in_libraries(dir.path(), &STAND_INS).is_none() {
         return;
     }
     let cuda = tract_cuda_probe_with(dir.path());
@@ -326,13 +328,7 @@ fn one_missing_library_is_named_alone() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let without_cudnn = [
-        "libcuda.so.1",
-        "libcudart.so.12",
-        "libnvrtc.so.12",
-        "libcublas.so.12",
-    ];
-    if stand_in_libraries(dir.path(), &without_cudnn).is_none() {
+    if stand_in_libraries(dir.path(), &STAND_INS[..4]).is_none() {
         return;
     }
     let cuda = tract_cuda_probe_with(dir.path());
@@ -349,14 +345,7 @@ fn one_missing_library_is_named_alone() {
 #[test]
 fn a_driver_that_fails_after_its_check_stops_run_with_an_error_not_a_crash() {
     let dir = tempfile::tempdir().unwrap();
-    let all = [
-        "libcuda.so.1",
-        "libcudart.so.12",
-        "libnvrtc.so.12",
-        "libcublas.so.12",
-        "libcudnn.so.9",
-    ];
-    if stand_in_libraries_with(dir.path(), &all, 0).is_none() {
+    if stand_in_libraries_with(dir.path(), &STAND_INS, 0).is_none() {
         return;
     }
     let profile = profile_with_order(dir.path(), "order = [\"tract-cuda\"]")
