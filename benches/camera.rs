@@ -3,7 +3,7 @@
 //! - a PNG-folder recording → `RgbdFrame`, without and with registration to colour;
 //! - a RealSense `.bag` → `RgbdFrame`, without and with registration (feature `realsense`);
 //! - encoding one frame for `record` (what one encoder thread must finish within a frame period);
-//! - rendering one synthetic frame.
+//! - rendering one synthetic frame, in full and with the still scene cast once.
 //!
 //! `cargo bench --bench camera [--features realsense]`
 
@@ -133,6 +133,16 @@ fn main() {
             frames.min(10),
             || {
                 black_box(synthetic::render(&calib, 7, 30));
+            },
+        );
+        let renderer = synthetic::Renderer::new(&calib);
+        let mut index = 0;
+        measure(
+            &format!("{w}x{h} render synthetic frame, still scene cached"),
+            frames,
+            || {
+                index += 1;
+                black_box(renderer.render(index, 30));
             },
         );
     }

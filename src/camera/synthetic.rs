@@ -77,8 +77,11 @@ struct Sphere {
 /// The scene at time `t_s`, in world coordinates (metres, y down, z away from the camera).
 struct Scene {
     boxes: Vec<Aabb>,
-    ball: Sphere,
+    ball: Option<Sphere>,
 }
+
+/// The boxes standing on the table; they never move.
+const STILL_BOXES: usize = 3;
 
 impl Scene {
     fn at(t_s: f64) -> Self {
@@ -128,7 +131,35 @@ impl Scene {
             radius,
             rgb: [0.15, 0.70, 0.25],
         };
-        Self { boxes, ball }
+        Self {
+            boxes,
+            ball: Some(ball),
+        }
+    }
+
+    /// Only what never moves: the table, floor, wall and the boxes on the table.
+    fn still() -> Self {
+        let mut scene = Scene::at(0.0);
+        scene.boxes.truncate(STILL_BOXES);
+        scene.ball = None;
+        scene
+    }
+
+    /// World-space bounding boxes, (min corner, max corner), of everything that moves.
+    fn moving_bounds(&self) -> Vec<([f64; 3], [f64; 3])> {
+        let boxes = self.boxes.iter().skip(STILL_BOXES).map(|b| {
+            (
+                [0, 1, 2].map(|a| b.center[a] - b.half[a]),
+                [0, 1, 2].map(|a| b.center[a] + b.half[a]),
+            )
+        });
+        let ball = self.ball.iter().map(|s| {
+            (
+                s.center.map(|c| c - s.radius),
+                s.center.map(|c| c + s.radius),
+            )
+        });
+        boxes.chain(ball).collect()
     }
 
     /// The nearest hit along `origin + t·dir`: (t, surface normal, albedo).
@@ -144,8 +175,10 @@ impl Scene {
                 consider(t, n, b.rgb);
             }
         }
-        if let Some((t, n)) = hit_sphere(&self.ball, origin, dir) {
-            consider(t, n, self.ball.rgb);
+        if let Some(ball) = &self.ball {
+            if let Some((t, n)) = hit_sphere(ball, origin, dir) {
+                consider(t, n, ball.rgb);
+            }
         }
         if dir[1] > 0.0 {
             let t = (TABLE_Y - origin[1]) / dir[1];
@@ -251,42 +284,49 @@ fn ray(k: &Intrinsics, u: usize, v: usize) -> [f64; 3] {
     ]
 }
 
-/// Renders frame `index` of a sequence at `fps`: colour from the colour camera, depth (mm) from
-/// the depth camera, each in its own frame as a real RGB-D camera delivers them.
-pub fn render(calib: &Calibration, index: u64, fps: u32) -> (RgbImage, DepthMm) {
-    let scene = Scene::at(index as f64 / fps.max(1) as f64);
-    let k = &calib.depth;
-    let mut depth = Vec::with_capacity(k.width * k.height);
-    for v in 0..k.height {
-        for u in 0..k.width {
-            let mm = match scene.hit([0.0; 3], ray(k, u, v)) {
-                Some((z, _, _)) if z <= MAX_RANGE_M => (z * 1000.0).round() as u32,
-                _ => 0,
-            };
-            depth.push(mm);
-        }
+/// Where the colour camera sits, in world coordinates.
+const COLOR_ORIGIN: [f64; 3] = [
+    BASELINE_M * AXIS_X[0],
+    BASELINE_M * AXIS_X[1],
+    BASELINE_M * AXIS_X[2],
+];
+
+/// The depth camera's reading (mm) at pixel (u, v).
+fn depth_pixel(scene: &Scene, k: &Intrinsics, u: usize, v: usize) -> u32 {
+    match scene.hit([0.0; 3], ray(k, u, v)) {
+        Some((z, _, _)) if z <= MAX_RANGE_M => (z * 1000.0).round() as u32,
+        _ => 0,
     }
+}
+
+/// The colour camera's pixel (u, v).
+fn color_pixel(scene: &Scene, k: &Intrinsics, u: usize, v: usize) -> [u8; 3] {
     let light = {
         let l = [0.3, -1.0, -0.5];
         let n = dot(l, l).sqrt();
         [l[0] / n, l[1] / n, l[2] / n]
     };
+    let (albedo, shade) = match scene.hit(COLOR_ORIGIN, ray(k, u, v)) {
+        Some((_, n, albedo)) => (albedo, 0.35 + 0.65 * dot(n, light).max(0.0)),
+        None => ([0.0; 3], 0.0),
+    };
+    albedo.map(|a| (a * shade * 255.0).round().clamp(0.0, 255.0) as u8)
+}
+
+/// Renders `scene` in full: colour from the colour camera, depth (mm) from the depth camera.
+fn render_scene(calib: &Calibration, scene: &Scene) -> (RgbImage, DepthMm) {
+    let k = &calib.depth;
+    let mut depth = Vec::with_capacity(k.width * k.height);
+    for v in 0..k.height {
+        for u in 0..k.width {
+            depth.push(depth_pixel(scene, k, u, v));
+        }
+    }
     let k = &calib.color;
-    let origin = [
-        BASELINE_M * AXIS_X[0],
-        BASELINE_M * AXIS_X[1],
-        BASELINE_M * AXIS_X[2],
-    ];
     let mut rgb = Vec::with_capacity(k.width * k.height * 3);
     for v in 0..k.height {
         for u in 0..k.width {
-            let (albedo, shade) = match scene.hit(origin, ray(k, u, v)) {
-                Some((_, n, albedo)) => (albedo, 0.35 + 0.65 * dot(n, light).max(0.0)),
-                None => ([0.0; 3], 0.0),
-            };
-            for a in albedo {
-                rgb.push((a * shade * 255.0).round().clamp(0.0, 255.0) as u8);
-            }
+            rgb.extend_from_slice(&color_pixel(scene, k, u, v));
         }
     }
     let depth = DepthMm::from_mm(calib.depth.width, calib.depth.height, depth)
@@ -296,10 +336,131 @@ pub fn render(calib: &Calibration, index: u64, fps: u32) -> (RgbImage, DepthMm) 
     (color, depth)
 }
 
+/// Renders frame `index` of a sequence at `fps`: colour from the colour camera, depth (mm) from
+/// the depth camera, each in its own frame as a real RGB-D camera delivers them. Casts every
+/// pixel; a stream of frames is cheaper through `Renderer`.
+pub fn render(calib: &Calibration, index: u64, fps: u32) -> (RgbImage, DepthMm) {
+    render_scene(calib, &Scene::at(index as f64 / fps.max(1) as f64))
+}
+
+/// Pixels around a moving object's projected bounding box that are cast again too: a ray this
+/// far outside the projection misses the object by far more than any rounding.
+const COVER_MARGIN_PX: f64 = 2.0;
+
+/// The pixel rectangle `[u0, u1) × [v0, v1)` of a camera at `origin` with intrinsics `k` that
+/// the world-space box `lo`..`hi` can cover, or `None` where it covers none. A box reaching to
+/// or behind the camera plane covers the whole image.
+fn covered_rect(
+    k: &Intrinsics,
+    origin: [f64; 3],
+    (lo, hi): ([f64; 3], [f64; 3]),
+) -> Option<[usize; 4]> {
+    let mut u_range = (f64::INFINITY, f64::NEG_INFINITY);
+    let mut v_range = (f64::INFINITY, f64::NEG_INFINITY);
+    for corner in 0..8 {
+        let p = [0, 1, 2].map(|a| if corner >> a & 1 == 0 { lo[a] } else { hi[a] } - origin[a]);
+        let (xc, yc, zc) = (dot(p, AXIS_X), dot(p, AXIS_Y), dot(p, AXIS_Z));
+        if !(zc > 1e-3) {
+            return Some([0, k.width, 0, k.height]);
+        }
+        let (u, v) = (k.fx * xc / zc + k.ppx, k.fy * yc / zc + k.ppy);
+        u_range = (u_range.0.min(u), u_range.1.max(u));
+        v_range = (v_range.0.min(v), v_range.1.max(v));
+    }
+    let clip = |(a, b): (f64, f64), size: usize| -> Option<(usize, usize)> {
+        let first = (a - COVER_MARGIN_PX).floor().max(0.0);
+        let end = ((b + COVER_MARGIN_PX).ceil() + 1.0).min(size as f64);
+        // Also false for NaN.
+        (first < end).then_some((first as usize, end as usize))
+    };
+    let (u0, u1) = clip(u_range, k.width)?;
+    let (v0, v1) = clip(v_range, k.height)?;
+    Some([u0, u1, v0, v1])
+}
+
+/// The sorted, disjoint column ranges that the rectangles cover in row `v`.
+fn covered_spans(rects: &[[usize; 4]], v: usize) -> Vec<(usize, usize)> {
+    let mut spans: Vec<(usize, usize)> = rects
+        .iter()
+        .filter(|r| (r[2]..r[3]).contains(&v))
+        .map(|r| (r[0], r[1]))
+        .collect();
+    spans.sort_unstable();
+    let mut merged: Vec<(usize, usize)> = Vec::with_capacity(spans.len());
+    for (a, b) in spans {
+        match merged.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    merged
+}
+
+/// Renders the synthetic scene frame after frame for one calibration, pixel for pixel as
+/// `render` does. The table, floor, wall and the boxes on the table never move: each camera's
+/// view of them is cast once, and a frame casts again only the pixels the gripper or the ball
+/// can cover. A real camera delivers frames for a few percent of a core; a synthetic one that
+/// cast every pixel would take most of one and skew every measurement of the loop beside it.
+pub struct Renderer {
+    calib: Calibration,
+    still_color: RgbImage,
+    still_depth: DepthMm,
+}
+
+impl Renderer {
+    pub fn new(calib: &Calibration) -> Self {
+        let (still_color, still_depth) = render_scene(calib, &Scene::still());
+        Self {
+            calib: calib.clone(),
+            still_color,
+            still_depth,
+        }
+    }
+
+    /// Frame `index` of a sequence at `fps`; the same pixels as `render(calib, index, fps)`.
+    pub fn render(&self, index: u64, fps: u32) -> (RgbImage, DepthMm) {
+        let scene = Scene::at(index as f64 / fps.max(1) as f64);
+        let moving = scene.moving_bounds();
+        let mut depth = self.still_depth.clone();
+        let k = &self.calib.depth;
+        let rects: Vec<[usize; 4]> = moving
+            .iter()
+            .filter_map(|&b| covered_rect(k, [0.0; 3], b))
+            .collect();
+        for v in 0..k.height {
+            for (u0, u1) in covered_spans(&rects, v) {
+                for u in u0..u1 {
+                    depth.set(u, v, depth_pixel(&scene, k, u, v));
+                }
+            }
+        }
+        let k = &self.calib.color;
+        let rects: Vec<[usize; 4]> = moving
+            .iter()
+            .filter_map(|&b| covered_rect(k, COLOR_ORIGIN, b))
+            .collect();
+        let mut rgb = self.still_color.data.clone();
+        for v in 0..k.height {
+            for (u0, u1) in covered_spans(&rects, v) {
+                for u in u0..u1 {
+                    let at = (v * k.width + u) * 3;
+                    if let Some(px) = rgb.get_mut(at..at + 3) {
+                        px.copy_from_slice(&color_pixel(&scene, k, u, v));
+                    }
+                }
+            }
+        }
+        let color = RgbImage::new(k.width, k.height, rgb)
+            .unwrap_or_else(|| RgbImage::filled(k.width, k.height, [0; 3]));
+        (color, depth)
+    }
+}
+
 /// The synthetic scene as an endless source; real-time pacing by default.
 pub struct SyntheticSource {
     options: SyntheticOptions,
     calib: Calibration,
+    renderer: Renderer,
     next_index: u64,
     start: Option<Instant>,
     /// Frames skipped in real time because rendering fell behind the frame grid.
@@ -311,6 +472,7 @@ impl SyntheticSource {
         let calib = calibration(options.width, options.height);
         Self {
             options,
+            renderer: Renderer::new(&calib),
             calib,
             next_index: 0,
             start: None,
@@ -333,7 +495,7 @@ impl Source for SyntheticSource {
             }
         }
         let due = start + Duration::from_secs_f64(index as f64 / fps as f64);
-        let (color, depth) = render(&self.calib, index, fps);
+        let (color, depth) = self.renderer.render(index, fps);
         // Without pacing the scene runs in its own time: capture stamps stay on the nominal
         // grid (so recordings of it are reproducible) and each frame arrives as it is captured.
         let arrival = match self.options.pacing {
@@ -401,6 +563,45 @@ mod tests {
         let stats = src.stats();
         assert_eq!(stats.dropped_by_device, next.sequence - first.sequence - 1);
         assert_eq!(stats.delivered, 2);
+    }
+
+    #[test]
+    fn the_renderer_casts_the_same_pixels_as_a_full_render() {
+        // One period of the motion is 12 s; sample it at steps coprime with the frame grid.
+        for (w, h, frames) in [(160, 120, 0..360u64), (97, 61, 5..365)] {
+            let calib = calibration(w, h);
+            let renderer = Renderer::new(&calib);
+            for index in frames.step_by(11) {
+                assert!(
+                    renderer.render(index, 30) == render(&calib, index, 30),
+                    "{w}x{h} frame {index}"
+                );
+            }
+        }
+        let calib = calibration(640, 480);
+        let renderer = Renderer::new(&calib);
+        for index in [0, 97] {
+            assert!(
+                renderer.render(index, 15) == render(&calib, index, 15),
+                "frame {index}"
+            );
+        }
+    }
+
+    #[test]
+    fn moving_objects_cover_some_pixels_but_not_the_whole_image() {
+        let calib = calibration(640, 480);
+        let scene = Scene::at(1.0);
+        let rects: Vec<_> = scene
+            .moving_bounds()
+            .into_iter()
+            .filter_map(|b| covered_rect(&calib.depth, [0.0; 3], b))
+            .collect();
+        let covered: usize = (0..480)
+            .flat_map(|v| covered_spans(&rects, v))
+            .map(|(a, b)| b - a)
+            .sum();
+        assert!(covered > 0 && covered < 640 * 480 / 4, "{covered}");
     }
 
     #[test]
