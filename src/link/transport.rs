@@ -1,11 +1,11 @@
 //! Byte transports under the link: a serial port, a pseudo-terminal, an in-process pipe.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::time::Duration;
-
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 /// Baud rate of `serial:PATH` when the spec names none.
 pub const DEFAULT_BAUD: u32 = 921_600;
@@ -163,31 +163,43 @@ impl PtyEndpoint {
 
 /// Two connected in-process duplex streams (for the built-in simulator).
 pub fn pipe_pair(read_timeout: Duration) -> (Duplex, Duplex) {
-    let (a_tx, a_rx) = crossbeam_channel::unbounded();
-    let (b_tx, b_rx) = crossbeam_channel::unbounded();
-    let a = Duplex {
+    let (a_to_b, b_to_a) = (Arc::new(Pipe::default()), Arc::new(Pipe::default()));
+    let end = |incoming: &Arc<Pipe>, outgoing: &Arc<Pipe>| Duplex {
         reader: Box::new(PipeReader {
-            rx: b_rx,
+            pipe: incoming.clone(),
             pending: Vec::new(),
             pos: 0,
             timeout: read_timeout,
         }),
-        writer: Box::new(PipeWriter { tx: a_tx }),
-    };
-    let b = Duplex {
-        reader: Box::new(PipeReader {
-            rx: a_rx,
-            pending: Vec::new(),
-            pos: 0,
-            timeout: read_timeout,
+        writer: Box::new(PipeWriter {
+            pipe: outgoing.clone(),
         }),
-        writer: Box::new(PipeWriter { tx: b_tx }),
     };
-    (a, b)
+    (end(&b_to_a, &a_to_b), end(&a_to_b, &b_to_a))
+}
+
+/// One direction of an in-process pipe. A mutex and a condition variable rather than a channel:
+/// the simulator polls every millisecond, and a channel's receive spins and yields before it
+/// sleeps, which cost the loop beside it about a tenth of this machine's two cores.
+#[derive(Default)]
+struct Pipe {
+    state: Mutex<PipeState>,
+    readable: Condvar,
+}
+
+#[derive(Default)]
+struct PipeState {
+    chunks: VecDeque<Vec<u8>>,
+    writer_gone: bool,
+    reader_gone: bool,
+}
+
+fn poisoned<T>(_: T) -> io::Error {
+    io::Error::other("in-process pipe: a thread panicked while holding it")
 }
 
 struct PipeReader {
-    rx: Receiver<Vec<u8>>,
+    pipe: Arc<Pipe>,
     pending: Vec<u8>,
     pos: usize,
     timeout: Duration,
@@ -196,13 +208,27 @@ struct PipeReader {
 impl Read for PipeReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.pos == self.pending.len() {
-            match self.rx.recv_timeout(self.timeout) {
-                Ok(chunk) => {
+            let deadline = Instant::now() + self.timeout;
+            let mut state = self.pipe.state.lock().map_err(poisoned)?;
+            loop {
+                if let Some(chunk) = state.chunks.pop_front() {
                     self.pending = chunk;
                     self.pos = 0;
+                    break;
                 }
-                Err(RecvTimeoutError::Timeout) => return Err(io::ErrorKind::TimedOut.into()),
-                Err(RecvTimeoutError::Disconnected) => return Ok(0),
+                if state.writer_gone {
+                    return Ok(0);
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+                state = self
+                    .pipe
+                    .readable
+                    .wait_timeout(state, left)
+                    .map_err(poisoned)?
+                    .0;
             }
         }
         let n = buf.len().min(self.pending.len() - self.pos);
@@ -212,18 +238,81 @@ impl Read for PipeReader {
     }
 }
 
+impl Drop for PipeReader {
+    fn drop(&mut self) {
+        if let Ok(mut state) = self.pipe.state.lock() {
+            state.reader_gone = true;
+            state.chunks.clear();
+        }
+    }
+}
+
 struct PipeWriter {
-    tx: Sender<Vec<u8>>,
+    pipe: Arc<Pipe>,
 }
 
 impl Write for PipeWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.tx
-            .send(buf.to_vec())
-            .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))?;
+        let mut state = self.pipe.state.lock().map_err(poisoned)?;
+        if state.reader_gone {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        state.chunks.push_back(buf.to_vec());
+        drop(state);
+        self.pipe.readable.notify_one();
         Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+impl Drop for PipeWriter {
+    fn drop(&mut self) {
+        if let Ok(mut state) = self.pipe.state.lock() {
+            state.writer_gone = true;
+        }
+        self.pipe.readable.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_in_process_pipe_delivers_in_order_times_out_and_reports_either_end_gone() {
+        let (host, controller) = pipe_pair(Duration::from_millis(20));
+        let (mut host_reader, mut host_writer) = (host.reader, host.writer);
+        let (mut ctl_reader, ctl_writer) = (controller.reader, controller.writer);
+        let mut buf = [0u8; 3];
+        let empty = ctl_reader.read(&mut buf).unwrap_err();
+        assert_eq!(empty.kind(), io::ErrorKind::TimedOut);
+
+        let sender = std::thread::spawn(move || {
+            for chunk in [&b"abcd"[..], b"ef"] {
+                host_writer.write_all(chunk).unwrap();
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            host_writer
+        });
+        let mut got = Vec::new();
+        while got.len() < 6 {
+            match ctl_reader.read(&mut buf) {
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => assert_eq!(e.kind(), io::ErrorKind::TimedOut),
+            }
+        }
+        assert_eq!(got, b"abcdef");
+        // The writer gone: the reader sees the end of the stream, not a timeout.
+        drop(sender.join().unwrap());
+        assert_eq!(ctl_reader.read(&mut buf).unwrap(), 0);
+
+        // The reader gone: writing to it fails.
+        drop(host_reader.read(&mut buf).unwrap_err());
+        drop(host_reader);
+        let mut ctl_writer = ctl_writer;
+        let err = ctl_writer.write_all(b"x").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
     }
 }
