@@ -65,6 +65,38 @@ pub fn first_realsense() -> Option<String> {
     None
 }
 
+/// RealSense cameras on the USB bus as sysfs lists them (Intel's vendor id 8086 and a product
+/// name that says RealSense), whether or not this build or librealsense can open them: one
+/// `8086:PID NAME` each.
+pub fn realsense_on_usb() -> Vec<String> {
+    realsense_on_usb_in(std::path::Path::new("/sys/bus/usb/devices"))
+}
+
+/// `realsense_on_usb` over a sysfs USB device folder.
+pub fn realsense_on_usb_in(devices: &std::path::Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(devices) else {
+        return Vec::new();
+    };
+    let read = |dir: &std::path::Path, name: &str| {
+        std::fs::read_to_string(dir.join(name))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    };
+    let mut found: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|dir| read(dir, "idVendor").eq_ignore_ascii_case("8086"))
+        .filter_map(|dir| {
+            let product = read(&dir, "product");
+            product
+                .contains("RealSense")
+                .then(|| format!("8086:{} {product}", read(&dir, "idProduct")))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
 /// V4L2 video nodes, read from sysfs. With the `v4l2` feature each node is also asked what it
 /// offers (formats, sizes, rates) and nodes that do not capture video are left out; without it
 /// every node is listed by name.
@@ -149,5 +181,37 @@ mod tests {
                 "depth Z16 640x480 @ 30, 6 fps",
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod usb_tests {
+    use super::*;
+
+    #[test]
+    fn realsense_cameras_are_found_by_vendor_and_product_name() {
+        let sys = tempfile::tempdir().unwrap();
+        let device = |node: &str, vendor: &str, id: &str, product: &str| {
+            let dir = sys.path().join(node);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("idVendor"), format!("{vendor}\n")).unwrap();
+            std::fs::write(dir.join("idProduct"), format!("{id}\n")).unwrap();
+            std::fs::write(dir.join("product"), format!("{product}\n")).unwrap();
+        };
+        device(
+            "2-1",
+            "8086",
+            "0b3a",
+            "Intel(R) RealSense(TM) Depth Camera 435i",
+        );
+        device("1-4", "8086", "0aaa", "Intel(R) Wireless Bluetooth(R)");
+        device("1-2", "046d", "0825", "Webcam C270");
+        // An interface folder: no idVendor.
+        std::fs::create_dir_all(sys.path().join("2-1:1.0")).unwrap();
+        assert_eq!(
+            realsense_on_usb_in(sys.path()),
+            vec!["8086:0b3a Intel(R) RealSense(TM) Depth Camera 435i".to_string()]
+        );
+        assert!(realsense_on_usb_in(&sys.path().join("missing")).is_empty());
     }
 }

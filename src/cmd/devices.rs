@@ -87,6 +87,11 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     {
         notes
             .push("RealSense support is not built in (rebuild with `--features realsense`)".into());
+        for camera in enumerate::realsense_on_usb() {
+            notes.push(format!(
+                "a RealSense camera is on the USB bus ({camera}) but this build cannot open it"
+            ));
+        }
         if args.calib_out.is_some() {
             return Err(bad_input("--calib-out reads RealSense factory calibration: rebuild with `--features realsense`"));
         }

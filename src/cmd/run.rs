@@ -208,8 +208,20 @@ fn load_policy_spec(dir: &Path) -> anyhow::Result<PolicySpec> {
 /// The shipped sample recording, looped so the default step count is reached. A RealSense camera is used only when named (`--camera
 /// realsense`): this build has no way to list attached cameras yet.
 fn default_camera() -> anyhow::Result<String> {
-    if let Some(spec) = spatialbot_edge::camera::enumerate::first_realsense() {
+    use spatialbot_edge::camera::enumerate;
+    if let Some(spec) = enumerate::first_realsense() {
         return Ok(spec);
+    }
+    // Never act on the sample recording with a real camera in front of the arm.
+    if let Some(camera) = enumerate::realsense_on_usb().first() {
+        let why = if cfg!(feature = "realsense") {
+            "librealsense cannot open it (are its udev rules installed? is another process using it?)"
+        } else {
+            "this binary was built without the `realsense` feature (rebuild with `cargo build --release --features realsense`)"
+        };
+        return Err(bad_input(format!(
+            "a RealSense camera is attached ({camera}), but {why}; not falling back to the sample recording with a camera present. To run on the recording anyway, pass --camera replay,loop:{SAMPLE_RECORDING}"
+        )));
     }
     let sample = find_shipped(SAMPLE_RECORDING).ok_or_else(|| {
         bad_input(format!(
