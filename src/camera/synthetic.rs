@@ -360,7 +360,7 @@ fn covered_rect(
     for corner in 0..8 {
         let p = [0, 1, 2].map(|a| if corner >> a & 1 == 0 { lo[a] } else { hi[a] } - origin[a]);
         let (xc, yc, zc) = (dot(p, AXIS_X), dot(p, AXIS_Y), dot(p, AXIS_Z));
-        if !(zc > 1e-3) {
+        if zc.is_nan() || zc <= 1e-3 {
             return Some([0, k.width, 0, k.height]);
         }
         let (u, v) = (k.fx * xc / zc + k.ppx, k.fy * yc / zc + k.ppy);
