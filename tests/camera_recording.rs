@@ -90,9 +90,23 @@ fn registered_recording_replays_registered() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("rec");
     let spec: CameraSpec = "synthetic,fast:40x30".parse().unwrap();
-    let mut live = camera::open(&spec, &OpenOptions { register: true }).unwrap();
+    let mut live = camera::open(
+        &spec,
+        &OpenOptions {
+            register: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     recording::record(live.as_mut(), &out, RecordLimit::Frames(2), blocking()).unwrap();
-    let mut reference = camera::open(&spec, &OpenOptions { register: true }).unwrap();
+    let mut reference = camera::open(
+        &spec,
+        &OpenOptions {
+            register: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let mut src = replay(&out, false);
     for _ in 0..2 {
         let (want, got) = (
@@ -257,6 +271,77 @@ fn truncated_png_names_file_and_frame_after_earlier_frames() {
         err.contains("frame 1") && err.contains("000001.png"),
         "{err}"
     );
+}
+
+#[test]
+fn sources_asked_for_no_depth_leave_it_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("rec");
+    recording::record(
+        &mut fast_synthetic(32, 24),
+        &out,
+        RecordLimit::Frames(3),
+        blocking(),
+    )
+    .unwrap();
+    let expected: Vec<RgbdFrame> = {
+        let mut src = replay(&out, false);
+        (0..3).map(|_| src.next_frame().unwrap().unwrap()).collect()
+    };
+    // Depth files that cannot be read: a source that reads them would fail.
+    for index in 0..3 {
+        std::fs::write(recording::depth_path(&out, index), b"not a png").unwrap();
+    }
+    let without_depth = OpenOptions {
+        without_depth: true,
+        ..Default::default()
+    };
+    let spec = CameraSpec::Replay(ReplayOptions {
+        path: out.clone(),
+        pacing: Pacing::AsFastAsPossible,
+        looping: false,
+    });
+    let mut src = camera::open(&spec, &without_depth).unwrap();
+    for want in &expected {
+        let got = src.next_frame().unwrap().unwrap();
+        assert!(!got.has_depth);
+        assert_eq!((got.depth.width(), got.depth.height()), (0, 0));
+        assert_eq!(got.color, want.color);
+        assert_eq!(got.capture, got.capture.min(got.arrival));
+    }
+    assert!(src.next_frame().unwrap().is_none());
+    assert!(replay(&out, false).next_frame().is_err());
+
+    // The synthetic camera renders colour only, the same colour.
+    let spec = CameraSpec::Synthetic(SyntheticOptions {
+        width: 32,
+        height: 24,
+        fps: 30,
+        pacing: Pacing::AsFastAsPossible,
+    });
+    let mut full = camera::open(&spec, &OpenOptions::default()).unwrap();
+    let mut colour_only = camera::open(&spec, &without_depth).unwrap();
+    for _ in 0..3 {
+        let (a, b) = (
+            full.next_frame().unwrap().unwrap(),
+            colour_only.next_frame().unwrap().unwrap(),
+        );
+        assert!(a.has_depth && !b.has_depth);
+        assert_eq!((b.depth.width(), b.depth.height()), (0, 0));
+        assert_eq!((a.color, a.sequence), (b.color, b.sequence));
+    }
+
+    // Registration needs depth: asking for both delivers it.
+    let both = OpenOptions {
+        register: true,
+        without_depth: true,
+    };
+    let frame = camera::open(&spec, &both)
+        .unwrap()
+        .next_frame()
+        .unwrap()
+        .unwrap();
+    assert!(frame.has_depth && frame.depth_registered);
 }
 
 #[test]

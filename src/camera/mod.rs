@@ -36,6 +36,8 @@ pub struct RgbdFrame {
     pub depth: DepthMm,
     /// False for a colour-only camera (V4L2 alone): `depth` is then all zeros ("no data") of the
     /// colour size and is not a measurement; consumers that need depth must refuse the frame.
+    /// Also false where the consumer asked for no depth (`OpenOptions::without_depth`) and the
+    /// source left it out: `depth` is then empty (0×0).
     pub has_depth: bool,
     pub depth_registered: bool,
     pub color_intrinsics: Intrinsics,
@@ -109,12 +111,20 @@ pub trait Source: Send {
 pub struct OpenOptions {
     /// Deliver depth registered to the colour camera.
     pub register: bool,
+    /// The consumer does not use depth: sources that can skip reading or rendering it (PNG
+    /// recordings, the synthetic camera) deliver frames without it (`has_depth` false). Ignored
+    /// with `register`, and by cameras that deliver depth anyway.
+    pub without_depth: bool,
 }
 
 /// Opens the source a SPEC names.
 pub fn open(spec: &CameraSpec, options: &OpenOptions) -> Result<Box<dyn Source>, SourceError> {
+    let skip_depth = options.without_depth && !options.register;
     let source: Box<dyn Source> = match spec {
-        CameraSpec::Synthetic(opts) => Box::new(synthetic::SyntheticSource::new(opts.clone())),
+        CameraSpec::Synthetic(opts) => {
+            let source = synthetic::SyntheticSource::new(opts.clone());
+            Box::new(source.with_depth(!skip_depth))
+        }
         #[cfg(feature = "realsense")]
         CameraSpec::Replay(opts) if is_bag(&opts.path) => {
             let path = opts.path.clone();
@@ -128,7 +138,10 @@ pub fn open(spec: &CameraSpec, options: &OpenOptions) -> Result<Box<dyn Source>,
                 open_bag()?
             }
         }
-        CameraSpec::Replay(opts) => Box::new(recording::PngFolderSource::open(opts.clone())?),
+        CameraSpec::Replay(opts) => {
+            let source = recording::PngFolderSource::open(opts.clone())?;
+            Box::new(source.with_depth(!skip_depth))
+        }
         #[cfg(feature = "realsense")]
         CameraSpec::RealSense { serial, options } => {
             let defaults = realsense::Modes::default();
@@ -207,7 +220,7 @@ fn open_pair(
         message: format!("cannot read the pair's calibration: {e}"),
     })?;
     let calibration = Calibration::from_toml_str(&text, &file.display().to_string())?;
-    let plain = OpenOptions { register: false };
+    let plain = OpenOptions::default();
     let color = open(color, &plain)?;
     let depth = open(depth, &plain)?;
     Ok(paired::PairedSource::new(

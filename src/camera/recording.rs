@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Pacing, ReplayOptions, RgbdFrame, Source, SourceError, SourceStats};
 use crate::imageio;
-use crate::rgbd::{Calibration, DepthMm, RgbImage};
+use crate::rgbd::{Calibration, DepthMm, Intrinsics, RgbImage};
 
 pub const FORMAT: &str = "spatialbot-edge png-folder v1";
 pub const TIMESTAMPS_HEADER: &str =
@@ -259,9 +259,18 @@ pub struct PngFolderSource {
     /// Host time of the first frame's capture in the current pass, for real-time pacing.
     pass_start: Option<Instant>,
     stats: SourceStats,
+    /// False: depth images are not read, and frames say they have none.
+    with_depth: bool,
 }
 
 impl PngFolderSource {
+    /// `false`: leave the depth images unread (a consumer that does not use depth); frames then
+    /// carry none (`has_depth` false, an empty depth image).
+    pub fn with_depth(mut self, with_depth: bool) -> Self {
+        self.with_depth = with_depth;
+        self
+    }
+
     pub fn open(options: ReplayOptions) -> Result<Self, SourceError> {
         let dir = options.path.clone();
         if dir
@@ -355,6 +364,7 @@ impl PngFolderSource {
             sequence: 0,
             pass_start: None,
             stats: SourceStats::default(),
+            with_depth: true,
         })
     }
 
@@ -373,11 +383,52 @@ impl PngFolderSource {
 
     /// Reads frame `index`'s images, checking their sizes against the calibration.
     pub fn read_images(&self, index: u64) -> Result<(RgbImage, DepthMm), SourceError> {
+        let color = self.read_color(index)?;
+        let depth = self.read_depth(index)?;
+        Ok((color, depth))
+    }
+
+    /// Reads frame `index`'s colour image, checking its size against the calibration.
+    fn read_color(&self, index: u64) -> Result<RgbImage, SourceError> {
         let image_err = |source| SourceError::Image {
             frame: index,
             source,
         };
         let color = imageio::read_rgb_png(&color_path(&self.dir, index)).map_err(image_err)?;
+        let c = &self.calib.color;
+        if (color.width, color.height) != (c.width, c.height) {
+            return Err(self.size_mismatch(
+                color_path(&self.dir, index),
+                index,
+                (color.width, color.height),
+                c,
+            ));
+        }
+        Ok(color)
+    }
+
+    fn size_mismatch(
+        &self,
+        path: PathBuf,
+        index: u64,
+        (w, h): (usize, usize),
+        want: &Intrinsics,
+    ) -> SourceError {
+        SourceError::Recording {
+            path: path.display().to_string(),
+            message: format!(
+                "frame {index}: image is {w}x{h} but calibration.toml says {}x{}",
+                want.width, want.height
+            ),
+        }
+    }
+
+    /// Reads frame `index`'s depth image, checking its size against the calibration.
+    fn read_depth(&self, index: u64) -> Result<DepthMm, SourceError> {
+        let image_err = |source| SourceError::Image {
+            frame: index,
+            source,
+        };
         let p24 = depth24_path(&self.dir, index);
         let depth = if p24.exists() {
             let packed = imageio::read_rgb_png(&p24).map_err(image_err)?;
@@ -391,38 +442,20 @@ impl PngFolderSource {
         } else {
             imageio::read_depth_png(&depth_path(&self.dir, index)).map_err(image_err)?
         };
-        let c = &self.calib.color;
-        let want_depth = if self.info.depth_registered {
-            c
+        let want = if self.info.depth_registered {
+            &self.calib.color
         } else {
             &self.calib.depth
         };
-        let mismatch =
-            |path: PathBuf, w: usize, h: usize, ww: usize, wh: usize| SourceError::Recording {
-                path: path.display().to_string(),
-                message: format!(
-                    "frame {index}: image is {w}x{h} but calibration.toml says {ww}x{wh}"
-                ),
-            };
-        if (color.width, color.height) != (c.width, c.height) {
-            return Err(mismatch(
-                color_path(&self.dir, index),
-                color.width,
-                color.height,
-                c.width,
-                c.height,
-            ));
-        }
-        if (depth.width(), depth.height()) != (want_depth.width, want_depth.height) {
-            return Err(mismatch(
+        if (depth.width(), depth.height()) != (want.width, want.height) {
+            return Err(self.size_mismatch(
                 depth_path(&self.dir, index),
-                depth.width(),
-                depth.height(),
-                want_depth.width,
-                want_depth.height,
+                index,
+                (depth.width(), depth.height()),
+                want,
             ));
         }
-        Ok((color, depth))
+        Ok(depth)
     }
 }
 
@@ -462,7 +495,11 @@ impl Source for PngFolderSource {
             }
         }
         let row = self.rows[self.next].clone();
-        let (color, depth) = self.read_images(row.index)?;
+        let (color, depth) = if self.with_depth {
+            self.read_images(row.index)?
+        } else {
+            (self.read_color(row.index)?, DepthMm::zeros(0, 0))
+        };
         let offset = Duration::from_nanos((row.capture_ns - self.rows[0].capture_ns).max(0) as u64);
         let latency = Duration::from_nanos((row.arrival_ns - row.capture_ns).max(0) as u64);
         let (capture, arrival) = match self.options.pacing {
@@ -488,7 +525,7 @@ impl Source for PngFolderSource {
         Ok(Some(RgbdFrame {
             color,
             depth,
-            has_depth: self.info.has_depth,
+            has_depth: self.info.has_depth && self.with_depth,
             depth_registered: registered,
             color_intrinsics: self.calib.color.clone(),
             depth_intrinsics: if registered {

@@ -420,6 +420,15 @@ impl Renderer {
     /// Frame `index` of a sequence at `fps`; the same pixels as `render(calib, index, fps)`.
     pub fn render(&self, index: u64, fps: u32) -> (RgbImage, DepthMm) {
         let scene = Scene::at(index as f64 / fps.max(1) as f64);
+        (self.color(&scene), self.depth(&scene))
+    }
+
+    /// Only the colour image of frame `index`.
+    pub fn render_color(&self, index: u64, fps: u32) -> RgbImage {
+        self.color(&Scene::at(index as f64 / fps.max(1) as f64))
+    }
+
+    fn depth(&self, scene: &Scene) -> DepthMm {
         let moving = scene.moving_bounds();
         let mut depth = self.still_depth.clone();
         let k = &self.calib.depth;
@@ -430,10 +439,15 @@ impl Renderer {
         for v in 0..k.height {
             for (u0, u1) in covered_spans(&rects, v) {
                 for u in u0..u1 {
-                    depth.set(u, v, depth_pixel(&scene, k, u, v));
+                    depth.set(u, v, depth_pixel(scene, k, u, v));
                 }
             }
         }
+        depth
+    }
+
+    fn color(&self, scene: &Scene) -> RgbImage {
+        let moving = scene.moving_bounds();
         let k = &self.calib.color;
         let rects: Vec<[usize; 4]> = moving
             .iter()
@@ -445,14 +459,13 @@ impl Renderer {
                 for u in u0..u1 {
                     let at = (v * k.width + u) * 3;
                     if let Some(px) = rgb.get_mut(at..at + 3) {
-                        px.copy_from_slice(&color_pixel(&scene, k, u, v));
+                        px.copy_from_slice(&color_pixel(scene, k, u, v));
                     }
                 }
             }
         }
-        let color = RgbImage::new(k.width, k.height, rgb)
-            .unwrap_or_else(|| RgbImage::filled(k.width, k.height, [0; 3]));
-        (color, depth)
+        RgbImage::new(k.width, k.height, rgb)
+            .unwrap_or_else(|| RgbImage::filled(k.width, k.height, [0; 3]))
     }
 }
 
@@ -465,6 +478,8 @@ pub struct SyntheticSource {
     start: Option<Instant>,
     /// Frames skipped in real time because rendering fell behind the frame grid.
     skipped: u64,
+    /// False: depth is not rendered, and frames say they have none.
+    with_depth: bool,
 }
 
 impl SyntheticSource {
@@ -477,7 +492,15 @@ impl SyntheticSource {
             next_index: 0,
             start: None,
             skipped: 0,
+            with_depth: true,
         }
+    }
+
+    /// `false`: render colour only (a consumer that does not use depth); frames then carry no
+    /// depth (`has_depth` false, an empty depth image).
+    pub fn with_depth(mut self, with_depth: bool) -> Self {
+        self.with_depth = with_depth;
+        self
     }
 }
 
@@ -495,7 +518,11 @@ impl Source for SyntheticSource {
             }
         }
         let due = start + Duration::from_secs_f64(index as f64 / fps as f64);
-        let (color, depth) = self.renderer.render(index, fps);
+        let (color, depth) = if self.with_depth {
+            self.renderer.render(index, fps)
+        } else {
+            (self.renderer.render_color(index, fps), DepthMm::zeros(0, 0))
+        };
         // Without pacing the scene runs in its own time: capture stamps stay on the nominal
         // grid (so recordings of it are reproducible) and each frame arrives as it is captured.
         let arrival = match self.options.pacing {
@@ -513,7 +540,7 @@ impl Source for SyntheticSource {
             color,
             depth,
             depth_registered: false,
-            has_depth: true,
+            has_depth: self.with_depth,
             color_intrinsics: self.calib.color.clone(),
             depth_intrinsics: self.calib.depth.clone(),
             color_frame_number: index,

@@ -60,6 +60,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         &spec,
         &OpenOptions {
             register: args.register,
+            ..Default::default()
         },
     )
     .map_err(source_error)?;

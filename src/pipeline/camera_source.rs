@@ -36,7 +36,11 @@ impl CameraFrames {
     /// here, before the loop starts, unless depth is unused.
     pub fn open(spec: &CameraSpec, depth: DepthUse) -> Result<Self, SourceError> {
         let register = depth == DepthUse::Registered;
-        let source = camera::open(spec, &OpenOptions { register })?;
+        let options = OpenOptions {
+            register,
+            without_depth: depth == DepthUse::Unused,
+        };
+        let source = camera::open(spec, &options)?;
         let mut frames = Self::from_source(source, depth);
         if depth == DepthUse::OnDemand {
             frames.registrar()?;
