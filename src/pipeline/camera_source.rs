@@ -12,7 +12,8 @@ use super::{CapturedFrame, FrameSource, StageError, UnregisteredDepth};
 /// What the loop's consumers need of the camera's depth.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DepthUse {
-    /// An RGB policy and no guard: frames carry no depth, and none is registered.
+    /// An RGB policy and no guard: frames carry no depth, and none is registered; sources that
+    /// can (recordings, the synthetic camera) do not read it either.
     Unused,
     /// An RGB-D policy: every frame's depth registered on the capture thread as it arrives
     /// (measured faster in the loop than registering on the vision thread beside the colour
