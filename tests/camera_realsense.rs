@@ -6,7 +6,7 @@ use std::path::Path;
 
 use spatialbot_edge::camera::realsense::software::BagWriter;
 use spatialbot_edge::camera::synthetic;
-use spatialbot_edge::camera::{self, CameraSpec, OpenOptions, RgbdFrame, Source};
+use spatialbot_edge::camera::{self, CameraSpec, OpenOptions, RgbdFrame, Source, SourceStats};
 use spatialbot_edge::rgbd::{Calibration, Intrinsics};
 
 const W: usize = 48;
@@ -61,8 +61,12 @@ fn write_bag(path: &Path, frames: u64, shift: Shift) -> Calibration {
 }
 
 fn play(path: &Path) -> (Vec<RgbdFrame>, Box<dyn Source>) {
+    play_with(path, &OpenOptions::default())
+}
+
+fn play_with(path: &Path, options: &OpenOptions) -> (Vec<RgbdFrame>, Box<dyn Source>) {
     let spec: CameraSpec = format!("replay,fast:{}", path.display()).parse().unwrap();
-    let mut src = camera::open(&spec, &OpenOptions::default()).expect("open bag");
+    let mut src = camera::open(&spec, options).expect("open bag");
     let mut frames = Vec::new();
     while let Some(f) = src.next_frame().expect("frame") {
         frames.push(f);
@@ -135,6 +139,31 @@ fn dropped_frames_are_counted() {
     assert_eq!(frames.len(), 5);
     let s = src.stats();
     assert_eq!((s.dropped_by_device, s.unpaired_color), (1, 1));
+}
+
+#[test]
+fn a_bag_asked_for_no_depth_pairs_the_same_frames_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let bag = dir.path().join("scene.bag");
+    write_bag(&bag, 6, Shift::ColorOneFrameLate);
+    let (full, full_src) = play(&bag);
+    let without_depth = OpenOptions {
+        without_depth: true,
+        ..Default::default()
+    };
+    let (colour_only, src) = play_with(&bag, &without_depth);
+    assert_eq!(colour_only.len(), full.len());
+    for (a, b) in full.iter().zip(&colour_only) {
+        assert!(a.has_depth && !b.has_depth);
+        assert_eq!((b.depth.width(), b.depth.height()), (0, 0));
+        assert_eq!(a.color, b.color);
+        assert_eq!(
+            (a.color_frame_number, a.depth_frame_number),
+            (b.color_frame_number, b.depth_frame_number)
+        );
+    }
+    let counts = |s: SourceStats| (s.unpaired_color, s.unpaired_depth, s.dropped_by_device);
+    assert_eq!(counts(src.stats()), counts(full_src.stats()));
 }
 
 #[test]

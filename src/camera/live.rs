@@ -58,6 +58,10 @@ pub trait DeviceLayer: Send {
     fn usb_type(&self) -> Option<String> {
         None
     }
+    /// False where depth frames come without their pixels (asked for no depth).
+    fn delivers_depth(&self) -> bool {
+        true
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -228,7 +232,7 @@ impl<D: DeviceLayer> LiveSource<D> {
         let frame = RgbdFrame {
             color: pair.color.image,
             depth: pair.depth.image,
-            has_depth: true,
+            has_depth: self.device.delivers_depth(),
             depth_registered: false,
             color_intrinsics: calib.color.clone(),
             depth_intrinsics: calib.depth.clone(),

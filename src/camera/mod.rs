@@ -111,9 +111,10 @@ pub trait Source: Send {
 pub struct OpenOptions {
     /// Deliver depth registered to the colour camera.
     pub register: bool,
-    /// The consumer does not use depth: sources that can skip reading or rendering it (PNG
-    /// recordings, the synthetic camera) deliver frames without it (`has_depth` false). Ignored
-    /// with `register`, and by cameras that deliver depth anyway.
+    /// The consumer does not use depth: sources that can skip reading, converting or rendering
+    /// it (PNG recordings, RealSense cameras and `.bag` files, the synthetic camera) deliver
+    /// frames without it (`has_depth` false). Ignored with `register`, and by a `pair:`, whose
+    /// depth half is what pairs it.
     pub without_depth: bool,
 }
 
@@ -130,7 +131,11 @@ pub fn open(spec: &CameraSpec, options: &OpenOptions) -> Result<Box<dyn Source>,
             let path = opts.path.clone();
             let real_time = opts.pacing == Pacing::RealTime;
             let open_bag = move || -> Result<Box<dyn Source>, SourceError> {
-                Ok(Box::new(realsense::open_bag(&path, real_time)?))
+                Ok(Box::new(realsense::open_bag(
+                    &path,
+                    real_time,
+                    !skip_depth,
+                )?))
             };
             if opts.looping {
                 Box::new(Looping::new(open_bag)?)
@@ -167,7 +172,12 @@ pub fn open(spec: &CameraSpec, options: &OpenOptions) -> Result<Box<dyn Source>,
             if let Some(ms) = options.max_skew_ms {
                 live.max_skew_ms = ms;
             }
-            Box::new(realsense::open_live(serial.clone(), modes, live)?)
+            Box::new(realsense::open_live(
+                serial.clone(),
+                modes,
+                live,
+                !skip_depth,
+            )?)
         }
         #[cfg(not(feature = "realsense"))]
         CameraSpec::RealSense { .. } => {

@@ -285,6 +285,8 @@ struct Shared {
     /// Bag playback not in real time: wait for the consumer instead of dropping.
     block: bool,
     depth_scale_m: f64,
+    /// False: depth frames are passed on without their pixels (the consumer does not use them).
+    keep_depth: bool,
     dropped: std::sync::atomic::AtomicU64,
 }
 
@@ -307,6 +309,7 @@ pub struct RsDevice {
     usb_type: Option<String>,
     playback_seen: bool,
     stopped_since: Option<Instant>,
+    keep_depth: bool,
 }
 
 // SAFETY: the raw handles are only used from the thread that owns the RsDevice; librealsense
@@ -327,6 +330,13 @@ impl RsDevice {
             },
             path.display().to_string(),
         )
+    }
+
+    /// `false`: depth frames keep their number and timestamp, for pairing, but not their pixels
+    /// (a consumer that does not use depth); frames then carry none (`has_depth` false).
+    pub fn with_depth(mut self, keep_depth: bool) -> Self {
+        self.keep_depth = keep_depth;
+        self
     }
 
     fn with(target: Target, description: String) -> Self {
@@ -356,6 +366,7 @@ impl RsDevice {
             description,
             usb_type: None,
             playback_seen: false,
+            keep_depth: true,
             stopped_since: None,
         }
     }
@@ -570,6 +581,7 @@ impl RsDevice {
             tx,
             block,
             depth_scale_m: depth_scale,
+            keep_depth: self.keep_depth,
             dropped: Default::default(),
         }));
         self.open = Some(Open {
@@ -700,7 +712,8 @@ pub(crate) fn extrinsics_to_rs(e: &Extrinsics) -> rs::rs2_extrinsics {
 }
 
 /// Copies one librealsense frame into a [`RawFrame`]. `None` for streams we don't use.
-fn raw_frame(frame: *const rs::rs2_frame, depth_scale_m: f64) -> Option<RawFrame> {
+fn raw_frame(frame: *const rs::rs2_frame, shared: &Shared) -> Option<RawFrame> {
+    let depth_scale_m = shared.depth_scale_m;
     let arrival = Instant::now();
     let profile = rs_call!(rs2_get_frame_stream_profile(frame)).ok()?;
     let (mut stream, mut format, mut index, mut uid, mut fps) = (0, 0, 0, 0, 0);
@@ -727,7 +740,10 @@ fn raw_frame(frame: *const rs::rs2_frame, depth_scale_m: f64) -> Option<RawFrame
     let timestamp = rs_call!(rs2_get_frame_timestamp(frame)).ok();
     let payload = if stream == rs::rs2_stream_RS2_STREAM_DEPTH
         && format == rs::rs2_format_RS2_FORMAT_Z16
+        && !shared.keep_depth
     {
+        Payload::Depth(DepthMm::zeros(0, 0))
+    } else if stream == rs::rs2_stream_RS2_STREAM_DEPTH && format == rs::rs2_format_RS2_FORMAT_Z16 {
         let rows = bytes.chunks_exact(stride).take(h).map(|row| &row[..w * 2]);
         if (depth_scale_m * 1000.0 - 1.0).abs() < 1e-6 {
             // One Z16 unit is one millimetre: widen straight into the frame, one pass.
@@ -770,7 +786,7 @@ fn raw_frame(frame: *const rs::rs2_frame, depth_scale_m: f64) -> Option<RawFrame
 unsafe extern "C" fn on_frame(frame: *mut rs::rs2_frame, user: *mut c_void) {
     // SAFETY: `user` is the `Shared` that outlives the sensors it was registered with.
     let shared = unsafe { &*(user as *const Shared) };
-    if let Some(raw) = raw_frame(frame, shared.depth_scale_m) {
+    if let Some(raw) = raw_frame(frame, shared) {
         let sent = if shared.block {
             shared.tx.send(raw).is_ok()
         } else {
@@ -866,31 +882,44 @@ impl DeviceLayer for RsDevice {
     fn usb_type(&self) -> Option<String> {
         self.usb_type.clone()
     }
+
+    fn delivers_depth(&self) -> bool {
+        self.keep_depth
+    }
 }
 
 /// Opens `realsense[:SERIAL]` as a live source.
+/// `keep_depth` false: see [`RsDevice::with_depth`].
 pub fn open_live(
     serial: Option<String>,
     modes: Modes,
     options: LiveOptions,
+    keep_depth: bool,
 ) -> Result<LiveSource<RsDevice>, SourceError> {
     let options = LiveOptions {
         asked_fps: Some(f64::from(modes.depth.fps.min(modes.color.fps))),
         ..options
     };
-    let mut source = LiveSource::new(RsDevice::live(serial, modes), options);
+    let device = RsDevice::live(serial, modes).with_depth(keep_depth);
+    let mut source = LiveSource::new(device, options);
     source.prime()?;
     Ok(source)
 }
 
-/// Opens a `.bag` as a source: every frame, paired by timestamp, in file order.
-pub fn open_bag(path: &Path, real_time: bool) -> Result<LiveSource<RsDevice>, SourceError> {
+/// Opens a `.bag` as a source: every frame, paired by timestamp, in file order. `keep_depth`
+/// false: see [`RsDevice::with_depth`].
+pub fn open_bag(
+    path: &Path,
+    real_time: bool,
+    keep_depth: bool,
+) -> Result<LiveSource<RsDevice>, SourceError> {
     let options = LiveOptions {
         frame_timeout: Duration::from_secs(5),
         reconnect_timeout: Duration::ZERO,
         ..LiveOptions::default()
     };
-    let mut source = LiveSource::new(RsDevice::bag(path, real_time), options);
+    let device = RsDevice::bag(path, real_time).with_depth(keep_depth);
+    let mut source = LiveSource::new(device, options);
     source.prime().map_err(|e| match e {
         SourceError::Device(message) => SourceError::Recording {
             path: path.display().to_string(),
