@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,19 @@ fn replay(dir: &Path, looping: bool) -> Box<dyn Source> {
         looping,
     });
     camera::open(&spec, &OpenOptions::default()).unwrap()
+}
+
+/// Records `frames` frames of the synthetic camera at `w`×`h` into `parent/rec`.
+fn record_synthetic(parent: &Path, w: usize, h: usize, frames: u64) -> PathBuf {
+    let out = parent.join("rec");
+    recording::record(
+        &mut fast_synthetic(w, h),
+        &out,
+        RecordLimit::Frames(frames),
+        blocking(),
+    )
+    .unwrap();
+    out
 }
 
 fn blocking() -> RecorderOptions {
@@ -243,14 +256,7 @@ fn colour_only_recordings_replay_as_colour_only() {
 #[test]
 fn truncated_png_names_file_and_frame_after_earlier_frames() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("rec");
-    recording::record(
-        &mut fast_synthetic(32, 24),
-        &out,
-        RecordLimit::Frames(4),
-        blocking(),
-    )
-    .unwrap();
+    let out = record_synthetic(dir.path(), 32, 24, 4);
     let victim = recording::depth_path(&out, 2);
     let bytes = std::fs::read(&victim).unwrap();
     std::fs::write(&victim, &bytes[..bytes.len() / 2]).unwrap();
@@ -276,14 +282,7 @@ fn truncated_png_names_file_and_frame_after_earlier_frames() {
 #[test]
 fn sources_asked_for_no_depth_leave_it_unread() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("rec");
-    recording::record(
-        &mut fast_synthetic(32, 24),
-        &out,
-        RecordLimit::Frames(3),
-        blocking(),
-    )
-    .unwrap();
+    let out = record_synthetic(dir.path(), 32, 24, 3);
     let expected: Vec<RgbdFrame> = {
         let mut src = replay(&out, false);
         (0..3).map(|_| src.next_frame().unwrap().unwrap()).collect()
@@ -347,14 +346,7 @@ fn sources_asked_for_no_depth_leave_it_unread() {
 #[test]
 fn bad_folders_are_explained() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("rec");
-    recording::record(
-        &mut fast_synthetic(32, 24),
-        &out,
-        RecordLimit::Frames(3),
-        blocking(),
-    )
-    .unwrap();
+    let out = record_synthetic(dir.path(), 32, 24, 3);
     let open = |p: &Path| {
         camera::open(
             &CameraSpec::Replay(ReplayOptions {
@@ -402,14 +394,7 @@ fn bad_folders_are_explained() {
 #[test]
 fn looping_replay_keeps_time_moving() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("rec");
-    recording::record(
-        &mut fast_synthetic(16, 16),
-        &out,
-        RecordLimit::Frames(3),
-        blocking(),
-    )
-    .unwrap();
+    let out = record_synthetic(dir.path(), 16, 16, 3);
     let mut src = replay(&out, true);
     let frames: Vec<RgbdFrame> = (0..7).map(|_| src.next_frame().unwrap().unwrap()).collect();
     assert_eq!(frames[3].color, frames[0].color);
