@@ -7,6 +7,7 @@
 pub mod clock;
 pub mod enumerate;
 pub mod live;
+pub mod pacing;
 pub mod paired;
 pub mod pairing;
 #[cfg(feature = "realsense")]

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::pacing::LateStart;
 use super::{Pacing, ReplayOptions, RgbdFrame, Source, SourceError, SourceStats};
 use crate::imageio;
 use crate::rgbd::{Calibration, DepthMm, Intrinsics, RgbImage};
@@ -261,6 +262,8 @@ pub struct PngFolderSource {
     stats: SourceStats,
     /// False: depth images are not read, and frames say they have none.
     with_depth: bool,
+    /// In real time a frame is decoded just before it is due, not beside the loop's work.
+    late_start: LateStart,
 }
 
 impl PngFolderSource {
@@ -365,6 +368,7 @@ impl PngFolderSource {
             pass_start: None,
             stats: SourceStats::default(),
             with_depth: true,
+            late_start: LateStart::default(),
         })
     }
 
@@ -495,13 +499,18 @@ impl Source for PngFolderSource {
             }
         }
         let row = self.rows[self.next].clone();
+        let offset = Duration::from_nanos((row.capture_ns - self.rows[0].capture_ns).max(0) as u64);
+        let latency = Duration::from_nanos((row.arrival_ns - row.capture_ns).max(0) as u64);
+        if let (Pacing::RealTime, Some(start)) = (self.options.pacing, self.pass_start) {
+            self.late_start.wait_to_make(start + offset + latency);
+        }
+        let decoding = Instant::now();
         let (color, depth) = if self.with_depth {
             self.read_images(row.index)?
         } else {
             (self.read_color(row.index)?, DepthMm::zeros(0, 0))
         };
-        let offset = Duration::from_nanos((row.capture_ns - self.rows[0].capture_ns).max(0) as u64);
-        let latency = Duration::from_nanos((row.arrival_ns - row.capture_ns).max(0) as u64);
+        self.late_start.made(decoding.elapsed());
         let (capture, arrival) = match self.options.pacing {
             Pacing::RealTime => {
                 let start = *self.pass_start.get_or_insert_with(Instant::now);

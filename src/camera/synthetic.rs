@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::pacing::LateStart;
 use super::{Pacing, RgbdFrame, Source, SourceError, SourceStats, SyntheticOptions};
 use crate::rgbd::{Calibration, DepthMm, DistortionModel, Extrinsics, Intrinsics, RgbImage};
 
@@ -480,6 +481,8 @@ pub struct SyntheticSource {
     skipped: u64,
     /// False: depth is not rendered, and frames say they have none.
     with_depth: bool,
+    /// In real time a frame is rendered just before it is due, not beside the loop's work.
+    late_start: LateStart,
 }
 
 impl SyntheticSource {
@@ -493,6 +496,7 @@ impl SyntheticSource {
             start: None,
             skipped: 0,
             with_depth: true,
+            late_start: LateStart::default(),
         }
     }
 
@@ -518,11 +522,16 @@ impl Source for SyntheticSource {
             }
         }
         let due = start + Duration::from_secs_f64(index as f64 / fps as f64);
+        if self.options.pacing == Pacing::RealTime {
+            self.late_start.wait_to_make(due);
+        }
+        let rendering = Instant::now();
         let (color, depth) = if self.with_depth {
             self.renderer.render(index, fps)
         } else {
             (self.renderer.render_color(index, fps), DepthMm::zeros(0, 0))
         };
+        self.late_start.made(rendering.elapsed());
         // Without pacing the scene runs in its own time: capture stamps stay on the nominal
         // grid (so recordings of it are reproducible) and each frame arrives as it is captured.
         let arrival = match self.options.pacing {
