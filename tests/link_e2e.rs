@@ -142,7 +142,7 @@ fn corrupting_relay(
             }
             if let Ok(Message::Action(a)) = decode_frame(&frame[..frame.len() - 1]) {
                 actions += 1;
-                if actions % every == 0 {
+                if actions.is_multiple_of(every) {
                     rng ^= rng << 13;
                     rng ^= rng >> 7;
                     rng ^= rng << 17;
@@ -194,7 +194,7 @@ fn corrupted_frames_are_rejected_and_counted_and_intact_ones_delivered() {
                 }
                 if let Ok(Message::Status(_)) = decode_frame(&frame[..frame.len() - 1]) {
                     statuses += 1;
-                    if statuses % 3 == 0 {
+                    if statuses.is_multiple_of(3) {
                         let at = frame.len() / 2;
                         frame[at] ^= if frame[at] == 0x5a { 0xa5 } else { 0x5a };
                         *back_count.lock().unwrap() += 1;

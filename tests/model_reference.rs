@@ -92,6 +92,7 @@ fn check_fixture(name: &str, config: &BackendConfig) {
         .iter()
         .map(|v| v.as_u64().unwrap())
         .collect();
+    #[allow(clippy::needless_range_loop)] // k also names the step's fixture folder
     for k in 0..=steps {
         let dir = r.join(format!("case_decoder/step_{k}"));
         let embeds = read(&dir.join("in_inputs_embeds.npy"));

@@ -36,6 +36,7 @@ fn fullsize_policy_reference_case() {
     let steps = cases["decode_steps"].as_u64().unwrap() as usize;
     let greedy = cases["greedy_tokens"].as_array().unwrap();
     let mut cache = b.new_cache().unwrap();
+    #[allow(clippy::needless_range_loop)] // k also names the step's fixture folder
     for k in 0..=steps {
         let step = r.join(format!("case_decoder/step_{k}"));
         let embeds = read(&step.join("in_inputs_embeds.npy"));

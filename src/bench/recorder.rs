@@ -142,7 +142,7 @@ impl Series {
     }
 
     fn push(&mut self, t_s: f64, ms: f64) {
-        if self.seen % self.stride == 0 {
+        if self.seen.is_multiple_of(self.stride) {
             if self.points.len() >= self.cap {
                 let mut keep = 0;
                 self.points.retain(|_| {
@@ -151,7 +151,7 @@ impl Series {
                 });
                 self.stride *= 2;
             }
-            if self.seen % self.stride == 0 {
+            if self.seen.is_multiple_of(self.stride) {
                 self.points.push([t_s, ms]);
             }
         }

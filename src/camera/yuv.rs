@@ -40,7 +40,7 @@ pub fn rgb_from_yuyv(
     stride: usize,
     bytes: &[u8],
 ) -> Result<RgbImage, YuvError> {
-    if width % 2 != 0 {
+    if !width.is_multiple_of(2) {
         return Err(YuvError::OddWidth(width));
     }
     let needed = if height == 0 {

@@ -533,9 +533,11 @@ struct Plan {
     /// What the stages ran with, for the report.
     notes: Vec<String>,
     model: Option<ModelRun>,
-    /// Which backend and provider ran each graph: (graph, backend, provider).
-    graphs: Vec<(String, String, String)>,
+    graphs: GraphBackends,
 }
+
+/// Which backend and provider ran each graph: (graph, backend, provider).
+type GraphBackends = Vec<(String, String, String)>;
 
 fn not_run(name: &str, why: &str) -> StageNotRun {
     StageNotRun {
@@ -579,7 +581,7 @@ fn find_shipped(rel: &str) -> Option<PathBuf> {
 
 /// Which backend and provider ran each graph, from the loaded engine's description of itself
 /// (the board's order may have fallen back past its first entry).
-fn graph_backends(describe: &str) -> Vec<(String, String, String)> {
+fn graph_backends(describe: &str) -> GraphBackends {
     let graphs = ["vision", "embed", "decoder"];
     let ort = describe.starts_with("onnxruntime");
     graphs
@@ -605,7 +607,7 @@ fn model_stage(
     dir: &Path,
     args: &Args,
     notes: &mut Vec<String>,
-) -> anyhow::Result<(ModelStage, ModelRun, Vec<(String, String, String)>)> {
+) -> anyhow::Result<(ModelStage, ModelRun, GraphBackends)> {
     let started = Instant::now();
     let folder = ModelFolder::open(dir).map_err(bad_input)?;
     let config = BackendConfig::from_board(board);

@@ -1,9 +1,10 @@
 //! PURE. Choosing the next token from logits: greedy, or temperature + top-p with a seeded
 //! generator (same seed, same logits → same token).
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
 pub enum Sampling {
     /// The highest logit; ties go to the lowest id (as `torch.argmax`).
+    #[default]
     Greedy,
     /// Softmax at `temperature`, keep the smallest set of most likely tokens whose mass reaches
     /// `top_p`, draw from it.
@@ -12,12 +13,6 @@ pub enum Sampling {
         top_p: f32,
         seed: u64,
     },
-}
-
-impl Default for Sampling {
-    fn default() -> Self {
-        Sampling::Greedy
-    }
 }
 
 /// Index of the largest value; the first one on ties; NaN never wins.
@@ -61,7 +56,7 @@ pub fn choose(logits: &[f32], sampling: &Sampling, rng: &mut Rng) -> usize {
         Sampling::TopP {
             temperature, top_p, ..
         } => {
-            if !(temperature > 0.0) || logits.is_empty() {
+            if temperature.is_nan() || temperature <= 0.0 || logits.is_empty() {
                 return argmax(logits);
             }
             let max = logits[argmax(logits)] as f64;

@@ -70,7 +70,7 @@ impl GuardConfig {
         values: &[f64],
         previous_gripper: Option<f64>,
     ) -> bool {
-        if self.every_steps > 0 && step % self.every_steps == 0 {
+        if self.every_steps > 0 && step.is_multiple_of(self.every_steps) {
             return true;
         }
         if !self.before_gripper_close {

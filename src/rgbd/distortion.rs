@@ -88,7 +88,7 @@ impl Lens {
     /// The pixel at which the 3-D point is seen; `None` for a point at or behind the camera
     /// plane.
     pub fn pixel_from_point(&self, p: [f64; 3]) -> Option<[f64; 2]> {
-        if !(p[2] > 0.0) {
+        if p[2].is_nan() || p[2] <= 0.0 {
             return None;
         }
         Some(self.pixel_from_plane(p[0] / p[2], p[1] / p[2]))
@@ -132,7 +132,7 @@ fn invert(model: impl Fn(f64, f64) -> [f64; 2], tx: f64, ty: f64) -> [f64; 2] {
         let (j11, j21) = ((ax - fx) / H, (ay - fy) / H);
         let (j12, j22) = ((bx - fx) / H, (by - fy) / H);
         let det = j11 * j22 - j12 * j21;
-        if !(det.abs() > 1e-12) {
+        if det.is_nan() || det.abs() <= 1e-12 {
             break;
         }
         x -= (j22 * ex - j12 * ey) / det;
