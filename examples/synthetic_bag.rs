@@ -1,9 +1,14 @@
 //! Writes the synthetic tabletop as a RealSense `.bag` through librealsense's own software
 //! device and recorder, for measuring `run --camera replay,loop:FILE.bag`.
 //!
+//! librealsense's recorder stamps each message with the wall time it reached the recorder, and
+//! real-time playback sleeps by those stamps, not by the frames' own timestamps. So frames are
+//! handed over on the frame grid (this takes FRAMES / FPS seconds), and the bag plays at its rate.
+//!
 //! `cargo run --release --features realsense --example synthetic_bag -- OUT.bag [WxH] [FRAMES] [FPS]`
 
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use spatialbot_edge::camera::realsense::software::BagWriter;
 use spatialbot_edge::camera::synthetic;
@@ -35,8 +40,14 @@ fn main() -> ExitCode {
         }
     };
     let period_ms = 1000.0 / fps as f64;
+    let renderer = synthetic::Renderer::new(&calib);
+    let start = Instant::now();
     for i in 0..frames {
-        let (color, depth) = synthetic::render(&calib, i, fps);
+        let (color, depth) = renderer.render(i, fps);
+        let due = start + Duration::from_secs_f64(i as f64 * period_ms / 1000.0);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
         let t = 1_000.0 + i as f64 * period_ms;
         if let Err(e) = bag
             .depth(&depth, i, t)
