@@ -106,7 +106,9 @@ unsafe extern "C" fn ignore_frame(frame: *mut rs::rs2_frame, _user: *mut c_void)
     unsafe { rs::rs2_release_frame(frame) };
 }
 
-/// Writes a `.bag` holding a Z16 depth stream and an RGB8 colour stream.
+/// Writes a `.bag` holding a Z16 depth stream and an RGB8 colour stream. librealsense's
+/// recorder stamps each message with the wall time the frame reached it, and real-time playback
+/// sleeps by those stamps: a bag meant to play at its frame rate must be written at that rate.
 pub struct BagWriter {
     device: *mut rs::rs2_device,
     recorder: *mut rs::rs2_device,
