@@ -43,6 +43,9 @@ pub struct CudaLibrary {
     pub opened: Option<String>,
     /// The file names tried, in cudarc's order (the same list tract-cuda tries).
     pub tried: Vec<String>,
+    /// Why the library that opened cannot serve tract-cuda (a runtime of another CUDA major
+    /// version), if it cannot.
+    pub incompatible: Option<String>,
 }
 
 impl CudaLibrary {
@@ -79,18 +82,42 @@ pub fn find_libraries() -> Vec<CudaLibrary> {
             let tried = cudarc::get_lib_name_candidates(name);
             // SAFETY: opening a shared library runs its initialisers; these are the NVIDIA
             // libraries tract-cuda itself opens by the same names.
-            let opened = tried
+            let (opened, incompatible) = tried
                 .iter()
-                .find(|file| unsafe { libloading::Library::new(file.as_str()) }.is_ok())
-                .cloned();
+                .find_map(|file| {
+                    let library = unsafe { libloading::Library::new(file.as_str()) }.ok()?;
+                    Some((file.clone(), lacks_required_symbol(name, &library)))
+                })
+                .unzip();
             CudaLibrary {
                 name,
                 role,
                 opened,
                 tried,
+                incompatible: incompatible.flatten(),
             }
         })
         .collect()
+}
+
+/// A symbol each library must export for tract-cuda's CUDA 12.2 bindings, where one is known to
+/// be missing from other major versions: CUDA 13's runtime dropped `cudaGetDeviceProperties_v2`,
+/// and cudarc panics when it looks that up (seen on a CUDA 13.0 machine, driver 580).
+const REQUIRED_SYMBOLS: [(&str, &str); 1] = [("cudart", "cudaGetDeviceProperties_v2")];
+
+/// Why `library` (cudarc's short name `name`) cannot serve tract-cuda, if a required symbol is
+/// missing from it.
+fn lacks_required_symbol(name: &str, library: &libloading::Library) -> Option<String> {
+    let (_, symbol) = REQUIRED_SYMBOLS.iter().find(|(n, _)| *n == name)?;
+    let wanted = format!("{symbol}\0");
+    // SAFETY: the symbol is only looked up, never called or dereferenced.
+    let found = unsafe { library.get::<*const ()>(wanted.as_bytes()) }.is_ok();
+    (!found).then(|| {
+        format!(
+            "it has no {symbol}, which tract-cuda's CUDA {CUDA_API} API calls: a runtime of another \
+             major version (CUDA 13 or later)"
+        )
+    })
 }
 
 /// What to install when a CUDA library is missing.
@@ -98,7 +125,7 @@ pub fn install_hint() -> &'static str {
     if cfg!(target_arch = "aarch64") {
         "flash JetPack 6 (CUDA 12.2, cuDNN 8/9; README \"Boards and flashing\"); its libraries live in /usr/local/cuda/lib64 and /usr/lib/aarch64-linux-gnu — run `sudo ldconfig` or add those folders to LD_LIBRARY_PATH"
     } else {
-        "install the NVIDIA driver and CUDA 12.2 or newer with cuBLAS, NVRTC and cuDNN (or the nvidia-*-cu12 pip wheels), then run `sudo ldconfig` or add their folders to LD_LIBRARY_PATH"
+        "install the NVIDIA driver and CUDA 12.2 or a later 12.x with cuBLAS, NVRTC and cuDNN (or the nvidia-*-cu12 pip wheels; with CUDA 13, its NVRTC, cuBLAS and cuDNN work, but the runtime must be CUDA 12's libcudart.so.12), then run `sudo ldconfig` or add their folders to LD_LIBRARY_PATH"
     }
 }
 
@@ -118,9 +145,12 @@ impl From<Unusable> for ModelError {
     }
 }
 
-/// Names every library that does not open.
+/// Names every library that does not open, and every one that opens but cannot serve.
 fn missing(libraries: &[CudaLibrary]) -> Option<Unusable> {
     let absent: Vec<&CudaLibrary> = libraries.iter().filter(|l| l.opened.is_none()).collect();
+    if absent.is_empty() {
+        return incompatible(libraries);
+    }
     let first = absent.first()?;
     let listed: Vec<String> = absent
         .iter()
@@ -135,6 +165,38 @@ fn missing(libraries: &[CudaLibrary]) -> Option<Unusable> {
             listed.join("; ")
         ),
         fix: install_hint().into(),
+    })
+}
+
+/// Names every library that opens but lacks what tract-cuda calls.
+fn incompatible(libraries: &[CudaLibrary]) -> Option<Unusable> {
+    let wrong: Vec<&CudaLibrary> = libraries
+        .iter()
+        .filter(|l| l.incompatible.is_some())
+        .collect();
+    let first = wrong.first()?;
+    let listed: Vec<String> = wrong
+        .iter()
+        .map(|l| {
+            format!(
+                "lib{} ({}; opened {}, but {}; tried {})",
+                l.name,
+                l.role,
+                l.soname(),
+                l.incompatible.as_deref().unwrap_or_default(),
+                l.shown_names()
+            )
+        })
+        .collect();
+    Some(Unusable {
+        library: first.soname(),
+        detail: format!(
+            "tract-cuda cannot start: {} of the CUDA libraries it opens at run time cannot serve it: {}",
+            wrong.len(),
+            listed.join("; ")
+        ),
+        fix: "put the CUDA 12 runtime first on LD_LIBRARY_PATH (libcudart.so.12, from CUDA 12.2 or newer 12.x or the nvidia-cuda-runtime-cu12 wheel; a newer driver is fine), or name it libcudart.so in a folder listed there; the other CUDA libraries may stay at CUDA 13 (tract-cuda ran so on an H200 with CUDA 13.0)"
+            .into(),
     })
 }
 
