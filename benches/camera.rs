@@ -86,14 +86,7 @@ fn bag_rows(tmp: &Path, w: usize, h: usize, frames: usize) {
         let spec: CameraSpec = format!("replay,fast:{}", path.display())
             .parse()
             .expect("spec");
-        let mut src = camera::open(
-            &spec,
-            &OpenOptions {
-                register,
-                ..Default::default()
-            },
-        )
-        .expect("open bag");
+        let mut src = camera::open(&spec, &OpenOptions::with_register(register)).expect("open bag");
         let label = if register {
             "bag -> registered frame"
         } else {
@@ -118,14 +111,7 @@ fn main() {
             let spec: CameraSpec = format!("replay,fast,loop:{}", dir.display())
                 .parse()
                 .expect("spec");
-            let mut src = camera::open(
-                &spec,
-                &OpenOptions {
-                    register,
-                    ..Default::default()
-                },
-            )
-            .expect("open");
+            let mut src = camera::open(&spec, &OpenOptions::with_register(register)).expect("open");
             let label = if register {
                 "png folder -> registered frame"
             } else {

@@ -206,14 +206,7 @@ fn ask_on_the_sample_recording_answers_on_its_first_frame() {
 fn ask_on_a_synthetic_camera_frame_matches_the_same_frame_from_files() {
     use spatialbot_edge::camera::{self, CameraSpec, OpenOptions};
     let spec: CameraSpec = "synthetic,fast".parse().unwrap();
-    let mut source = camera::open(
-        &spec,
-        &OpenOptions {
-            register: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let mut source = camera::open(&spec, &OpenOptions::with_register(true)).unwrap();
     let frame = source.next_frame().unwrap().unwrap();
     assert!(frame.depth_registered);
     let tmp = tempfile::tempdir().unwrap();

@@ -172,14 +172,7 @@ fn registered_bag_frames() {
     let bag = dir.path().join("scene.bag");
     write_bag(&bag, 2, Shift::None);
     let spec: CameraSpec = format!("replay,fast:{}", bag.display()).parse().unwrap();
-    let mut src = camera::open(
-        &spec,
-        &OpenOptions {
-            register: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let mut src = camera::open(&spec, &OpenOptions::with_register(true)).unwrap();
     let f = src.next_frame().unwrap().unwrap();
     assert!(f.depth_registered);
     assert_eq!((f.depth.width(), f.depth.height()), (W, H));

@@ -103,23 +103,9 @@ fn registered_recording_replays_registered() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("rec");
     let spec: CameraSpec = "synthetic,fast:40x30".parse().unwrap();
-    let mut live = camera::open(
-        &spec,
-        &OpenOptions {
-            register: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let mut live = camera::open(&spec, &OpenOptions::with_register(true)).unwrap();
     recording::record(live.as_mut(), &out, RecordLimit::Frames(2), blocking()).unwrap();
-    let mut reference = camera::open(
-        &spec,
-        &OpenOptions {
-            register: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let mut reference = camera::open(&spec, &OpenOptions::with_register(true)).unwrap();
     let mut src = replay(&out, false);
     for _ in 0..2 {
         let (want, got) = (

@@ -49,14 +49,7 @@ fn camera_spec() -> CameraSpec {
 
 /// What the camera module's registering source delivers for each of the first `n` frames.
 fn registered_by_the_camera_module(n: u64) -> BTreeMap<u64, DepthMm> {
-    let mut source = camera::open(
-        &camera_spec(),
-        &OpenOptions {
-            register: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let mut source = camera::open(&camera_spec(), &OpenOptions::with_register(true)).unwrap();
     let mut out = BTreeMap::new();
     while (out.len() as u64) < n {
         let f = source.next_frame().unwrap().unwrap();
@@ -161,16 +154,7 @@ fn run(
 #[test]
 fn an_rgbd_policy_sees_the_depth_the_camera_module_registers() {
     let want = registered_by_the_camera_module(STEPS);
-    let raw = || {
-        camera::open(
-            &camera_spec(),
-            &OpenOptions {
-                register: false,
-                ..Default::default()
-            },
-        )
-        .unwrap()
-    };
+    let raw = || camera::open(&camera_spec(), &OpenOptions::with_register(false)).unwrap();
     for (how, source, depth_from_image) in [
         ("registered at capture", opened(DepthUse::Registered), 0),
         (

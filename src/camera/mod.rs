@@ -119,6 +119,16 @@ pub struct OpenOptions {
     pub without_depth: bool,
 }
 
+impl OpenOptions {
+    /// Depth registered to colour or not, and nothing else asked.
+    pub fn with_register(register: bool) -> Self {
+        Self {
+            register,
+            ..Self::default()
+        }
+    }
+}
+
 /// Opens the source a SPEC names.
 pub fn open(spec: &CameraSpec, options: &OpenOptions) -> Result<Box<dyn Source>, SourceError> {
     let skip_depth = options.without_depth && !options.register;

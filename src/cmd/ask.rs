@@ -205,14 +205,8 @@ fn camera_error(e: camera::SourceError) -> anyhow::Error {
 /// One frame from the camera, its depth registered into the colour camera's frame.
 fn capture(spec: &str) -> anyhow::Result<(RgbImage, DepthMm, String)> {
     let parsed: CameraSpec = spec.parse().map_err(bad_input)?;
-    let mut source = camera::open(
-        &parsed,
-        &OpenOptions {
-            register: true,
-            ..Default::default()
-        },
-    )
-    .map_err(camera_error)?;
+    let mut source =
+        camera::open(&parsed, &OpenOptions::with_register(true)).map_err(camera_error)?;
     let described = source.describe();
     let frame = source
         .next_frame()

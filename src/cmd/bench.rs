@@ -732,14 +732,8 @@ fn plan(board: &Board, camera: &str, args: &Args) -> anyhow::Result<Plan> {
         .parse::<CameraSpec>()
         .map_err(bad_input)?
         .with_defaults(&camera::SpecDefaults::from_board(&board.camera));
-    let source = camera::open(
-        &spec,
-        &OpenOptions {
-            register: false,
-            ..Default::default()
-        },
-    )
-    .with_context(|| format!("cannot open camera `{camera}`"))?;
+    let source = camera::open(&spec, &OpenOptions::with_register(false))
+        .with_context(|| format!("cannot open camera `{camera}`"))?;
     notes.push(format!("camera: {}", source.describe()));
     let registrar = Registrar::new(source.calibration())
         .context("cannot register depth with this camera's calibration")?;

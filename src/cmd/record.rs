@@ -56,14 +56,8 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         &spec,
         CameraSpec::Synthetic(o) if o.pacing == Pacing::AsFastAsPossible
     ) || matches!(&spec, CameraSpec::Replay(o) if o.pacing == Pacing::AsFastAsPossible);
-    let mut source = camera::open(
-        &spec,
-        &OpenOptions {
-            register: args.register,
-            ..Default::default()
-        },
-    )
-    .map_err(source_error)?;
+    let mut source =
+        camera::open(&spec, &OpenOptions::with_register(args.register)).map_err(source_error)?;
     let mut options = RecorderOptions {
         queue: args.queue,
         block_when_full: not_live,

@@ -61,14 +61,8 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         }
         other => other,
     };
-    let mut source = camera::open(
-        &spec,
-        &OpenOptions {
-            register: args.register,
-            ..Default::default()
-        },
-    )
-    .map_err(source_error)?;
+    let mut source =
+        camera::open(&spec, &OpenOptions::with_register(args.register)).map_err(source_error)?;
     let started = Instant::now();
     let mut report = Report {
         source: source.describe(),
