@@ -155,7 +155,7 @@ fn real_parts(spec: &PolicySpec) {
     let board =
         Board::from_toml_str(&text, "bench-board.toml".as_ref(), ".".as_ref()).expect("board");
     let names: Vec<String> = spec.actions.dims().iter().map(|d| d.name.clone()).collect();
-    let sink = LinkSink::open(&"sim".parse().expect("link spec"), &board, &names)
+    let sink = LinkSink::open(&"sim".parse().expect("link spec"), board.link_config().expect("link config"), &names)
         .expect("link to the simulator");
     let vision = PreprocessOnly(FrameTensors::new(Tower::Clip, 336, false).expect("preprocessor"));
     let cfg = LoopConfig {
@@ -227,7 +227,7 @@ fn inline_overhead(spec: &PolicySpec, with_depth: bool, steps: usize) -> Option<
     let board =
         Board::from_toml_str(&text, "bench-board.toml".as_ref(), ".".as_ref()).expect("board");
     let names: Vec<String> = spec.actions.dims().iter().map(|d| d.name.clone()).collect();
-    let mut sink = LinkSink::open(&"sim".parse().expect("link spec"), &board, &names)
+    let mut sink = LinkSink::open(&"sim".parse().expect("link spec"), board.link_config().expect("link config"), &names)
         .expect("link to the simulator");
     let mut tensors = FrameTensors::new(Tower::Clip, 336, false).expect("preprocessor");
     let names: Arc<[String]> = names.into();

@@ -240,6 +240,26 @@ pub struct Link {
     pub baud: u32,
     pub watchdog_ms: u32,
     pub heartbeat_ms: u32,
+    /// No valid frame from the controller for this long: the host sends no Action (heartbeats
+    /// only) until it speaks again. Default 150 (three of the controller's Status periods).
+    #[serde(default = "default_reply_timeout_ms")]
+    pub reply_timeout_ms: u32,
+    /// No valid frame from the controller for this long: the link is lost (exit 5).
+    #[serde(default = "default_lost_link_ms")]
+    pub lost_link_ms: u32,
+    /// This many actions Rejected by the controller in a row stop the run (exit 6).
+    #[serde(default = "default_max_rejected_in_a_row")]
+    pub max_rejected_in_a_row: u32,
+}
+
+fn default_reply_timeout_ms() -> u32 {
+    crate::link::DEFAULT_REPLY_TIMEOUT_MS as u32
+}
+fn default_lost_link_ms() -> u32 {
+    crate::link::DEFAULT_LOST_LINK_MS as u32
+}
+fn default_max_rejected_in_a_row() -> u32 {
+    crate::link::DEFAULT_MAX_REJECTED_IN_A_ROW
 }
 
 impl Link {
@@ -560,6 +580,21 @@ impl Board {
         self.check_u32("link.baud", l.baud, 9600, 12_000_000)?;
         self.check_u32("link.watchdog_ms", l.watchdog_ms, 10, 10_000)?;
         self.check_u32("link.heartbeat_ms", l.heartbeat_ms, 1, l.watchdog_ms / 2)?;
+        // A reply must be able to arrive: the host hears at least one Ack or Status per
+        // heartbeat, so the reply timeout is at least two heartbeat periods.
+        self.check_u32(
+            "link.reply_timeout_ms",
+            l.reply_timeout_ms,
+            (2 * l.heartbeat_ms).max(20),
+            10_000,
+        )?;
+        self.check_u32(
+            "link.lost_link_ms",
+            l.lost_link_ms,
+            l.reply_timeout_ms,
+            60_000,
+        )?;
+        self.check_u32("link.max_rejected_in_a_row", l.max_rejected_in_a_row, 1, 1000)?;
 
         let s = &self.safety;
         self.check_u32("safety.max_age_ms", s.max_age_ms, 1, 10_000)?;
@@ -625,6 +660,9 @@ impl Board {
         if self.models.policy.as_os_str().is_empty() {
             return Err(self.invalid("models.policy", "\"\"", "a model folder path"));
         }
+        // What the link and governor will be given must be usable: refuse it here, at load,
+        // so `doctor` fails what `run` would.
+        self.governor_limits()?;
         self.validate_guard()
     }
 
@@ -693,34 +731,55 @@ const WIRE_AXES: [&str; 8] = [
 const REQUIRED_AXES: [&str; 7] = ["dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"];
 
 impl Board {
-    /// The safety governor's limits (also sent to the controller in `Hello`): the profile's
-    /// axes placed in the wire's default layout; `terminate`, unless the profile limits it,
-    /// is 0..=1; the rate limit becomes the shortest interval between actions.
-    pub fn governor_limits(&self) -> Limits {
+    /// The safety governor's limits (also sent to the controller in `Hello`) — the one
+    /// translation of `[safety]` every command uses: the profile's axes placed in the wire's
+    /// default layout; `terminate`, unless the profile limits it, is 0..=1 with a step of 1; an
+    /// axis of the layout the profile does not limit is refused (naming the file and axis);
+    /// the rate limit becomes the shortest interval between actions, rounded up so the rate is
+    /// never exceeded.
+    pub fn governor_limits(&self) -> Result<Limits, BoardError> {
         let mut limits = Limits {
             layout: DEFAULT_LAYOUT,
             min: [0.0; ACTION_LEN],
-            max: [1.0; ACTION_LEN],
+            max: [0.0; ACTION_LEN],
             max_step: [1.0; ACTION_LEN],
             max_age_ms: self.safety.max_age_ms,
             min_interval_ms: (1000.0 / self.safety.rate_limit_hz).ceil() as u32,
         };
         for (i, axis) in DEFAULT_LAYOUT.iter().enumerate() {
-            if let Some(a) = self.safety.axis(axis.name()) {
-                limits.min[i] = a.min as f32;
-                limits.max[i] = a.max as f32;
-                limits.max_step[i] = a.max_step as f32;
-            }
+            let (min, max, step) = match (self.safety.axis(axis.name()), axis) {
+                (Some(a), _) => (a.min as f32, a.max as f32, a.max_step as f32),
+                (None, spatialbot_link::Axis::Terminate) => (0.0, 1.0, 1.0),
+                (None, spatialbot_link::Axis::Unused) => (0.0, 0.0, 1.0),
+                (None, _) => {
+                    return Err(self.invalid(
+                        "safety.axes",
+                        format!("no entry named {:?}", axis.name()),
+                        "one [[safety.axes]] entry for each axis the arm takes",
+                    ))
+                }
+            };
+            limits.min[i] = min;
+            limits.max[i] = max;
+            limits.max_step[i] = step;
         }
         limits
+            .validate()
+            .map_err(|e| self.invalid("safety.axes", "limits", e.to_string()))?;
+        Ok(limits)
     }
 
-    /// The link's configuration: governor limits and the controller watchdog from the profile,
-    /// the link module's defaults for the rest.
-    pub fn link_config(&self) -> LinkConfig {
-        let mut cfg = LinkConfig::new(self.governor_limits());
+    /// The link's configuration — limits, controller watchdog, heartbeat, reply and lost-link
+    /// times, the rejected-in-a-row limit — from the profile; the link module's defaults for
+    /// the rest (a random session id among them).
+    pub fn link_config(&self) -> Result<LinkConfig, BoardError> {
+        let mut cfg = LinkConfig::new(self.governor_limits()?);
         cfg.watchdog_ms = u16::try_from(self.link.watchdog_ms).unwrap_or(u16::MAX);
-        cfg
+        cfg.heartbeat = std::time::Duration::from_millis(u64::from(self.link.heartbeat_ms));
+        cfg.reply_timeout = std::time::Duration::from_millis(u64::from(self.link.reply_timeout_ms));
+        cfg.lost_link = std::time::Duration::from_millis(u64::from(self.link.lost_link_ms));
+        cfg.max_rejected_in_a_row = self.link.max_rejected_in_a_row;
+        Ok(cfg)
     }
 
     /// The parsed link SPEC (`link.spec` with `link.baud`).

@@ -11,7 +11,8 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "spatialbot-edge",
     version,
-    about = "SpatialBot RGB-D inference and robot control on the edge"
+    about = "SpatialBot RGB-D inference and robot control on the edge",
+    after_help = spatialbot_edge::exit::TABLE
 )]
 struct Cli {
     /// Print machine-readable JSON instead of human output.
@@ -27,6 +28,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// The control loop: camera → policy → safety governor → arm.
+    #[command(after_help = spatialbot_edge::exit::TABLE)]
     Run(cmd::run::Args),
     /// SpatialBot VQA on one RGB-D pair, with the Depth API loop.
     Ask(cmd::ask::Args),

@@ -334,7 +334,7 @@ fn governor_limits_and_link_config_follow_the_profile() {
     use spatialbot_edge::link::{Axis, LinkSpec};
     for (name, _) in BUILTIN_PROFILES {
         let b = Board::named(name).unwrap();
-        let limits = b.governor_limits();
+        let limits = b.governor_limits().unwrap();
         limits.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
         for (i, axis) in limits.layout.iter().enumerate() {
             match b.safety.axis(axis.name()) {
@@ -349,7 +349,7 @@ fn governor_limits_and_link_config_follow_the_profile() {
         }
         assert_eq!(limits.max_age_ms, b.safety.max_age_ms);
         assert_eq!(limits.min_interval_ms, 100, "10 Hz → 100 ms");
-        assert_eq!(u32::from(b.link_config().watchdog_ms), b.link.watchdog_ms);
+        assert_eq!(u32::from(b.link_config().unwrap().watchdog_ms), b.link.watchdog_ms);
     }
     let nx = Board::named("jetson-orin-nx-16gb").unwrap();
     assert_eq!(
@@ -413,7 +413,11 @@ fn packaging_agrees_with_exit_codes_and_profiles() {
             exit::BAD_INPUT,
             exit::WATCHDOG_STOP,
             exit::ESTOP,
-            exit::LINK_LOST
+            exit::LINK_LOST,
+            exit::CONTROLLER_REFUSED,
+            exit::CONTROLLER_FAULT,
+            exit::CONTROLLER_STOPPED,
+            exit::NOTHING_APPLIED
         ]
     );
     assert!(!no_restart.contains(&exit::RUNTIME));

@@ -74,7 +74,7 @@ fn write_board(dir: &Path) -> (PathBuf, Board) {
 /// Each reference action is inside the limits and within `max_step` of the previous one (the
 /// governor starts delta axes from 0 and puts no step limit on the first gripper value).
 fn assert_governor_passes_unchanged(board: &Board, actions: &[Vec<f32>]) {
-    let limits = board.governor_limits();
+    let limits = board.governor_limits().unwrap();
     let mut previous: Vec<Option<f32>> = limits
         .layout
         .iter()

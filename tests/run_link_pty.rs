@@ -161,7 +161,7 @@ fn run(link: &std::path::Path, steps: Option<u64>, sent: Arc<Mutex<Vec<Vec<f64>>
     let names: Vec<String> = spec.actions.dims().iter().map(|d| d.name.clone()).collect();
     let sink = LinkSink::open(
         &format!("pty:{}", link.display()).parse().unwrap(),
-        &board(),
+        board().link_config().unwrap(),
         &names,
     )
     .unwrap();

@@ -631,7 +631,7 @@ fn real_governor_and_link_to_the_simulator() {
         .iter()
         .map(|d| d.name.clone())
         .collect();
-    let sink = LinkSink::open(&"sim".parse().unwrap(), &board, &names).unwrap();
+    let sink = LinkSink::open(&"sim".parse().unwrap(), board.link_config().unwrap(), &names).unwrap();
     let cfg = LoopConfig {
         steps: Some(10),
         ..config()

@@ -19,7 +19,7 @@ use spatialbot_edge::model::{
     BackendConfig, Engine, GenerateOptions, ImageEmbedding, ModelFolder, Prompt, PromptPiece,
 };
 use spatialbot_edge::pipeline::engine_model::EngineVision;
-use spatialbot_edge::pipeline::link_sink::{limits_from_board, wire_slots};
+use spatialbot_edge::pipeline::link_sink::wire_slots;
 use spatialbot_edge::pipeline::vision::FrameTensors;
 use spatialbot_edge::pipeline::{CapturedFrame, VisionEncoder};
 use spatialbot_edge::policy::{
@@ -664,7 +664,7 @@ fn model_stage(
                     pieces.push(PromptPiece::Text(ids));
                 }
             }
-            let mut limits = limits_from_board(board, spatialbot_link::DEFAULT_LAYOUT)?;
+            let mut limits = board.governor_limits().map_err(bad_input)?;
             // Frames follow each other as fast as the stages take them; the rate limit would
             // hold most of them and time a heartbeat instead of an action.
             limits.min_interval_ms = 0;
@@ -794,7 +794,7 @@ fn plan(board: &Board, camera: &str, args: &Args) -> anyhow::Result<Plan> {
     // Always the simulator: a bench never moves a real arm.
     // The stages run one after another here, with no heartbeat thread beside them as in `run`,
     // so the simulated controller's watchdog is set out of reach.
-    let mut link_config = board.link_config();
+    let mut link_config = board.link_config().map_err(bad_input)?;
     link_config.watchdog_ms = u16::MAX;
     let link = Link::open(&LinkSpec::Sim, link_config)
         .context("cannot open the link to the built-in arm simulator")?;

@@ -28,6 +28,9 @@ use super::{bad_input, print_json};
 /// Steps `run` takes when neither --steps nor --duration is given, so the README's first
 /// command ends by itself.
 const DEFAULT_STEPS: u64 = 20;
+/// The generation deadline when --generate-deadline-ms is not given: far above a full-size
+/// model's step on a Jetson CPU (seconds), far below "hung".
+const DEFAULT_GENERATE_DEADLINE_MS: u64 = 30_000;
 const DEFAULT_GOAL: &str = "pick up the red cube";
 const DEFAULT_MODEL: &str = "models/tiny-policy";
 const SAMPLE_RECORDING: &str = "tests/data/sample";
@@ -69,9 +72,11 @@ pub struct Args {
     /// No fresh frame for this long stops the loop (exit code 3). Default: twice the max age.
     #[arg(long, value_name = "MS")]
     pub stall_stop_ms: Option<u64>,
-    /// A generation running longer than this stops the arm and the loop (exit code 3).
-    #[arg(long, value_name = "MS")]
-    pub generate_deadline_ms: Option<u64>,
+    /// A generation running longer than this sends Stop{Watchdog} to the arm and ends the run
+    /// (exit code 3): a hung model must not keep the session alive on heartbeats.
+    #[arg(long, value_name = "MS", default_value_t = DEFAULT_GENERATE_DEADLINE_MS,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub generate_deadline_ms: u64,
     /// Ask the board's [guard] question even where the profile has `enabled = false`.
     #[arg(long, conflicts_with = "no_guard")]
     pub guard: bool,
@@ -82,7 +87,9 @@ pub struct Args {
 
 pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     let process_start = Instant::now();
-    // A second SIGINT/SIGTERM while the loop is stopping ends the process at once (exit 130).
+    // First thing: from here on a SIGINT/SIGTERM is never lost. Before the link's first Hello
+    // it ends start-up at the next phase (a second one at once, exit 130); after it, the loop
+    // sends no further Action and stops the arm.
     let signal = spatialbot_edge::link::signals::shutdown_flag()
         .context("installing the SIGINT/SIGTERM handler")?;
     let mut board = match &args.board {
@@ -140,7 +147,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     let link_spec: LinkSpec = link_arg.parse().map_err(bad_input)?;
     tracing::info!(board = %board.name, model = %model_dir.display(), camera = %camera_arg, link = %link_arg, "starting the control loop");
 
-    let summary = run_with_parts(
+    let summary = match run_with_parts(
         &spec,
         &cfg,
         &board,
@@ -149,7 +156,20 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         &link_spec,
         signal,
         startup,
-    )?;
+    )? {
+        Started::Ran(summary) => summary,
+        Started::Interrupted(phase) => {
+            let detail = format!(
+                "interrupted during start-up ({phase}); no session with the arm was open, nothing was sent"
+            );
+            if json {
+                print_json(&serde_json::json!({"stop_reason": "signal", "stop_detail": detail, "exit_code": 0}))?;
+            } else {
+                eprintln!("run stopped: signal ({detail})");
+            }
+            return Ok(spatialbot_edge::exit::OK);
+        }
+    };
     if json {
         print_json(&summary)?;
     } else {
@@ -188,7 +208,7 @@ fn loop_config(args: &Args, board: &Board) -> anyhow::Result<LoopConfig> {
         max_frame_age: Duration::from_millis(max_age_ms),
         camera_stall_stop: Duration::from_millis(stall_stop_ms),
         every_frame: args.every_frame,
-        stage_deadline: args.generate_deadline_ms.map(Duration::from_millis),
+        stage_deadline: Some(Duration::from_millis(args.generate_deadline_ms)),
         status_line: std::io::stderr().is_terminal(),
         ..LoopConfig::default()
     })
@@ -356,6 +376,13 @@ fn load_guard(
     )))
 }
 
+/// How start-up ended.
+enum Started {
+    Ran(RunSummary),
+    /// A signal arrived before any Hello was sent; the phase it was noticed after.
+    Interrupted(&'static str),
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run_with_parts(
     spec: &PolicySpec,
@@ -366,7 +393,10 @@ fn run_with_parts(
     link: &LinkSpec,
     signal: Arc<AtomicBool>,
     mut startup: Startup,
-) -> anyhow::Result<RunSummary> {
+) -> anyhow::Result<Started> {
+    let interrupted = || signal.load(std::sync::atomic::Ordering::SeqCst);
+    let mut link_config = board.link_config().map_err(bad_input)?;
+    link_config.shutdown = Some(signal.clone());
     let folder = open_folder(model_dir, board, &mut startup).map_err(bad_input)?;
     let v = &folder.manifest.vision;
     let tensors = FrameTensors::new(tower(v.tower), v.image_size, v.pad_to_square)
@@ -375,6 +405,9 @@ fn run_with_parts(
     let engine = load_engine(&folder, board, "policy model")?;
     startup.phase("policy model");
     startup.model_load_steps("policy", engine.load_steps());
+    if interrupted() {
+        return Ok(Started::Interrupted("after loading the policy model"));
+    }
     let engine = Arc::new(std::sync::Mutex::new(engine));
     let guard = load_guard(board, &mut startup)?;
     let depth = if spec.depth {
@@ -386,9 +419,19 @@ fn run_with_parts(
     };
     let source = CameraFrames::open(camera, depth).map_err(bad_input)?;
     startup.phase("camera");
+    if interrupted() {
+        return Ok(Started::Interrupted("after opening the camera"));
+    }
     let names: Vec<String> = spec.actions.dims().iter().map(|d| d.name.clone()).collect();
-    let sink = LinkSink::open(link, board, &names).context("opening the link to the arm")?;
+    let sink = LinkSink::open(link, link_config, &names).map_err(|e| {
+        let code = e.exit_code();
+        anyhow::Error::new(spatialbot_edge::exit::ExitError {
+            code,
+            message: format!("opening the link to the arm: {e}"),
+        })
+    })?;
     startup.phase("link");
+    // A signal from here on reaches the loop: it sends no Action and stops the arm.
     let parts = LoopParts {
         source,
         vision: EngineVision::new(engine.clone(), tensors),
@@ -399,5 +442,5 @@ fn run_with_parts(
     let mut summary =
         spatialbot_edge::pipeline::run_loop(parts, spec, cfg, signal).map_err(bad_input)?;
     summary.startup.phases = startup.phases;
-    Ok(summary)
+    Ok(Started::Ran(summary))
 }

@@ -184,6 +184,16 @@ impl Governor {
         self.counters
     }
 
+    /// The arm did not move (the controller held or rejected an action, or the link held the
+    /// step): delta axes count from rest again, as after a hold.
+    pub fn arm_held(&mut self) {
+        for i in 0..ACTION_LEN {
+            if self.limits.layout[i].is_delta() {
+                self.previous[i] = rest_value(&self.limits, i);
+            }
+        }
+    }
+
     /// Decides what to do with `proposal` when it is about to be sent at `now_us`.
     pub fn decide(&mut self, proposal: &Proposal, now_us: u64) -> Decision {
         self.counters.proposals += 1;

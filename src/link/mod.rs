@@ -29,9 +29,13 @@
 //! - [`Link::open`] connects (`serial:`, `pty:` or the in-process `sim`) and completes the
 //!   `Hello` handshake. Errors that persist after [`ReconnectPolicy`] are [`LinkError::Lost`]
 //!   (exit code `LINK_LOST`).
-//! - [`Link::stopper`] is a cloneable handle that can send `Stop` from another thread: the
-//!   [`watchdog::StageWatchdog`] uses it when a pipeline stage misses its deadline, then the
-//!   process ends with `exit::WATCHDOG_STOP`.
+//! - [`Link::poll`] acts on everything the controller said (SPEC §7): a rejected, duplicate or
+//!   unheld action, a controller that lost its session, stopped, faulted or went silent. What
+//!   must end the run comes back as a [`LinkError`] whose [`LinkError::exit_code`] is the
+//!   process's; what only forbids the next action is [`Link::gate`].
+//! - [`Link::stopper`] is a cloneable handle that can send `Stop` from another thread.
+//! - No `Action` leaves once the shutdown flag of [`LinkConfig::shutdown`] is up (checked under
+//!   the writer's lock, right before the bytes are written).
 //! - [`Link::counters`] and [`governor::GovernorCounters`] are what a status line shows.
 //! - Timestamps are µs of the host's monotonic clock ([`clock::monotonic_us`]), the clock
 //!   V4L2 and librealsense's system-time mapping use, so a frame's capture stamp compares
@@ -43,7 +47,6 @@ pub mod governor;
 pub mod signals;
 pub mod sim;
 pub mod transport;
-pub mod watchdog;
 
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -52,10 +55,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use spatialbot_link::{encode, Decoder, Heartbeat, Hello, Stop, MAX_FRAME};
+use spatialbot_link::{encode, fault_bits, Decoder, Heartbeat, Hello, Stop, MAX_FRAME};
 pub use spatialbot_link::{
-    Ack, AckOf, Action, Axis, ControllerState, DecoderCounters, Fault, Message, Outcome, Status,
-    StopReason, ACTION_LEN, PROTOCOL_VERSION,
+    Ack, AckOf, Action, Axis, ControllerState, DecoderCounters, Fault, FaultCode, Message,
+    Outcome, Status, StopReason, ACTION_LEN, PROTOCOL_VERSION,
 };
 
 pub use governor::Limits;
@@ -93,6 +96,17 @@ pub struct LinkConfig {
     /// How long [`Link::stop`] waits for the controller's acknowledgement.
     pub stop_ack_timeout: Duration,
     pub reconnect: ReconnectPolicy,
+    /// No valid frame from the controller for this long: no Action is sent (heartbeats only)
+    /// until it speaks again.
+    pub reply_timeout: Duration,
+    /// No valid frame from the controller for this long: the link is lost (exit 5).
+    pub lost_link: Duration,
+    /// This many `Rejected` acks in a row end the run (exit 6).
+    pub max_rejected_in_a_row: u32,
+    /// Raised by SIGINT/SIGTERM: from then on no Action is written.
+    pub shutdown: Option<Arc<AtomicBool>>,
+    /// How often the control loop sends a Heartbeat when it has no action to send.
+    pub heartbeat: Duration,
 }
 
 impl LinkConfig {
@@ -100,11 +114,49 @@ impl LinkConfig {
         Self {
             limits,
             watchdog_ms: 100,
-            session: std::process::id(),
+            session: new_session_id(),
             read_timeout: Duration::from_millis(5),
             hello_timeout: Duration::from_secs(2),
             stop_ack_timeout: Duration::from_millis(500),
             reconnect: ReconnectPolicy::default(),
+            reply_timeout: Duration::from_millis(DEFAULT_REPLY_TIMEOUT_MS),
+            lost_link: Duration::from_millis(DEFAULT_LOST_LINK_MS),
+            max_rejected_in_a_row: DEFAULT_MAX_REJECTED_IN_A_ROW,
+            shutdown: None,
+            heartbeat: Duration::from_millis(50),
+        }
+    }
+}
+
+/// Default of [`LinkConfig::reply_timeout`]: three of the controller's 50 ms Status periods.
+pub const DEFAULT_REPLY_TIMEOUT_MS: u64 = 150;
+/// Default of [`LinkConfig::lost_link`].
+pub const DEFAULT_LOST_LINK_MS: u64 = 1000;
+/// Default of [`LinkConfig::max_rejected_in_a_row`].
+pub const DEFAULT_MAX_REJECTED_IN_A_ROW: u32 = 3;
+
+/// A random non-zero session id from the operating system (getrandom(2)); never the PID, so a
+/// restarted host (same PID in a container) does not resume a stale session.
+pub fn new_session_id() -> u32 {
+    loop {
+        let mut b = [0u8; 4];
+        // SAFETY: `b` is a valid 4-byte buffer for getrandom to fill.
+        let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+        let id = if n == 4 {
+            u32::from_le_bytes(b)
+        } else {
+            // No getrandom (very old kernel): /dev/urandom, else time and PID mixed.
+            let mut f = [0u8; 4];
+            match std::fs::File::open("/dev/urandom").and_then(|mut u| u.read_exact(&mut f)) {
+                Ok(()) => u32::from_le_bytes(f),
+                Err(_) => {
+                    let t = clock::monotonic_us() ^ (u64::from(std::process::id()) << 32);
+                    (t ^ (t >> 29)).wrapping_mul(0x9E37_79B9_7F4A_7C15) as u32
+                }
+            }
+        };
+        if id != 0 {
+            return id;
         }
     }
 }
@@ -115,8 +167,31 @@ pub enum LinkError {
     Open { spec: String, source: io::Error },
     #[error("link {spec}: no HelloAck within {timeout_ms} ms; is the controller (or `arm-sim`) running on the other end?")]
     NoHelloAck { spec: String, timeout_ms: u128 },
-    #[error("link {spec}: the controller refused the session (protocol {protocol}); update the firmware or the host")]
+    #[error("link {spec}: the controller refused the session (it speaks protocol {protocol}); update the firmware or the host")]
     Refused { spec: String, protocol: u8 },
+    #[error("link {spec}: the controller rejected {count} actions in a row (limit {limit}, last seq {seq}): the host's limits and the controller's disagree")]
+    Rejected {
+        spec: String,
+        count: u32,
+        limit: u32,
+        seq: u32,
+    },
+    #[error("link {spec}: the controller reports duplicate sequence numbers in a fresh session ({session:#010x}); is another host talking to it?")]
+    Duplicate { spec: String, session: u32 },
+    #[error("link {spec}: the controller stopped the session (Status Stopped without a Stop from this host)")]
+    ControllerStopped { spec: String },
+    #[error("link {spec}: the controller reports a fault: {what}")]
+    ControllerFault { spec: String, what: String },
+    #[error("link {spec}: emergency stop reported by the controller: {what}")]
+    Estop { spec: String, what: String },
+    #[error("link {spec}: no valid frame from the controller for {silent_ms} ms (lost-link limit {limit_ms} ms)")]
+    Silent {
+        spec: String,
+        silent_ms: u128,
+        limit_ms: u128,
+    },
+    #[error("shutting down: no Action is sent after SIGINT/SIGTERM")]
+    ShuttingDown,
     #[error("link {spec} lost after {attempts} reconnect attempts: {reason}")]
     Lost {
         spec: String,
@@ -133,8 +208,19 @@ impl LinkError {
     /// The process exit code this error should end the run with.
     pub fn exit_code(&self) -> u8 {
         match self {
-            LinkError::Lost { .. } | LinkError::NoStopAck { .. } => crate::exit::LINK_LOST,
-            _ => crate::exit::RUNTIME,
+            LinkError::Lost { .. } | LinkError::NoStopAck { .. } | LinkError::Silent { .. } => {
+                crate::exit::LINK_LOST
+            }
+            LinkError::Refused { .. } | LinkError::Rejected { .. } | LinkError::Duplicate { .. } => {
+                crate::exit::CONTROLLER_REFUSED
+            }
+            LinkError::ControllerFault { .. } => crate::exit::CONTROLLER_FAULT,
+            LinkError::ControllerStopped { .. } => crate::exit::CONTROLLER_STOPPED,
+            LinkError::Estop { .. } => crate::exit::ESTOP,
+            LinkError::ShuttingDown => crate::exit::OK,
+            LinkError::Open { .. } | LinkError::NoHelloAck { .. } | LinkError::Encode(_) => {
+                crate::exit::RUNTIME
+            }
         }
     }
 }
@@ -162,6 +248,18 @@ pub struct LinkCounters {
     pub reconnects: u64,
     /// Frames from the controller that failed to decode.
     pub bad_frames: u32,
+    /// Actions sent that no Ack answered (so far; final once the run has stopped).
+    pub unacknowledged: u64,
+    /// Hellos sent again because the controller had lost the session (Held / Idle).
+    pub rehellos: u64,
+    /// New sessions opened because the controller reported duplicate sequence numbers.
+    pub new_sessions: u64,
+    /// Steps held because the controller had been silent past the reply timeout.
+    pub silent_holds: u64,
+    /// `Fault{Watchdog}` reports: the controller held because nothing reached it in time.
+    pub controller_watchdogs: u64,
+    /// `Fault{LimitViolation}` reports (each comes with a Rejected ack).
+    pub limit_violations: u64,
 }
 
 /// The acknowledgement of a `Stop`, and the controller's status right after it.
@@ -173,13 +271,15 @@ pub struct StopAck {
 }
 
 enum Incoming {
-    Message(Message),
+    /// A valid message and when the reader decoded it.
+    Message(Message, Instant),
     Closed(String),
 }
 
 struct Shared {
     writer: Mutex<Box<dyn Write + Send>>,
     control_seq: AtomicU32,
+    shutdown: Option<Arc<AtomicBool>>,
 }
 
 impl Shared {
@@ -187,6 +287,15 @@ impl Shared {
         let mut frame = [0u8; MAX_FRAME];
         let len = encode(message, &mut frame).map_err(LinkError::Encode)?;
         let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        // The last barrier between a shutdown signal and the arm: checked with the writer held.
+        if matches!(message, Message::Action(_))
+            && self
+                .shutdown
+                .as_ref()
+                .is_some_and(|f| f.load(Ordering::SeqCst))
+        {
+            return Err(LinkError::ShuttingDown);
+        }
         // No flush: on a tty it is tcdrain, which blocks until the peer has read everything.
         w.write_all(&frame[..len]).map_err(|e| LinkError::Lost {
             spec: String::new(),
@@ -236,6 +345,86 @@ impl Connection {
     }
 }
 
+/// Why the link forbids an Action right now (the step holds; heartbeats keep flowing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkHold {
+    /// No valid frame from the controller for the reply timeout.
+    ControllerSilent,
+    /// The controller answered `Held` or reported `Idle`: it has no session until a new Hello
+    /// is accepted.
+    NoSession,
+    /// SIGINT/SIGTERM arrived: nothing more moves.
+    ShuttingDown,
+}
+
+impl LinkHold {
+    pub fn name(self) -> &'static str {
+        match self {
+            LinkHold::ControllerSilent => "link_controller_silent",
+            LinkHold::NoSession => "link_no_session",
+            LinkHold::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
+/// A controller report that ends the run; kept until [`Link::poll`] returns it.
+#[derive(Clone, Debug)]
+enum Fatal {
+    Rejected { count: u32, seq: u32 },
+    Duplicate { session: u32 },
+    Stopped,
+    Fault(String),
+    Estop(String),
+    Refused(u8),
+}
+
+/// What the host knows of the controller beyond the counters.
+#[derive(Debug)]
+struct Tracking {
+    /// When the reader last decoded a valid frame from the controller.
+    last_heard: Instant,
+    rejected_in_a_row: u32,
+    /// An Ack said `Held`: no Actions until a Status says what the controller's state is.
+    awaiting_status: bool,
+    /// The controller is Idle: a Hello (same session) must be accepted before any Action.
+    need_hello: bool,
+    /// The controller's sequence is ahead of ours: open a new session.
+    need_new_session: bool,
+    /// The session opened because of duplicates; duplicates in it are fatal.
+    fresh_session: Option<u32>,
+    /// The host sent Stop (a Stopped state is then expected).
+    stop_sent: bool,
+    /// Seq of the action sent with terminate = 1, and whether it was applied (the controller
+    /// then ends the episode: Stopped is expected).
+    terminate_seq: Option<u32>,
+    episode_ended: bool,
+    /// An action was not applied (Rejected): the governor must count from where the arm is.
+    not_applied: bool,
+    fatal: Option<Fatal>,
+    /// Inside a handshake: acks of the previous session's actions are only counted.
+    in_handshake: bool,
+}
+
+impl Tracking {
+    fn new() -> Self {
+        Self {
+            last_heard: Instant::now(),
+            rejected_in_a_row: 0,
+            awaiting_status: false,
+            need_hello: false,
+            need_new_session: false,
+            fresh_session: None,
+            stop_sent: false,
+            terminate_seq: None,
+            episode_ended: false,
+            not_applied: false,
+            fatal: None,
+            in_handshake: false,
+        }
+    }
+}
+
 pub struct Link {
     spec: LinkSpec,
     cfg: LinkConfig,
@@ -246,6 +435,7 @@ pub struct Link {
     counters: LinkCounters,
     broken: Option<String>,
     started: Instant,
+    track: Tracking,
 }
 
 impl Link {
@@ -262,6 +452,7 @@ impl Link {
             counters: LinkCounters::default(),
             broken: None,
             started: Instant::now(),
+            track: Tracking::new(),
         };
         link.handshake()?;
         Ok(link)
@@ -271,14 +462,64 @@ impl Link {
         &self.spec
     }
 
+    /// The session id the controller knows this host by.
+    pub fn session(&self) -> u32 {
+        self.cfg.session
+    }
+
     pub fn stopper(&self) -> Stopper {
         Stopper {
             shared: self.conn.shared.clone(),
         }
     }
 
+    /// Whether an Action may be sent now (`Err`: hold this step, say why).
+    pub fn gate(&self) -> Result<(), LinkHold> {
+        if self
+            .cfg
+            .shutdown
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::SeqCst))
+        {
+            return Err(LinkHold::ShuttingDown);
+        }
+        if self.track.awaiting_status || self.track.need_hello || self.track.need_new_session {
+            return Err(LinkHold::NoSession);
+        }
+        if self.track.last_heard.elapsed() > self.cfg.reply_timeout {
+            return Err(LinkHold::ControllerSilent);
+        }
+        Ok(())
+    }
+
+    /// Counts a step held because of [`Link::gate`].
+    pub fn count_hold(&mut self, hold: LinkHold) {
+        if hold == LinkHold::ControllerSilent {
+            self.counters.silent_holds += 1;
+        }
+    }
+
+    /// True once since the controller last refused to apply an action: the arm did not move.
+    pub fn take_not_applied(&mut self) -> bool {
+        std::mem::take(&mut self.track.not_applied)
+    }
+
+    /// The policy ended the episode (an action with terminate = 1 was applied).
+    pub fn episode_ended(&self) -> bool {
+        self.track.episode_ended
+    }
+
     /// Sends one action; returns its sequence number.
     pub fn send_action(&mut self, cmd: &ActionCommand) -> Result<u32, LinkError> {
+        self.send_action_ending(cmd, false)
+    }
+
+    /// [`Link::send_action`], saying whether the action's terminate value is 1.
+    pub fn send_action_ending(
+        &mut self,
+        cmd: &ActionCommand,
+        terminate: bool,
+    ) -> Result<u32, LinkError> {
         let seq = self.next_action_seq;
         let action = Action {
             seq,
@@ -291,6 +532,9 @@ impl Link {
         self.send_with_reconnect(&Message::Action(action))?;
         self.next_action_seq += 1;
         self.counters.actions_sent += 1;
+        if terminate {
+            self.track.terminate_seq = Some(seq);
+        }
         Ok(seq)
     }
 
@@ -305,7 +549,8 @@ impl Link {
         Ok(())
     }
 
-    /// Handles everything the controller sent; returns the newest `Status` among it, if any.
+    /// Acts on everything the controller sent (SPEC §7); returns the newest `Status` among it.
+    /// `Err`: the run must end, with the error's exit code.
     pub fn poll(&mut self) -> Result<Option<Status>, LinkError> {
         let mut newest = None;
         while let Ok(incoming) = self.conn.rx.try_recv() {
@@ -316,12 +561,65 @@ impl Link {
         if let Some(reason) = self.broken.take() {
             self.reconnect(&reason)?;
         }
+        if let Some(fatal) = self.track.fatal.clone() {
+            return Err(self.fatal_error(fatal));
+        }
+        let silent = self.track.last_heard.elapsed();
+        if silent > self.cfg.lost_link {
+            return Err(LinkError::Silent {
+                spec: self.spec.to_string(),
+                silent_ms: silent.as_millis(),
+                limit_ms: self.cfg.lost_link.as_millis(),
+            });
+        }
+        if self.track.need_new_session {
+            self.new_session()?;
+        } else if self.track.need_hello {
+            tracing::warn!(spec = %self.spec, "the controller has no session (Idle); sending Hello again");
+            self.handshake()?;
+            self.counters.rehellos += 1;
+        }
         Ok(newest)
+    }
+
+    fn fatal_error(&self, fatal: Fatal) -> LinkError {
+        let spec = self.spec.to_string();
+        match fatal {
+            Fatal::Rejected { count, seq } => LinkError::Rejected {
+                spec,
+                count,
+                limit: self.cfg.max_rejected_in_a_row,
+                seq,
+            },
+            Fatal::Duplicate { session } => LinkError::Duplicate { spec, session },
+            Fatal::Stopped => LinkError::ControllerStopped { spec },
+            Fatal::Fault(what) => LinkError::ControllerFault { spec, what },
+            Fatal::Estop(what) => LinkError::Estop { spec, what },
+            Fatal::Refused(protocol) => LinkError::Refused { spec, protocol },
+        }
+    }
+
+    /// A new random session, actions numbered from 1 again, and the handshake.
+    fn new_session(&mut self) -> Result<(), LinkError> {
+        let old = self.cfg.session;
+        let mut session = new_session_id();
+        while session == old {
+            session = new_session_id();
+        }
+        tracing::warn!(spec = %self.spec, old = format!("{old:#010x}"), new = format!("{session:#010x}"),
+            "the controller's action sequence is ahead of this session's (Duplicate): opening a new session");
+        self.cfg.session = session;
+        self.next_action_seq = 1;
+        self.track.fresh_session = Some(session);
+        self.handshake()?;
+        self.counters.new_sessions += 1;
+        Ok(())
     }
 
     /// Sends `Stop` and waits (at most `stop_ack_timeout`) for its acknowledgement.
     pub fn stop(&mut self, reason: StopReason) -> Result<StopAck, LinkError> {
         let t0 = Instant::now();
+        self.track.stop_sent = true;
         let seq = self.stopper().send_stop(reason)?;
         let deadline = t0 + self.cfg.stop_ack_timeout;
         let mut acked = false;
@@ -329,17 +627,20 @@ impl Link {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.conn.rx.recv_timeout(left) {
                 Ok(incoming) => {
-                    if let Incoming::Message(Message::Ack(Ack {
-                        of: AckOf::Stop,
-                        seq: s,
-                        ..
-                    })) = incoming
+                    if let Incoming::Message(
+                        Message::Ack(Ack {
+                            of: AckOf::Stop,
+                            seq: s,
+                            ..
+                        }),
+                        _,
+                    ) = incoming
                     {
                         if s == seq {
                             acked = true;
                         }
                     }
-                    let status = matches!(incoming, Incoming::Message(Message::Status(_)));
+                    let status = matches!(incoming, Incoming::Message(Message::Status(_), _));
                     self.absorb(incoming);
                     if acked
                         && (status
@@ -380,6 +681,9 @@ impl Link {
             .lock()
             .map(|d| d.bad_frames)
             .unwrap_or(0);
+        c.unacknowledged = c.actions_sent.saturating_sub(
+            c.acks_applied + c.acks_held + c.acks_duplicate + c.acks_rejected,
+        );
         c
     }
 
@@ -391,7 +695,7 @@ impl Link {
             .map(|s| format!("{:?}", s.state))
             .unwrap_or_else(|| "?".into());
         format!(
-            "link {}: controller {}, sent {} actions / {} heartbeats, acks {} applied {} held {} dup {} rejected, {} faults, {} bad frames, {} reconnects, up {:.1} s",
+            "link {}: controller {}, sent {} actions / {} heartbeats, acks {} applied {} held {} dup {} rejected, {} unacknowledged, {} faults, {} bad frames, {} reconnects, up {:.1} s",
             self.spec,
             state,
             c.actions_sent,
@@ -400,6 +704,7 @@ impl Link {
             c.acks_held,
             c.acks_duplicate,
             c.acks_rejected,
+            c.unacknowledged,
             c.faults,
             c.bad_frames,
             c.reconnects,
@@ -408,35 +713,136 @@ impl Link {
     }
 
     fn absorb(&mut self, incoming: Incoming) -> Option<Status> {
-        match incoming {
+        let (message, at) = match incoming {
             Incoming::Closed(reason) => {
                 self.broken = Some(reason);
+                return None;
+            }
+            Incoming::Message(m, at) => (m, at),
+        };
+        if at > self.track.last_heard {
+            self.track.last_heard = at;
+        }
+        match message {
+            Message::Ack(a) => {
+                self.ack(a);
                 None
             }
-            Incoming::Message(Message::Ack(a)) => {
-                let c = match a.outcome {
-                    Outcome::Applied => &mut self.counters.acks_applied,
-                    Outcome::Held => &mut self.counters.acks_held,
-                    Outcome::Duplicate => &mut self.counters.acks_duplicate,
-                    Outcome::Rejected => &mut self.counters.acks_rejected,
-                };
-                if a.of == AckOf::Action {
-                    *c += 1;
-                }
-                None
-            }
-            Incoming::Message(Message::Status(s)) => {
+            Message::Status(s) => {
                 self.counters.statuses += 1;
                 self.last_status = Some(s);
+                self.status(&s);
                 Some(s)
             }
-            Incoming::Message(Message::Fault(f)) => {
+            Message::Fault(f) => {
                 self.counters.faults += 1;
-                tracing::warn!(?f, "controller fault");
                 self.last_fault = Some(f);
+                self.fault(&f);
                 None
             }
-            Incoming::Message(_) => None,
+            _ => None,
+        }
+    }
+
+    fn ack(&mut self, a: Ack) {
+        if a.of == AckOf::Action {
+            let c = match a.outcome {
+                Outcome::Applied => &mut self.counters.acks_applied,
+                Outcome::Held => &mut self.counters.acks_held,
+                Outcome::Duplicate => &mut self.counters.acks_duplicate,
+                Outcome::Rejected => &mut self.counters.acks_rejected,
+            };
+            *c += 1;
+        }
+        if self.track.in_handshake || self.track.stop_sent {
+            return;
+        }
+        match (a.of, a.outcome) {
+            (AckOf::Action, Outcome::Applied) => {
+                self.track.rejected_in_a_row = 0;
+                if self.track.terminate_seq == Some(a.seq) {
+                    self.track.episode_ended = true;
+                }
+            }
+            (AckOf::Action, Outcome::Rejected) => {
+                self.track.rejected_in_a_row += 1;
+                self.track.not_applied = true;
+                tracing::warn!(seq = a.seq, in_a_row = self.track.rejected_in_a_row, "the controller rejected an action");
+                if self.track.rejected_in_a_row >= self.cfg.max_rejected_in_a_row {
+                    self.set_fatal(Fatal::Rejected {
+                        count: self.track.rejected_in_a_row,
+                        seq: a.seq,
+                    });
+                }
+            }
+            (AckOf::Action, Outcome::Duplicate) => {
+                self.track.not_applied = true;
+                if self.track.fresh_session == Some(self.cfg.session) {
+                    self.set_fatal(Fatal::Duplicate {
+                        session: self.cfg.session,
+                    });
+                } else {
+                    self.track.need_new_session = true;
+                }
+            }
+            (AckOf::Action | AckOf::Heartbeat, Outcome::Held) => {
+                self.track.not_applied |= a.of == AckOf::Action;
+                self.track.awaiting_status = true;
+            }
+            _ => {}
+        }
+    }
+
+    fn status(&mut self, s: &Status) {
+        if self.track.in_handshake {
+            return;
+        }
+        let expected_stop = self.track.stop_sent || self.track.episode_ended;
+        if s.faults & fault_bits::ESTOP != 0 && !self.track.stop_sent {
+            self.set_fatal(Fatal::Estop(format!(
+                "Status {:?} with the e-stop bit latched",
+                s.state
+            )));
+            return;
+        }
+        match s.state {
+            ControllerState::Idle if !expected_stop => {
+                self.track.awaiting_status = false;
+                self.track.need_hello = true;
+            }
+            ControllerState::Active | ControllerState::Holding => {
+                self.track.awaiting_status = false;
+            }
+            ControllerState::Stopped if !expected_stop => self.set_fatal(Fatal::Stopped),
+            ControllerState::Faulted if !self.track.stop_sent => {
+                let what = match self.last_fault {
+                    Some(f) => format!("Status Faulted after Fault {:?} (detail {})", f.code, f.detail),
+                    None => format!("Status Faulted (fault bits {:#x})", s.faults),
+                };
+                self.set_fatal(Fatal::Fault(what));
+            }
+            _ => {}
+        }
+    }
+
+    fn fault(&mut self, f: &Fault) {
+        tracing::warn!(code = ?f.code, detail = f.detail, "controller fault");
+        match f.code {
+            FaultCode::Watchdog => self.counters.controller_watchdogs += 1,
+            FaultCode::LimitViolation => self.counters.limit_violations += 1,
+            FaultCode::Estop => self.set_fatal(Fatal::Estop(format!("Fault Estop (detail {})", f.detail))),
+            FaultCode::Hardware => self.set_fatal(Fatal::Fault(format!("Fault Hardware (detail {})", f.detail))),
+            FaultCode::ProtocolMismatch if !self.track.in_handshake => {
+                self.set_fatal(Fatal::Refused(u8::try_from(f.detail).unwrap_or(u8::MAX)))
+            }
+            FaultCode::ProtocolMismatch => {}
+        }
+    }
+
+    /// The first fatal report wins (an e-stop outranks everything after it).
+    fn set_fatal(&mut self, fatal: Fatal) {
+        if self.track.fatal.is_none() {
+            self.track.fatal = Some(fatal);
         }
     }
 
@@ -454,6 +860,20 @@ impl Link {
     }
 
     fn handshake(&mut self) -> Result<(), LinkError> {
+        self.track.in_handshake = true;
+        let result = self.handshake_inner();
+        self.track.in_handshake = false;
+        if result.is_ok() {
+            self.track.last_heard = Instant::now();
+            self.track.awaiting_status = false;
+            self.track.need_hello = false;
+            self.track.need_new_session = false;
+            self.track.rejected_in_a_row = 0;
+        }
+        result
+    }
+
+    fn handshake_inner(&mut self) -> Result<(), LinkError> {
         let hello = self.hello();
         let deadline = Instant::now() + self.cfg.hello_timeout;
         let mut next_send = Instant::now();
@@ -476,7 +896,7 @@ impl Link {
                 .min(deadline)
                 .saturating_duration_since(Instant::now());
             match self.conn.rx.recv_timeout(wait) {
-                Ok(Incoming::Message(Message::HelloAck(a))) if a.session == self.cfg.session => {
+                Ok(Incoming::Message(Message::HelloAck(a), _)) if a.session == self.cfg.session => {
                     if !a.accepted {
                         return Err(LinkError::Refused {
                             spec: self.spec.to_string(),
@@ -632,6 +1052,7 @@ fn connect(
         shared: Arc::new(Shared {
             writer: Mutex::new(writer),
             control_seq: AtomicU32::new(control_seq_start),
+            shutdown: cfg.shutdown.clone(),
         }),
         rx,
         reader_stop,
@@ -682,7 +1103,7 @@ fn read_loop(
             }
             match result {
                 Ok(m) => {
-                    let _ = tx.send(Incoming::Message(m));
+                    let _ = tx.send(Incoming::Message(m, Instant::now()));
                 }
                 Err(e) => tracing::debug!(?e, "bad frame from controller"),
             }

@@ -1,20 +1,22 @@
 //! The real [`ActionSink`]: the safety governor, then the wire link to the arm controller.
+//!
+//! Per step: everything the controller said is acted on first ([`Link::poll`]); an action goes
+//! out only when the link's gate is open (the controller holds a session and was heard within
+//! the reply timeout, no shutdown signal) *and* the governor approves it. A controller that
+//! did not apply an action makes the governor count from where the arm stands.
 
 use std::time::{Duration, Instant};
 
-use crate::board::Board;
 use crate::link::clock;
-use crate::link::governor::{Decision, Governor, HoldReason, Limits, LimitsError, Proposal};
+use crate::link::governor::{Decision, Governor, HoldReason, LimitsError, Proposal};
 use crate::link::{
-    ActionCommand, Axis, ControllerState, Link, LinkConfig, LinkError, LinkSpec, ACTION_LEN,
+    ActionCommand, Axis, Link, LinkConfig, LinkError, LinkSpec, ACTION_LEN,
 };
 
 use super::{Action, ActionSink, Delivery, SinkError, StopReason};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LinkSinkError {
-    #[error("board profile {board}: the arm expects axis {axis:?} but [[safety.axes]] has no entry for it; add one with min, max and max_step")]
-    MissingAxisLimit { board: String, axis: &'static str },
     #[error("the arm expects axis {axis:?} but the policy's actions have no such name ({names}); use a model whose [[policy.action]] names match the link layout")]
     MissingPolicyAxis { axis: &'static str, names: String },
     #[error(transparent)]
@@ -23,39 +25,16 @@ pub enum LinkSinkError {
     Link(#[from] LinkError),
 }
 
-/// The governor's limits from the board profile's `[safety]`, in the wire layout.
-pub fn limits_from_board(
-    board: &Board,
-    layout: [Axis; ACTION_LEN],
-) -> Result<Limits, LinkSinkError> {
-    let mut limits = Limits {
-        layout,
-        max_age_ms: board.safety.max_age_ms,
-        min_interval_ms: if board.safety.rate_limit_hz > 0.0 {
-            (1000.0 / board.safety.rate_limit_hz).floor() as u32
-        } else {
-            0
-        },
-        ..Limits::default()
-    };
-    for (i, axis) in layout.iter().enumerate() {
-        let (min, max, step) = match (board.safety.axis(axis.name()), axis) {
-            (Some(a), _) => (a.min as f32, a.max as f32, a.max_step as f32),
-            (None, Axis::Terminate) => (0.0, 1.0, 1.0),
-            (None, Axis::Unused) => (0.0, 0.0, 1.0),
-            (None, _) => {
-                return Err(LinkSinkError::MissingAxisLimit {
-                    board: board.source.display().to_string(),
-                    axis: axis.name(),
-                })
+impl LinkSinkError {
+    /// The process exit code: a policy/board mismatch is bad input, a link error its own code.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            LinkSinkError::MissingPolicyAxis { .. } | LinkSinkError::Limits(_) => {
+                crate::exit::BAD_INPUT
             }
-        };
-        limits.min[i] = min;
-        limits.max[i] = max;
-        limits.max_step[i] = step;
+            LinkSinkError::Link(e) => e.exit_code(),
+        }
     }
-    limits.validate()?;
-    Ok(limits)
 }
 
 /// For each wire slot, the index of the policy value that fills it (`None`: an unused slot).
@@ -93,25 +72,29 @@ pub struct LinkSink {
     link: Link,
     governor: Governor,
     slots: [Option<usize>; ACTION_LEN],
+    terminate_slot: Option<usize>,
     heartbeat: Duration,
     last_sent: Instant,
 }
 
 impl LinkSink {
-    /// Opens the link (handshake included) with the board's limits; `names` are the policy's
-    /// action names, matched to the wire layout by name.
-    pub fn open(spec: &LinkSpec, board: &Board, names: &[String]) -> Result<Self, LinkSinkError> {
-        let limits = limits_from_board(board, Limits::default().layout)?;
-        let slots = wire_slots(&limits.layout, names)?;
-        let governor = Governor::new(limits)?;
-        let mut cfg = LinkConfig::new(limits);
-        cfg.watchdog_ms = board.link.watchdog_ms.min(u16::MAX as u32) as u16;
+    /// Opens the link (handshake included) with `cfg` (from `Board::link_config`); `names` are
+    /// the policy's action names, matched to the wire layout by name.
+    pub fn open(spec: &LinkSpec, cfg: LinkConfig, names: &[String]) -> Result<Self, LinkSinkError> {
+        let slots = wire_slots(&cfg.limits.layout, names)?;
+        let governor = Governor::new(cfg.limits)?;
+        let terminate_slot = cfg.limits.layout.iter().position(|a| *a == Axis::Terminate);
+        let heartbeat = cfg.heartbeat;
+        if cfg.shutdown.is_some() {
+            crate::link::signals::mark_session_may_open();
+        }
         let link = Link::open(spec, cfg)?;
         Ok(Self {
             link,
             governor,
             slots,
-            heartbeat: Duration::from_millis(board.link.heartbeat_ms as u64),
+            terminate_slot,
+            heartbeat,
             last_sent: Instant::now(),
         })
     }
@@ -120,17 +103,20 @@ impl LinkSink {
         &self.governor
     }
 
+    pub fn link(&self) -> &Link {
+        &self.link
+    }
+
+    /// Acts on the controller's replies; a refused action makes the governor count from rest.
     fn check_controller(&mut self) -> Result<(), SinkError> {
         self.link.poll().map_err(link_error)?;
-        if self
-            .link
-            .last_status()
-            .is_some_and(|s| s.state == ControllerState::Faulted)
-        {
-            return Err(SinkError::EStop(format!(
-                "the arm controller reports a fault ({:?})",
-                self.link.last_fault()
-            )));
+        if self.link.take_not_applied() {
+            self.governor.arm_held();
+        }
+        if self.link.episode_ended() {
+            return Err(SinkError::EpisodeEnded(
+                "the policy ended the episode (terminate = 1, applied by the controller)".into(),
+            ));
         }
         Ok(())
     }
@@ -144,22 +130,36 @@ impl LinkSink {
 
 fn hold_name(reason: HoldReason) -> &'static str {
     match reason {
-        HoldReason::ParseFailure => "parse_failure",
-        HoldReason::NonFinite => "non_finite",
-        HoldReason::Stale => "stale",
-        HoldReason::RateLimited => "rate_limited",
+        HoldReason::ParseFailure => "governor_parse_failure",
+        HoldReason::NonFinite => "governor_non_finite",
+        HoldReason::Stale => "governor_stale",
+        HoldReason::RateLimited => "governor_rate_limited",
     }
 }
 
 fn link_error(e: LinkError) -> SinkError {
+    let code = e.exit_code();
+    let text = e.to_string();
     match e {
-        LinkError::NoStopAck { .. } => SinkError::NoStopAck(e.to_string()),
-        other => SinkError::LinkLost(other.to_string()),
+        LinkError::NoStopAck { .. } => SinkError::NoStopAck(text),
+        LinkError::Estop { .. } => SinkError::EStop(text),
+        LinkError::ShuttingDown => SinkError::ShuttingDown,
+        _ if code == crate::exit::CONTROLLER_REFUSED => SinkError::ControllerRefused(text),
+        _ if code == crate::exit::CONTROLLER_FAULT => SinkError::ControllerFault(text),
+        _ if code == crate::exit::CONTROLLER_STOPPED => SinkError::ControllerStopped(text),
+        _ => SinkError::LinkLost(text),
     }
 }
 
 impl ActionSink for LinkSink {
     fn send(&mut self, action: &Action, _now: Instant) -> Result<Delivery, SinkError> {
+        self.check_controller()?;
+        if let Err(hold) = self.link.gate() {
+            self.link.count_hold(hold);
+            self.governor.arm_held();
+            self.heartbeat()?;
+            return Ok(Delivery::Held(hold.name().to_string()));
+        }
         let mut values = [0f32; ACTION_LEN];
         for (v, slot) in values.iter_mut().zip(&self.slots) {
             if let Some(i) = slot {
@@ -179,13 +179,20 @@ impl ActionSink for LinkSink {
                     capture_us,
                     values,
                 };
-                self.link.send_action(&cmd).map_err(link_error)?;
+                let terminate = self.terminate_slot.is_some_and(|i| values[i] == 1.0);
+                match self.link.send_action_ending(&cmd, terminate) {
+                    Ok(_) => {}
+                    Err(LinkError::ShuttingDown) => {
+                        return Ok(Delivery::Held(crate::link::LinkHold::ShuttingDown.name().into()))
+                    }
+                    Err(e) => return Err(link_error(e)),
+                }
                 self.last_sent = Instant::now();
                 Delivery::Sent
             }
             Decision::Hold(reason) => {
                 self.heartbeat()?;
-                Delivery::Held(format!("governor_{}", hold_name(reason)))
+                Delivery::Held(hold_name(reason).to_string())
             }
         };
         self.check_controller()?;
@@ -210,17 +217,14 @@ impl ActionSink for LinkSink {
     }
 
     fn stop(&mut self, why: StopReason) -> Result<(), SinkError> {
-        use crate::link::StopReason as Wire;
-        let reason = match why {
-            StopReason::Signal => Wire::Operator,
-            StopReason::StepsDone | StopReason::DurationDone | StopReason::SourceEnded => {
-                Wire::Finished
-            }
-            StopReason::CameraStalled => Wire::Watchdog,
-            StopReason::EStop => Wire::Estop,
-            _ => Wire::HostFault,
-        };
-        self.link.stop(reason).map(|_| ()).map_err(link_error)
+        self.link.stop(why.wire()).map(|_| ()).map_err(link_error)
+    }
+
+    fn outcomes(&self) -> Option<super::stats::LinkOutcomes> {
+        Some(super::stats::LinkOutcomes::from_counters(
+            &self.link.counters(),
+            self.link.session(),
+        ))
     }
 }
 
@@ -243,7 +247,7 @@ mod tests {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let slots = wire_slots(&Limits::default().layout, &names).unwrap();
+        let slots = wire_slots(&crate::link::Limits::default().layout, &names).unwrap();
         // Wire: dx dy dz droll dpitch dyaw gripper terminate.
         assert_eq!(
             slots,
@@ -259,7 +263,7 @@ mod tests {
             ]
         );
         assert!(matches!(
-            wire_slots(&Limits::default().layout, &names[..7]),
+            wire_slots(&crate::link::Limits::default().layout, &names[..7]),
             Err(LinkSinkError::MissingPolicyAxis {
                 axis: "gripper",
                 ..
@@ -269,8 +273,8 @@ mod tests {
 
     #[test]
     fn dev_board_limits() {
-        let board = Board::default_dev().unwrap();
-        let l = limits_from_board(&board, Limits::default().layout).unwrap();
+        let board = crate::board::Board::default_dev().unwrap();
+        let l = board.governor_limits().unwrap();
         assert_eq!(l.min[0], -0.2f32);
         assert_eq!(l.max[6], 1.0);
         assert_eq!((l.min[7], l.max[7]), (0.0, 1.0));

@@ -154,6 +154,33 @@ pub enum SinkError {
     EStop(String),
     #[error("the arm controller did not acknowledge Stop: {0}")]
     NoStopAck(String),
+    #[error("{0}")]
+    ControllerRefused(String),
+    #[error("{0}")]
+    ControllerFault(String),
+    #[error("{0}")]
+    ControllerStopped(String),
+    /// The policy ended the episode and the controller applied it (not a failure).
+    #[error("{0}")]
+    EpisodeEnded(String),
+    /// A shutdown signal closed the link to actions.
+    #[error("shutting down on SIGINT/SIGTERM")]
+    ShuttingDown,
+}
+
+impl SinkError {
+    /// The loop's stop reason for this error.
+    pub fn stop_reason(&self) -> StopReason {
+        match self {
+            SinkError::LinkLost(_) | SinkError::NoStopAck(_) => StopReason::LinkLost,
+            SinkError::EStop(_) => StopReason::EStop,
+            SinkError::ControllerRefused(_) => StopReason::ControllerRefused,
+            SinkError::ControllerFault(_) => StopReason::ControllerFault,
+            SinkError::ControllerStopped(_) => StopReason::ControllerStopped,
+            SinkError::EpisodeEnded(_) => StopReason::PolicyTerminated,
+            SinkError::ShuttingDown => StopReason::Signal,
+        }
+    }
 }
 
 /// The safety governor and the link to the arm controller.
@@ -168,6 +195,10 @@ pub trait ActionSink: Send {
     /// Sends Stop and waits, bounded, for the controller's acknowledgement.
     /// `why` is the loop's stop reason (the wire's Stop carries it).
     fn stop(&mut self, why: StopReason) -> Result<(), SinkError>;
+    /// What the controller answered, for the summary (`None`: no controller behind this sink).
+    fn outcomes(&self) -> Option<stats::LinkOutcomes> {
+        None
+    }
 }
 
 /// Why the loop ended.
@@ -188,6 +219,16 @@ pub enum StopReason {
     UnparsableAnswers,
     LinkLost,
     EStop,
+    /// The controller refused the session or our actions (Rejected in a row, Duplicate).
+    ControllerRefused,
+    /// The controller reported a fault other than an e-stop.
+    ControllerFault,
+    /// The controller stopped the session without our Stop.
+    ControllerStopped,
+    /// The policy ended the episode (terminate = 1) and the controller applied it.
+    PolicyTerminated,
+    /// The run ended as asked but the arm applied none of its actions.
+    NothingApplied,
     /// A loop thread panicked (a bug).
     Internal,
 }
@@ -206,7 +247,35 @@ impl StopReason {
             StopReason::UnparsableAnswers => "unparsable_answers",
             StopReason::LinkLost => "link_lost",
             StopReason::EStop => "estop",
+            StopReason::ControllerRefused => "controller_refused",
+            StopReason::ControllerFault => "controller_fault",
+            StopReason::ControllerStopped => "controller_stopped",
+            StopReason::PolicyTerminated => "policy_terminated",
+            StopReason::NothingApplied => "nothing_applied",
             StopReason::Internal => "internal",
+        }
+    }
+
+    /// The reason the wire's Stop carries (SPEC §4 StopReason).
+    pub fn wire(self) -> crate::link::StopReason {
+        use crate::link::StopReason as Wire;
+        match self {
+            StopReason::Signal => Wire::Operator,
+            StopReason::StepsDone
+            | StopReason::DurationDone
+            | StopReason::SourceEnded
+            | StopReason::PolicyTerminated
+            | StopReason::NothingApplied => Wire::Finished,
+            StopReason::CameraStalled | StopReason::StageStuck => Wire::Watchdog,
+            StopReason::EStop => Wire::Estop,
+            StopReason::SourceFailed
+            | StopReason::ModelFailed
+            | StopReason::UnparsableAnswers
+            | StopReason::LinkLost
+            | StopReason::ControllerRefused
+            | StopReason::ControllerFault
+            | StopReason::ControllerStopped
+            | StopReason::Internal => Wire::HostFault,
         }
     }
 
@@ -215,10 +284,15 @@ impl StopReason {
             StopReason::StepsDone
             | StopReason::DurationDone
             | StopReason::SourceEnded
-            | StopReason::Signal => exit::OK,
+            | StopReason::Signal
+            | StopReason::PolicyTerminated => exit::OK,
             StopReason::CameraStalled | StopReason::StageStuck => exit::WATCHDOG_STOP,
             StopReason::LinkLost => exit::LINK_LOST,
             StopReason::EStop => exit::ESTOP,
+            StopReason::ControllerRefused => exit::CONTROLLER_REFUSED,
+            StopReason::ControllerFault => exit::CONTROLLER_FAULT,
+            StopReason::ControllerStopped => exit::CONTROLLER_STOPPED,
+            StopReason::NothingApplied => exit::NOTHING_APPLIED,
             StopReason::SourceFailed
             | StopReason::ModelFailed
             | StopReason::UnparsableAnswers
@@ -527,11 +601,14 @@ where
         };
         let sink = parts.sink;
         let process_start = cfg.process_start.unwrap_or(started);
+        let signal = signal.clone();
         handles.push((
             "link",
             spawn(
                 "link",
-                Box::new(move || link_thread(sink, process_start, link_rx, shared, done)),
+                Box::new(move || {
+                    link_thread(sink, process_start, link_rx, &signal, shared, done)
+                }),
             )?,
         ));
     }
@@ -604,11 +681,25 @@ where
         }
     }
 
-    let (reason, detail) = shared.stop.reason().unwrap_or((
+    let (mut reason, mut detail) = shared.stop.reason().unwrap_or((
         StopReason::Internal,
         "the loop ended without a reason".into(),
     ));
     let mut stats = shared.stats().clone();
+    // A run that ended as asked is a success only if the arm applied something.
+    if let Some(link) = &stats.link {
+        let asked_end = matches!(
+            reason,
+            StopReason::StepsDone | StopReason::DurationDone | StopReason::SourceEnded
+        );
+        if asked_end && link.applied == 0 && stats.steps > 0 {
+            detail = format!(
+                "{detail}, but the arm applied none of the {} actions sent ({} held by the controller, {} rejected, {} unacknowledged; holds: {:?})",
+                link.actions_sent, link.held, link.rejected, link.unacknowledged, stats.holds
+            );
+            reason = StopReason::NothingApplied;
+        }
+    }
     stats.log_events_dropped = shared.log_dropped.load(Ordering::Relaxed);
     let mut summary = RunSummary::from_stats(
         &stats,
@@ -1035,17 +1126,21 @@ fn link_thread<A: ActionSink>(
     mut sink: A,
     process_start: Instant,
     rx: Receiver<LinkMsg>,
+    signal: &AtomicBool,
     shared: Arc<Shared>,
     _done: DoneGuard,
 ) {
     let failed = |e: SinkError| {
-        let reason = match e {
-            SinkError::EStop(_) => StopReason::EStop,
-            SinkError::LinkLost(_) | SinkError::NoStopAck(_) => StopReason::LinkLost,
-        };
-        shared.stop.request(reason, e.to_string());
+        shared.stop.request(e.stop_reason(), e.to_string());
     };
     loop {
+        // The link thread sees a signal itself, not a supervisor tick later: the next thing
+        // it writes is the Stop.
+        if signal.load(Ordering::SeqCst) {
+            shared
+                .stop
+                .request(StopReason::Signal, "interrupted; Stop sent to the arm");
+        }
         let urgent_stop = shared.stop.reason().is_some_and(|(r, _)| !r.is_orderly());
         if urgent_stop {
             break;
@@ -1111,13 +1206,21 @@ fn link_thread<A: ActionSink>(
         .stop
         .reason()
         .map_or(StopReason::Internal, |(r, _)| r);
-    if let Err(e) = sink.stop(why) {
+    let stopped = sink.stop(why);
+    shared.stats().link = sink.outcomes();
+    if let Err(e) = stopped {
         shared.log(LogLevel::Warn, format!("stopping the arm: {e}"));
-        let already_link = shared
-            .stop
-            .reason()
-            .is_some_and(|(r, _)| matches!(r, StopReason::LinkLost | StopReason::EStop));
-        if !already_link {
+        let keep = shared.stop.reason().is_some_and(|(r, _)| {
+            matches!(
+                r,
+                StopReason::LinkLost
+                    | StopReason::EStop
+                    | StopReason::ControllerFault
+                    | StopReason::ControllerRefused
+                    | StopReason::ControllerStopped
+            )
+        });
+        if !keep {
             // Stop was not acknowledged: the process must not report a clean end.
             let mut r = lock(&shared.stop.reason);
             *r = Some((StopReason::LinkLost, e.to_string()));

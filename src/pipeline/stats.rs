@@ -135,6 +135,8 @@ pub struct LoopStats {
     pub log_events_dropped: u64,
     pub cache: CacheCounts,
     pub stages: BTreeMap<&'static str, LatencyHistogram>,
+    /// What the controller answered, when the sink talks to one (set when the loop stops).
+    pub link: Option<LinkOutcomes>,
 }
 
 impl LoopStats {
@@ -196,6 +198,55 @@ pub struct RunSummary {
     pub vision_cache: VisionCacheSummary,
     pub startup: StartupSummary,
     pub stages: BTreeMap<String, StageSummary>,
+    /// The controller's side of the actions sent: applied, held, rejected, duplicate,
+    /// unacknowledged (absent when the loop drove no link).
+    pub link: Option<LinkOutcomes>,
+}
+
+/// Per-action outcomes reported by the controller, and what the host did about them.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct LinkOutcomes {
+    pub session: String,
+    pub actions_sent: u64,
+    pub applied: u64,
+    pub held: u64,
+    pub rejected: u64,
+    pub duplicate: u64,
+    pub unacknowledged: u64,
+    pub heartbeats_sent: u64,
+    pub statuses: u64,
+    pub faults: u64,
+    pub controller_watchdogs: u64,
+    pub limit_violations: u64,
+    pub bad_frames: u32,
+    pub reconnects: u64,
+    pub rehellos: u64,
+    pub new_sessions: u64,
+    pub silent_holds: u64,
+}
+
+impl LinkOutcomes {
+    pub fn from_counters(c: &crate::link::LinkCounters, session: u32) -> Self {
+        Self {
+            session: format!("{session:#010x}"),
+            actions_sent: c.actions_sent,
+            applied: c.acks_applied,
+            held: c.acks_held,
+            rejected: c.acks_rejected,
+            duplicate: c.acks_duplicate,
+            unacknowledged: c.unacknowledged,
+            heartbeats_sent: c.heartbeats_sent,
+            statuses: c.statuses,
+            faults: c.faults,
+            controller_watchdogs: c.controller_watchdogs,
+            limit_violations: c.limit_violations,
+            bad_frames: c.bad_frames,
+            reconnects: c.reconnects,
+            rehellos: c.rehellos,
+            new_sessions: c.new_sessions,
+            silent_holds: c.silent_holds,
+        }
+    }
 }
 
 impl RunSummary {
@@ -237,6 +288,7 @@ impl RunSummary {
                 .iter()
                 .map(|(k, h)| (k.to_string(), h.summary()))
                 .collect(),
+            link: stats.link.clone(),
         }
     }
 
@@ -273,6 +325,13 @@ impl RunSummary {
                 .map(|p| format!("{} {:.1}", p.what, p.ms))
                 .collect();
             s += &format!("    startup ms: {}\n", p.join(", "));
+        }
+        if let Some(l) = &self.link {
+            s += &format!(
+                "  arm (session {}): {} applied, {} held, {} rejected, {} duplicate, {} unacknowledged of {} sent; {} faults, {} bad frames, {} reconnects, {} new hellos, {} new sessions\n",
+                l.session, l.applied, l.held, l.rejected, l.duplicate, l.unacknowledged, l.actions_sent,
+                l.faults, l.bad_frames, l.reconnects, l.rehellos, l.new_sessions
+            );
         }
         if !self.holds.is_empty() {
             let h: Vec<String> = self.holds.iter().map(|(k, v)| format!("{k} {v}")).collect();
