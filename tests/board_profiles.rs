@@ -221,6 +221,24 @@ fn impossible_values_name_the_key_and_the_allowed_range() {
             "1..=100",
         ),
         (
+            "heartbeat_ms = 50",
+            "heartbeat_ms = 50\nreply_timeout_ms = 60",
+            "link.reply_timeout_ms",
+            "100..=10000",
+        ),
+        (
+            "heartbeat_ms = 50",
+            "heartbeat_ms = 50\nlost_link_ms = 100",
+            "link.lost_link_ms",
+            "150..=60000",
+        ),
+        (
+            "heartbeat_ms = 50",
+            "heartbeat_ms = 50\nmax_rejected_in_a_row = 0",
+            "link.max_rejected_in_a_row",
+            "1..=1000",
+        ),
+        (
             "max_age_ms = 1000",
             "max_age_ms = 0",
             "safety.max_age_ms",
@@ -452,4 +470,41 @@ fn packaging_agrees_with_exit_codes_and_profiles() {
         let b = Board::named(name).unwrap();
         assert_eq!(b.link.spec, "serial:/dev/spatialbot-arm", "{name}");
     }
+}
+
+#[test]
+fn the_rate_limit_becomes_an_interval_rounded_up_so_the_rate_is_never_exceeded() {
+    let text = std::fs::read_to_string(common::repo_root().join("boards/dev-x86_64.toml"))
+        .unwrap()
+        .replace("rate_limit_hz = 10.0", "rate_limit_hz = 3.0");
+    let b = Board::from_toml_str(&text, "three-hz.toml".as_ref(), ".".as_ref()).unwrap();
+    let limits = b.governor_limits().unwrap();
+    assert_eq!(limits.min_interval_ms, 334);
+    assert!(1000.0 / f64::from(limits.min_interval_ms) <= 3.0);
+    assert_eq!(b.link_config().unwrap().limits, limits);
+}
+
+#[test]
+fn a_profile_without_a_motion_axis_is_refused_naming_the_file_and_axis() {
+    let text = std::fs::read_to_string(common::repo_root().join("boards/dev-x86_64.toml"))
+        .unwrap()
+        .replace(
+            "[[safety.axes]]\nname = \"dyaw\"\nmin = -0.2\nmax = 0.2\nmax_step = 0.1\n",
+            "",
+        );
+    assert!(!text.contains("\"dyaw\""));
+    let err = Board::from_toml_str(&text, "no-dyaw.toml".as_ref(), ".".as_ref())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no-dyaw.toml") && err.contains("dyaw"), "{err}");
+}
+
+#[test]
+fn link_timing_defaults_when_the_profile_omits_it() {
+    let b = Board::named("dev-x86_64").unwrap();
+    let cfg = b.link_config().unwrap();
+    assert_eq!(cfg.reply_timeout, std::time::Duration::from_millis(150));
+    assert_eq!(cfg.lost_link, std::time::Duration::from_millis(1000));
+    assert_eq!(cfg.max_rejected_in_a_row, 3);
+    assert_eq!(cfg.heartbeat, std::time::Duration::from_millis(50));
 }

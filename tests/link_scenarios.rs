@@ -660,6 +660,32 @@ fn garbage_and_malformed_frames_are_counted_and_never_acted_on() {
 }
 
 #[test]
+fn a_controller_that_refuses_the_session_ends_start_up_with_exit_6_and_nothing_moves() {
+    let o = run_scenario(
+        plain("refused", &["--steps", "3"]),
+        |m, ctl, _| match m {
+            Message::Hello(h) => {
+                ctl.out.push(Message::Fault(Fault {
+                    code: FaultCode::ProtocolMismatch,
+                    detail: u32::from(h.protocol),
+                }));
+                ctl.out.push(Message::HelloAck(HelloAck {
+                    protocol: 2,
+                    session: h.session,
+                    accepted: false,
+                }));
+                Reply::Scripted
+            }
+            _ => Reply::Default,
+        },
+        no_tick,
+    );
+    assert_eq!(o.code, i32::from(exit::CONTROLLER_REFUSED), "{}", o.context());
+    assert!(o.actions().is_empty(), "{}", o.context());
+    assert!(o.stderr.contains("refused"), "{}", o.context());
+}
+
+#[test]
 fn sessions_are_random_and_never_the_pid() {
     let a = run_scenario(plain("session-a", &["--steps", "1"]), |_, _, _| Reply::Default, no_tick);
     let b = run_scenario(plain("session-b", &["--steps", "1"]), |_, _, _| Reply::Default, no_tick);
