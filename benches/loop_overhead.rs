@@ -95,7 +95,7 @@ impl ActionSink for Sink {
         std::hint::black_box(&action.values);
         Ok(Delivery::Sent)
     }
-    fn hold(&mut self, _reason: &str, _now: Instant) -> Result<(), SinkError> {
+    fn hold(&mut self, _reason: &spatialbot_edge::pipeline::Hold, _now: Instant) -> Result<(), SinkError> {
         Ok(())
     }
     fn stop(&mut self, _why: StopReason) -> Result<(), SinkError> {

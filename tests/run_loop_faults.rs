@@ -167,7 +167,7 @@ impl ActionSink for Sink {
         sent.push(action.clone());
         Ok(Delivery::Sent)
     }
-    fn hold(&mut self, reason: &str, _now: Instant) -> Result<(), SinkError> {
+    fn hold(&mut self, reason: &spatialbot_edge::pipeline::Hold, _now: Instant) -> Result<(), SinkError> {
         self.holds.lock().unwrap().push(reason.to_string());
         Ok(())
     }

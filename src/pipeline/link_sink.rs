@@ -8,12 +8,12 @@
 use std::time::{Duration, Instant};
 
 use crate::link::clock;
-use crate::link::governor::{Decision, Governor, HoldReason, LimitsError, Proposal};
+use crate::link::governor::{Decision, Governor, LimitsError, Proposal};
 use crate::link::{
     ActionCommand, Axis, Link, LinkConfig, LinkError, LinkSpec, ACTION_LEN,
 };
 
-use super::{Action, ActionSink, Delivery, SinkError, StopReason};
+use super::{Action, ActionSink, Delivery, Hold, SinkError, StopReason};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LinkSinkError {
@@ -128,15 +128,6 @@ impl LinkSink {
     }
 }
 
-fn hold_name(reason: HoldReason) -> &'static str {
-    match reason {
-        HoldReason::ParseFailure => "governor_parse_failure",
-        HoldReason::NonFinite => "governor_non_finite",
-        HoldReason::Stale => "governor_stale",
-        HoldReason::RateLimited => "governor_rate_limited",
-    }
-}
-
 fn link_error(e: LinkError) -> SinkError {
     let code = e.exit_code();
     let text = e.to_string();
@@ -158,7 +149,7 @@ impl ActionSink for LinkSink {
             self.link.count_hold(hold);
             self.governor.arm_held();
             self.heartbeat()?;
-            return Ok(Delivery::Held(hold.name().to_string()));
+            return Ok(Delivery::Held(Hold::Link(hold)));
         }
         let mut values = [0f32; ACTION_LEN];
         for (v, slot) in values.iter_mut().zip(&self.slots) {
@@ -183,7 +174,7 @@ impl ActionSink for LinkSink {
                 match self.link.send_action_ending(&cmd, terminate) {
                     Ok(_) => {}
                     Err(LinkError::ShuttingDown) => {
-                        return Ok(Delivery::Held(crate::link::LinkHold::ShuttingDown.name().into()))
+                        return Ok(Delivery::Held(Hold::Link(crate::link::LinkHold::ShuttingDown)))
                     }
                     Err(e) => return Err(link_error(e)),
                 }
@@ -192,15 +183,15 @@ impl ActionSink for LinkSink {
             }
             Decision::Hold(reason) => {
                 self.heartbeat()?;
-                Delivery::Held(hold_name(reason).to_string())
+                Delivery::Held(Hold::Governor(reason))
             }
         };
         self.check_controller()?;
         Ok(delivery)
     }
 
-    fn hold(&mut self, reason: &str, _now: Instant) -> Result<(), SinkError> {
-        if reason.starts_with("unparsable") {
+    fn hold(&mut self, hold: &Hold, _now: Instant) -> Result<(), SinkError> {
+        if matches!(hold, Hold::UnparsableAnswer(_)) {
             let _ = self
                 .governor
                 .decide(&Proposal::ParseFailure, clock::monotonic_us());

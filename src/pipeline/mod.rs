@@ -137,13 +137,63 @@ pub struct Action {
     pub values: Vec<f64>,
 }
 
+/// Why a step sent no action (the arm holds; heartbeats keep its watchdog fed). Each has a
+/// stable [`Hold::name`], the key of the summary's `holds`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Hold {
+    /// The frame was older than the max age when the loop took it.
+    StaleFrame { frame_seq: u64, age_ms: u64 },
+    /// No fresh frame arrived within the max age.
+    CameraStall,
+    /// The model's answer did not parse into an action.
+    UnparsableAnswer(String),
+    /// The SpatialBot guard said no, or could not be asked.
+    GuardVeto(String),
+    /// The safety governor held the action.
+    Governor(crate::link::governor::HoldReason),
+    /// The link forbade an action (controller silent or without a session, shutting down).
+    Link(crate::link::LinkHold),
+}
+
+impl Hold {
+    pub fn name(&self) -> &'static str {
+        use crate::link::governor::HoldReason;
+        match self {
+            Hold::StaleFrame { .. } => "stale_frame",
+            Hold::CameraStall => "camera_stall",
+            Hold::UnparsableAnswer(_) => "unparsable_answer",
+            Hold::GuardVeto(_) => "guard_veto",
+            Hold::Governor(HoldReason::ParseFailure) => "governor_parse_failure",
+            Hold::Governor(HoldReason::NonFinite) => "governor_non_finite",
+            Hold::Governor(HoldReason::Stale) => "governor_stale",
+            Hold::Governor(HoldReason::RateLimited) => "governor_rate_limited",
+            Hold::Link(l) => l.name(),
+        }
+    }
+}
+
+impl std::fmt::Display for Hold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Hold::StaleFrame { frame_seq, age_ms } => {
+                write!(f, "frame {frame_seq} is {age_ms} ms old")
+            }
+            Hold::CameraStall => f.write_str("no fresh frame"),
+            Hold::UnparsableAnswer(e) => write!(f, "unparsable answer: {e}"),
+            Hold::GuardVeto(why) => f.write_str(why),
+            Hold::Governor(r) => write!(f, "the safety governor held ({r:?})"),
+            Hold::Link(l) => write!(f, "the link held ({})", l.name()),
+        }
+    }
+}
+
 /// What the governor did with an action.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Delivery {
     /// Written to the link (possibly clamped).
     Sent,
-    /// Not sent; the controller holds. The reason names the rule.
-    Held(String),
+    /// Not sent; the controller holds.
+    Held(Hold),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -186,8 +236,8 @@ impl SinkError {
 /// The safety governor and the link to the arm controller.
 pub trait ActionSink: Send {
     fn send(&mut self, action: &Action, now: Instant) -> Result<Delivery, SinkError>;
-    /// No action this step; `reason` says why. The controller keeps holding.
-    fn hold(&mut self, reason: &str, now: Instant) -> Result<(), SinkError>;
+    /// No action this step; `hold` says why. The controller keeps holding.
+    fn hold(&mut self, hold: &Hold, now: Instant) -> Result<(), SinkError>;
     /// Called when the link thread had nothing to send for a tick (heartbeats go here).
     fn idle(&mut self, _now: Instant) -> Result<(), SinkError> {
         Ok(())
@@ -450,7 +500,7 @@ enum LinkMsg {
         action: Action,
         overhead_before_link: Duration,
     },
-    Hold(String),
+    Hold(Hold),
 }
 
 /// Sends a thread's name when it ends, panics included.
@@ -841,8 +891,12 @@ fn vision_thread<V: VisionEncoder>(
                                 age.as_secs_f64() * 1e3
                             ),
                         );
-                        shared.stats().hold("stale_frame");
-                        let _ = hold_tx.try_send(LinkMsg::Hold("stale frame".into()));
+                        let hold = Hold::StaleFrame {
+                            frame_seq: f.seq,
+                            age_ms: age.as_millis() as u64,
+                        };
+                        shared.stats().hold(hold.name());
+                        let _ = hold_tx.try_send(LinkMsg::Hold(hold));
                     }
                 }
                 Ok(CaptureMsg::Ended) => {
@@ -860,8 +914,8 @@ fn vision_thread<V: VisionEncoder>(
                 Err(RecvTimeoutError::Timeout) => {
                     if waiting_since.elapsed() > ctx.max_frame_age && !held {
                         held = true;
-                        shared.stats().hold("camera_stall");
-                        let _ = hold_tx.try_send(LinkMsg::Hold("no fresh frame".into()));
+                        shared.stats().hold(Hold::CameraStall.name());
+                        let _ = hold_tx.try_send(LinkMsg::Hold(Hold::CameraStall));
                     }
                 }
                 Err(RecvTimeoutError::Disconnected) => {
@@ -1052,17 +1106,19 @@ fn model_thread<E, L: LanguageModel<E>>(
                         }
                     }
                     GuardVerdict::Veto(why) => {
-                        shared.stats().hold("guard_veto");
-                        shared.log(LogLevel::Warn, format!("step {step}: holding: {why}"));
-                        LinkMsg::Hold(why)
+                        let hold = Hold::GuardVeto(why);
+                        shared.stats().hold(hold.name());
+                        shared.log(LogLevel::Warn, format!("step {step}: holding: {hold}"));
+                        LinkMsg::Hold(hold)
                     }
                 }
             }
             Err(e) => {
                 unparsable_in_a_row += 1;
-                shared.stats().hold("unparsable_answer");
-                shared.log(LogLevel::Warn, format!("step {step}: holding: {e}"));
-                LinkMsg::Hold(format!("unparsable answer: {e}"))
+                let hold = Hold::UnparsableAnswer(e.to_string());
+                shared.stats().hold(hold.name());
+                shared.log(LogLevel::Warn, format!("step {step}: holding: {hold}"));
+                LinkMsg::Hold(hold)
             }
         };
         if link.send(msg).is_err() {
@@ -1171,7 +1227,7 @@ fn link_thread<A: ActionSink>(
                                 );
                                 st.record(stats::stage::OVERHEAD, overhead_before_link + (t1 - t0));
                             }
-                            Delivery::Held(reason) => st.hold(&reason),
+                            Delivery::Held(hold) => st.hold(hold.name()),
                         }
                     }
                     Err(e) => {
