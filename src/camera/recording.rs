@@ -43,8 +43,9 @@ pub const FORMAT: &str = "spatialbot-edge png-folder v1";
 pub const TIMESTAMPS_HEADER: &str =
     "index,color_frame_number,depth_frame_number,device_timestamp_ms,capture_ns,arrival_ns";
 
-/// The longest real-time replay waits for one frame: a larger gap between two frames' capture
-/// times (or a larger capture-to-arrival latency) in `timestamps.csv` is clamped to this.
+/// The longest real-time replay waits between handing over two frames of a pass: a larger gap
+/// between two frames' capture times (or a larger capture-to-arrival latency) in
+/// `timestamps.csv` is clamped to this.
 pub const MAX_REPLAY_WAIT: Duration = Duration::from_secs(10);
 
 /// How often the recorder syncs `timestamps.csv` to the disk.
@@ -305,7 +306,8 @@ struct Timing {
 }
 
 /// The rows' play times: each gap between captures is clamped to 0..=[`MAX_REPLAY_WAIT`], and so
-/// is each latency, with one warning per kind of problem (first line, how many rows).
+/// is each latency, and a frame is handed over at most [`MAX_REPLAY_WAIT`] after the one before
+/// it; one warning per kind of problem (first line, how many rows).
 fn schedule(rows: &[TimestampRow], ts_path: &str) -> (Vec<Timing>, Vec<String>) {
     let max_ns = MAX_REPLAY_WAIT.as_nanos() as i128;
     let mut out = Vec::with_capacity(rows.len());
@@ -338,10 +340,15 @@ fn schedule(rows: &[TimestampRow], ts_path: &str) -> (Vec<Timing>, Vec<String>) 
         if latency > max_ns {
             note(&mut latencies, line);
         }
-        out.push(Timing {
-            offset,
-            latency: Duration::from_nanos(latency.clamp(0, max_ns) as u64),
-        });
+        let mut latency = Duration::from_nanos(latency.clamp(0, max_ns) as u64);
+        // A frame arrives (and replay hands it over) at offset + latency: keep that at most
+        // MAX_REPLAY_WAIT after the previous frame's, so no single wait is longer.
+        if let Some(prev) = out.last() {
+            let prev: &Timing = prev;
+            let limit = (prev.offset + prev.latency + MAX_REPLAY_WAIT).saturating_sub(offset);
+            latency = latency.min(limit);
+        }
+        out.push(Timing { offset, latency });
     }
     let max_s = MAX_REPLAY_WAIT.as_secs();
     let mut warnings = Vec::new();
@@ -361,6 +368,46 @@ fn schedule(rows: &[TimestampRow], ts_path: &str) -> (Vec<Timing>, Vec<String>) 
         ));
     }
     (out, warnings)
+}
+
+#[cfg(test)]
+mod schedule_tests {
+    use super::*;
+
+    fn row(index: u64, capture_ns: i64, arrival_ns: i64) -> TimestampRow {
+        TimestampRow {
+            index,
+            color_frame_number: index,
+            depth_frame_number: index,
+            device_timestamp_ms: None,
+            capture_ns,
+            arrival_ns,
+        }
+    }
+
+    #[test]
+    fn no_hand_over_is_further_than_the_bound_from_the_last() {
+        let rows = [
+            row(0, 0, 1_000_000),
+            row(1, i64::MAX - 5, i64::MAX),
+            row(2, i64::MIN, i64::MAX),
+            row(3, 33_000_000, i64::MAX),
+            row(4, 66_000_000, 67_000_000),
+        ];
+        let (timing, warnings) = schedule(&rows, "t.csv");
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        assert!(warnings[0].contains("line 4") && warnings[0].contains("backwards"));
+        assert!(warnings[1].contains("line 3") && warnings[1].contains("10 s"));
+        assert!(warnings[2].contains("line 4") && warnings[2].contains("arrival_ns"));
+        let mut previous = Duration::ZERO;
+        for t in &timing {
+            let hand_over = t.offset + t.latency;
+            assert!(hand_over <= previous + MAX_REPLAY_WAIT, "{timing:?}");
+            previous = previous.max(hand_over);
+        }
+        assert_eq!(timing[1].offset, MAX_REPLAY_WAIT);
+        assert_eq!(timing[2].offset, MAX_REPLAY_WAIT);
+    }
 }
 
 /// Plays a PNG-folder recording.
