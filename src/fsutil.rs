@@ -29,7 +29,9 @@ static LIVE_TEMPS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 fn live_temps() -> MutexGuard<'static, Vec<PathBuf>> {
-    LIVE_TEMPS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    LIVE_TEMPS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Writes `bytes` to a temporary file beside the file `path` names, syncs it, then renames it
@@ -202,10 +204,7 @@ fn install_signal_cleanup() -> std::io::Result<()> {
             let live = live_temps();
             for tmp in live.iter() {
                 if std::fs::remove_file(tmp).is_ok() {
-                    eprintln!(
-                        "interrupted: removed the unfinished {}",
-                        tmp.display()
-                    );
+                    eprintln!("interrupted: removed the unfinished {}", tmp.display());
                 }
             }
             let _ = std::io::stderr().flush();
@@ -304,7 +303,10 @@ mod tests {
         for out in [&input, &dotdot, &hard, &soft] {
             let e = check_output("--out", out, &[("--depth", &input)]).unwrap_err();
             let text = e.to_string();
-            assert!(text.contains("--depth") && text.contains("in.png"), "{text}");
+            assert!(
+                text.contains("--depth") && text.contains("in.png"),
+                "{text}"
+            );
         }
         assert!(matches!(
             check_output("--out", &sub, &[]),

@@ -167,10 +167,7 @@ fn a_symlink_output_is_written_through_and_kept() {
         .is_symlink());
     let packed = spatialbot_edge::imageio::read_rgb_png(&real).unwrap();
     let want = spatialbot_edge::imageio::read_depth_png(&depth).unwrap();
-    assert_eq!(
-        (packed.width, packed.height),
-        (want.width(), want.height())
-    );
+    assert_eq!((packed.width, packed.height), (want.width(), want.height()));
     assert!(temps(dir.path()).is_empty() && temps(&real_dir).is_empty());
 }
 
@@ -327,10 +324,15 @@ fn sigkill_leaves_a_recording_that_replays_and_says_it_was_cut() {
     let (report, stderr) = replay_json(&out, &[]);
     assert_eq!(report["cut"], true, "{report}");
     let played = report["frames"].as_u64().unwrap();
-    assert!(played >= 4 && played <= listed as u64, "{played} of {listed}");
+    assert!(
+        played >= 4 && played <= listed as u64,
+        "{played} of {listed}"
+    );
     let warnings = report["warnings"].as_array().unwrap();
     assert!(
-        warnings.iter().any(|w| w.as_str().unwrap().contains("was cut")),
+        warnings
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("was cut")),
         "{report}"
     );
     assert!(stderr.contains("was cut"), "{stderr}");
@@ -407,7 +409,11 @@ fn timestamps_that_jump_by_centuries_do_not_hang_replay() {
         warnings.contains("timestamps.csv") && warnings.contains("line 3"),
         "{warnings}"
     );
-    assert!(text(&o.stderr).contains("at most 10 s"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("at most 10 s"),
+        "{}",
+        text(&o.stderr)
+    );
 
     // Going backwards plays with no wait, and says so.
     edit_timestamps(&out, 1, 4, "-5000000");
@@ -424,7 +430,10 @@ fn timestamps_that_jump_by_centuries_do_not_hang_replay() {
     let o = wait_bounded(child, Duration::from_secs(40));
     assert!(o.status.success(), "{}", text(&o.stderr));
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert!(report["warnings"].to_string().contains("backwards"), "{report}");
+    assert!(
+        report["warnings"].to_string().contains("backwards"),
+        "{report}"
+    );
 
     // A device timestamp that is no number is refused, naming the file and line.
     edit_timestamps(&out, 2, 3, "inf");
@@ -435,7 +444,10 @@ fn timestamps_that_jump_by_centuries_do_not_hang_replay() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
     let err = text(&o.stderr);
-    assert!(err.contains("timestamps.csv") && err.contains("line 4"), "{err}");
+    assert!(
+        err.contains("timestamps.csv") && err.contains("line 4"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -940,8 +940,7 @@ pub fn record_until(
     };
     write_info(dir, &info)?;
     let mut index = IndexWriter::create(dir)?;
-    let (tx, rx) =
-        crossbeam_channel::bounded::<(TimestampRow, RgbdFrame)>(options.queue.max(1));
+    let (tx, rx) = crossbeam_channel::bounded::<(TimestampRow, RgbdFrame)>(options.queue.max(1));
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<TimestampRow>();
     let workers: Vec<_> = (0..options.encoders.max(1))
         .map(|_| {
@@ -950,8 +949,7 @@ pub fn record_until(
             let dir = dir.to_path_buf();
             std::thread::spawn(move || -> Result<(), SourceError> {
                 for (row, frame) in rx {
-                    for (path, bytes) in encode_frame(&dir, row.index, &frame.color, &frame.depth)
-                    {
+                    for (path, bytes) in encode_frame(&dir, row.index, &frame.color, &frame.depth) {
                         write_file(&path, &bytes)?;
                     }
                     // The index thread is gone only after an error of its own, reported there.
@@ -1039,9 +1037,7 @@ pub fn record_until(
         Ok(Ok(n)) => n,
         Ok(Err(e)) => return Err(failure.unwrap_or(e)),
         Err(_) => {
-            return Err(failure.unwrap_or(SourceError::Device(
-                "the index thread panicked".into(),
-            )))
+            return Err(failure.unwrap_or(SourceError::Device("the index thread panicked".into())))
         }
     };
     // A folder whose frames could not all be written stays marked cut: it plays up to the last

@@ -85,13 +85,13 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     let summary = recording::record_until(source.as_mut(), &args.out, limit, options, &stop)
         .map_err(source_error)
         .with_context(|| format!("recording into {}", args.out.display()))?;
-    let stopped_by = summary.stopped_early.then(|| {
-        match which.load(Ordering::SeqCst) as i32 {
+    let stopped_by = summary
+        .stopped_early
+        .then(|| match which.load(Ordering::SeqCst) as i32 {
             signal_hook::consts::SIGINT => "SIGINT",
             signal_hook::consts::SIGTERM => "SIGTERM",
             _ => "a signal",
-        }
-    });
+        });
     if json {
         let mut value = serde_json::to_value(&summary)?;
         if let Some(map) = value.as_object_mut() {
