@@ -105,6 +105,15 @@ pub trait Source: Send {
     fn stats(&self) -> SourceStats;
     /// One line for logs and `devices`.
     fn describe(&self) -> String;
+    /// What is wrong with the source but did not stop it playing (a recording that was cut,
+    /// timestamps clamped); each was also logged as a warning when the source opened.
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// True for a recording its recorder never finished (killed, power lost).
+    fn is_cut(&self) -> bool {
+        false
+    }
 }
 
 /// What the caller wants from a source besides its SPEC.
@@ -381,5 +390,11 @@ impl Source for Registering {
     }
     fn describe(&self) -> String {
         format!("{} (depth registered to colour)", self.inner.describe())
+    }
+    fn warnings(&self) -> Vec<String> {
+        self.inner.warnings()
+    }
+    fn is_cut(&self) -> bool {
+        self.inner.is_cut()
     }
 }

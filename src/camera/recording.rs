@@ -13,8 +13,23 @@
 //! Lossless PNG keeps every pixel bit-exact, any image tool can open the frames, and a 16-bit
 //! depth PNG is what SpatialBot's own code reads. `recording.toml` is optional for reading, so
 //! a hand-made folder of PNGs plays too.
+//!
+//! Nothing recorded is lost to a stop: the recorder writes `recording.toml` with
+//! `complete = false` when it starts, appends a frame's row to `timestamps.csv` only once all of
+//! that frame's PNGs are written (in frame order, syncing the file about once a second), and
+//! rewrites `recording.toml` atomically with `complete = true` when it finishes. A recording cut
+//! by SIGKILL or a power cut therefore replays up to its last complete frame: the reader ignores
+//! an unfinished last line and trailing frames whose PNGs do not decode, and reports the
+//! recording as cut (`Source::is_cut`, `Source::warnings`).
+//!
+//! Replay never trusts the timestamps with a wait: a capture time that goes backwards is played
+//! with no gap, and a gap between frames (or a capture-to-arrival latency) over
+//! [`MAX_REPLAY_WAIT`] is clamped to it, each with a warning naming the file and line.
+//! A device timestamp that is not a finite number is refused.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -27,6 +42,14 @@ use crate::rgbd::{Calibration, DepthMm, Intrinsics, RgbImage};
 pub const FORMAT: &str = "spatialbot-edge png-folder v1";
 pub const TIMESTAMPS_HEADER: &str =
     "index,color_frame_number,depth_frame_number,device_timestamp_ms,capture_ns,arrival_ns";
+
+/// The longest real-time replay waits between handing over two frames of a pass: a larger gap
+/// between two frames' capture times (or a larger capture-to-arrival latency) in
+/// `timestamps.csv` is clamped to this.
+pub const MAX_REPLAY_WAIT: Duration = Duration::from_secs(10);
+
+/// How often the recorder syncs `timestamps.csv` to the disk.
+const INDEX_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
 /// `recording.toml`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -41,9 +64,18 @@ pub struct RecordingInfo {
     pub source: String,
     /// Frames the recorder dropped because encoding fell behind.
     pub dropped_while_recording: u64,
+    /// False while the recorder runs, true once it has finished and `frames` is final. A folder
+    /// left with false was cut (killed, power lost): it plays up to its last complete frame.
+    /// Absent (folders from before this field) means true.
+    #[serde(default = "complete_by_default")]
+    pub complete: bool,
 }
 
 fn depth_by_default() -> bool {
+    true
+}
+
+fn complete_by_default() -> bool {
     true
 }
 
@@ -96,11 +128,15 @@ impl TimestampRow {
         let device_timestamp_ms = if fields[3].is_empty() {
             None
         } else {
-            Some(
-                fields[3]
-                    .parse::<f64>()
-                    .map_err(|_| format!("device_timestamp_ms `{}` is not a number", fields[3]))?,
-            )
+            match fields[3].parse::<f64>() {
+                Ok(t) if t.is_finite() => Some(t),
+                _ => {
+                    return Err(format!(
+                        "device_timestamp_ms `{}` is not a finite number",
+                        fields[3]
+                    ))
+                }
+            }
         };
         Ok(Self {
             index: uint(0, "index")?,
@@ -223,8 +259,21 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), SourceError> {
     })
 }
 
-/// Writes `timestamps.csv` and then `recording.toml`, both atomically: a folder that has
-/// `recording.toml` is complete.
+/// Writes `recording.toml` atomically.
+pub fn write_info(dir: &Path, info: &RecordingInfo) -> Result<(), SourceError> {
+    let path = dir.join("recording.toml");
+    let toml = toml::to_string(info).map_err(|e| SourceError::Recording {
+        path: path.display().to_string(),
+        message: format!("cannot serialise: {e}"),
+    })?;
+    crate::fsutil::write_atomic(&path, toml.as_bytes()).map_err(|e| SourceError::Recording {
+        path: path.display().to_string(),
+        message: format!("cannot write: {e}"),
+    })
+}
+
+/// Writes a whole `timestamps.csv` and then `recording.toml`, both atomically (the recorder
+/// itself appends rows as frames complete; this is for folders made in one go).
 pub fn finish_folder(
     dir: &Path,
     rows: &[TimestampRow],
@@ -244,8 +293,121 @@ pub fn finish_folder(
         })
     };
     atomic(dir.join("timestamps.csv"), csv.as_bytes())?;
-    let toml = toml::to_string(info).unwrap_or_default();
-    atomic(dir.join("recording.toml"), toml.as_bytes())
+    write_info(dir, info)
+}
+
+/// When one row of a recording plays.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Timing {
+    /// After the first row's capture.
+    offset: Duration,
+    /// From capture to arrival.
+    latency: Duration,
+}
+
+/// The rows' play times: each gap between captures is clamped to 0..=[`MAX_REPLAY_WAIT`], and so
+/// is each latency, and a frame is handed over at most [`MAX_REPLAY_WAIT`] after the one before
+/// it; one warning per kind of problem (first line, how many rows).
+fn schedule(rows: &[TimestampRow], ts_path: &str) -> (Vec<Timing>, Vec<String>) {
+    let max_ns = MAX_REPLAY_WAIT.as_nanos() as i128;
+    let mut out = Vec::with_capacity(rows.len());
+    let mut offset = Duration::ZERO;
+    // (first line, count) of gaps that went backwards, jumped too far, absurd latencies.
+    let mut backwards: Option<(usize, u64)> = None;
+    let mut jumps: Option<(usize, u64)> = None;
+    let mut latencies: Option<(usize, u64)> = None;
+    let note = |seen: &mut Option<(usize, u64)>, line: usize| match seen {
+        Some((_, n)) => *n += 1,
+        None => *seen = Some((line, 1)),
+    };
+    for (i, row) in rows.iter().enumerate() {
+        // The header is line 1, so row i is line i + 2.
+        let line = i + 2;
+        if i > 0 {
+            let gap = row.capture_ns as i128 - rows[i - 1].capture_ns as i128;
+            let clamped = if gap < 0 {
+                note(&mut backwards, line);
+                0
+            } else if gap > max_ns {
+                note(&mut jumps, line);
+                max_ns
+            } else {
+                gap
+            };
+            offset += Duration::from_nanos(clamped as u64);
+        }
+        let latency = row.arrival_ns as i128 - row.capture_ns as i128;
+        if latency > max_ns {
+            note(&mut latencies, line);
+        }
+        let mut latency = Duration::from_nanos(latency.clamp(0, max_ns) as u64);
+        // A frame arrives (and replay hands it over) at offset + latency: keep that at most
+        // MAX_REPLAY_WAIT after the previous frame's, so no single wait is longer.
+        if let Some(prev) = out.last() {
+            let prev: &Timing = prev;
+            let limit = (prev.offset + prev.latency + MAX_REPLAY_WAIT).saturating_sub(offset);
+            latency = latency.min(limit);
+        }
+        out.push(Timing { offset, latency });
+    }
+    let max_s = MAX_REPLAY_WAIT.as_secs();
+    let mut warnings = Vec::new();
+    if let Some((line, n)) = backwards {
+        warnings.push(format!(
+            "{ts_path}: line {line}: capture_ns goes backwards ({n} rows); those frames play with no wait"
+        ));
+    }
+    if let Some((line, n)) = jumps {
+        warnings.push(format!(
+            "{ts_path}: line {line}: capture_ns jumps by more than {max_s} s ({n} rows); real-time replay waits at most {max_s} s"
+        ));
+    }
+    if let Some((line, n)) = latencies {
+        warnings.push(format!(
+            "{ts_path}: line {line}: arrival_ns is more than {max_s} s after capture_ns ({n} rows); clamped to {max_s} s"
+        ));
+    }
+    (out, warnings)
+}
+
+#[cfg(test)]
+mod schedule_tests {
+    use super::*;
+
+    fn row(index: u64, capture_ns: i64, arrival_ns: i64) -> TimestampRow {
+        TimestampRow {
+            index,
+            color_frame_number: index,
+            depth_frame_number: index,
+            device_timestamp_ms: None,
+            capture_ns,
+            arrival_ns,
+        }
+    }
+
+    #[test]
+    fn no_hand_over_is_further_than_the_bound_from_the_last() {
+        let rows = [
+            row(0, 0, 1_000_000),
+            row(1, i64::MAX - 5, i64::MAX),
+            row(2, i64::MIN, i64::MAX),
+            row(3, 33_000_000, i64::MAX),
+            row(4, 66_000_000, 67_000_000),
+        ];
+        let (timing, warnings) = schedule(&rows, "t.csv");
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        assert!(warnings[0].contains("line 4") && warnings[0].contains("backwards"));
+        assert!(warnings[1].contains("line 3") && warnings[1].contains("10 s"));
+        assert!(warnings[2].contains("line 4") && warnings[2].contains("arrival_ns"));
+        let mut previous = Duration::ZERO;
+        for t in &timing {
+            let hand_over = t.offset + t.latency;
+            assert!(hand_over <= previous + MAX_REPLAY_WAIT, "{timing:?}");
+            previous = previous.max(hand_over);
+        }
+        assert_eq!(timing[1].offset, MAX_REPLAY_WAIT);
+        assert_eq!(timing[2].offset, MAX_REPLAY_WAIT);
+    }
 }
 
 /// Plays a PNG-folder recording.
@@ -255,6 +417,11 @@ pub struct PngFolderSource {
     calib: Calibration,
     info: RecordingInfo,
     rows: Vec<TimestampRow>,
+    /// Per row: when it plays, after the first row's capture, and its capture-to-arrival
+    /// latency; both made monotonic and bounded from the rows' times at open.
+    schedule: Vec<Timing>,
+    /// What was wrong with the folder but did not stop it playing (cut, clamped times).
+    warnings: Vec<String>,
     next: usize,
     sequence: u64,
     /// Host time of the first frame's capture in the current pass, for real-time pacing.
@@ -312,22 +479,39 @@ impl PngFolderSource {
                 has_depth: true,
                 source: "unknown".into(),
                 dropped_while_recording: 0,
+                complete: true,
             }
         };
         let ts_path = dir.join("timestamps.csv").display().to_string();
         let text = read("timestamps.csv")?;
         let mut rows = Vec::new();
-        for (n, line) in text.lines().enumerate() {
+        let mut warnings = Vec::new();
+        let lines: Vec<&str> = text.lines().collect();
+        // A cut recording's last line may be unfinished: the line the recorder was appending.
+        let unfinished_tail = !info.complete && !text.ends_with('\n');
+        for (n, line) in lines.iter().enumerate() {
             if n == 0 && line.starts_with("index") {
                 continue;
             }
             if line.trim().is_empty() {
                 continue;
             }
-            let row = TimestampRow::parse(line).map_err(|m| SourceError::Recording {
-                path: ts_path.clone(),
-                message: format!("line {}: {m}", n + 1),
-            })?;
+            let row = match TimestampRow::parse(line) {
+                Ok(row) => row,
+                Err(_) if unfinished_tail && n + 1 == lines.len() => {
+                    warnings.push(format!(
+                        "{ts_path}: line {}: unfinished (the recording was cut while writing it); ignored",
+                        n + 1
+                    ));
+                    break;
+                }
+                Err(m) => {
+                    return Err(SourceError::Recording {
+                        path: ts_path.clone(),
+                        message: format!("line {}: {m}", n + 1),
+                    })
+                }
+            };
             if row.index != rows.len() as u64 {
                 return Err(SourceError::Recording {
                     path: ts_path,
@@ -344,10 +528,15 @@ impl PngFolderSource {
         if rows.is_empty() {
             return Err(SourceError::Recording {
                 path: ts_path,
-                message: "holds no frames".into(),
+                message: if info.complete {
+                    "holds no frames".into()
+                } else {
+                    "holds no frames: the recording was cut before its first frame was complete"
+                        .into()
+                },
             });
         }
-        if info_path.exists() && info.frames != rows.len() as u64 {
+        if info_path.exists() && info.complete && info.frames != rows.len() as u64 {
             return Err(SourceError::Recording {
                 path: info_path.display().to_string(),
                 message: format!(
@@ -357,19 +546,68 @@ impl PngFolderSource {
                 ),
             });
         }
-        Ok(Self {
+        let (schedule, timing_warnings) = schedule(&rows, &ts_path);
+        warnings.extend(timing_warnings);
+        let mut source = Self {
             dir,
             options,
             calib,
             info,
             rows,
+            schedule,
+            warnings,
             next: 0,
             sequence: 0,
             pass_start: None,
             stats: SourceStats::default(),
             with_depth: true,
             late_start: LateStart::default(),
-        })
+        };
+        if !source.info.complete {
+            source.drop_undecodable_tail()?;
+        }
+        for warning in &source.warnings {
+            tracing::warn!("{warning}");
+        }
+        Ok(source)
+    }
+
+    /// A cut recording (power lost after a row was appended but before its PNGs reached the
+    /// disk) may end in frames that do not decode: plays up to the last one that does, and
+    /// says it was cut.
+    fn drop_undecodable_tail(&mut self) -> Result<(), SourceError> {
+        let listed = self.rows.len();
+        while let Some(last) = self.rows.last() {
+            if self.read_images(last.index).is_ok() {
+                break;
+            }
+            self.rows.pop();
+            self.schedule.pop();
+        }
+        let ts_path = self.dir.join("timestamps.csv");
+        if self.rows.is_empty() {
+            return Err(SourceError::Recording {
+                path: ts_path.display().to_string(),
+                message: format!(
+                    "the recording was cut and none of its {listed} listed frames decodes"
+                ),
+            });
+        }
+        let dropped = listed - self.rows.len();
+        self.warnings.insert(
+            0,
+            format!(
+                "{} was cut (recording.toml says complete = false: the recorder was killed or lost power); playing its {} complete frames{}",
+                self.dir.display(),
+                self.rows.len(),
+                if dropped > 0 {
+                    format!(", {dropped} unreadable frames at the end left out")
+                } else {
+                    String::new()
+                }
+            ),
+        );
+        Ok(())
     }
 
     pub fn info(&self) -> &RecordingInfo {
@@ -471,26 +709,16 @@ impl Source for PngFolderSource {
             }
             self.next = 0;
             // The next pass starts one frame period after the last frame of this one.
-            let period = self.rows.last().map(|r| r.capture_ns).unwrap_or(0)
-                / (self.rows.len().max(2) as i64 - 1);
-            let span = self
-                .rows
-                .last()
-                .map(|r| r.capture_ns - self.rows[0].capture_ns)
-                .unwrap_or(0)
-                + period;
-            self.pass_start = self
-                .pass_start
-                .map(|s| s + Duration::from_nanos(span.max(0) as u64));
+            let last = self.schedule.last().map(|t| t.offset).unwrap_or_default();
+            let period = last / (self.schedule.len().clamp(2, u32::MAX as usize) - 1) as u32;
+            self.pass_start = self.pass_start.map(|s| s + last + period);
         }
         if let (Pacing::RealTime, Some(start)) = (self.options.pacing, self.pass_start) {
             // Like a live camera, a reader slower than the recording misses frames instead of
             // falling ever further behind: skip rows whose successor is already due.
             let now = Instant::now();
-            let first = self.rows[0].capture_ns;
-            while let Some(following) = self.rows.get(self.next + 1) {
-                let due =
-                    start + Duration::from_nanos((following.capture_ns - first).max(0) as u64);
+            while let Some(following) = self.schedule.get(self.next + 1) {
+                let due = start + following.offset;
                 if due > now {
                     break;
                 }
@@ -499,8 +727,7 @@ impl Source for PngFolderSource {
             }
         }
         let row = self.rows[self.next].clone();
-        let offset = Duration::from_nanos((row.capture_ns - self.rows[0].capture_ns).max(0) as u64);
-        let latency = Duration::from_nanos((row.arrival_ns - row.capture_ns).max(0) as u64);
+        let Timing { offset, latency } = self.schedule[self.next];
         if let (Pacing::RealTime, Some(start)) = (self.options.pacing, self.pass_start) {
             self.late_start.wait_to_make(start + offset + latency);
         }
@@ -564,6 +791,14 @@ impl Source for PngFolderSource {
             self.info.source
         )
     }
+    /// That the folder was cut, timestamps that went backwards or jumped further than
+    /// [`MAX_REPLAY_WAIT`].
+    fn warnings(&self) -> Vec<String> {
+        self.warnings.clone()
+    }
+    fn is_cut(&self) -> bool {
+        !self.info.complete
+    }
 }
 
 /// When `record` stops.
@@ -605,6 +840,8 @@ pub struct RecordSummary {
     pub seconds: f64,
     pub source: String,
     pub source_stats: SourceStats,
+    /// Stopped by the caller's stop flag (a signal) before the frame or time limit.
+    pub stopped_early: bool,
 }
 
 /// Records `source` into a new PNG folder at `dir`. Frames are encoded on worker threads behind
@@ -615,37 +852,138 @@ pub fn record(
     limit: RecordLimit,
     options: RecorderOptions,
 ) -> Result<RecordSummary, SourceError> {
+    record_until(source, dir, limit, options, &AtomicBool::new(false))
+}
+
+/// `timestamps.csv` as the recorder grows it: rows are appended in frame order as frames
+/// complete, and the file is synced about once a second and when it is closed.
+struct IndexWriter {
+    path: PathBuf,
+    file: std::fs::File,
+    /// Rows of completed frames waiting for an earlier frame to complete.
+    waiting: std::collections::BTreeMap<u64, TimestampRow>,
+    written: u64,
+    last_sync: Instant,
+}
+
+impl IndexWriter {
+    fn create(dir: &Path) -> Result<Self, SourceError> {
+        let path = dir.join("timestamps.csv");
+        let mut file = std::fs::File::create(&path).map_err(|e| Self::error(&path, e))?;
+        file.write_all(format!("{TIMESTAMPS_HEADER}\n").as_bytes())
+            .and_then(|()| file.sync_data())
+            .map_err(|e| Self::error(&path, e))?;
+        Ok(Self {
+            path,
+            file,
+            waiting: Default::default(),
+            written: 0,
+            last_sync: Instant::now(),
+        })
+    }
+
+    fn error(path: &Path, e: std::io::Error) -> SourceError {
+        SourceError::Recording {
+            path: path.display().to_string(),
+            message: format!("cannot write: {e}"),
+        }
+    }
+
+    /// Frame `row.index` has all its files written.
+    fn completed(&mut self, row: TimestampRow) -> Result<(), SourceError> {
+        self.waiting.insert(row.index, row);
+        while let Some(row) = self.waiting.remove(&self.written) {
+            // One write per line, so a kill leaves whole lines (a power cut may leave a part).
+            let line = format!("{}\n", row.to_csv_line());
+            self.file
+                .write_all(line.as_bytes())
+                .map_err(|e| Self::error(&self.path, e))?;
+            self.written += 1;
+        }
+        if self.last_sync.elapsed() >= INDEX_SYNC_INTERVAL {
+            self.file
+                .sync_data()
+                .map_err(|e| Self::error(&self.path, e))?;
+            self.last_sync = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Syncs and returns how many rows were written.
+    fn close(self) -> Result<u64, SourceError> {
+        self.file
+            .sync_data()
+            .map_err(|e| Self::error(&self.path, e))?;
+        Ok(self.written)
+    }
+}
+
+/// Like [`record`], and stops early, keeping and finishing everything recorded so far, once
+/// `stop` is raised (by a SIGINT/SIGTERM handler, say). [`RecordSummary::stopped_early`] then
+/// says so.
+pub fn record_until(
+    source: &mut dyn Source,
+    dir: &Path,
+    limit: RecordLimit,
+    options: RecorderOptions,
+    stop: &AtomicBool,
+) -> Result<RecordSummary, SourceError> {
     create_folder(dir, source.calibration())?;
-    let (tx, rx) = crossbeam_channel::bounded::<(u64, RgbdFrame)>(options.queue.max(1));
+    let mut info = RecordingInfo {
+        format: FORMAT.into(),
+        frames: 0,
+        depth_registered: false,
+        has_depth: true,
+        source: source.describe(),
+        dropped_while_recording: 0,
+        complete: false,
+    };
+    write_info(dir, &info)?;
+    let mut index = IndexWriter::create(dir)?;
+    let (tx, rx) = crossbeam_channel::bounded::<(TimestampRow, RgbdFrame)>(options.queue.max(1));
+    let (done_tx, done_rx) = crossbeam_channel::unbounded::<TimestampRow>();
     let workers: Vec<_> = (0..options.encoders.max(1))
         .map(|_| {
             let rx = rx.clone();
+            let done_tx = done_tx.clone();
             let dir = dir.to_path_buf();
             std::thread::spawn(move || -> Result<(), SourceError> {
-                for (index, frame) in rx {
-                    for (path, bytes) in encode_frame(&dir, index, &frame.color, &frame.depth) {
+                for (row, frame) in rx {
+                    for (path, bytes) in encode_frame(&dir, row.index, &frame.color, &frame.depth) {
                         write_file(&path, &bytes)?;
                     }
+                    // The index thread is gone only after an error of its own, reported there.
+                    let _ = done_tx.send(row);
                 }
                 Ok(())
             })
         })
         .collect();
     drop(rx);
+    drop(done_tx);
+    let indexer = std::thread::spawn(move || -> Result<u64, SourceError> {
+        for row in done_rx {
+            index.completed(row)?;
+        }
+        index.close()
+    });
     let started = Instant::now();
-    let mut rows: Vec<TimestampRow> = Vec::new();
+    let mut sent = 0u64;
     let mut dropped = 0u64;
     let mut origin: Option<Instant> = None;
-    let mut registered = false;
-    let mut has_depth = true;
     let mut failure: Option<SourceError> = None;
     let mut source_failure: Option<SourceError> = None;
+    let mut stopped_early = false;
     loop {
         let done = match limit {
-            RecordLimit::Frames(n) => rows.len() as u64 >= n,
+            RecordLimit::Frames(n) => sent >= n,
             RecordLimit::Duration(d) => started.elapsed() >= d,
         };
         if done {
+            break;
+        }
+        if stop.load(Ordering::SeqCst) {
+            stopped_early = true;
             break;
         }
         let frame = match source.next_frame() {
@@ -657,16 +995,17 @@ pub fn record(
             }
         };
         let origin = *origin.get_or_insert(frame.capture);
-        if rows.is_empty() {
-            registered = frame.depth_registered;
-            has_depth = frame.has_depth;
+        if sent == 0 && (frame.depth_registered, frame.has_depth) != (false, true) {
+            // A cut recording is read with these, so they are on disk before any row is.
+            info.depth_registered = frame.depth_registered;
+            info.has_depth = frame.has_depth;
+            write_info(dir, &info)?;
         }
-        let index = rows.len() as u64;
-        let row = row_for(&frame, index, origin);
-        let sent = if options.block_when_full {
-            tx.send((index, frame)).map_err(|_| ())
+        let row = row_for(&frame, sent, origin);
+        let result = if options.block_when_full {
+            tx.send((row, frame)).map_err(|_| ())
         } else {
-            match tx.try_send((index, frame)) {
+            match tx.try_send((row, frame)) {
                 Ok(()) => Ok(()),
                 Err(crossbeam_channel::TrySendError::Full(_)) => {
                     dropped += 1;
@@ -676,11 +1015,12 @@ pub fn record(
                 Err(crossbeam_channel::TrySendError::Disconnected(_)) => Err(()),
             }
         };
-        if sent.is_err() {
+        if result.is_err() {
             break;
         }
-        rows.push(row);
+        sent += 1;
     }
+    // Drain: the encoders finish every queued frame, then the index takes their rows.
     drop(tx);
     for worker in workers {
         match worker.join() {
@@ -693,19 +1033,23 @@ pub fn record(
             }
         }
     }
+    let written = match indexer.join() {
+        Ok(Ok(n)) => n,
+        Ok(Err(e)) => return Err(failure.unwrap_or(e)),
+        Err(_) => {
+            return Err(failure.unwrap_or(SourceError::Device("the index thread panicked".into())))
+        }
+    };
+    // A folder whose frames could not all be written stays marked cut: it plays up to the last
+    // complete frame.
     if let Some(e) = failure {
         return Err(e);
     }
-    let info = RecordingInfo {
-        format: FORMAT.into(),
-        frames: rows.len() as u64,
-        depth_registered: registered,
-        has_depth,
-        source: source.describe(),
-        dropped_while_recording: dropped,
-    };
-    // Frames recorded before the source failed stay a playable recording.
-    finish_folder(dir, &rows, &info)?;
+    info.frames = written;
+    info.dropped_while_recording = dropped;
+    info.complete = true;
+    // Frames recorded before the source failed stay a playable, finished recording.
+    write_info(dir, &info)?;
     if let Some(e) = source_failure {
         return Err(e);
     }
@@ -713,9 +1057,10 @@ pub fn record(
         out: dir.display().to_string(),
         frames: info.frames,
         dropped_while_recording: dropped,
-        depth_registered: registered,
+        depth_registered: info.depth_registered,
         seconds: started.elapsed().as_secs_f64(),
         source: info.source,
         source_stats: source.stats(),
+        stopped_early,
     })
 }

@@ -988,6 +988,9 @@ fn emit(report: &Report, json: bool, out: Option<&Path>) -> anyhow::Result<()> {
     if let Some(dir) = out {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the output folder {}", dir.display()))?;
+        // Ctrl-C while the report is written removes the half-written temporary file.
+        spatialbot_edge::fsutil::remove_temps_on_signal()
+            .context("installing the SIGINT/SIGTERM cleanup")?;
         let json_path = dir.join("report.json");
         let svg_path = dir.join("latency.svg");
         spatialbot_edge::fsutil::write_atomic(

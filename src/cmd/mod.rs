@@ -38,6 +38,19 @@ pub fn bad_input<E: std::fmt::Display>(e: E) -> anyhow::Error {
     anyhow::Error::new(ExitError::bad_input(e.to_string()))
 }
 
+/// Before any work: refuses an output file that is a folder or one of the command's `inputs`
+/// (exit 2, naming both), and makes SIGINT/SIGTERM remove a half-written output (see
+/// `fsutil`). For commands that write a user-named file and have no signal handling of their own.
+pub fn prepare_output(
+    out_flag: &str,
+    out: &std::path::Path,
+    inputs: &[(&str, &std::path::Path)],
+) -> anyhow::Result<()> {
+    spatialbot_edge::fsutil::check_output(out_flag, out, inputs).map_err(bad_input)?;
+    spatialbot_edge::fsutil::remove_temps_on_signal()
+        .map_err(|e| anyhow::anyhow!("installing the SIGINT/SIGTERM cleanup: {e}"))
+}
+
 /// Prints a serialisable value as pretty JSON on stdout.
 pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use spatialbot_edge::imageio::{self, ImageIoError};
 use spatialbot_edge::rgbd::{pack, Encoding};
 
-use super::{bad_input, print_json};
+use super::{bad_input, prepare_output, print_json};
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum EncodingArg {
@@ -20,7 +20,8 @@ pub struct Args {
     /// 16-bit grayscale PNG of millimetres.
     #[arg(long)]
     depth: PathBuf,
-    /// Where to write the 8-bit RGB PNG.
+    /// Where to write the 8-bit RGB PNG: written to a temporary file beside it and renamed; a
+    /// symbolic link is written through (its target replaced, the link kept); an input is refused.
     #[arg(long)]
     out: PathBuf,
     #[arg(long, value_enum, default_value = "spatialbot")]
@@ -40,6 +41,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         EncodingArg::Spatialbot => Encoding::SpatialBot,
         EncodingArg::Paper => Encoding::Paper,
     };
+    prepare_output("--out", &args.out, &[("--depth", &args.depth)])?;
     let depth = imageio::read_depth_png(&args.depth).map_err(image_error)?;
     let (packed, report) = pack::pack(&depth, encoding);
     imageio::write_rgb_png(&args.out, &packed).map_err(image_error)?;

@@ -6,7 +6,7 @@ use spatialbot_edge::imageio;
 use spatialbot_edge::preprocess::{Preprocessor, Tower};
 
 use super::pack::image_error;
-use super::{bad_input, print_json};
+use super::{bad_input, prepare_output, print_json};
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum TowerArg {
@@ -29,7 +29,8 @@ pub struct Args {
     /// Output side S (default: the tower's, 384 for SigLIP, 336 for CLIP).
     #[arg(long)]
     size: Option<usize>,
-    /// Where to write the little-endian f32 `.npy`, shape [3, S, S].
+    /// Where to write the little-endian f32 `.npy`, shape [3, S, S]: written to a temporary file
+    /// beside it and renamed; a symbolic link is written through; an input is refused.
     #[arg(long)]
     out: PathBuf,
 }
@@ -42,6 +43,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     let size = args.size.unwrap_or(tower.default_size());
     let mut pre =
         Preprocessor::new(tower, size, args.pad).map_err(|e| bad_input(format!("--size: {e}")))?;
+    prepare_output("--out", &args.out, &[("--image", &args.image)])?;
     let img = imageio::read_rgb_png(&args.image).map_err(image_error)?;
     let tensor = pre
         .tensor(&img)

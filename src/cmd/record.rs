@@ -1,6 +1,12 @@
 //! `spatialbot-edge record`.
+//!
+//! SIGINT or SIGTERM stops the recording cleanly: queued frames are encoded, the index is
+//! finished, and it exits 0 saying how many frames it kept. A second signal ends it at once
+//! (exit 130); the folder is then a cut recording that replays up to its last complete frame.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -16,7 +22,8 @@ pub struct Args {
     /// Camera SPEC: realsense[:SERIAL], v4l2:/dev/videoN, pair:COLOUR+DEPTH, replay:PATH, synthetic[,fast][:WxH[@FPS]].
     #[arg(long)]
     pub camera: String,
-    /// Output folder (must not exist or be empty).
+    /// Output folder (must not exist or be empty). Ctrl-C or SIGTERM stops early and keeps
+    /// what was recorded.
     #[arg(long)]
     pub out: PathBuf,
     /// Stop after this many frames.
@@ -66,12 +73,35 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     if let Some(n) = args.encoders {
         options.encoders = n;
     }
-    let summary = recording::record(source.as_mut(), &args.out, limit, options)
+    let stop = Arc::new(AtomicBool::new(false));
+    let which = Arc::new(AtomicUsize::new(0));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal while stopping ends the process at once (exit 130).
+        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())
+            .and_then(|_| signal_hook::flag::register_usize(sig, which.clone(), sig as usize))
+            .and_then(|_| signal_hook::flag::register(sig, stop.clone()))
+            .context("installing the SIGINT/SIGTERM handler")?;
+    }
+    let summary = recording::record_until(source.as_mut(), &args.out, limit, options, &stop)
         .map_err(source_error)
         .with_context(|| format!("recording into {}", args.out.display()))?;
+    let stopped_by = summary
+        .stopped_early
+        .then(|| match which.load(Ordering::SeqCst) as i32 {
+            signal_hook::consts::SIGINT => "SIGINT",
+            signal_hook::consts::SIGTERM => "SIGTERM",
+            _ => "a signal",
+        });
     if json {
-        print_json(&summary)?;
+        let mut value = serde_json::to_value(&summary)?;
+        if let Some(map) = value.as_object_mut() {
+            map.insert("stopped_by".into(), serde_json::json!(stopped_by));
+        }
+        print_json(&value)?;
     } else {
+        if let Some(sig) = stopped_by {
+            println!("stopped by {sig}: kept every frame captured so far");
+        }
         println!(
             "recorded {} frames in {:.2} s to {} (depth {}), {} dropped by the recorder; source: {}",
             summary.frames,

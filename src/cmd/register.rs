@@ -6,7 +6,7 @@ use anyhow::Context;
 use spatialbot_edge::imageio;
 use spatialbot_edge::rgbd::{Calibration, Registrar};
 
-use super::{bad_input, print_json};
+use super::{bad_input, prepare_output, print_json};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -17,7 +17,8 @@ pub struct Args {
     #[arg(long)]
     depth: PathBuf,
     /// Where to write the registered depth: a 16-bit PNG of millimetres at the colour
-    /// resolution; 0 where no depth pixel landed. Written atomically.
+    /// resolution; 0 where no depth pixel landed. Written to a temporary file beside it and
+    /// renamed; a symbolic link is written through; an input is refused.
     #[arg(long)]
     out: PathBuf,
 }
@@ -33,6 +34,11 @@ struct Summary {
 }
 
 pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
+    prepare_output(
+        "--out",
+        &args.out,
+        &[("--calib", &args.calib), ("--depth", &args.depth)],
+    )?;
     let calib_name = args.calib.display().to_string();
     let text = std::fs::read_to_string(&args.calib)
         .map_err(|e| bad_input(format!("{calib_name}: cannot read: {e}")))?;

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use spatialbot_edge::camera::{self, CameraSpec, OpenOptions, Pacing};
 
-use super::print_json;
+use super::{bad_input, print_json};
 use crate::cmd::record::source_error;
 
 /// Play back an RGB-D recording, check every frame decodes, and report what it holds.
@@ -13,13 +13,15 @@ use crate::cmd::record::source_error;
 pub struct Args {
     /// A recording folder (or .bag), or any camera SPEC such as `replay,loop:PATH`.
     pub recording: String,
-    /// Pace frames as they were captured (default: as fast as possible).
+    /// Pace frames as they were captured (default: as fast as possible). No wait is longer
+    /// than 10 s: larger gaps between a recording's frames are clamped, with a warning.
     #[arg(long)]
     pub real_time: bool,
     /// Register depth to the colour camera (a no-op for recordings stored registered).
     #[arg(long)]
     pub register: bool,
-    /// Stop after this many frames (needed with a looping SPEC).
+    /// Stop after this many frames (required with a SPEC that never ends: `replay,loop:`,
+    /// `synthetic`).
     #[arg(long)]
     pub frames: Option<u64>,
     /// Calibration of a `pair:` of cameras (unless its SPEC names one with `calib=`).
@@ -43,6 +45,11 @@ struct Report {
     depth_valid_fraction: f64,
     ms_per_frame: f64,
     stats: camera::SourceStats,
+    /// The recording was never finished by its recorder (killed, power lost): it played up to
+    /// its last complete frame.
+    cut: bool,
+    /// What was wrong with the recording but did not stop it playing.
+    warnings: Vec<String>,
 }
 
 pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
@@ -61,6 +68,17 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         }
         other => other,
     };
+    let endless = match &spec {
+        CameraSpec::Replay(o) => o.looping,
+        CameraSpec::Synthetic(_) => true,
+        _ => false,
+    };
+    if endless && args.frames.is_none() {
+        return Err(bad_input(format!(
+            "`{}` never ends: give --frames N",
+            args.recording
+        )));
+    }
     let mut source =
         camera::open(&spec, &OpenOptions::with_register(args.register)).map_err(source_error)?;
     let started = Instant::now();
@@ -78,6 +96,8 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         depth_valid_fraction: 0.0,
         ms_per_frame: 0.0,
         stats: Default::default(),
+        cut: source.is_cut(),
+        warnings: source.warnings(),
     };
     let mut valid = 0u64;
     let mut pixels = 0u64;
@@ -135,6 +155,12 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
             "unpaired colour {}, unpaired depth {}, dropped by device {}, disconnects {}, reconnects {}",
             s.unpaired_color, s.unpaired_depth, s.dropped_by_device, s.disconnects, s.reconnects
         );
+        if report.cut {
+            println!(
+                "cut: the recorder never finished this recording; played its {} complete frames",
+                report.frames
+            );
+        }
     }
     Ok(spatialbot_edge::exit::OK)
 }
