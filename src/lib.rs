@@ -1,5 +1,6 @@
 //! spatialbot-edge: RGB-D capture, SpatialBot depth packing, ONNX inference and a safe
-//! serial action link for robot boards. See DESIGN.md-derived layout in README.md.
+//! serial action link for robot boards. README.md's module map says what each module is and
+//! what it depends on; docs/architecture.md has the detail.
 
 pub mod bench;
 pub mod board;
