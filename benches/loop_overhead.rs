@@ -95,7 +95,11 @@ impl ActionSink for Sink {
         std::hint::black_box(&action.values);
         Ok(Delivery::Sent)
     }
-    fn hold(&mut self, _reason: &spatialbot_edge::pipeline::Hold, _now: Instant) -> Result<(), SinkError> {
+    fn hold(
+        &mut self,
+        _reason: &spatialbot_edge::pipeline::Hold,
+        _now: Instant,
+    ) -> Result<(), SinkError> {
         Ok(())
     }
     fn stop(&mut self, _why: StopReason) -> Result<(), SinkError> {
@@ -155,8 +159,12 @@ fn real_parts(spec: &PolicySpec) {
     let board =
         Board::from_toml_str(&text, "bench-board.toml".as_ref(), ".".as_ref()).expect("board");
     let names: Vec<String> = spec.actions.dims().iter().map(|d| d.name.clone()).collect();
-    let sink = LinkSink::open(&"sim".parse().expect("link spec"), board.link_config().expect("link config"), &names)
-        .expect("link to the simulator");
+    let sink = LinkSink::open(
+        &"sim".parse().expect("link spec"),
+        board.link_config().expect("link config"),
+        &names,
+    )
+    .expect("link to the simulator");
     let vision = PreprocessOnly(FrameTensors::new(Tower::Clip, 336, false).expect("preprocessor"));
     let cfg = LoopConfig {
         goal: "pick up the red cube".into(),
@@ -227,8 +235,12 @@ fn inline_overhead(spec: &PolicySpec, with_depth: bool, steps: usize) -> Option<
     let board =
         Board::from_toml_str(&text, "bench-board.toml".as_ref(), ".".as_ref()).expect("board");
     let names: Vec<String> = spec.actions.dims().iter().map(|d| d.name.clone()).collect();
-    let mut sink = LinkSink::open(&"sim".parse().expect("link spec"), board.link_config().expect("link config"), &names)
-        .expect("link to the simulator");
+    let mut sink = LinkSink::open(
+        &"sim".parse().expect("link spec"),
+        board.link_config().expect("link config"),
+        &names,
+    )
+    .expect("link to the simulator");
     let mut tensors = FrameTensors::new(Tower::Clip, 336, false).expect("preprocessor");
     let names: Arc<[String]> = names.into();
     let load_before = load_average();

@@ -594,7 +594,12 @@ impl Board {
             l.reply_timeout_ms,
             60_000,
         )?;
-        self.check_u32("link.max_rejected_in_a_row", l.max_rejected_in_a_row, 1, 1000)?;
+        self.check_u32(
+            "link.max_rejected_in_a_row",
+            l.max_rejected_in_a_row,
+            1,
+            1000,
+        )?;
 
         let s = &self.safety;
         self.check_u32("safety.max_age_ms", s.max_age_ms, 1, 10_000)?;

@@ -367,7 +367,10 @@ fn governor_limits_and_link_config_follow_the_profile() {
         }
         assert_eq!(limits.max_age_ms, b.safety.max_age_ms);
         assert_eq!(limits.min_interval_ms, 100, "10 Hz → 100 ms");
-        assert_eq!(u32::from(b.link_config().unwrap().watchdog_ms), b.link.watchdog_ms);
+        assert_eq!(
+            u32::from(b.link_config().unwrap().watchdog_ms),
+            b.link.watchdog_ms
+        );
     }
     let nx = Board::named("jetson-orin-nx-16gb").unwrap();
     assert_eq!(
@@ -496,7 +499,10 @@ fn a_profile_without_a_motion_axis_is_refused_naming_the_file_and_axis() {
     let err = Board::from_toml_str(&text, "no-dyaw.toml".as_ref(), ".".as_ref())
         .unwrap_err()
         .to_string();
-    assert!(err.contains("no-dyaw.toml") && err.contains("dyaw"), "{err}");
+    assert!(
+        err.contains("no-dyaw.toml") && err.contains("dyaw"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -197,10 +197,8 @@ struct Scenario<'a> {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "sbe-link-scenarios-{}-{name}",
-        std::process::id()
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("sbe-link-scenarios-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -398,7 +396,12 @@ fn rejected_actions_three_in_a_row_stop_the_arm_with_host_fault_and_exit_6() {
         },
         no_tick,
     );
-    assert_eq!(o.code, i32::from(exit::CONTROLLER_REFUSED), "{}", o.context());
+    assert_eq!(
+        o.code,
+        i32::from(exit::CONTROLLER_REFUSED),
+        "{}",
+        o.context()
+    );
     assert_eq!(o.actions().len(), 3, "{}", o.context());
     assert_eq!(o.stops(), vec![StopReason::HostFault], "{}", o.context());
     assert_eq!(o.link("rejected"), 3);
@@ -458,7 +461,12 @@ fn duplicate_acks_that_persist_in_a_fresh_session_stop_with_exit_6() {
         },
         no_tick,
     );
-    assert_eq!(o.code, i32::from(exit::CONTROLLER_REFUSED), "{}", o.context());
+    assert_eq!(
+        o.code,
+        i32::from(exit::CONTROLLER_REFUSED),
+        "{}",
+        o.context()
+    );
     assert_eq!(o.hellos().len(), 2, "{}", o.context());
     assert_eq!(o.stops(), vec![StopReason::HostFault], "{}", o.context());
     assert_eq!(o.link("applied"), 0);
@@ -534,10 +542,19 @@ fn status_stopped_from_the_controller_ends_the_run_with_exit_8_and_no_more_actio
         },
         no_tick,
     );
-    assert_eq!(o.code, i32::from(exit::CONTROLLER_STOPPED), "{}", o.context());
+    assert_eq!(
+        o.code,
+        i32::from(exit::CONTROLLER_STOPPED),
+        "{}",
+        o.context()
+    );
     let at = stopped_at.expect("the script stopped the controller");
     for a in o.actions() {
-        assert!(a.send_us < at + 20_000, "action after Stopped\n{}", o.context());
+        assert!(
+            a.send_us < at + 20_000,
+            "action after Stopped\n{}",
+            o.context()
+        );
     }
     assert_eq!(o.json["stop_reason"], "controller_stopped");
 }
@@ -570,7 +587,11 @@ fn a_hardware_fault_stops_the_arm_with_host_fault_and_exit_7() {
     assert_eq!(o.code, i32::from(exit::CONTROLLER_FAULT), "{}", o.context());
     assert_eq!(o.stops(), vec![StopReason::HostFault], "{}", o.context());
     for a in o.actions() {
-        assert!(a.send_us < at + 20_000, "action after the fault\n{}", o.context());
+        assert!(
+            a.send_us < at + 20_000,
+            "action after the fault\n{}",
+            o.context()
+        );
     }
 }
 
@@ -580,7 +601,11 @@ fn an_estop_reported_by_the_controller_exits_4() {
     assert_eq!(o.code, i32::from(exit::ESTOP), "{}", o.context());
     assert_eq!(o.stops(), vec![StopReason::Estop], "{}", o.context());
     for a in o.actions() {
-        assert!(a.send_us < at + 20_000, "action after the e-stop\n{}", o.context());
+        assert!(
+            a.send_us < at + 20_000,
+            "action after the e-stop\n{}",
+            o.context()
+        );
     }
 }
 
@@ -604,7 +629,10 @@ fn a_controller_that_reset_to_idle_is_sent_a_new_hello_and_actions_resume() {
     assert_eq!(o.code, i32::from(exit::OK), "{}", o.context());
     let hellos = o.hellos();
     assert!(hellos.len() >= 2, "{}", o.context());
-    assert_eq!(hellos[0].session, hellos[1].session, "a re-Hello keeps its session");
+    assert_eq!(
+        hellos[0].session, hellos[1].session,
+        "a re-Hello keeps its session"
+    );
     assert!(o.link("rehellos") >= 1);
     assert!(o.link("held") >= 1, "{}", o.context());
     assert!(o.link("applied") >= 3, "actions resumed\n{}", o.context());
@@ -654,7 +682,12 @@ fn garbage_and_malformed_frames_are_counted_and_never_acted_on() {
         },
         no_tick,
     );
-    assert_eq!(o.code, i32::from(exit::OK), "no false e-stop\n{}", o.context());
+    assert_eq!(
+        o.code,
+        i32::from(exit::OK),
+        "no false e-stop\n{}",
+        o.context()
+    );
     assert!(o.link("bad_frames") >= 4, "{}", o.context());
     assert_eq!(o.link("applied"), o.link("actions_sent"));
 }
@@ -680,15 +713,28 @@ fn a_controller_that_refuses_the_session_ends_start_up_with_exit_6_and_nothing_m
         },
         no_tick,
     );
-    assert_eq!(o.code, i32::from(exit::CONTROLLER_REFUSED), "{}", o.context());
+    assert_eq!(
+        o.code,
+        i32::from(exit::CONTROLLER_REFUSED),
+        "{}",
+        o.context()
+    );
     assert!(o.actions().is_empty(), "{}", o.context());
     assert!(o.stderr.contains("refused"), "{}", o.context());
 }
 
 #[test]
 fn sessions_are_random_and_never_the_pid() {
-    let a = run_scenario(plain("session-a", &["--steps", "1"]), |_, _, _| Reply::Default, no_tick);
-    let b = run_scenario(plain("session-b", &["--steps", "1"]), |_, _, _| Reply::Default, no_tick);
+    let a = run_scenario(
+        plain("session-a", &["--steps", "1"]),
+        |_, _, _| Reply::Default,
+        no_tick,
+    );
+    let b = run_scenario(
+        plain("session-b", &["--steps", "1"]),
+        |_, _, _| Reply::Default,
+        no_tick,
+    );
     let (sa, sb) = (a.hellos()[0].session, b.hellos()[0].session);
     assert_ne!(sa, sb);
     assert_ne!(sa, a.pid);
@@ -699,7 +745,10 @@ fn sessions_are_random_and_never_the_pid() {
 #[test]
 fn a_generation_past_its_deadline_sends_stop_watchdog_and_exits_3() {
     let o = run_scenario(
-        plain("deadline", &["--steps", "50", "--generate-deadline-ms", "1"]),
+        plain(
+            "deadline",
+            &["--steps", "50", "--generate-deadline-ms", "1"],
+        ),
         |_, _, _| Reply::Default,
         no_tick,
     );
@@ -731,13 +780,22 @@ fn check_signalled(o: &Outcome_, what: &str) {
         o.stops()
     );
     if hello_sent {
-        assert_eq!(o.stops().last(), Some(&StopReason::Operator), "{what}: {}", o.context());
+        assert_eq!(
+            o.stops().last(),
+            Some(&StopReason::Operator),
+            "{what}: {}",
+            o.context()
+        );
         assert_eq!(o.code, i32::from(exit::OK), "{what}: {}", o.context());
     } else {
         // Signalled before the link opened: nothing was sent. A repeated signal before any
         // session may end the process at once (130); a single one ends start-up with 0.
         assert!(o.seen.is_empty(), "{what}: {}", o.context());
-        let ok = if o.signals_us.len() > 1 { [0, 130] } else { [0, 0] };
+        let ok = if o.signals_us.len() > 1 {
+            [0, 130]
+        } else {
+            [0, 0]
+        };
         assert!(ok.contains(&o.code), "{what}: {}", o.context());
     }
 }
@@ -828,7 +886,12 @@ fn a_signal_with_no_acknowledgement_of_stop_exits_5() {
         no_tick,
     );
     check_signalled_actions_only(&o);
-    assert_eq!(o.stops().last(), Some(&StopReason::Operator), "{}", o.context());
+    assert_eq!(
+        o.stops().last(),
+        Some(&StopReason::Operator),
+        "{}",
+        o.context()
+    );
     assert_eq!(o.code, i32::from(exit::LINK_LOST), "{}", o.context());
 }
 
@@ -854,6 +917,9 @@ fn help_lists_the_exit_codes() {
         "9  the run ended but the arm applied none",
         "exit 0 once acknowledged, 5 when not",
     ] {
-        assert!(text.contains(needle), "{needle:?} missing from run --help:\n{text}");
+        assert!(
+            text.contains(needle),
+            "{needle:?} missing from run --help:\n{text}"
+        );
     }
 }

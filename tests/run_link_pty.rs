@@ -95,7 +95,11 @@ impl<S: ActionSink> ActionSink for Recording<S> {
         }
         Ok(d)
     }
-    fn hold(&mut self, reason: &spatialbot_edge::pipeline::Hold, now: Instant) -> Result<(), SinkError> {
+    fn hold(
+        &mut self,
+        reason: &spatialbot_edge::pipeline::Hold,
+        now: Instant,
+    ) -> Result<(), SinkError> {
         self.inner.hold(reason, now)
     }
     fn idle(&mut self, now: Instant) -> Result<(), SinkError> {

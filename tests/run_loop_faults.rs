@@ -167,7 +167,11 @@ impl ActionSink for Sink {
         sent.push(action.clone());
         Ok(Delivery::Sent)
     }
-    fn hold(&mut self, reason: &spatialbot_edge::pipeline::Hold, _now: Instant) -> Result<(), SinkError> {
+    fn hold(
+        &mut self,
+        reason: &spatialbot_edge::pipeline::Hold,
+        _now: Instant,
+    ) -> Result<(), SinkError> {
         self.holds.lock().unwrap().push(reason.to_string());
         Ok(())
     }
@@ -631,7 +635,12 @@ fn real_governor_and_link_to_the_simulator() {
         .iter()
         .map(|d| d.name.clone())
         .collect();
-    let sink = LinkSink::open(&"sim".parse().unwrap(), board.link_config().unwrap(), &names).unwrap();
+    let sink = LinkSink::open(
+        &"sim".parse().unwrap(),
+        board.link_config().unwrap(),
+        &names,
+    )
+    .unwrap();
     let cfg = LoopConfig {
         steps: Some(10),
         ..config()

@@ -101,7 +101,11 @@ impl ActionSink for Sink {
     fn send(&mut self, _action: &Action, _now: Instant) -> Result<Delivery, SinkError> {
         Ok(Delivery::Sent)
     }
-    fn hold(&mut self, _reason: &spatialbot_edge::pipeline::Hold, _now: Instant) -> Result<(), SinkError> {
+    fn hold(
+        &mut self,
+        _reason: &spatialbot_edge::pipeline::Hold,
+        _now: Instant,
+    ) -> Result<(), SinkError> {
         Ok(())
     }
     fn stop(&mut self, _why: StopReason) -> Result<(), SinkError> {

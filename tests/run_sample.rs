@@ -66,7 +66,12 @@ fn every_frame_of_the_sample_through_camera_preprocessing_and_link() {
         .replace("max_age_ms = 1000", "max_age_ms = 10000");
     let board = Board::from_toml_str(&text, "test-board.toml".as_ref(), ".".as_ref()).unwrap();
     let names: Vec<String> = spec.actions.dims().iter().map(|d| d.name.clone()).collect();
-    let sink = LinkSink::open(&"sim".parse().unwrap(), board.link_config().unwrap(), &names).unwrap();
+    let sink = LinkSink::open(
+        &"sim".parse().unwrap(),
+        board.link_config().unwrap(),
+        &names,
+    )
+    .unwrap();
     let vision = Checksum(FrameTensors::new(Tower::Clip, 28, false).unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));
     let cfg = LoopConfig {

@@ -163,7 +163,9 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
                 "interrupted during start-up ({phase}); no session with the arm was open, nothing was sent"
             );
             if json {
-                print_json(&serde_json::json!({"stop_reason": "signal", "stop_detail": detail, "exit_code": 0}))?;
+                print_json(
+                    &serde_json::json!({"stop_reason": "signal", "stop_detail": detail, "exit_code": 0}),
+                )?;
             } else {
                 eprintln!("run stopped: signal ({detail})");
             }

@@ -57,8 +57,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use spatialbot_link::{encode, fault_bits, Decoder, Heartbeat, Hello, Stop, MAX_FRAME};
 pub use spatialbot_link::{
-    Ack, AckOf, Action, Axis, ControllerState, DecoderCounters, Fault, FaultCode, Message,
-    Outcome, Status, StopReason, ACTION_LEN, PROTOCOL_VERSION,
+    Ack, AckOf, Action, Axis, ControllerState, DecoderCounters, Fault, FaultCode, Message, Outcome,
+    Status, StopReason, ACTION_LEN, PROTOCOL_VERSION,
 };
 
 pub use governor::Limits;
@@ -211,9 +211,9 @@ impl LinkError {
             LinkError::Lost { .. } | LinkError::NoStopAck { .. } | LinkError::Silent { .. } => {
                 crate::exit::LINK_LOST
             }
-            LinkError::Refused { .. } | LinkError::Rejected { .. } | LinkError::Duplicate { .. } => {
-                crate::exit::CONTROLLER_REFUSED
-            }
+            LinkError::Refused { .. }
+            | LinkError::Rejected { .. }
+            | LinkError::Duplicate { .. } => crate::exit::CONTROLLER_REFUSED,
             LinkError::ControllerFault { .. } => crate::exit::CONTROLLER_FAULT,
             LinkError::ControllerStopped { .. } => crate::exit::CONTROLLER_STOPPED,
             LinkError::Estop { .. } => crate::exit::ESTOP,
@@ -681,9 +681,9 @@ impl Link {
             .lock()
             .map(|d| d.bad_frames)
             .unwrap_or(0);
-        c.unacknowledged = c.actions_sent.saturating_sub(
-            c.acks_applied + c.acks_held + c.acks_duplicate + c.acks_rejected,
-        );
+        c.unacknowledged = c
+            .actions_sent
+            .saturating_sub(c.acks_applied + c.acks_held + c.acks_duplicate + c.acks_rejected);
         c
     }
 
@@ -767,7 +767,11 @@ impl Link {
             (AckOf::Action, Outcome::Rejected) => {
                 self.track.rejected_in_a_row += 1;
                 self.track.not_applied = true;
-                tracing::warn!(seq = a.seq, in_a_row = self.track.rejected_in_a_row, "the controller rejected an action");
+                tracing::warn!(
+                    seq = a.seq,
+                    in_a_row = self.track.rejected_in_a_row,
+                    "the controller rejected an action"
+                );
                 if self.track.rejected_in_a_row >= self.cfg.max_rejected_in_a_row {
                     self.set_fatal(Fatal::Rejected {
                         count: self.track.rejected_in_a_row,
@@ -816,7 +820,10 @@ impl Link {
             ControllerState::Stopped if !expected_stop => self.set_fatal(Fatal::Stopped),
             ControllerState::Faulted if !self.track.stop_sent => {
                 let what = match self.last_fault {
-                    Some(f) => format!("Status Faulted after Fault {:?} (detail {})", f.code, f.detail),
+                    Some(f) => format!(
+                        "Status Faulted after Fault {:?} (detail {})",
+                        f.code, f.detail
+                    ),
                     None => format!("Status Faulted (fault bits {:#x})", s.faults),
                 };
                 self.set_fatal(Fatal::Fault(what));
@@ -830,8 +837,13 @@ impl Link {
         match f.code {
             FaultCode::Watchdog => self.counters.controller_watchdogs += 1,
             FaultCode::LimitViolation => self.counters.limit_violations += 1,
-            FaultCode::Estop => self.set_fatal(Fatal::Estop(format!("Fault Estop (detail {})", f.detail))),
-            FaultCode::Hardware => self.set_fatal(Fatal::Fault(format!("Fault Hardware (detail {})", f.detail))),
+            FaultCode::Estop => {
+                self.set_fatal(Fatal::Estop(format!("Fault Estop (detail {})", f.detail)))
+            }
+            FaultCode::Hardware => self.set_fatal(Fatal::Fault(format!(
+                "Fault Hardware (detail {})",
+                f.detail
+            ))),
             FaultCode::ProtocolMismatch if !self.track.in_handshake => {
                 self.set_fatal(Fatal::Refused(u8::try_from(f.detail).unwrap_or(u8::MAX)))
             }

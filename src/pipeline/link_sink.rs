@@ -9,9 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::link::clock;
 use crate::link::governor::{Decision, Governor, LimitsError, Proposal};
-use crate::link::{
-    ActionCommand, Axis, Link, LinkConfig, LinkError, LinkSpec, ACTION_LEN,
-};
+use crate::link::{ActionCommand, Axis, Link, LinkConfig, LinkError, LinkSpec, ACTION_LEN};
 
 use super::{Action, ActionSink, Delivery, Hold, SinkError, StopReason};
 
@@ -174,7 +172,9 @@ impl ActionSink for LinkSink {
                 match self.link.send_action_ending(&cmd, terminate) {
                     Ok(_) => {}
                     Err(LinkError::ShuttingDown) => {
-                        return Ok(Delivery::Held(Hold::Link(crate::link::LinkHold::ShuttingDown)))
+                        return Ok(Delivery::Held(Hold::Link(
+                            crate::link::LinkHold::ShuttingDown,
+                        )))
                     }
                     Err(e) => return Err(link_error(e)),
                 }

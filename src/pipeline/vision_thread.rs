@@ -1,0 +1,178 @@
+//! The vision thread: on the model thread's request, the newest fresh frame → registration (when
+//! left to consumers) → preprocessing → the vision graph, through the embedding history.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use super::shared::*;
+use super::{error_chain, stats, Hold, StageError, StopReason, VisionEncoder};
+use crate::policy::EmbeddingHistory;
+
+pub(super) enum VisionFailure {
+    Model(StageError),
+    Register(String),
+}
+
+pub(super) struct VisionCtx<E> {
+    pub(super) history: EmbeddingHistory<E>,
+    pub(super) every_frame: bool,
+    pub(super) max_frame_age: Duration,
+    pub(super) camera_stall_stop: Duration,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn vision_thread<V: VisionEncoder>(
+    mut encoder: V,
+    mut ctx: VisionCtx<V::Embedding>,
+    frames: Receiver<CaptureMsg>,
+    want: Receiver<()>,
+    steps: Sender<StepInput<V::Embedding>>,
+    hold_tx: Sender<LinkMsg>,
+    shared: Arc<Shared>,
+    _done: DoneGuard,
+) {
+    'steps: loop {
+        match want.recv_timeout(TICK) {
+            Ok(()) => {}
+            Err(RecvTimeoutError::Timeout) if !shared.stop.is_set() => continue,
+            Err(_) => return,
+        }
+        let waiting_since = Instant::now();
+        let mut held = false;
+        let frame = loop {
+            if shared.stop.is_set() {
+                return;
+            }
+            match frames.recv_timeout(TICK) {
+                Ok(CaptureMsg::Frame(f)) => {
+                    let age = Instant::now().saturating_duration_since(f.captured);
+                    if ctx.every_frame || age <= ctx.max_frame_age {
+                        break f;
+                    }
+                    if !held {
+                        held = true;
+                        shared.log(
+                            LogLevel::Warn,
+                            format!(
+                                "frame {} is {:.0} ms old; holding",
+                                f.seq,
+                                age.as_secs_f64() * 1e3
+                            ),
+                        );
+                        let hold = Hold::StaleFrame {
+                            frame_seq: f.seq,
+                            age_ms: age.as_millis() as u64,
+                        };
+                        shared.stats().hold(hold.name());
+                        let _ = hold_tx.try_send(LinkMsg::Hold(hold));
+                    }
+                }
+                Ok(CaptureMsg::Ended) => {
+                    shared
+                        .stop
+                        .request(StopReason::SourceEnded, "the recording ended");
+                    return;
+                }
+                Ok(CaptureMsg::Failed(e)) => {
+                    shared
+                        .stop
+                        .request(StopReason::SourceFailed, format!("camera failed: {e}"));
+                    return;
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if waiting_since.elapsed() > ctx.max_frame_age && !held {
+                        held = true;
+                        shared.stats().hold(Hold::CameraStall.name());
+                        let _ = hold_tx.try_send(LinkMsg::Hold(Hold::CameraStall));
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    shared
+                        .stop
+                        .request(StopReason::SourceEnded, "the camera thread ended");
+                    return;
+                }
+            }
+            let waited = waiting_since.elapsed();
+            if waited > ctx.camera_stall_stop {
+                shared.stop.request(
+                    StopReason::CameraStalled,
+                    format!(
+                        "no fresh frame for {:.0} ms (limit {:.0} ms)",
+                        waited.as_secs_f64() * 1e3,
+                        ctx.camera_stall_stop.as_secs_f64() * 1e3
+                    ),
+                );
+                return;
+            }
+        };
+        let picked = Instant::now();
+        let mut frame = frame;
+        let mut preprocess = Duration::ZERO;
+        let mut vision = Duration::ZERO;
+        let result = ctx.history.step(frame.seq, |image| {
+            let t0 = Instant::now();
+            if image == 1 {
+                // A source that leaves registration to its consumers (see `DepthUse`).
+                frame
+                    .register_depth()
+                    .map_err(|e| VisionFailure::Register(e.to_string()))?;
+            }
+            let input = encoder
+                .preprocess(&frame, image)
+                .map_err(VisionFailure::Model)?;
+            let t1 = Instant::now();
+            let embedding = encoder.encode(input).map_err(VisionFailure::Model)?;
+            preprocess += t1 - t0;
+            vision += t1.elapsed();
+            Ok::<_, VisionFailure>(embedding)
+        });
+        let embeddings = match result {
+            Ok(e) => e,
+            Err(VisionFailure::Model(e)) => {
+                shared.stop.request(
+                    StopReason::ModelFailed,
+                    format!("vision: {}", error_chain(&*e)),
+                );
+                return;
+            }
+            Err(VisionFailure::Register(e)) => {
+                shared.stop.request(
+                    StopReason::SourceFailed,
+                    format!("registering frame {}'s depth to colour: {e}", frame.seq),
+                );
+                return;
+            }
+        };
+        {
+            let mut st = shared.stats();
+            st.record(
+                stats::stage::QUEUE,
+                picked.saturating_duration_since(frame.ready),
+            );
+            if preprocess > Duration::ZERO || vision > Duration::ZERO {
+                st.record(stats::stage::PREPROCESS, preprocess);
+                st.record(stats::stage::VISION, vision);
+            }
+            st.cache = ctx.history.counts();
+        }
+        let mut input = StepInput {
+            frame_overhead: frame.ready.saturating_duration_since(frame.arrived) + preprocess,
+            frame,
+            embeddings,
+        };
+        loop {
+            match steps.send_timeout(input, TICK) {
+                Ok(()) => continue 'steps,
+                Err(crossbeam_channel::SendTimeoutError::Timeout(back))
+                    if !shared.stop.is_set() =>
+                {
+                    input = back
+                }
+                Err(_) => return,
+            }
+        }
+    }
+}
