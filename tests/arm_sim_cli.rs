@@ -97,10 +97,8 @@ impl RawHost {
         let mut got = Vec::new();
         let mut buf = [0u8; 256];
         while t0.elapsed() < Duration::from_secs(5) {
-            let n = match self.duplex.reader.read(&mut buf) {
-                Ok(n) => n,
-                Err(_) => 0,
-            };
+            // A read timeout (nothing yet) counts as no bytes.
+            let n: usize = self.duplex.reader.read(&mut buf).unwrap_or_default();
             for &b in &buf[..n] {
                 if let Some(Ok(m)) = self.decoder.push(b) {
                     let stop = done(&m);
@@ -149,7 +147,8 @@ fn local_fault_after_two_actions(flag: &str, code: spatialbot_link::FaultCode) -
     host.until(|m| matches!(m, Message::HelloAck(HelloAck { accepted: true, .. })));
     host.send(&action(1));
     host.send(&action(2));
-    let got = host.until(|m| matches!(m, Message::Status(s) if s.state == ControllerState::Faulted));
+    let got =
+        host.until(|m| matches!(m, Message::Status(s) if s.state == ControllerState::Faulted));
     let fault_at = got
         .iter()
         .position(|m| *m == Message::Fault(Fault { code, detail: 0 }))
@@ -208,7 +207,10 @@ fn arm_sim_estop_after_applied_raises_the_estop_input_after_n_actions() {
 
 #[test]
 fn arm_sim_help_documents_the_fault_injection_flags() {
-    let out = Command::new(bin()).args(["arm-sim", "--help"]).output().unwrap();
+    let out = Command::new(bin())
+        .args(["arm-sim", "--help"])
+        .output()
+        .unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(help.contains("--fault-after-applied"), "{help}");
     assert!(help.contains("--estop-after-applied"), "{help}");

@@ -186,7 +186,9 @@ fn event_json(e: &Event) -> serde_json::Value {
             code,
             detail,
             at_us,
-        } => json!({"event": "faulted", "code": format!("{code:?}"), "detail": detail, "at_us": at_us}),
+        } => {
+            json!({"event": "faulted", "code": format!("{code:?}"), "detail": detail, "at_us": at_us})
+        }
         Event::FaultCleared { at_us } => json!({"event": "fault_cleared", "at_us": at_us}),
         Event::BadFrame { error } => json!({"event": "bad_frame", "error": format!("{error:?}")}),
         Event::RecoveredAfterGarbage => json!({"event": "bad_frame", "error": "Recovered"}),

@@ -163,18 +163,39 @@ pub fn run_controller(
             let used = controller.receive(rest, monotonic_us(), &mut out);
             rest = &rest[used..];
             stop_seen |= stop_acked(&out);
-            flush(&mut out, &mut writer, &mut counts, on_event, &mut watchdog_fired);
+            flush(
+                &mut out,
+                &mut writer,
+                &mut counts,
+                on_event,
+                &mut watchdog_fired,
+            );
             // Raise an injected fault right after the action that reached its count.
-            if let Some(i) = injections.iter().position(|(after, _)| counts.applied >= *after) {
+            if let Some(i) = injections
+                .iter()
+                .position(|(after, _)| counts.applied >= *after)
+            {
                 let (_, code) = injections.swap_remove(i);
                 controller.raise_fault(code, 0, monotonic_us(), &mut out);
                 counts.local_faults += 1;
-                flush(&mut out, &mut writer, &mut counts, on_event, &mut watchdog_fired);
+                flush(
+                    &mut out,
+                    &mut writer,
+                    &mut counts,
+                    on_event,
+                    &mut watchdog_fired,
+                );
             }
         }
         let now = monotonic_us();
         controller.tick(now, &mut out);
-        flush(&mut out, &mut writer, &mut counts, on_event, &mut watchdog_fired);
+        flush(
+            &mut out,
+            &mut writer,
+            &mut counts,
+            on_event,
+            &mut watchdog_fired,
+        );
         if stop_seen && stopped_at_us.is_none() {
             stopped_at_us = Some(now);
         }

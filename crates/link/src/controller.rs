@@ -77,34 +77,17 @@ pub enum Event {
         at_us: u64,
     },
     /// An action was not applied.
-    NotApplied {
-        seq: u32,
-        outcome: Outcome,
-    },
+    NotApplied { seq: u32, outcome: Outcome },
     /// A rejected action's offending slots (bit i = slot i), sent as `Fault{LimitViolation}`.
-    LimitViolation {
-        seq: u32,
-        axes: u32,
-    },
+    LimitViolation { seq: u32, axes: u32 },
     /// An applied action had `terminate` = 1: the episode ended and the controller stopped.
-    EpisodeEnded {
-        seq: u32,
-        at_us: u64,
-    },
+    EpisodeEnded { seq: u32, at_us: u64 },
     /// Nothing valid arrived for `silence_us` (> watchdog): the arm holds.
-    WatchdogHold {
-        silence_us: u64,
-        at_us: u64,
-    },
+    WatchdogHold { silence_us: u64, at_us: u64 },
     /// A valid message arrived after a watchdog hold.
-    Resumed {
-        at_us: u64,
-    },
+    Resumed { at_us: u64 },
     /// A `Stop` moved the controller to Stopped.
-    Stopped {
-        reason: StopReason,
-        at_us: u64,
-    },
+    Stopped { reason: StopReason, at_us: u64 },
     /// The controller's own fault input fired (hardware fault, e-stop): Faulted.
     Faulted {
         code: FaultCode,
@@ -112,13 +95,9 @@ pub enum Event {
         at_us: u64,
     },
     /// The local fault went away; the controller stays Faulted until a `Hello`.
-    FaultCleared {
-        at_us: u64,
-    },
+    FaultCleared { at_us: u64 },
     /// Received bytes were discarded (counted in `Status::bad_frames`).
-    BadFrame {
-        error: FrameError,
-    },
+    BadFrame { error: FrameError },
     /// Bytes were discarded, and a good frame was found at their end and handled (the
     /// discarded bytes count once in `Status::bad_frames`).
     RecoveredAfterGarbage,

@@ -133,8 +133,7 @@ fn state_of(m: &Message) -> Option<ControllerState> {
 // --- Hello -------------------------------------------------------------------------------
 
 #[test]
-fn a_hello_with_protocol_1_and_a_watchdog_opens_a_session_and_is_acked_with_the_protocol_spoken(
-) {
+fn a_hello_with_protocol_1_and_a_watchdog_opens_a_session_and_is_acked_with_the_protocol_spoken() {
     let mut r = Rig::new();
     let sent = r.send(&hello(SESSION), T0);
     assert_eq!(
@@ -188,10 +187,7 @@ fn the_same_session_keeps_last_seq_faults_and_bad_frames_a_new_session_resets_th
     let before = r.c.status(T0);
     assert_eq!(before.last_seq, 1);
     assert_eq!(before.bad_frames, 1);
-    assert_eq!(
-        before.faults,
-        fault_bits::SEQUENCE | fault_bits::BAD_FRAME
-    );
+    assert_eq!(before.faults, fault_bits::SEQUENCE | fault_bits::BAD_FRAME);
     r.send(&hello(SESSION), T0);
     assert_eq!(r.c.status(T0), before, "same session: counters kept");
     r.send(&hello(SESSION + 1), T0);
@@ -240,10 +236,7 @@ fn any_accepted_hello_leaves_stopped_same_session_keeping_its_counters() {
 fn an_action_in_session_with_a_higher_seq_and_values_in_limits_is_applied_and_integrated() {
     let mut r = Rig::active();
     assert_eq!(
-        r.send(
-            &action(2, [0.02, -0.01, 0.1, 0.0, 0.0, -0.1, 1.0, 0.0]),
-            T0
-        ),
+        r.send(&action(2, [0.02, -0.01, 0.1, 0.0, 0.0, -0.1, 1.0, 0.0]), T0),
         [ack(AckOf::Action, 2, Outcome::Applied)]
     );
     assert_eq!(r.c.last_seq(), 2);
@@ -352,7 +345,9 @@ fn an_action_while_holding_resumes_the_session_and_is_judged_as_usual() {
         [ack(AckOf::Action, 2, Outcome::Applied)]
     );
     assert_eq!(r.c.state(), ControllerState::Active);
-    assert!(r.events.contains(&Event::Resumed { at_us: T0 + 200_000 }));
+    assert!(r.events.contains(&Event::Resumed {
+        at_us: T0 + 200_000
+    }));
 }
 
 #[test]
@@ -385,7 +380,9 @@ fn terminate_exactly_1_applies_the_action_then_stops_and_sends_status() {
     assert_eq!(sent[0], ack(AckOf::Action, 2, Outcome::Applied));
     assert_eq!(state_of(&sent[1]), Some(ControllerState::Stopped));
     assert_eq!(r.c.last_seq(), 2);
-    assert!(r.events.contains(&Event::EpisodeEnded { seq: 2, at_us: T0 }));
+    assert!(r
+        .events
+        .contains(&Event::EpisodeEnded { seq: 2, at_us: T0 }));
 }
 
 #[test]
@@ -442,7 +439,10 @@ fn a_heartbeat_in_idle_stopped_or_faulted_is_acked_held_then_status() {
 #[test]
 fn the_watchdog_holds_after_more_than_watchdog_ms_of_silence_sending_fault_then_status() {
     let mut r = Rig::active();
-    assert!(r.tick(T0 + 100_000).is_empty(), "exactly watchdog_ms is not late");
+    assert!(
+        r.tick(T0 + 100_000).is_empty(),
+        "exactly watchdog_ms is not late"
+    );
     let sent = r.tick(T0 + 100_001);
     assert_eq!(
         sent,
@@ -552,7 +552,11 @@ fn faulted_is_left_only_by_a_hello_after_the_fault_was_cleared_locally() {
     r.send(&stop(2, StopReason::Operator), T0);
     r.c.clear_fault(T0, &mut r.out);
     r.drain();
-    assert_eq!(r.c.state(), ControllerState::Faulted, "clearing is not leaving");
+    assert_eq!(
+        r.c.state(),
+        ControllerState::Faulted,
+        "clearing is not leaving"
+    );
     assert!(r.tick(T0 + 10_000_000).is_empty());
     let sent = r.send(&hello(SESSION), T0 + 10_000_000);
     assert!(matches!(

@@ -195,7 +195,11 @@ fn a_varint_longer_than_its_type_allows_makes_the_frame_bad() {
     let mut p = vec![2u8, 0];
     p.extend_from_slice(&[0x80; 10]);
     p.push(0);
-    assert_eq!(decode_payload(&p), Err(FrameError::Message), "u64 in 11 bytes");
+    assert_eq!(
+        decode_payload(&p),
+        Err(FrameError::Message),
+        "u64 in 11 bytes"
+    );
 }
 
 #[test]
@@ -231,7 +235,10 @@ fn a_non_canonical_varint_within_the_length_limit_is_accepted() {
     assert_eq!(heartbeat_seq(&[0x81, 0x00]), Ok(heartbeat(1, 0)));
     assert_eq!(action_chunk_index(&[0x80, 0x80, 0x00]), Ok(0));
     // Tags and enum values are varints too.
-    assert_eq!(decode_payload(&[0x82, 0x00, 0x00, 0x00]), Ok(heartbeat(0, 0)));
+    assert_eq!(
+        decode_payload(&[0x82, 0x00, 0x00, 0x00]),
+        Ok(heartbeat(0, 0))
+    );
     assert_eq!(
         decode_payload(&[3, 4, 0x80, 0x00]),
         Ok(Message::Stop(Stop {
