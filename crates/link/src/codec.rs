@@ -26,7 +26,8 @@ pub enum EncodeError {
 /// Why a received frame was discarded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FrameError {
-    /// More than [`MAX_FRAME`] bytes arrived without a delimiter; they were dropped.
+    /// More than the decoder's buffer (2 × [`MAX_FRAME`] bytes) arrived without a delimiter;
+    /// the oldest were dropped.
     Overflow,
     /// The bytes before the delimiter are not valid COBS.
     Cobs,
@@ -209,7 +210,7 @@ pub struct DecoderCounters {
     pub crc_errors: u32,
     pub version_errors: u32,
     pub message_errors: u32,
-    /// Times more than [`MAX_FRAME`] bytes arrived without a delimiter.
+    /// Runs longer than the decoder's buffer (2 × [`MAX_FRAME`] bytes) before a delimiter.
     pub overflows: u32,
     /// Good frames found at the end of a run that began with garbage.
     pub recovered: u32,
