@@ -1,6 +1,6 @@
 //! The safety governor and the controller logic: pure, driven with values and clock readings.
 
-use spatialbot_edge::link::controller::{Controller, Event};
+use spatialbot_edge::link::controller::{Controller, ControllerConfig, Event, Outbox};
 use spatialbot_edge::link::governor::{
     Decision, Governor, HoldReason, Limits, LimitsError, Proposal,
 };
@@ -198,6 +198,52 @@ fn bad_limits_are_refused_with_the_axis_named() {
     ));
 }
 
+/// The reference controller behind the message-level calls these tests are written with:
+/// replies decoded from its outbox, no periodic Status.
+struct Ctl {
+    c: Controller,
+    out: Outbox,
+}
+
+impl Ctl {
+    fn new() -> Self {
+        Self {
+            c: Controller::new(ControllerConfig {
+                status_period_us: 0,
+            }),
+            out: Outbox::new(),
+        }
+    }
+    fn drain(&mut self, replies: &mut Vec<Message>, events: &mut Vec<Event>) {
+        for f in self.out.frames() {
+            replies.push(decode_frame(&f[..f.len() - 1]).unwrap());
+        }
+        events.extend(self.out.events().copied());
+        self.out.clear();
+    }
+    fn handle(&mut self, m: &Message, now: u64, r: &mut Vec<Message>, e: &mut Vec<Event>) {
+        self.c.handle(m, now, &mut self.out);
+        self.drain(r, e);
+    }
+    /// The watchdog's Fault if it fired (checking that a Status follows it).
+    fn tick(&mut self, now: u64, e: &mut Vec<Event>) -> Option<Message> {
+        self.c.tick(now, &mut self.out);
+        let mut r = Vec::new();
+        self.drain(&mut r, e);
+        match r.as_slice() {
+            [] => None,
+            [f @ Message::Fault(_), Message::Status(_)] => Some(*f),
+            other => panic!("tick sent {other:?}"),
+        }
+    }
+    fn state(&self) -> ControllerState {
+        self.c.state()
+    }
+    fn status(&self, now: u64) -> Status {
+        self.c.status(now)
+    }
+}
+
 fn hello(watchdog_ms: u16) -> Message {
     let l = Limits::default();
     Message::Hello(Hello {
@@ -224,7 +270,7 @@ fn action(seq: u32, values: [f32; 8]) -> Message {
 
 #[test]
 fn controller_applies_in_order_rejects_duplicates_and_out_of_limit_values() {
-    let mut c = Controller::new();
+    let mut c = Ctl::new();
     let (mut r, mut e) = (Vec::new(), Vec::new());
     c.handle(&action(1, [0.0; 8]), T0, &mut r, &mut e);
     assert_eq!(
@@ -274,7 +320,7 @@ fn controller_applies_in_order_rejects_duplicates_and_out_of_limit_values() {
 
 #[test]
 fn controller_watchdog_holds_after_silence_and_resumes() {
-    let mut c = Controller::new();
+    let mut c = Ctl::new();
     let (mut r, mut e) = (Vec::new(), Vec::new());
     c.handle(&hello(100), T0, &mut r, &mut e);
     assert_eq!(

@@ -36,6 +36,16 @@ pub struct Args {
     /// Exit with the watchdog code (3) when the watchdog fires.
     #[arg(long)]
     exit_on_watchdog: bool,
+    /// Inject the controller's own hardware fault after N applied actions: it sends
+    /// `Fault{Hardware}` and `Status{Faulted}`, then answers Actions and Heartbeats `Held` and
+    /// refuses every `Hello` (the fault is never cleared). For testing a host by hand.
+    #[arg(long, value_name = "N")]
+    fault_after_applied: Option<u64>,
+    /// Press the controller's e-stop input after N applied actions: it sends `Fault{Estop}`
+    /// and `Status{Faulted}` (fault bit 4 latched), then behaves as with
+    /// --fault-after-applied. For testing a host by hand.
+    #[arg(long, value_name = "N")]
+    estop_after_applied: Option<u64>,
     /// Print each applied action on stdout (human output only).
     #[arg(long)]
     verbose: bool,
@@ -59,13 +69,22 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         tick,
         exit_on_stop: args.exit_on_stop,
         exit_on_watchdog: args.exit_on_watchdog,
+        fault_after_applied: args.fault_after_applied,
+        estop_after_applied: args.estop_after_applied,
         ..SimConfig::default()
     };
     // The pty endpoint must outlive the run: it holds the slave open.
     let (duplex, _pty) = match &spec {
         LinkSpec::Pty { path } => {
-            let pty = create_pty(path, tick)
-                .with_context(|| format!("creating a pty linked at {}", path.display()))?;
+            let pty = create_pty(path, tick).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    // Something arm-sim did not create is at PATH: bad input, nothing removed.
+                    bad_input(e)
+                } else {
+                    anyhow::Error::new(e)
+                        .context(format!("creating a pty linked at {}", path.display()))
+                }
+            })?;
             announce(
                 json,
                 &json!({"event": "ready", "link": path, "pty": pty.slave_name}),
@@ -128,7 +147,17 @@ fn event_json(e: &Event) -> serde_json::Value {
         Event::SessionStarted {
             session,
             watchdog_ms,
-        } => json!({"event": "session", "session": session, "watchdog_ms": watchdog_ms}),
+            fresh,
+        } => {
+            json!({"event": "session", "session": session, "watchdog_ms": watchdog_ms, "fresh": fresh})
+        }
+        Event::HelloRefused {
+            session,
+            protocol,
+            fault,
+        } => json!({
+            "event": "hello_refused", "session": session, "protocol": protocol, "fault": format!("{fault:?}"),
+        }),
         Event::Applied {
             action,
             pose,
@@ -140,6 +169,12 @@ fn event_json(e: &Event) -> serde_json::Value {
         Event::NotApplied { seq, outcome } => {
             json!({"event": "not_applied", "seq": seq, "outcome": format!("{outcome:?}")})
         }
+        Event::LimitViolation { seq, axes } => {
+            json!({"event": "limit_violation", "seq": seq, "axes": axes})
+        }
+        Event::EpisodeEnded { seq, at_us } => {
+            json!({"event": "episode_ended", "seq": seq, "at_us": at_us})
+        }
         Event::WatchdogHold { silence_us, at_us } => {
             json!({"event": "hold", "reason": "watchdog", "silence_us": silence_us, "at_us": at_us})
         }
@@ -147,6 +182,15 @@ fn event_json(e: &Event) -> serde_json::Value {
         Event::Stopped { reason, at_us } => {
             json!({"event": "stop", "reason": format!("{reason:?}"), "at_us": at_us})
         }
+        Event::Faulted {
+            code,
+            detail,
+            at_us,
+        } => {
+            json!({"event": "faulted", "code": format!("{code:?}"), "detail": detail, "at_us": at_us})
+        }
+        Event::FaultCleared { at_us } => json!({"event": "fault_cleared", "at_us": at_us}),
         Event::BadFrame { error } => json!({"event": "bad_frame", "error": format!("{error:?}")}),
+        Event::RecoveredAfterGarbage => json!({"event": "bad_frame", "error": "Recovered"}),
     }
 }

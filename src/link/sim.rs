@@ -1,4 +1,6 @@
-//! Runs the simulated controller on a byte stream: decode, handle, reply, tick the watchdog.
+//! Runs the reference controller (`spatialbot_link::controller`) on a byte stream: read,
+//! feed, write its frames, tick the watchdog; optionally injects the controller's own fault
+//! inputs (hardware fault, e-stop) for manual testing.
 
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -6,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use spatialbot_link::{encode, ControllerState, Decoder, DecoderCounters, Message, MAX_FRAME};
+use spatialbot_link::{FaultCode, Message};
 
 use super::clock::monotonic_us;
-use super::controller::{Controller, Event};
+use super::controller::{Controller, ControllerConfig, Event, Outbox};
 use super::transport::Duplex;
 
 const STOP_LINGER_US: u64 = 300_000;
@@ -24,6 +26,12 @@ pub struct SimConfig {
     pub exit_on_stop: bool,
     /// Return when the watchdog fires.
     pub exit_on_watchdog: bool,
+    /// Raise the controller's hardware fault (`Fault{Hardware}`, Faulted) once this many
+    /// actions were applied.
+    pub fault_after_applied: Option<u64>,
+    /// Raise the controller's e-stop input (`Fault{Estop}`, Faulted) once this many actions
+    /// were applied.
+    pub estop_after_applied: Option<u64>,
 }
 
 impl Default for SimConfig {
@@ -33,6 +41,8 @@ impl Default for SimConfig {
             status_period: Duration::from_millis(50),
             exit_on_stop: false,
             exit_on_watchdog: false,
+            fault_after_applied: None,
+            estop_after_applied: None,
         }
     }
 }
@@ -63,12 +73,15 @@ pub struct SimSummary {
     pub overflows: u32,
     pub recovered: u32,
     pub write_errors: u64,
+    /// Faults the controller raised itself (injected hardware fault, e-stop input).
+    pub local_faults: u64,
     pub final_state: String,
     pub pose: [f32; 7],
 }
 
-fn summary(exit: SimExit, c: &Controller, d: DecoderCounters, counts: &Counts) -> SimSummary {
+fn summary(exit: SimExit, c: &Controller, counts: &Counts) -> SimSummary {
     let s = c.status(0);
+    let d = c.decoder_counters();
     SimSummary {
         exit,
         applied: counts.applied,
@@ -82,6 +95,7 @@ fn summary(exit: SimExit, c: &Controller, d: DecoderCounters, counts: &Counts) -
         overflows: d.overflows,
         recovered: d.recovered,
         write_errors: counts.write_errors,
+        local_faults: counts.local_faults,
         final_state: format!("{:?}", s.state),
         pose: s.pose,
     }
@@ -93,6 +107,7 @@ struct Counts {
     not_applied: u64,
     holds: u64,
     write_errors: u64,
+    local_faults: u64,
 }
 
 /// Runs until a configured exit, the host disconnecting, or `shutdown`. Every event goes to
@@ -107,34 +122,27 @@ pub fn run_controller(
         mut reader,
         mut writer,
     } = io;
-    let mut controller = Controller::new();
-    let mut decoder = Decoder::new();
+    let mut controller = Controller::new(ControllerConfig {
+        status_period_us: cfg.status_period.as_micros() as u64,
+    });
+    let mut out = Outbox::new();
     let mut counts = Counts::default();
     let mut buf = [0u8; 512];
-    let mut replies: Vec<Message> = Vec::new();
-    let mut events: Vec<Event> = Vec::new();
-    let mut frame = [0u8; MAX_FRAME];
-    let mut next_status_us = 0u64;
-    let status_period_us = cfg.status_period.as_micros() as u64;
     let mut stopped_at_us: Option<u64> = None;
+    // Injected local faults still to raise: (after this many applied, code).
+    let mut injections: Vec<(u64, FaultCode)> = [
+        cfg.fault_after_applied.map(|n| (n, FaultCode::Hardware)),
+        cfg.estop_after_applied.map(|n| (n, FaultCode::Estop)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     loop {
         if shutdown.load(Ordering::Relaxed) {
-            return Ok(summary(
-                SimExit::Shutdown,
-                &controller,
-                decoder.counters(),
-                &counts,
-            ));
+            return Ok(summary(SimExit::Shutdown, &controller, &counts));
         }
         let n = match reader.read(&mut buf) {
-            Ok(0) => {
-                return Ok(summary(
-                    SimExit::Disconnected,
-                    &controller,
-                    decoder.counters(),
-                    &counts,
-                ))
-            }
+            Ok(0) => return Ok(summary(SimExit::Disconnected, &controller, &counts)),
             Ok(n) => n,
             Err(e)
                 if matches!(
@@ -149,48 +157,45 @@ pub fn run_controller(
             Err(e) => return Err(e),
         };
         let mut stop_seen = false;
-        for &b in &buf[..n] {
-            let Some(result) = decoder.push(b) else {
-                continue;
-            };
-            let now = monotonic_us();
-            match result {
-                Ok(m) => {
-                    stop_seen |= matches!(m, Message::Stop(_));
-                    controller.handle(&m, now, &mut replies, &mut events);
-                }
-                Err(e) => controller.bad_frame(e, &mut events),
+        let mut watchdog_fired = false;
+        let mut rest = &buf[..n];
+        while !rest.is_empty() {
+            let used = controller.receive(rest, monotonic_us(), &mut out);
+            rest = &rest[used..];
+            stop_seen |= stop_acked(&out);
+            flush(
+                &mut out,
+                &mut writer,
+                &mut counts,
+                on_event,
+                &mut watchdog_fired,
+            );
+            // Raise an injected fault right after the action that reached its count.
+            if let Some(i) = injections
+                .iter()
+                .position(|(after, _)| counts.applied >= *after)
+            {
+                let (_, code) = injections.swap_remove(i);
+                controller.raise_fault(code, 0, monotonic_us(), &mut out);
+                counts.local_faults += 1;
+                flush(
+                    &mut out,
+                    &mut writer,
+                    &mut counts,
+                    on_event,
+                    &mut watchdog_fired,
+                );
             }
         }
         let now = monotonic_us();
-        if let Some(fault) = controller.tick(now, &mut events) {
-            replies.push(fault);
-            replies.push(Message::Status(controller.status(now)));
-        }
-        if controller.state() == ControllerState::Active && now >= next_status_us {
-            replies.push(Message::Status(controller.status(now)));
-            next_status_us = now + status_period_us;
-        }
-        for m in replies.drain(..) {
-            if let Ok(len) = encode(&m, &mut frame) {
-                if writer.write_all(&frame[..len]).is_err() {
-                    counts.write_errors += 1;
-                }
-            }
-        }
-        let mut watchdog_fired = false;
-        for e in events.drain(..) {
-            match e {
-                Event::Applied { .. } => counts.applied += 1,
-                Event::NotApplied { .. } => counts.not_applied += 1,
-                Event::WatchdogHold { .. } => {
-                    counts.holds += 1;
-                    watchdog_fired = true;
-                }
-                _ => {}
-            }
-            on_event(&e);
-        }
+        controller.tick(now, &mut out);
+        flush(
+            &mut out,
+            &mut writer,
+            &mut counts,
+            on_event,
+            &mut watchdog_fired,
+        );
         if stop_seen && stopped_at_us.is_none() {
             stopped_at_us = Some(now);
         }
@@ -198,21 +203,51 @@ pub fn run_controller(
         // the slave has not read yet.
         if let (Some(at), true) = (stopped_at_us, cfg.exit_on_stop) {
             if now.saturating_sub(at) >= STOP_LINGER_US {
-                return Ok(summary(
-                    SimExit::Stopped,
-                    &controller,
-                    decoder.counters(),
-                    &counts,
-                ));
+                return Ok(summary(SimExit::Stopped, &controller, &counts));
             }
         }
         if watchdog_fired && cfg.exit_on_watchdog {
-            return Ok(summary(
-                SimExit::Watchdog,
-                &controller,
-                decoder.counters(),
-                &counts,
-            ));
+            return Ok(summary(SimExit::Watchdog, &controller, &counts));
         }
     }
+}
+
+/// Whether the outbox holds the acknowledgement of a `Stop` (also of one that found the
+/// controller already stopped or faulted, which logs no `Stopped` event).
+fn stop_acked(out: &Outbox) -> bool {
+    out.frames().any(|f| {
+        matches!(
+            spatialbot_link::decode_frame(&f[..f.len().saturating_sub(1)]),
+            Ok(Message::Ack(spatialbot_link::Ack {
+                of: spatialbot_link::AckOf::Stop,
+                ..
+            }))
+        )
+    })
+}
+
+/// Writes the outbox's frames, counts and reports its events, and empties it.
+fn flush(
+    out: &mut Outbox,
+    writer: &mut Box<dyn Write + Send>,
+    counts: &mut Counts,
+    on_event: &mut dyn FnMut(&Event),
+    watchdog_fired: &mut bool,
+) {
+    if !out.bytes().is_empty() && writer.write_all(out.bytes()).is_err() {
+        counts.write_errors += 1;
+    }
+    for e in out.events() {
+        match e {
+            Event::Applied { .. } => counts.applied += 1,
+            Event::NotApplied { .. } => counts.not_applied += 1,
+            Event::WatchdogHold { .. } => {
+                counts.holds += 1;
+                *watchdog_fired = true;
+            }
+            _ => {}
+        }
+        on_event(e);
+    }
+    out.clear();
 }

@@ -111,16 +111,39 @@ pub struct PtyEndpoint {
     pub slave_name: String,
 }
 
-/// Creates a pty pair with a raw slave and points `link` (a symlink, replaced if present) at it.
+/// Creates a pty pair with a raw slave and points `link` (a new symlink) at it. An existing
+/// `link` is replaced only when it is a symlink to a pty slave (`/dev/pts/N`), as an earlier
+/// `arm-sim` leaves behind; anything else there is an `io::ErrorKind::AlreadyExists` error
+/// naming the path, and nothing is removed.
 pub fn create_pty(link: &Path, read_timeout: Duration) -> io::Result<PtyEndpoint> {
     use serialport::SerialPort;
+    let stale_link = match link.symlink_metadata() {
+        Ok(meta) => {
+            let ours = meta.file_type().is_symlink()
+                && std::fs::read_link(link).is_ok_and(|t| is_pts_slave(&t));
+            if !ours {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!(
+                        "{} already exists and is not a link to a pseudo-terminal (/dev/pts/N) \
+                         that arm-sim made: not replacing it; remove it or choose another path",
+                        link.display()
+                    ),
+                ));
+            }
+            true
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+        Err(e) => return Err(e),
+    };
     let (mut master, slave) = serialport::TTYPort::pair().map_err(io::Error::other)?;
     let slave_name = slave
         .name()
         .ok_or_else(|| io::Error::other("the new pty has no slave name"))?;
     make_raw(&slave)?;
     master.set_timeout(read_timeout).map_err(io::Error::other)?;
-    if link.symlink_metadata().is_ok() {
+    if stale_link {
+        // Removes the symlink itself, never what it points at.
         std::fs::remove_file(link)?;
     }
     std::os::unix::fs::symlink(&slave_name, link)?;
@@ -129,6 +152,15 @@ pub fn create_pty(link: &Path, read_timeout: Duration) -> io::Result<PtyEndpoint
         slave,
         slave_name,
     })
+}
+
+/// Whether `target` names a pty slave: `/dev/pts/` followed by a number.
+fn is_pts_slave(target: &Path) -> bool {
+    target.parent() == Some(Path::new("/dev/pts"))
+        && target
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn make_raw(port: &serialport::TTYPort) -> io::Result<()> {
@@ -279,6 +311,35 @@ impl Drop for PipeWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn create_pty_replaces_only_a_link_to_a_pts_slave() {
+        let dir = tempfile::tempdir().unwrap();
+        let tick = Duration::from_millis(1);
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"keep me").unwrap();
+        let err = create_pty(&file, tick).err().unwrap();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert!(err.to_string().contains(&file.display().to_string()));
+        assert_eq!(std::fs::read(&file).unwrap(), b"keep me");
+
+        let other = dir.path().join("other");
+        std::os::unix::fs::symlink(&file, &other).unwrap();
+        let err = create_pty(&other, tick).err().unwrap();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read_link(&other).unwrap(), file);
+
+        let stale = dir.path().join("stale");
+        std::os::unix::fs::symlink("/dev/pts/999999", &stale).unwrap();
+        let pty = create_pty(&stale, tick).unwrap();
+        assert_eq!(
+            std::fs::read_link(&stale).unwrap(),
+            Path::new(&pty.slave_name)
+        );
+        assert!(is_pts_slave(Path::new("/dev/pts/3")));
+        assert!(!is_pts_slave(Path::new("/dev/pts/../../etc/passwd")));
+        assert!(!is_pts_slave(Path::new("/dev/pts/ptmx")));
+    }
 
     #[test]
     fn the_in_process_pipe_delivers_in_order_times_out_and_reports_either_end_gone() {

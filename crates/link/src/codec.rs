@@ -5,12 +5,12 @@ use crate::message::Message;
 /// The protocol version carried in the first byte of every frame and in `Hello`.
 pub const PROTOCOL_VERSION: u8 = 1;
 
-/// Largest decoded frame body: version byte + the largest message (`Hello`, 115 bytes) + CRC,
-/// rounded up.
-pub const MAX_BODY: usize = 128;
+/// Largest decoded frame body: version byte + the largest message payload (`Hello` with a
+/// 5-byte session and a 3-byte watchdog_ms: 114 bytes) + CRC. SPEC.md §2.
+pub const MAX_BODY: usize = 1 + 114 + 4;
 
-/// Largest frame on the wire including its 0x00 delimiter: one COBS overhead byte per 254
-/// body bytes (one for `MAX_BODY`), plus the delimiter.
+/// Largest frame on the wire including its 0x00 delimiter: one COBS code byte per 254 body
+/// bytes (one for `MAX_BODY`), plus the delimiter.
 pub const MAX_FRAME: usize = MAX_BODY + 2;
 
 /// Smallest body that can hold a frame: version, message tag, CRC.
@@ -26,7 +26,8 @@ pub enum EncodeError {
 /// Why a received frame was discarded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FrameError {
-    /// More than [`MAX_FRAME`] bytes arrived without a delimiter; they were dropped.
+    /// More than the decoder's buffer (2 × [`MAX_FRAME`] bytes) arrived without a delimiter;
+    /// the oldest were dropped.
     Overflow,
     /// The bytes before the delimiter are not valid COBS.
     Cobs,
@@ -209,7 +210,7 @@ pub struct DecoderCounters {
     pub crc_errors: u32,
     pub version_errors: u32,
     pub message_errors: u32,
-    /// Times more than [`MAX_FRAME`] bytes arrived without a delimiter.
+    /// Runs longer than the decoder's buffer (2 × [`MAX_FRAME`] bytes) before a delimiter.
     pub overflows: u32,
     /// Good frames found at the end of a run that began with garbage.
     pub recovered: u32,

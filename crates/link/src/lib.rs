@@ -2,10 +2,12 @@
 //!
 //! A frame is `COBS(version ‖ postcard(Message) ‖ CRC32-LE) ‖ 0x00`; `SPEC.md` in this crate
 //! describes every byte. [`encode`] writes one frame into a caller's buffer, [`Decoder`] takes
-//! bytes in any chunking and yields messages. Nothing here allocates or panics.
+//! bytes in any chunking and yields messages, and [`controller::Controller`] is the reference
+//! controller (SPEC.md §6) that firmware can run as it is. Nothing here allocates or panics.
 #![no_std]
 
 mod codec;
+pub mod controller;
 mod message;
 
 pub use codec::{
