@@ -108,6 +108,9 @@ impl<S: ActionSink> ActionSink for Recording<S> {
     fn stop(&mut self, why: StopReason) -> Result<(), SinkError> {
         self.inner.stop(why)
     }
+    fn outcomes(&self) -> Option<spatialbot_edge::pipeline::stats::LinkOutcomes> {
+        self.inner.outcomes()
+    }
 }
 
 /// The simulated controller on the master side of a pty whose slave is linked at `dir/arm`,
@@ -161,6 +164,15 @@ fn board() -> Board {
 }
 
 fn run(link: &std::path::Path, steps: Option<u64>, sent: Arc<Mutex<Vec<Vec<f64>>>>) -> RunSummary {
+    run_with(link, steps, sent, Model)
+}
+
+fn run_with<M: LanguageModel<u64> + 'static>(
+    link: &std::path::Path,
+    steps: Option<u64>,
+    sent: Arc<Mutex<Vec<Vec<f64>>>>,
+    model: M,
+) -> RunSummary {
     let spec = PolicySpec::from_manifest_toml(MANIFEST).unwrap();
     let names: Vec<String> = spec.actions.dims().iter().map(|d| d.name.clone()).collect();
     let sink = LinkSink::open(
@@ -177,7 +189,7 @@ fn run(link: &std::path::Path, steps: Option<u64>, sent: Arc<Mutex<Vec<Vec<f64>>
     let parts = LoopParts {
         source: Frames(0),
         vision: Vision,
-        model: Model,
+        model,
         sink: Recording { inner: sink, sent },
         guard: None,
     };
@@ -322,4 +334,40 @@ fn arm_sim_process_killed_ends_the_loop_with_link_lost() {
         "{s:?}"
     );
     assert!(s.actions_sent > 0);
+}
+
+/// Small moves, then terminate = 1 from the third step on.
+struct Terminating(u64);
+impl LanguageModel<u64> for Terminating {
+    fn generate(
+        &mut self,
+        _p: &PolicyPrompt,
+        _images: &[Arc<u64>],
+        _max: usize,
+    ) -> Result<String, StageError> {
+        self.0 += 1;
+        let terminate = u8::from(self.0 >= 3);
+        Ok(format!("[{terminate},0.5,0.5,0.5,0.5,0.5,0.5,0.5]"))
+    }
+}
+
+#[test]
+fn an_applied_terminate_ends_the_episode_with_exit_0_and_no_action_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = spawn_sim(dir.path());
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let s = run_with(&sim.link, Some(30), sent.clone(), Terminating(0));
+    assert_eq!(
+        (s.stop_reason.as_str(), s.exit_code),
+        ("policy_terminated", exit::OK),
+        "{s:?}"
+    );
+    assert_eq!(sim.thread.join().unwrap().0, SimExit::Stopped);
+    let applied = sim.applied.lock().unwrap();
+    // The terminating action was applied and is the last one (wire slot 7 is terminate).
+    let last = applied.last().expect("actions applied");
+    assert_eq!(last.values[7], 1.0);
+    assert!(applied[..applied.len() - 1].iter().all(|a| a.values[7] == 0.0));
+    let link = s.link.expect("link outcomes");
+    assert_eq!(link.applied, applied.len() as u64);
 }
