@@ -167,6 +167,11 @@ impl Outcome_ {
             .as_u64()
             .unwrap_or_else(|| panic!("no link.{key} in {}\nstderr: {}", self.json, self.stderr))
     }
+    /// Asserts the host's exit code, showing everything it did when it differs.
+    fn expect_exit(&self, code: u8) {
+        assert_eq!(self.code, i32::from(code), "{}", self.context());
+    }
+
     fn context(&self) -> String {
         format!(
             "exit {}\nstderr:\n{}\njson: {}\nhost sent: {:?}",
@@ -370,7 +375,7 @@ fn a_controller_that_applies_everything_ends_the_run_with_exit_0_and_every_actio
         |_, _, _| Reply::Default,
         no_tick,
     );
-    assert_eq!(o.code, i32::from(exit::OK), "{}", o.context());
+    o.expect_exit(exit::OK);
     let sent = o.link("actions_sent");
     assert!(sent >= 1, "{}", o.context());
     assert_eq!(o.link("applied"), sent, "{}", o.context());
@@ -396,12 +401,7 @@ fn rejected_actions_three_in_a_row_stop_the_arm_with_host_fault_and_exit_6() {
         },
         no_tick,
     );
-    assert_eq!(
-        o.code,
-        i32::from(exit::CONTROLLER_REFUSED),
-        "{}",
-        o.context()
-    );
+    o.expect_exit(exit::CONTROLLER_REFUSED);
     assert_eq!(o.actions().len(), 3, "{}", o.context());
     assert_eq!(o.stops(), vec![StopReason::HostFault], "{}", o.context());
     assert_eq!(o.link("rejected"), 3);
@@ -429,7 +429,7 @@ fn duplicate_acks_open_a_new_random_session_numbered_from_1_and_the_run_goes_on(
         },
         no_tick,
     );
-    assert_eq!(o.code, i32::from(exit::OK), "{}", o.context());
+    o.expect_exit(exit::OK);
     let hellos = o.hellos();
     assert!(hellos.len() >= 2, "{}", o.context());
     assert_ne!(hellos[0].session, hellos[hellos.len() - 1].session);
@@ -461,12 +461,7 @@ fn duplicate_acks_that_persist_in_a_fresh_session_stop_with_exit_6() {
         },
         no_tick,
     );
-    assert_eq!(
-        o.code,
-        i32::from(exit::CONTROLLER_REFUSED),
-        "{}",
-        o.context()
-    );
+    o.expect_exit(exit::CONTROLLER_REFUSED);
     assert_eq!(o.hellos().len(), 2, "{}", o.context());
     assert_eq!(o.stops(), vec![StopReason::HostFault], "{}", o.context());
     assert_eq!(o.link("applied"), 0);
@@ -484,7 +479,7 @@ fn a_controller_that_goes_silent_gets_no_actions_and_the_run_ends_link_lost() {
         },
         no_tick,
     );
-    assert_eq!(o.code, i32::from(exit::LINK_LOST), "{}", o.context());
+    o.expect_exit(exit::LINK_LOST);
     // Silence began after the third action's reply was withheld; the board's reply timeout
     // is 150 ms: no Action may be stamped later than that (plus scheduling slack).
     let third = o.actions()[2].send_us;
@@ -517,7 +512,7 @@ fn a_run_whose_actions_the_controller_never_acknowledged_is_not_a_success() {
         },
         no_tick,
     );
-    assert_eq!(o.code, i32::from(exit::NOTHING_APPLIED), "{}", o.context());
+    o.expect_exit(exit::NOTHING_APPLIED);
     assert_eq!(o.json["stop_reason"], "nothing_applied");
     assert_eq!(o.link("applied"), 0);
     assert_eq!(o.link("unacknowledged"), o.link("actions_sent"));
@@ -542,12 +537,7 @@ fn status_stopped_from_the_controller_ends_the_run_with_exit_8_and_no_more_actio
         },
         no_tick,
     );
-    assert_eq!(
-        o.code,
-        i32::from(exit::CONTROLLER_STOPPED),
-        "{}",
-        o.context()
-    );
+    o.expect_exit(exit::CONTROLLER_STOPPED);
     let at = stopped_at.expect("the script stopped the controller");
     for a in o.actions() {
         assert!(
@@ -584,7 +574,7 @@ fn fault_scenario(name: &str, code: FaultCode, faults: u32) -> (Outcome_, u64) {
 #[test]
 fn a_hardware_fault_stops_the_arm_with_host_fault_and_exit_7() {
     let (o, at) = fault_scenario("hardware", FaultCode::Hardware, 0);
-    assert_eq!(o.code, i32::from(exit::CONTROLLER_FAULT), "{}", o.context());
+    o.expect_exit(exit::CONTROLLER_FAULT);
     assert_eq!(o.stops(), vec![StopReason::HostFault], "{}", o.context());
     for a in o.actions() {
         assert!(
@@ -598,7 +588,7 @@ fn a_hardware_fault_stops_the_arm_with_host_fault_and_exit_7() {
 #[test]
 fn an_estop_reported_by_the_controller_exits_4() {
     let (o, at) = fault_scenario("estop", FaultCode::Estop, fault_bits::ESTOP);
-    assert_eq!(o.code, i32::from(exit::ESTOP), "{}", o.context());
+    o.expect_exit(exit::ESTOP);
     assert_eq!(o.stops(), vec![StopReason::Estop], "{}", o.context());
     for a in o.actions() {
         assert!(
@@ -626,7 +616,7 @@ fn a_controller_that_reset_to_idle_is_sent_a_new_hello_and_actions_resume() {
         },
         no_tick,
     );
-    assert_eq!(o.code, i32::from(exit::OK), "{}", o.context());
+    o.expect_exit(exit::OK);
     let hellos = o.hellos();
     assert!(hellos.len() >= 2, "{}", o.context());
     assert_eq!(
@@ -713,12 +703,7 @@ fn a_controller_that_refuses_the_session_ends_start_up_with_exit_6_and_nothing_m
         },
         no_tick,
     );
-    assert_eq!(
-        o.code,
-        i32::from(exit::CONTROLLER_REFUSED),
-        "{}",
-        o.context()
-    );
+    o.expect_exit(exit::CONTROLLER_REFUSED);
     assert!(o.actions().is_empty(), "{}", o.context());
     assert!(o.stderr.contains("refused"), "{}", o.context());
 }
@@ -752,7 +737,7 @@ fn a_generation_past_its_deadline_sends_stop_watchdog_and_exits_3() {
         |_, _, _| Reply::Default,
         no_tick,
     );
-    assert_eq!(o.code, i32::from(exit::WATCHDOG_STOP), "{}", o.context());
+    o.expect_exit(exit::WATCHDOG_STOP);
     assert_eq!(o.stops(), vec![StopReason::Watchdog], "{}", o.context());
     assert_eq!(o.json["stop_reason"], "stage_stuck");
 }
@@ -852,7 +837,7 @@ fn two_signals_less_than_a_millisecond_apart_still_stop_the_arm() {
     );
     assert!(o.signals_us[1] - o.signals_us[0] < 1000);
     check_signalled(&o, "double SIGINT");
-    assert_eq!(o.code, i32::from(exit::OK), "{}", o.context());
+    o.expect_exit(exit::OK);
 }
 
 #[test]
@@ -892,7 +877,7 @@ fn a_signal_with_no_acknowledgement_of_stop_exits_5() {
         "{}",
         o.context()
     );
-    assert_eq!(o.code, i32::from(exit::LINK_LOST), "{}", o.context());
+    o.expect_exit(exit::LINK_LOST);
 }
 
 fn check_signalled_actions_only(o: &Outcome_) {

@@ -367,7 +367,9 @@ fn an_applied_terminate_ends_the_episode_with_exit_0_and_no_action_after_it() {
     // The terminating action was applied and is the last one (wire slot 7 is terminate).
     let last = applied.last().expect("actions applied");
     assert_eq!(last.values[7], 1.0);
-    assert!(applied[..applied.len() - 1].iter().all(|a| a.values[7] == 0.0));
+    assert!(applied[..applied.len() - 1]
+        .iter()
+        .all(|a| a.values[7] == 0.0));
     let link = s.link.expect("link outcomes");
     assert_eq!(link.applied, applied.len() as u64);
 }
