@@ -93,6 +93,7 @@ pub fn run_checks(board: &Board, roots: &Roots) -> Vec<Check> {
         model_size_check(board),
         power_mode_check(board),
     ])
+    .chain(model_folder_checks(board))
     .collect()
 }
 
@@ -742,6 +743,41 @@ fn model_size_check(board: &Board) -> Check {
             "",
         )
     }
+}
+
+/// The board's model folders through the validator `run`, `bench` and `ask` use
+/// (`crate::model::validate`): a folder `run` would refuse fails here too. The policy folder is
+/// only checked where it holds a manifest (without one `run` takes the shipped tiny policy); the
+/// enabled guard's folder always is (`run` refuses to start without it).
+fn model_folder_checks(board: &Board) -> Vec<Check> {
+    use crate::model::manifest::ModelKind;
+    let mut folders = Vec::new();
+    let policy = board.policy_model_dir();
+    if policy.join("manifest.toml").exists() {
+        folders.push(("policy model", policy, ModelKind::Policy));
+    }
+    if let Some(dir) = board.guard_model_dir() {
+        folders.push(("guard model", dir, ModelKind::Spatialbot));
+    }
+    folders
+        .into_iter()
+        .map(
+            |(name, dir, kind)| match crate::model::validate::validate_folder(&dir, Some(kind)) {
+                Ok(folder) => check(
+                    name,
+                    Status::Pass,
+                    format!("{} ({}): manifest, files and tokenizer valid", folder.manifest.name, dir.display()),
+                    "",
+                ),
+                Err(e) => check(
+                    name,
+                    Status::Fail,
+                    e.to_string(),
+                    "re-export the model folder (tools/export) or fix the models.* / guard.model path in the profile",
+                ),
+            },
+        )
+        .collect()
 }
 
 fn power_mode_check(board: &Board) -> Check {

@@ -1,4 +1,19 @@
 //! One module per subcommand. Each defines `Args` (clap) and `run(args, json) -> exit code`.
+//!
+//! Commands write to stdout through [`print_json`], `out!` and `outln!`: when the reader has
+//! closed stdout (`spatialbot-edge devices --json | head -c1`) the output is dropped quietly and
+//! the command ends with its own exit code.
+
+/// `print!` to stdout that never panics; see [`write_stdout`].
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::cmd::write_stdout(format_args!($($arg)*)) };
+}
+
+/// `println!` to stdout that never panics; see [`write_stdout`].
+macro_rules! outln {
+    () => { $crate::cmd::write_stdout(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::cmd::write_stdout(format_args!("{}\n", format_args!($($arg)*))) };
+}
 
 pub mod arm_sim;
 pub mod ask;
@@ -12,7 +27,40 @@ pub mod register;
 pub mod replay;
 pub mod run;
 
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use spatialbot_edge::exit::{self, ExitError};
+
+/// Set once anything was written to stdout (so `main` prints no JSON error object after a
+/// command's own output).
+static STDOUT_USED: AtomicBool = AtomicBool::new(false);
+/// Set when stdout turned out to be closed; later writes are skipped.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Whether a command wrote anything to stdout.
+pub fn stdout_used() -> bool {
+    STDOUT_USED.load(Ordering::Relaxed)
+}
+
+/// Writes to stdout. A closed stdout (`BrokenPipe`: the reader went away) is not an error: the
+/// output is dropped, quietly. Any other write error is logged once per call and dropped too,
+/// since the command's work is done by the time it reports.
+pub fn write_stdout(args: std::fmt::Arguments<'_>) {
+    STDOUT_USED.store(true, Ordering::Relaxed);
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    let result = out.write_fmt(args).and_then(|()| out.flush());
+    match result {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            STDOUT_CLOSED.store(true, Ordering::Relaxed);
+        }
+        Err(e) => tracing::warn!("cannot write to stdout: {e}"),
+    }
+}
 
 /// The exit code an error maps to: an `ExitError` anywhere in the chain decides, otherwise 1.
 pub fn exit_code_of(err: &anyhow::Error) -> u8 {
@@ -38,8 +86,10 @@ pub fn bad_input<E: std::fmt::Display>(e: E) -> anyhow::Error {
     anyhow::Error::new(ExitError::bad_input(e.to_string()))
 }
 
-/// Prints a serialisable value as pretty JSON on stdout.
+/// Prints a serialisable value as pretty JSON on stdout (a closed stdout is not an error; see
+/// [`write_stdout`]).
 pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    let text = serde_json::to_string_pretty(value)?;
+    write_stdout(format_args!("{text}\n"));
     Ok(())
 }
