@@ -128,7 +128,7 @@ fn main() -> ExitCode {
                     .next()
                     .unwrap_or("bad usage")
                     .trim_start_matches("error: ");
-                cmd::write_stdout(format_args!(
+                cmd::write_stdout_text(format_args!(
                     "{}\n",
                     json_error(text, spatialbot_edge::exit::BAD_INPUT)
                 ));
@@ -160,7 +160,7 @@ fn main() -> ExitCode {
             let message = cmd::one_line(&err);
             eprintln!("error: {message}");
             if json && !cmd::stdout_used() {
-                cmd::write_stdout(format_args!("{}\n", json_error(&message, code)));
+                cmd::write_stdout_text(format_args!("{}\n", json_error(&message, code)));
             }
             ExitCode::from(code)
         }

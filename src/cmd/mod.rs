@@ -6,13 +6,13 @@
 
 /// `print!` to stdout that never panics; see [`write_stdout`].
 macro_rules! out {
-    ($($arg:tt)*) => { $crate::cmd::write_stdout(format_args!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::cmd::write_stdout_text(format_args!($($arg)*)) };
 }
 
 /// `println!` to stdout that never panics; see [`write_stdout`].
 macro_rules! outln {
-    () => { $crate::cmd::write_stdout(format_args!("\n")) };
-    ($($arg:tt)*) => { $crate::cmd::write_stdout(format_args!("{}\n", format_args!($($arg)*))) };
+    () => { $crate::cmd::write_stdout_text(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::cmd::write_stdout_text(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
 pub mod arm_sim;
@@ -44,21 +44,31 @@ pub fn stdout_used() -> bool {
 }
 
 /// Writes to stdout. A closed stdout (`BrokenPipe`: the reader went away) is not an error: the
-/// output is dropped, quietly. Any other write error is logged once per call and dropped too,
-/// since the command's work is done by the time it reports.
-pub fn write_stdout(args: std::fmt::Arguments<'_>) {
+/// output is dropped, quietly, and so is everything written after it. Any other write error
+/// (a full disk behind a redirection) is returned; `out!`/`outln!` log it, [`print_json`]
+/// fails the command with it.
+pub fn write_stdout(args: std::fmt::Arguments<'_>) -> std::io::Result<()> {
     STDOUT_USED.store(true, Ordering::Relaxed);
     if STDOUT_CLOSED.load(Ordering::Relaxed) {
-        return;
+        return Ok(());
     }
     let mut out = std::io::stdout().lock();
-    let result = out.write_fmt(args).and_then(|()| out.flush());
-    match result {
-        Ok(()) => {}
+    match out.write_fmt(args).and_then(|()| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
             STDOUT_CLOSED.store(true, Ordering::Relaxed);
+            Ok(())
         }
-        Err(e) => tracing::warn!("cannot write to stdout: {e}"),
+        other => other,
+    }
+}
+
+/// [`write_stdout`] for text output: a write error is logged (once), not fatal.
+pub fn write_stdout_text(args: std::fmt::Arguments<'_>) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if let Err(e) = write_stdout(args) {
+        if !WARNED.swap(true, Ordering::Relaxed) {
+            tracing::warn!("cannot write to stdout: {e}");
+        }
     }
 }
 
@@ -90,6 +100,6 @@ pub fn bad_input<E: std::fmt::Display>(e: E) -> anyhow::Error {
 /// [`write_stdout`]).
 pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(value)?;
-    write_stdout(format_args!("{text}\n"));
-    Ok(())
+    write_stdout(format_args!("{text}\n"))
+        .map_err(|e| anyhow::anyhow!("cannot write the JSON output to stdout: {e}"))
 }
