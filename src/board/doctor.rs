@@ -762,7 +762,7 @@ fn model_folder_checks(board: &Board) -> Vec<Check> {
     folders
         .into_iter()
         .map(
-            |(name, dir, kind)| match crate::model::validate::validate_folder(&dir, Some(kind)) {
+            |(name, dir, kind)| match validate_like_run(board, &dir, kind) {
                 Ok(folder) => check(
                     name,
                     Status::Pass,
@@ -778,6 +778,22 @@ fn model_folder_checks(board: &Board) -> Vec<Check> {
             },
         )
         .collect()
+}
+
+/// What `run` checks before loading a folder: the files' sha256 (skipped for files unchanged
+/// since a check recorded in the board's engine cache folder, as `run` does), then the
+/// validator's checks, tokenizer included.
+fn validate_like_run(
+    board: &Board,
+    dir: &Path,
+    kind: crate::model::manifest::ModelKind,
+) -> Result<crate::model::ModelFolder, crate::model::ModelError> {
+    use crate::model::validate;
+    let (folder, _) =
+        crate::pipeline::verified::open_model_folder(dir, Some(&board.engine_cache_dir()))?;
+    validate::check_opened(&folder, Some(kind))?;
+    validate::load_tokenizer(&folder)?;
+    Ok(folder)
 }
 
 fn power_mode_check(board: &Board) -> Check {
