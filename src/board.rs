@@ -524,7 +524,12 @@ impl Board {
                 return Err(self.invalid("backend.order", k, "each backend at most once"));
             }
         }
-        self.check_u32("backend.threads", b.threads, 1, 64)?;
+        self.check_u32(
+            "backend.threads",
+            b.threads,
+            1,
+            crate::limits::MAX_THREADS as u32,
+        )?;
         if b.order.contains(&BackendKind::OrtTensorrt) && b.engine_cache_dir.as_os_str().is_empty()
         {
             return Err(self.invalid(

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use crate::limits::{self, LimitError};
 use crate::rgbd::{DepthMm, RgbImage};
 
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +25,9 @@ pub enum ImageIoError {
         path: String,
         source: std::io::Error,
     },
+    /// The header claims more pixels than `crate::limits` allows; nothing was decoded.
+    #[error("{0}")]
+    TooLarge(LimitError),
     #[error("{path}: depth {value} mm at ({x},{y}) does not fit a 16-bit PNG (max 65535)")]
     DepthTooLarge {
         path: String,
@@ -41,7 +45,29 @@ struct Decoded {
     bytes: Vec<u8>,
 }
 
+/// Width and height from a PNG's IHDR chunk (the first chunk after the 8-byte signature),
+/// read without decoding anything; `None` when the bytes do not start like a PNG.
+pub fn png_dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
+    const SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n'];
+    let head = bytes.get(..24)?;
+    if head[..8] != SIGNATURE || &head[12..16] != b"IHDR" {
+        return None;
+    }
+    let be = |at: usize| u32::from_be_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
+    Some((be(16), be(20)))
+}
+
+/// Refuses a PNG whose header claims more pixels than [`limits::MAX_IMAGE_PIXELS`] (or a side
+/// over [`limits::MAX_IMAGE_SIDE`]) before any pixel buffer is allocated.
+pub fn check_png_size(bytes: &[u8], path: &str) -> Result<(), ImageIoError> {
+    if let Some((w, h)) = png_dimensions(bytes) {
+        limits::check_image(path, u64::from(w), u64::from(h)).map_err(ImageIoError::TooLarge)?;
+    }
+    Ok(())
+}
+
 fn decode_png(bytes: &[u8], path: &str, expand: bool) -> Result<Decoded, ImageIoError> {
+    check_png_size(bytes, path)?;
     let decode_err = |e: png::DecodingError| ImageIoError::Decode {
         path: path.to_string(),
         message: e.to_string(),
@@ -53,6 +79,9 @@ fn decode_png(bytes: &[u8], path: &str, expand: bool) -> Result<Decoded, ImageIo
         png::Transformations::IDENTITY
     });
     let mut reader = decoder.read_info().map_err(decode_err)?;
+    // The decoder's own view of the header, checked again: the buffer below is sized from it.
+    let (w, h) = (reader.info().width, reader.info().height);
+    limits::check_image(path, u64::from(w), u64::from(h)).map_err(ImageIoError::TooLarge)?;
     let mut buf = vec![0u8; reader.output_buffer_size()];
     let info = reader.next_frame(&mut buf).map_err(decode_err)?;
     buf.truncate(info.buffer_size());
@@ -249,6 +278,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("cut.png"), "{err}");
+    }
+
+    #[test]
+    fn huge_header_is_refused_before_decoding() {
+        let d = DepthMm::zeros(4, 4);
+        let mut bytes = depth_to_png_bytes(&d, "t").unwrap();
+        // IHDR width and height (the CRC no longer matches: the size check comes first).
+        bytes[16..20].copy_from_slice(&100_000u32.to_be_bytes());
+        bytes[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+        let err = depth_from_png_bytes(&bytes, "big.png").unwrap_err();
+        assert!(matches!(err, ImageIoError::TooLarge(_)), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("big.png") && text.contains("100000x100000"),
+            "{text}"
+        );
+        assert_eq!(png_dimensions(&bytes), Some((100_000, 100_000)));
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod camera;
 pub mod exit;
 pub mod fsutil;
 pub mod imageio;
+pub mod limits;
 pub mod link;
 pub mod memory;
 pub mod model;

@@ -93,6 +93,7 @@ pub fn run_checks(board: &Board, roots: &Roots) -> Vec<Check> {
         model_size_check(board),
         power_mode_check(board),
     ])
+    .chain(model_folder_checks(board))
     .collect()
 }
 
@@ -742,6 +743,57 @@ fn model_size_check(board: &Board) -> Check {
             "",
         )
     }
+}
+
+/// The board's model folders through the validator `run`, `bench` and `ask` use
+/// (`crate::model::validate`): a folder `run` would refuse fails here too. The policy folder is
+/// only checked where it holds a manifest (without one `run` takes the shipped tiny policy); the
+/// enabled guard's folder always is (`run` refuses to start without it).
+fn model_folder_checks(board: &Board) -> Vec<Check> {
+    use crate::model::manifest::ModelKind;
+    let mut folders = Vec::new();
+    let policy = board.policy_model_dir();
+    if policy.join("manifest.toml").exists() {
+        folders.push(("policy model", policy, ModelKind::Policy));
+    }
+    if let Some(dir) = board.guard_model_dir() {
+        folders.push(("guard model", dir, ModelKind::Spatialbot));
+    }
+    folders
+        .into_iter()
+        .map(
+            |(name, dir, kind)| match validate_like_run(board, &dir, kind) {
+                Ok(folder) => check(
+                    name,
+                    Status::Pass,
+                    format!("{} ({}): manifest, files and tokenizer valid", folder.manifest.name, dir.display()),
+                    "",
+                ),
+                Err(e) => check(
+                    name,
+                    Status::Fail,
+                    e.to_string(),
+                    "re-export the model folder (tools/export) or fix the models.* / guard.model path in the profile",
+                ),
+            },
+        )
+        .collect()
+}
+
+/// What `run` checks before loading a folder: the files' sha256 (skipped for files unchanged
+/// since a check recorded in the board's engine cache folder, as `run` does), then the
+/// validator's checks, tokenizer included.
+fn validate_like_run(
+    board: &Board,
+    dir: &Path,
+    kind: crate::model::manifest::ModelKind,
+) -> Result<crate::model::ModelFolder, crate::model::ModelError> {
+    use crate::model::validate;
+    let (folder, _) =
+        crate::pipeline::verified::open_model_folder(dir, Some(&board.engine_cache_dir()))?;
+    validate::check_opened(&folder, Some(kind))?;
+    validate::load_tokenizer(&folder)?;
+    Ok(folder)
 }
 
 fn power_mode_check(board: &Board) -> Check {

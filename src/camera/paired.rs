@@ -99,13 +99,27 @@ impl PairedSource {
         let (tx, rx) = crossbeam_channel::bounded(CHANNEL_DEPTH);
         let half_stats = Arc::new(Mutex::new([color.stats(), depth.stats()]));
         let stop = Arc::new(AtomicBool::new(false));
+        // A thread that cannot start (the process is out of threads or memory) ends the source
+        // with that error through the usual end-of-half path, instead of a panic.
+        let mut start_error: Option<(Half, Option<SourceError>)> = None;
         let threads = [(Half::Color, color), (Half::Depth, depth)]
             .into_iter()
-            .map(|(half, source)| {
+            .filter_map(|(half, source)| {
                 let tx = tx.clone();
                 let stats = Arc::clone(&half_stats);
                 let stop = Arc::clone(&stop);
-                std::thread::spawn(move || run_half(half, source, tx, stats, stop))
+                std::thread::Builder::new()
+                    .name("sbe-pair-half".into())
+                    .spawn(move || run_half(half, source, tx, stats, stop))
+                    .map_err(|e| {
+                        start_error.get_or_insert((
+                            half,
+                            Some(SourceError::Device(format!(
+                                "cannot start a camera thread of the pair: {e}"
+                            ))),
+                        ));
+                    })
+                    .ok()
             })
             .collect();
         Self {
@@ -120,7 +134,7 @@ impl PairedSource {
             threads,
             description,
             ended: false,
-            finishing: None,
+            finishing: start_error,
         }
     }
 

@@ -252,8 +252,9 @@ impl std::str::FromStr for CameraSpec {
                     realsense.max_skew_ms = Some(parse_skew(v).ok_or_else(|| bad(format!("skew={v}: give milliseconds, e.g. skew=20")))?);
                 }
                 ("retry", Some(v), "realsense" | "v4l2") => {
-                    let secs = v.parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0);
-                    let secs = Some(secs.ok_or_else(|| bad(format!("retry={v}: give a number of seconds, e.g. retry=30")))?);
+                    // Capped (crate::limits) so the later conversion to a Duration cannot overflow.
+                    let secs = v.parse::<f64>().ok().filter(|s| crate::limits::duration_s_or_zero("retry", "", *s).is_ok());
+                    let secs = Some(secs.ok_or_else(|| bad(format!("retry={v}: give a number of seconds from 0 to {}, e.g. retry=30", crate::limits::MAX_DURATION_S)))?);
                     if kind == "v4l2" {
                         v4l2.reconnect_timeout_s = secs;
                     } else {

@@ -113,7 +113,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         }
         let routine = matches!(e, Event::Applied { .. } | Event::NotApplied { .. });
         if !json && (args.verbose || !routine) {
-            println!("{line}");
+            outln!("{line}");
         }
     };
     let summary =
@@ -124,7 +124,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     if json {
         super::print_json(&summary)?;
     } else {
-        println!("{}", serde_json::to_string(&summary)?);
+        outln!("{}", serde_json::to_string(&summary)?);
     }
     let _ = shutdown.load(Ordering::Relaxed);
     Ok(match summary.exit {
@@ -135,9 +135,9 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
 
 fn announce(json: bool, v: &serde_json::Value) {
     if json {
-        println!("{v}");
+        outln!("{v}");
     } else {
-        println!("arm-sim ready: {v}");
+        outln!("arm-sim ready: {v}");
     }
     let _ = std::io::stdout().flush();
 }

@@ -40,7 +40,7 @@ pub struct Args {
     /// onnxruntime_library): a file, or a shipped profile name.
     #[arg(long)]
     pub board: Option<String>,
-    /// Threads for matrix products (0 = all cores; default: the profile's, else 0).
+    /// Threads for matrix products (0 = all cores, at most 64; default: the profile's, else 0).
     #[arg(long)]
     pub threads: Option<usize>,
     /// onnxruntime library (libonnxruntime.so) for the ort backend; default: the profile's
@@ -53,7 +53,7 @@ pub struct Args {
     /// Let the CPU provider take over when a GPU provider fails to register.
     #[arg(long)]
     pub cpu_fallback: bool,
-    /// Most tokens per answer (default: the manifest's max_new_tokens).
+    /// Most tokens per answer, 1..=100000 (default: the manifest's max_new_tokens).
     #[arg(long)]
     pub max_new_tokens: Option<usize>,
     /// Sample at this temperature instead of greedy decoding.
@@ -226,15 +226,37 @@ fn capture(spec: &str) -> anyhow::Result<(RgbImage, DepthMm, String)> {
     ))
 }
 
-pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
-    let started = Instant::now();
-    let folder = ModelFolder::open(&args.model).map_err(model_error)?;
-    if folder.manifest.kind != ModelKind::Spatialbot {
+/// The count and sampling flags against their caps (`crate::limits`), before anything is loaded.
+fn check_flag_limits(args: &Args) -> anyhow::Result<()> {
+    use spatialbot_edge::limits as lim;
+    if let Some(n) = args.threads {
+        lim::check_usize("--threads", "", n, 0, lim::MAX_THREADS).map_err(bad_input)?;
+    }
+    if let Some(n) = args.max_new_tokens {
+        lim::check_usize("--max-new-tokens", "", n, 1, lim::MAX_NEW_TOKENS).map_err(bad_input)?;
+    }
+    if let Some(t) = args.temperature {
+        if !(t.is_finite() && t > 0.0 && t <= 100.0) {
+            return Err(bad_input(format!(
+                "--temperature = {t} is not allowed; allowed: greater than 0, at most 100"
+            )));
+        }
+    }
+    if !(args.top_p.is_finite() && args.top_p > 0.0 && args.top_p <= 1.0) {
         return Err(bad_input(format!(
-            "{}: kind is not \"spatialbot\"; `ask` needs a SpatialBot model folder",
-            args.model.join("manifest.toml").display()
+            "--top-p = {} is not allowed; allowed: greater than 0, at most 1",
+            args.top_p
         )));
     }
+    Ok(())
+}
+
+pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
+    let started = Instant::now();
+    check_flag_limits(&args)?;
+    let folder =
+        spatialbot_edge::model::validate::validate_folder(&args.model, Some(ModelKind::Spatialbot))
+            .map_err(model_error)?;
     let (rgb, depth, source) = match (&args.camera, &args.rgb, &args.depth) {
         (Some(spec), _, _) => capture(spec)?,
         (None, Some(rgb_path), Some(depth_path)) => read_pair(rgb_path, depth_path)?,
@@ -320,17 +342,17 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         })?;
         return Ok(0);
     }
-    println!();
+    outln!();
     for (k, round) in answer.rounds.iter().enumerate() {
         for call in &round.calls {
             let value = call
                 .mm
                 .map(|mm| format!("{mm} mm"))
                 .unwrap_or_else(|| "unknown".into());
-            println!("round {}: Depth({}, {}) = {value}", k + 1, call.x, call.y);
+            outln!("round {}: Depth({}, {}) = {value}", k + 1, call.x, call.y);
         }
     }
-    println!("answer: {}", answer.text);
+    outln!("answer: {}", answer.text);
     let mut timing: Vec<String> = stage_ms
         .iter()
         .map(|(name, ms)| format!("{name} {ms:.1} ms"))

@@ -16,7 +16,7 @@ use spatialbot_edge::link::governor::{Decision, Governor, Proposal};
 use spatialbot_edge::link::{self, ActionCommand, Link, LinkSpec, StopReason, ACTION_LEN};
 use spatialbot_edge::model::manifest::{ModelKind, Tower as ManifestTower};
 use spatialbot_edge::model::{
-    BackendConfig, Engine, GenerateOptions, ImageEmbedding, ModelFolder, Prompt, PromptPiece,
+    BackendConfig, Engine, GenerateOptions, ImageEmbedding, Prompt, PromptPiece,
 };
 use spatialbot_edge::pipeline::engine_model::EngineVision;
 use spatialbot_edge::pipeline::link_sink::wire_slots;
@@ -57,14 +57,14 @@ pub struct Args {
     /// The question asked about every frame (SpatialBot models).
     #[arg(long, default_value = DEFAULT_QUESTION)]
     question: String,
-    /// Tokens to generate per frame at most (default: the manifest's max_new_tokens).
+    /// Tokens to generate per frame at most, 1..=100000 (default: the manifest's max_new_tokens).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000))]
     max_new_tokens: Option<u64>,
-    /// Frames to measure after the warm-up.
+    /// Frames to measure after the warm-up, 1..=10000000.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     frames: u64,
-    /// Frames run before measuring (caches, allocator, clocks settle).
-    #[arg(long, default_value_t = 10)]
+    /// Frames run before measuring (caches, allocator, clocks settle), at most 1000000.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     warmup: u64,
     /// Write report.json and latency.svg into this folder.
     #[arg(long)]
@@ -609,7 +609,7 @@ fn model_stage(
     notes: &mut Vec<String>,
 ) -> anyhow::Result<(ModelStage, ModelRun, GraphBackends)> {
     let started = Instant::now();
-    let folder = ModelFolder::open(dir).map_err(bad_input)?;
+    let folder = spatialbot_edge::model::validate::validate_folder(dir, None).map_err(bad_input)?;
     let config = BackendConfig::from_board(board);
     let context = || {
         format!(
@@ -624,6 +624,8 @@ fn model_stage(
         Err(e @ spatialbot_edge::model::ModelError::Backend { .. }) => {
             return Err(bad_input(format!("{}: {e}", context())))
         }
+        // A wrong graph or tokenizer in the folder: exit 2 naming that file.
+        Err(e) if e.is_bad_input() => return Err(bad_input(format!("{}: {e}", context()))),
         Err(e) => return Err(anyhow::Error::new(e).context(context())),
     };
     let load_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -983,7 +985,7 @@ fn emit(report: &Report, json: bool, out: Option<&Path>) -> anyhow::Result<()> {
     if json {
         super::print_json(report)?;
     } else {
-        print!("{}", report.to_text());
+        out!("{}", report.to_text());
     }
     if let Some(dir) = out {
         std::fs::create_dir_all(dir)
@@ -1004,7 +1006,7 @@ fn emit(report: &Report, json: bool, out: Option<&Path>) -> anyhow::Result<()> {
         )
         .with_context(|| format!("cannot write {}", svg_path.display()))?;
         if !json {
-            println!("wrote {} and {}", json_path.display(), svg_path.display());
+            outln!("wrote {} and {}", json_path.display(), svg_path.display());
         }
     }
     Ok(())
@@ -1023,7 +1025,7 @@ fn compare(a: &Path, b: &Path, json: bool) -> anyhow::Result<u8> {
     if json {
         super::print_json(&cmp)?;
     } else {
-        print!("{}", cmp.to_text());
+        out!("{}", cmp.to_text());
     }
     Ok(spatialbot_edge::exit::OK)
 }

@@ -140,9 +140,9 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         print_json(&report)?;
         return Ok(spatialbot_edge::exit::OK);
     }
-    println!("cameras:");
+    outln!("cameras:");
     if report.cameras.is_empty() {
-        println!("  none found");
+        outln!("  none found");
     }
     for c in &report.cameras {
         let mut line = format!("  {}  {}", c.spec, c.name);
@@ -155,51 +155,51 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
                 line.push_str(&format!("  {label} {v}"));
             }
         }
-        println!("{line}");
+        outln!("{line}");
         for m in &c.modes {
-            println!("    {m}");
+            outln!("    {m}");
         }
         for w in &c.warnings {
-            println!("    WARNING: {w}");
+            outln!("    WARNING: {w}");
         }
     }
-    println!("  {}", report.synthetic);
-    println!("serial ports:");
+    outln!("  {}", report.synthetic);
+    outln!("serial ports:");
     if report.serial_ports.is_empty() {
-        println!("  none found");
+        outln!("  none found");
     }
     for p in &report.serial_ports {
-        println!("  {}  ({})", p.name, p.kind);
+        outln!("  {}  ({})", p.name, p.kind);
     }
-    println!("GPUs:");
+    outln!("GPUs:");
     if report.gpus.is_empty() {
-        println!("  none found");
+        outln!("  none found");
     }
     for g in &report.gpus {
-        println!("  {}  ({}, {})", g.name, g.kind, g.detail);
+        outln!("  {}  ({}, {})", g.name, g.kind, g.detail);
     }
     print_backends(&report.backends);
     for path in &report.calibrations_written {
-        println!("wrote {path}");
+        outln!("wrote {path}");
     }
     for n in &report.notes {
-        println!("note: {n}");
+        outln!("note: {n}");
     }
     Ok(spatialbot_edge::exit::OK)
 }
 
 /// The "inference backends" section: compiled in or not, and whether each one's libraries load.
 fn print_backends(backends: &[BackendProbe]) {
-    println!("inference backends:");
+    outln!("inference backends:");
     for b in backends {
         let state = match (b.compiled, b.usable) {
             (true, true) => "usable",
             (true, false) => "built in, cannot start",
             (false, _) => "not built in",
         };
-        println!("  {:<11} {state}: {}", b.backend, b.detail);
+        outln!("  {:<11} {state}: {}", b.backend, b.detail);
         if !b.fix.is_empty() {
-            println!("  {:<11} fix: {}", "", b.fix);
+            outln!("  {:<11} fix: {}", "", b.fix);
         }
     }
 }

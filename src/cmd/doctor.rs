@@ -30,12 +30,12 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         }))?;
     } else {
         for c in &checks {
-            println!("{}  {:<22} {}", c.status.label(), c.name, c.detail);
+            outln!("{}  {:<22} {}", c.status.label(), c.name, c.detail);
             if !c.fix.is_empty() {
-                println!("      {:<22} fix: {}", "", c.fix);
+                outln!("      {:<22} fix: {}", "", c.fix);
             }
         }
-        println!(
+        outln!(
             "{} pass, {} warn, {} fail, {} skip",
             count(Status::Pass),
             count(Status::Warn),

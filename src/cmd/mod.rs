@@ -1,4 +1,19 @@
 //! One module per subcommand. Each defines `Args` (clap) and `run(args, json) -> exit code`.
+//!
+//! Commands write to stdout through [`print_json`], `out!` and `outln!`: when the reader has
+//! closed stdout (`spatialbot-edge devices --json | head -c1`) the output is dropped quietly and
+//! the command ends with its own exit code.
+
+/// `print!` to stdout that never panics; see [`write_stdout`].
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::cmd::write_stdout_text(format_args!($($arg)*)) };
+}
+
+/// `println!` to stdout that never panics; see [`write_stdout`].
+macro_rules! outln {
+    () => { $crate::cmd::write_stdout_text(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::cmd::write_stdout_text(format_args!("{}\n", format_args!($($arg)*))) };
+}
 
 pub mod arm_sim;
 pub mod ask;
@@ -12,7 +27,50 @@ pub mod register;
 pub mod replay;
 pub mod run;
 
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use spatialbot_edge::exit::{self, ExitError};
+
+/// Set once anything was written to stdout (so `main` prints no JSON error object after a
+/// command's own output).
+static STDOUT_USED: AtomicBool = AtomicBool::new(false);
+/// Set when stdout turned out to be closed; later writes are skipped.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Whether a command wrote anything to stdout.
+pub fn stdout_used() -> bool {
+    STDOUT_USED.load(Ordering::Relaxed)
+}
+
+/// Writes to stdout. A closed stdout (`BrokenPipe`: the reader went away) is not an error: the
+/// output is dropped, quietly, and so is everything written after it. Any other write error
+/// (a full disk behind a redirection) is returned; `out!`/`outln!` log it, [`print_json`]
+/// fails the command with it.
+pub fn write_stdout(args: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+    STDOUT_USED.store(true, Ordering::Relaxed);
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    match out.write_fmt(args).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            STDOUT_CLOSED.store(true, Ordering::Relaxed);
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// [`write_stdout`] for text output: a write error is logged (once), not fatal.
+pub fn write_stdout_text(args: std::fmt::Arguments<'_>) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if let Err(e) = write_stdout(args) {
+        if !WARNED.swap(true, Ordering::Relaxed) {
+            tracing::warn!("cannot write to stdout: {e}");
+        }
+    }
+}
 
 /// The exit code an error maps to: an `ExitError` anywhere in the chain decides, otherwise 1.
 pub fn exit_code_of(err: &anyhow::Error) -> u8 {
@@ -51,8 +109,10 @@ pub fn prepare_output(
         .map_err(|e| anyhow::anyhow!("installing the SIGINT/SIGTERM cleanup: {e}"))
 }
 
-/// Prints a serialisable value as pretty JSON on stdout.
+/// Prints a serialisable value as pretty JSON on stdout (a closed stdout is not an error; see
+/// [`write_stdout`]).
 pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
+    let text = serde_json::to_string_pretty(value)?;
+    write_stdout(format_args!("{text}\n"))
+        .map_err(|e| anyhow::anyhow!("cannot write the JSON output to stdout: {e}"))
 }

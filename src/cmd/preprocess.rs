@@ -26,7 +26,7 @@ pub struct Args {
     /// Pad to a square with the tower's mean colour first (what training and the HF path do).
     #[arg(long)]
     pad: bool,
-    /// Output side S (default: the tower's, 384 for SigLIP, 336 for CLIP).
+    /// Output side S, at most 4096 (default: the tower's, 384 for SigLIP, 336 for CLIP).
     #[arg(long)]
     size: Option<usize>,
     /// Where to write the little-endian f32 `.npy`, shape [3, S, S]: written to a temporary file
@@ -41,6 +41,14 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         TowerArg::Clip => Tower::Clip,
     };
     let size = args.size.unwrap_or(tower.default_size());
+    spatialbot_edge::limits::check_usize(
+        "--size",
+        "",
+        size,
+        1,
+        spatialbot_edge::limits::MAX_MODEL_IMAGE_SIZE,
+    )
+    .map_err(bad_input)?;
     let mut pre =
         Preprocessor::new(tower, size, args.pad).map_err(|e| bad_input(format!("--size: {e}")))?;
     prepare_output("--out", &args.out, &[("--image", &args.image)])?;

@@ -7,7 +7,6 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use spatialbot_edge::camera::recording::{self, RecordLimit, RecorderOptions};
@@ -29,7 +28,7 @@ pub struct Args {
     /// Stop after this many frames.
     #[arg(long)]
     pub frames: Option<u64>,
-    /// Stop after this many seconds.
+    /// Stop after this many seconds (at most 31536000, 365 days).
     #[arg(long)]
     pub duration: Option<f64>,
     /// Store depth registered to the colour camera.
@@ -38,10 +37,10 @@ pub struct Args {
     /// Calibration of a `pair:` of cameras (unless its SPEC names one with `calib=`).
     #[arg(long, value_name = "FILE")]
     pub calib: Option<PathBuf>,
-    /// Encoder threads (default: cores, at most 4).
+    /// Encoder threads, 1..=64 (default: cores, at most 4).
     #[arg(long)]
     pub encoders: Option<usize>,
-    /// Frames that may wait for an encoder before live frames are dropped.
+    /// Frames that may wait for an encoder before live frames are dropped (at most 4096).
     #[arg(long, default_value_t = 16)]
     pub queue: usize,
 }
@@ -52,10 +51,15 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         .parse::<CameraSpec>()
         .map_err(bad_input)?
         .with_pair_calibration(args.calib.clone());
+    use spatialbot_edge::limits as lim;
+    if let Some(n) = args.encoders {
+        lim::check_usize("--encoders", "", n, 1, lim::MAX_ENCODERS).map_err(bad_input)?;
+    }
+    lim::check_usize("--queue", "", args.queue, 0, lim::MAX_QUEUE).map_err(bad_input)?;
     let limit = match (args.frames, args.duration) {
         (Some(n), _) => RecordLimit::Frames(n),
-        (None, Some(s)) if s.is_finite() && s > 0.0 => {
-            RecordLimit::Duration(Duration::from_secs_f64(s))
+        (None, Some(s)) => {
+            RecordLimit::Duration(lim::duration_s("--duration", "", s).map_err(bad_input)?)
         }
         _ => return Err(bad_input("--duration must be a positive number of seconds")),
     };

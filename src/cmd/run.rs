@@ -50,10 +50,11 @@ pub struct Args {
     /// Link to the arm controller: serial:/dev/ttyACM0@921600, pty:PATH, sim. Default: sim.
     #[arg(long, value_name = "SPEC")]
     pub link: Option<String>,
-    /// Stop after this many policy steps. Default: 20 when --duration is not given either.
+    /// Stop after this many policy steps (at most 1000000000). Default: 20 when --duration is
+    /// not given either.
     #[arg(long, value_name = "N")]
     pub steps: Option<u64>,
-    /// Stop after this many seconds.
+    /// Stop after this many seconds (at most 31536000, 365 days).
     #[arg(long, value_name = "S")]
     pub duration: Option<f64>,
     /// What the robot should do; goes into the policy prompt.
@@ -66,16 +67,17 @@ pub struct Args {
     #[arg(long)]
     pub every_frame: bool,
     /// A frame older than this when the loop takes it is not acted on (the step holds).
-    /// Default: the board's safety.max_age_ms.
+    /// At most 86400000. Default: the board's safety.max_age_ms.
     #[arg(long, value_name = "MS")]
     pub max_age_ms: Option<u64>,
-    /// No fresh frame for this long stops the loop (exit code 3). Default: twice the max age.
+    /// No fresh frame for this long stops the loop (exit code 3); at most
+    /// 86400000. Default: twice the max age.
     #[arg(long, value_name = "MS")]
     pub stall_stop_ms: Option<u64>,
     /// A generation running longer than this sends Stop{Watchdog} to the arm and ends the run
-    /// (exit code 3): a hung model must not keep the session alive on heartbeats.
-    #[arg(long, value_name = "MS", default_value_t = DEFAULT_GENERATE_DEADLINE_MS,
-          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    /// (exit code 3): a hung model must not keep the session alive on heartbeats. At most
+    /// 86400000.
+    #[arg(long, value_name = "MS", default_value_t = DEFAULT_GENERATE_DEADLINE_MS)]
     pub generate_deadline_ms: u64,
     /// Ask the board's [guard] question even where the profile has `enabled = false`.
     #[arg(long, conflicts_with = "no_guard")]
@@ -118,6 +120,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
             board.source.display()
         )));
     }
+    check_flag_limits(&args)?;
     let mut startup = Startup::new(process_start);
     startup.phase("board profile");
     let mut cfg = loop_config(&args, &board)?;
@@ -180,6 +183,34 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     Ok(summary.exit_code)
 }
 
+/// Every count and duration flag against its cap (`crate::limits`), before anything uses it.
+fn check_flag_limits(args: &Args) -> anyhow::Result<()> {
+    use spatialbot_edge::limits as lim;
+    if let Some(s) = args.duration {
+        lim::duration_s("--duration", "", s).map_err(bad_input)?;
+    }
+    if let Some(n) = args.steps {
+        lim::check_count("--steps", "", n, 1, lim::MAX_STEPS).map_err(bad_input)?;
+    }
+    lim::check_count(
+        "--generate-deadline-ms",
+        "",
+        args.generate_deadline_ms,
+        1,
+        lim::MAX_MS,
+    )
+    .map_err(bad_input)?;
+    for (flag, value) in [
+        ("--max-age-ms", args.max_age_ms),
+        ("--stall-stop-ms", args.stall_stop_ms),
+    ] {
+        if let Some(ms) = value {
+            lim::check_count(flag, "", ms, 0, lim::MAX_MS).map_err(bad_input)?;
+        }
+    }
+    Ok(())
+}
+
 fn loop_config(args: &Args, board: &Board) -> anyhow::Result<LoopConfig> {
     let duration = match args.duration {
         Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
@@ -217,6 +248,10 @@ fn loop_config(args: &Args, board: &Board) -> anyhow::Result<LoopConfig> {
 }
 
 fn load_policy_spec(dir: &Path) -> anyhow::Result<PolicySpec> {
+    // The model validator's manifest checks first (schema, caps, action names), so an error
+    // names the field as every command names it.
+    spatialbot_edge::model::folder::read_manifest(dir)
+        .map_err(|e| bad_input(format!("{e}; pass --model with a policy model folder")))?;
     let path = dir.join("manifest.toml");
     let text = std::fs::read_to_string(&path).map_err(|e| {
         bad_input(format!(
@@ -315,17 +350,29 @@ fn tower(t: manifest::Tower) -> Tower {
 /// The model on the board's backend order (`BackendConfig::from_board`: onnxruntime providers in
 /// the board's order, TensorRT engines kept in the board's engine cache so a restart loads them
 /// instead of building them again; later entries load when an earlier one cannot start).
+/// A file of the folder that is wrong (a graph whose inputs disagree with the manifest, a
+/// tokenizer that does not load) is bad input (exit 2) naming that file; only a backend that
+/// cannot start here is a runtime failure.
 fn load_engine(folder: &ModelFolder, board: &Board, what: &str) -> anyhow::Result<Engine> {
     Engine::load(folder, &BackendConfig::from_board(board)).map_err(|e| {
-        anyhow::anyhow!(
-            "loading the {what} from {}: no backend of the board's order started: {e}",
-            folder.dir.display()
-        )
+        if e.is_bad_input() {
+            bad_input(format!(
+                "loading the {what} from {}: {e}",
+                folder.dir.display()
+            ))
+        } else {
+            anyhow::anyhow!(
+                "loading the {what} from {}: no backend of the board's order ({}) started: {e}",
+                folder.dir.display(),
+                board.source.display()
+            )
+        }
     })
 }
 
 /// The model folder, its files' sha256 checked unless unchanged since a check recorded in the
-/// board's engine cache folder.
+/// board's engine cache folder, then the validator's checks of an opened folder
+/// (`model::validate::check_opened`).
 fn open_folder(
     dir: &Path,
     board: &Board,
@@ -333,6 +380,7 @@ fn open_folder(
 ) -> Result<ModelFolder, spatialbot_edge::model::ModelError> {
     let stamps = board.engine_cache_dir();
     let (folder, v) = open_model_folder(dir, Some(&stamps))?;
+    spatialbot_edge::model::validate::check_opened(&folder, None)?;
     startup.phase(&format!(
         "{}: manifest, {} files hashed, {} unchanged since verified",
         folder.manifest.name, v.files_hashed, v.files_trusted

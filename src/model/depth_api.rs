@@ -78,9 +78,18 @@ pub fn depth_at(depth: &DepthMm, column: usize, row: usize, neighbourhood: usize
         return depth.get(column, row).filter(|mm| *mm > 0);
     }
     let k = neighbourhood;
-    let mut values: Vec<u32> = Vec::with_capacity((2 * k + 1) * (2 * k + 1));
-    for y in row.saturating_sub(k)..=(row + k).min(depth.height().saturating_sub(1)) {
-        for x in column.saturating_sub(k)..=(column + k).min(depth.width().saturating_sub(1)) {
+    // The box never holds more pixels than the image, whatever k is.
+    let side = k.saturating_mul(2).saturating_add(1);
+    let mut values: Vec<u32> = Vec::with_capacity(
+        side.saturating_mul(side)
+            .min(depth.width() * depth.height()),
+    );
+    for y in row.saturating_sub(k)..=row.saturating_add(k).min(depth.height().saturating_sub(1)) {
+        for x in column.saturating_sub(k)
+            ..=column
+                .saturating_add(k)
+                .min(depth.width().saturating_sub(1))
+        {
             if let Some(mm) = depth.get(x, y).filter(|mm| *mm > 0) {
                 values.push(mm);
             }

@@ -123,24 +123,7 @@ impl Engine {
             folder.open_time,
         )];
         let started = Instant::now();
-        let tokenizer_path = folder.path("tokenizer.json");
-        if !tokenizer_path.exists() {
-            return Err(ModelError::Tokenizer {
-                file: tokenizer_path,
-                reason: "missing: the model folder needs it (models/MANIFEST.md)".into(),
-            });
-        }
-        let tokenizer = TextTokenizer::from_file(&tokenizer_path)?;
-        let tokenizer_vocab = tokenizer.vocab_size();
-        if tokenizer_vocab > folder.manifest.llm.vocab_size {
-            return Err(ModelError::Tokenizer {
-                file: tokenizer_path,
-                reason: format!(
-                    "has {tokenizer_vocab} tokens but llm.vocab_size is {}; the tokenizer does not belong to this model",
-                    folder.manifest.llm.vocab_size
-                ),
-            });
-        }
+        let tokenizer = super::validate::load_tokenizer(folder)?;
         steps.push(LoadStep::new("load tokenizer.json", started.elapsed()));
         let backend = backend::load(folder, config)?;
         steps.extend(backend.load_steps().iter().cloned());

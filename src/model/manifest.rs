@@ -188,6 +188,19 @@ pub struct Manifest {
     pub files: BTreeMap<String, String>,
 }
 
+/// The axis names of the wire protocol (`spatialbot_link::Axis::name`), the only names a
+/// `[[policy.action]]` may have.
+pub const WIRE_AXIS_NAMES: [&str; 8] = [
+    "dx",
+    "dy",
+    "dz",
+    "droll",
+    "dpitch",
+    "dyaw",
+    "gripper",
+    "terminate",
+];
+
 /// The files every model folder holds besides the manifest.
 pub const REQUIRED_FILES: [&str; 4] = [
     "vision.onnx",
@@ -224,21 +237,80 @@ impl Manifest {
         }
         let v = &self.vision;
         let l = &self.llm;
-        let positive = [
-            ("vision.image_size", v.image_size),
-            ("vision.tokens_per_image", v.tokens_per_image),
-            ("vision.embed_dim", v.embed_dim),
-            ("llm.hidden_size", l.hidden_size),
-            ("llm.num_layers", l.num_layers),
-            ("llm.num_kv_heads", l.num_kv_heads),
-            ("llm.head_dim", l.head_dim),
-            ("llm.vocab_size", l.vocab_size),
-            ("llm.context_limit", l.context_limit),
+        use crate::limits as lim;
+        // Every dimension is checked against its cap (crate::limits) before a backend sizes a
+        // buffer from it.
+        let capped = [
+            ("vision.image_size", v.image_size, lim::MAX_MODEL_IMAGE_SIZE),
+            (
+                "vision.tokens_per_image",
+                v.tokens_per_image,
+                lim::MAX_TOKENS_PER_IMAGE,
+            ),
+            ("vision.embed_dim", v.embed_dim, lim::MAX_HIDDEN_SIZE),
+            ("llm.hidden_size", l.hidden_size, lim::MAX_HIDDEN_SIZE),
+            ("llm.num_layers", l.num_layers, lim::MAX_LAYERS),
+            ("llm.num_kv_heads", l.num_kv_heads, lim::MAX_KV_HEADS),
+            ("llm.head_dim", l.head_dim, lim::MAX_HEAD_DIM),
+            ("llm.vocab_size", l.vocab_size, lim::MAX_VOCAB),
+            ("llm.context_limit", l.context_limit, lim::MAX_CONTEXT),
         ];
-        for (name, value) in positive {
+        for (name, value, cap) in capped {
             if value == 0 {
                 return Err(format!("{name} must be > 0"));
             }
+            lim::check_usize(name, "", value, 1, cap).map_err(|e| e.to_string())?;
+        }
+        lim::check_usize(
+            "llm.max_new_tokens",
+            "",
+            l.max_new_tokens,
+            0,
+            lim::MAX_NEW_TOKENS,
+        )
+        .map_err(|e| e.to_string())?;
+        if let Some(p) = &self.policy {
+            lim::check_usize("policy.frames", "", p.frames, 0, lim::MAX_POLICY_FRAMES)
+                .map_err(|e| e.to_string())?;
+            for (i, a) in p.action.iter().enumerate() {
+                let name = format!("policy.action[{i}].name");
+                if spatialbot_link::Axis::from_name(&a.name)
+                    .is_none_or(|axis| axis == spatialbot_link::Axis::Unused)
+                {
+                    return Err(format!(
+                        "{name} = {:?} is not an axis of the wire protocol; allowed: {}",
+                        a.name,
+                        WIRE_AXIS_NAMES.join(", ")
+                    ));
+                }
+                if p.action[..i].iter().any(|o| o.name == a.name) {
+                    return Err(format!("{name} = {:?} is listed twice", a.name));
+                }
+                if !(a.min.is_finite() && a.max.is_finite() && a.min <= a.max) {
+                    return Err(format!(
+                        "policy.action[{i}] ({}): min and max must be finite with min <= max",
+                        a.name
+                    ));
+                }
+            }
+        }
+        if let Some(d) = &self.depth_api {
+            lim::check_usize(
+                "depth_api.neighbourhood",
+                "",
+                d.neighbourhood,
+                0,
+                lim::MAX_DEPTH_NEIGHBOURHOOD,
+            )
+            .map_err(|e| e.to_string())?;
+            lim::check_usize(
+                "depth_api.max_rounds",
+                "",
+                d.max_rounds,
+                0,
+                lim::MAX_DEPTH_API_ROUNDS,
+            )
+            .map_err(|e| e.to_string())?;
         }
         if v.embed_dim != l.hidden_size {
             return Err(format!(
@@ -292,5 +364,55 @@ impl Manifest {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny_policy() -> String {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(dir.join("models/tiny-policy/manifest.toml")).unwrap()
+    }
+
+    fn refused(text: &str) -> String {
+        Manifest::parse(text, "m.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn dimensions_over_their_caps_name_the_field() {
+        let base = tiny_policy();
+        assert!(Manifest::parse(&base, "m.toml").is_ok());
+        for (from, to, field) in [
+            (
+                "image_size = 28",
+                "image_size = 100000",
+                "vision.image_size",
+            ),
+            (
+                "context_limit = 4096",
+                "context_limit = 100000000",
+                "llm.context_limit",
+            ),
+            ("frames = 4", "frames = 1000", "policy.frames"),
+        ] {
+            let e = refused(&base.replacen(from, to, 1));
+            assert!(e.starts_with("m.toml: ") && e.contains(field), "{e}");
+        }
+        let e = refused(&format!("{base}\n[depth_api]\nneighbourhood = 1000000\n"));
+        assert!(e.contains("depth_api.neighbourhood"), "{e}");
+    }
+
+    #[test]
+    fn action_names_must_be_wire_axes() {
+        let base = tiny_policy();
+        let e = refused(&base.replacen("name = \"dy\"", "name = \"sideways\"", 1));
+        assert!(
+            e.contains("policy.action[2].name") && e.contains("dpitch"),
+            "{e}"
+        );
+        let e = refused(&base.replacen("name = \"dy\"", "name = \"dx\"", 1));
+        assert!(e.contains("twice"), "{e}");
     }
 }

@@ -38,6 +38,7 @@ pub mod npy;
 pub mod prompt;
 pub mod sampling;
 pub mod tokenizer;
+pub mod validate;
 pub mod vqa;
 
 use std::path::PathBuf;

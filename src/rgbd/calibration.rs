@@ -62,8 +62,8 @@ pub enum CalibrationError {
     },
 }
 
-/// Largest accepted stream side, in pixels.
-const MAX_SIDE: usize = 16_384;
+/// Largest accepted stream side, in pixels (the image cap of `crate::limits`).
+const MAX_SIDE: usize = crate::limits::MAX_IMAGE_SIDE as usize;
 /// How far R·Rᵀ may stray from I: rotations are usually printed with 6–7 decimals.
 const ROTATION_TOLERANCE: f64 = 1e-4;
 /// A depth→colour baseline beyond this is almost surely millimetres written as metres.
@@ -111,6 +111,20 @@ impl Calibration {
                         format!("must be between 1 and {MAX_SIDE} pixels, got {v}"),
                     ));
                 }
+            }
+            // Registration sizes its tables from width × height: the image pixel cap applies.
+            if (intr.width as u64).saturating_mul(intr.height as u64)
+                > crate::limits::MAX_IMAGE_PIXELS
+            {
+                return Err(bad(
+                    &format!("{name}.width"),
+                    format!(
+                        "{}x{} is more than {} pixels (docs/limits.md)",
+                        intr.width,
+                        intr.height,
+                        crate::limits::MAX_IMAGE_PIXELS
+                    ),
+                ));
             }
             for (key, v) in [("fx", intr.fx), ("fy", intr.fy)] {
                 if !(v.is_finite() && v > 0.0) {
