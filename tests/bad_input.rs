@@ -899,6 +899,10 @@ fn json_start_up_failures_print_an_error_object() {
 /// A reader that closed stdout (`... | head -c1`) ends the command quietly.
 #[test]
 fn closed_stdout_is_a_quiet_exit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let depth = tmp.path().join("d.png");
+    imageio::write_depth_png(&depth, &DepthMm::zeros(4, 4)).unwrap();
+    let (depth, packed) = (s(&depth), s(&tmp.path().join("p.png")));
     for args in [
         vec!["devices", "--json"],
         vec!["devices"],
@@ -911,6 +915,8 @@ fn closed_stdout_is_a_quiet_exit() {
             "--steps",
             "1",
         ],
+        // Text output through println! (the panic hook's quiet exit).
+        vec!["pack", "--depth", &depth, "--out", &packed],
     ] {
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader);

@@ -408,7 +408,10 @@ mod tests {
     fn wire_axis_names_are_the_wire_crates() {
         for name in WIRE_AXIS_NAMES {
             let axis = spatialbot_link::Axis::from_name(name);
-            assert!(axis.is_some_and(|a| a != spatialbot_link::Axis::Unused), "{name}");
+            assert!(
+                axis.is_some_and(|a| a != spatialbot_link::Axis::Unused),
+                "{name}"
+            );
         }
     }
 
