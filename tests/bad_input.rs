@@ -360,7 +360,8 @@ fn board_cases(tmp: &Path, cases: &mut Vec<Case>) {
             std::fs::write(&path, changed.join("\n")).unwrap();
             // The model folder does not exist: a board that wrongly passes ends here, fast,
             // without naming the board's field.
-            // The field: its key (validation) or its line (TOML type errors).
+            // The field: its dotted path (validation) or its key beside the line number (TOML
+            // type errors).
             let table = lines[..i]
                 .iter()
                 .rev()
@@ -382,9 +383,9 @@ fn board_cases(tmp: &Path, cases: &mut Vec<Case>) {
                 &[&s(&path)],
             );
             c.any_of = vec![
-                format!("line {}", i + 1),
+                format!("`{key}`"),
                 format!("{table}.{key}"),
-                format!("{table}["),
+                format!("].{key}"),
             ];
             cases.push(c);
         }
