@@ -779,7 +779,19 @@ fn flag_cases(tmp: &Path, cases: &mut Vec<Case>) {
         c.out_dir = Some(out_dir);
         cases.push(c);
     }
-    for (flag, bad) in [("--frames", "0"), ("--max-new-tokens", "0")] {
+    for bad in ["0", "18446744073709551615"] {
+        cases.push(Case::new(
+            format!("arm-sim --tick-ms {bad}"),
+            &["arm-sim", "--link", "sim", "--tick-ms", bad],
+            2,
+            &["--tick-ms"],
+        ));
+    }
+    for (flag, bad) in [
+        ("--frames", "0"),
+        ("--max-new-tokens", "0"),
+        ("--warmup", "18446744073709551615"),
+    ] {
         cases.push(Case::new(
             format!("bench {flag} {bad}"),
             &["bench", flag, bad],
