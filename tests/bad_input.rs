@@ -953,3 +953,19 @@ fn closed_stdout_is_a_quiet_exit() {
         );
     }
 }
+
+/// A closed stderr does not change the exit code: the error line is dropped, the code stays.
+#[test]
+fn closed_stderr_keeps_the_exit_code() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let status = Command::new(common::bin())
+        .args(["run", "--model", "/nonexistent/model"])
+        .current_dir(common::repo_root())
+        .stdout(Stdio::null())
+        .stderr(writer)
+        .stdin(Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(2));
+}
