@@ -834,7 +834,16 @@ fn parse_error(source: &Path, text: &str, err: &toml::de::Error) -> BoardError {
             .find(|l| l.starts_with('[') && l.ends_with(']'))
             .map(|t| format!(" in {t}"))
             .unwrap_or_else(|| " at the top level".to_string());
-        format!("line {line}{table}")
+        // The key on that line, when it has one: `threads` for `threads = nan`.
+        let key = text
+            .lines()
+            .nth(line - 1)
+            .and_then(|l| l.split_once('='))
+            .map(|(k, _)| k.trim())
+            .filter(|k| !k.is_empty() && !k.starts_with(['#', '[', '{', '"']))
+            .map(|k| format!(", `{k}`"))
+            .unwrap_or_default();
+        format!("line {line}{table}{key}")
     });
     let mut message = err.message().trim().replace('\n', " ");
     if message.starts_with("unknown variant") && message.contains("tract-cpu") {

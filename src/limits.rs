@@ -30,6 +30,8 @@ pub const MAX_VOCAB: u64 = 4_194_304;
 pub const MAX_CONTEXT: u64 = 1_048_576;
 /// Most tokens one answer may generate (`llm.max_new_tokens`, `--max-new-tokens`).
 pub const MAX_NEW_TOKENS: u64 = 100_000;
+/// Highest sampling temperature (`ask --temperature`); `--top-p` is a mass in (0, 1].
+pub const MAX_TEMPERATURE: f32 = 100.0;
 /// Most frames of policy history (`policy.frames`).
 pub const MAX_POLICY_FRAMES: u64 = 64;
 /// Most Depth API rounds per question (`depth_api.max_rounds`).

@@ -3,6 +3,7 @@
 
 mod cmd;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -76,7 +77,9 @@ fn init_logging(filter: &str) {
 
 /// A print to a closed stdout or stderr (the reader of a pipe went away) ends the process
 /// quietly with code 0 instead of a panic message and code 101. Commands write stdout through
-/// `cmd::write_stdout`, which never panics; this covers the `println!`/`eprintln!` left.
+/// `cmd::write_stdout`, which never panics, and the exit-code-bearing stderr lines (the error
+/// line, the control loop's summary) with write calls whose errors are ignored; this covers the
+/// `println!`/`eprintln!` left in reports printed after a command's work is done.
 fn quiet_on_closed_pipe() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -160,7 +163,8 @@ fn main() -> ExitCode {
         Err(err) => {
             let code = cmd::exit_code_of(&err);
             let message = cmd::one_line(&err);
-            eprintln!("error: {message}");
+            // Not eprintln!: a closed stderr must not turn this exit code into a panic's.
+            let _ = writeln!(std::io::stderr(), "error: {message}");
             if json && !cmd::stdout_used() {
                 cmd::write_stdout_text(format_args!("{}\n", json_error(&message, code)));
             }

@@ -360,7 +360,8 @@ fn board_cases(tmp: &Path, cases: &mut Vec<Case>) {
             std::fs::write(&path, changed.join("\n")).unwrap();
             // The model folder does not exist: a board that wrongly passes ends here, fast,
             // without naming the board's field.
-            // The field: its key (validation) or its line (TOML type errors).
+            // The field: its dotted path (validation) or its key beside the line number (TOML
+            // type errors).
             let table = lines[..i]
                 .iter()
                 .rev()
@@ -382,9 +383,9 @@ fn board_cases(tmp: &Path, cases: &mut Vec<Case>) {
                 &[&s(&path)],
             );
             c.any_of = vec![
-                format!("line {}", i + 1),
+                format!("`{key}`"),
                 format!("{table}.{key}"),
-                format!("{table}["),
+                format!("].{key}"),
             ];
             cases.push(c);
         }
@@ -778,7 +779,19 @@ fn flag_cases(tmp: &Path, cases: &mut Vec<Case>) {
         c.out_dir = Some(out_dir);
         cases.push(c);
     }
-    for (flag, bad) in [("--frames", "0"), ("--max-new-tokens", "0")] {
+    for bad in ["0", "18446744073709551615"] {
+        cases.push(Case::new(
+            format!("arm-sim --tick-ms {bad}"),
+            &["arm-sim", "--link", "sim", "--tick-ms", bad],
+            2,
+            &["--tick-ms"],
+        ));
+    }
+    for (flag, bad) in [
+        ("--frames", "0"),
+        ("--max-new-tokens", "0"),
+        ("--warmup", "18446744073709551615"),
+    ] {
         cases.push(Case::new(
             format!("bench {flag} {bad}"),
             &["bench", flag, bad],
@@ -899,6 +912,10 @@ fn json_start_up_failures_print_an_error_object() {
 /// A reader that closed stdout (`... | head -c1`) ends the command quietly.
 #[test]
 fn closed_stdout_is_a_quiet_exit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let depth = tmp.path().join("d.png");
+    imageio::write_depth_png(&depth, &DepthMm::zeros(4, 4)).unwrap();
+    let (depth, packed) = (s(&depth), s(&tmp.path().join("p.png")));
     for args in [
         vec!["devices", "--json"],
         vec!["devices"],
@@ -911,6 +928,8 @@ fn closed_stdout_is_a_quiet_exit() {
             "--steps",
             "1",
         ],
+        // Text output through println! (the panic hook's quiet exit).
+        vec!["pack", "--depth", &depth, "--out", &packed],
     ] {
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader);
@@ -933,4 +952,20 @@ fn closed_stdout_is_a_quiet_exit() {
             "{args:?}: exit {code:?}: {stderr}"
         );
     }
+}
+
+/// A closed stderr does not change the exit code: the error line is dropped, the code stays.
+#[test]
+fn closed_stderr_keeps_the_exit_code() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let status = Command::new(common::bin())
+        .args(["run", "--model", "/nonexistent/model"])
+        .current_dir(common::repo_root())
+        .stdout(Stdio::null())
+        .stderr(writer)
+        .stdin(Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(2));
 }

@@ -27,8 +27,8 @@ pub struct Args {
     /// global log filter.)
     #[arg(long)]
     log_file: Option<PathBuf>,
-    /// Watchdog check period in milliseconds.
-    #[arg(long, default_value_t = 1)]
+    /// Watchdog check period in milliseconds, 1..=60000.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     tick_ms: u64,
     /// Exit (code 0) after acknowledging a Stop.
     #[arg(long)]

@@ -56,10 +56,10 @@ pub struct Args {
     /// Most tokens per answer, 1..=100000 (default: the manifest's max_new_tokens).
     #[arg(long)]
     pub max_new_tokens: Option<usize>,
-    /// Sample at this temperature instead of greedy decoding.
+    /// Sample at this temperature instead of greedy decoding (greater than 0, at most 100).
     #[arg(long)]
     pub temperature: Option<f32>,
-    /// Nucleus mass kept when sampling.
+    /// Nucleus mass kept when sampling (greater than 0, at most 1).
     #[arg(long, default_value_t = 1.0)]
     pub top_p: f32,
     /// Seed of the sampler.
@@ -236,9 +236,10 @@ fn check_flag_limits(args: &Args) -> anyhow::Result<()> {
         lim::check_usize("--max-new-tokens", "", n, 1, lim::MAX_NEW_TOKENS).map_err(bad_input)?;
     }
     if let Some(t) = args.temperature {
-        if !(t.is_finite() && t > 0.0 && t <= 100.0) {
+        if !(t.is_finite() && t > 0.0 && t <= lim::MAX_TEMPERATURE) {
             return Err(bad_input(format!(
-                "--temperature = {t} is not allowed; allowed: greater than 0, at most 100"
+                "--temperature = {t} is not allowed; allowed: greater than 0, at most {} (docs/limits.md)",
+                lim::MAX_TEMPERATURE
             )));
         }
     }

@@ -178,7 +178,8 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     if json {
         print_json(&summary)?;
     } else {
-        eprint!("{}", summary.to_text());
+        // Not eprint!: a closed stderr must not replace the loop's exit code with a panic.
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), summary.to_text().as_bytes());
     }
     Ok(summary.exit_code)
 }

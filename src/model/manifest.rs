@@ -405,6 +405,17 @@ mod tests {
     }
 
     #[test]
+    fn wire_axis_names_are_the_wire_crates() {
+        for name in WIRE_AXIS_NAMES {
+            let axis = spatialbot_link::Axis::from_name(name);
+            assert!(
+                axis.is_some_and(|a| a != spatialbot_link::Axis::Unused),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
     fn action_names_must_be_wire_axes() {
         let base = tiny_policy();
         let e = refused(&base.replacen("name = \"dy\"", "name = \"sideways\"", 1));

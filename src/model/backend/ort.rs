@@ -366,7 +366,8 @@ fn with_progress<T>(what: &str, work: impl FnOnce() -> T) -> T {
     let (done, wait) = std::sync::mpsc::channel::<()>();
     std::thread::scope(|scope| {
         let started = Instant::now();
-        scope.spawn(move || {
+        // Without a thread (the process is out of them) the work runs without progress lines.
+        let progress = std::thread::Builder::new().spawn_scoped(scope, move || {
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
                 wait.recv_timeout(Duration::from_secs(10))
             {
@@ -376,6 +377,9 @@ fn with_progress<T>(what: &str, work: impl FnOnce() -> T) -> T {
                 );
             }
         });
+        if let Err(e) = progress {
+            tracing::debug!("{what}: no progress lines, cannot start a thread: {e}");
+        }
         let out = work();
         let _ = done.send(());
         out
