@@ -49,7 +49,7 @@ done
 
 install -d "$prefix" "$prefix/bin"
 install -m 0755 "$here/bin/spatialbot-edge" "$prefix/bin/spatialbot-edge"
-for d in boards calibration models recordings; do
+for d in boards calibration models recordings docs; do
   if [ -d "$here/$d" ]; then rm -rf "${prefix:?}/$d"; cp -r "$here/$d" "$prefix/$d"; fi
 done
 install -m 0644 "$here/README.md" "$prefix/README.md" 2>/dev/null || true

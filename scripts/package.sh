@@ -59,6 +59,7 @@ cp models/MANIFEST.md "$stage/models/" 2>/dev/null || true
 cp packaging/spatialbot-edge.service packaging/99-spatialbot-edge.rules "$stage/packaging/"
 install -m 0755 packaging/install.sh "$stage/install.sh"
 cp README.md "$stage/README.md"
+cp -r docs "$stage/docs"
 
 tar -C dist -czf "dist/$name.tar.gz" "$name"
 rm -rf "$stage"

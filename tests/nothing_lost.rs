@@ -174,8 +174,9 @@ fn a_symlink_output_is_written_through_and_kept() {
 #[test]
 fn sigterm_mid_write_removes_the_temporary_file() {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    // Noise does not compress: a ~190 MB PNG whose write takes long enough to catch.
-    let (w, h) = (8000usize, 8000usize);
+    // Noise does not compress: a ~95 MB PNG whose write takes long enough to catch, inside the
+    // image cap (src/limits.rs: at most 8192×4096 pixels).
+    let (w, h) = (8000usize, 4000usize);
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let mm: Vec<u32> = (0..w * h)
         .map(|_| {
@@ -192,7 +193,7 @@ fn sigterm_mid_write_removes_the_temporary_file() {
     let out = dir.path().join("out.png");
     let mut caught = false;
     for _attempt in 0..3 {
-        let child = Command::new(common::bin())
+        let mut child = Command::new(common::bin())
             .args(["pack", "--depth"])
             .arg(&depth)
             .arg("--out")
@@ -209,6 +210,10 @@ fn sigterm_mid_write_removes_the_temporary_file() {
                 break;
             }
             if out.exists() {
+                break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                assert!(status.success(), "pack failed before writing: {status:?}");
                 break;
             }
             std::thread::sleep(Duration::from_micros(200));

@@ -118,13 +118,18 @@ fn l4t_check(board: &Board, roots: &Roots) -> Check {
             "JetPack (L4T)",
             Status::Warn,
             "no /etc/nv_tegra_release: not a Jetson, or L4T is not installed",
-            "flash JetPack 6 (L4T R36) with SDK Manager or the SD-card image (README: Boards and flashing)",
+            "flash JetPack 6 (L4T R36) with SDK Manager or the SD-card image (docs/jetson.md)",
         ),
         None => check("JetPack (L4T)", Status::Skip, "not a Jetson", ""),
         Some(line) => {
             let line = line.trim_start_matches('#').trim().to_string();
             if line.starts_with("R36") {
-                check("JetPack (L4T)", Status::Pass, format!("{line} (JetPack 6)"), "")
+                check(
+                    "JetPack (L4T)",
+                    Status::Pass,
+                    format!("{line} (JetPack 6)"),
+                    "",
+                )
             } else {
                 check(
                     "JetPack (L4T)",
@@ -326,9 +331,9 @@ fn backend_check(board: &Board, libs: &[(String, PathBuf)]) -> Check {
         .map(|u| u.starts_with(board.backend.order[0].as_str()))
         .unwrap_or(false);
     let (status, fix) = if usable.is_empty() {
-        (Status::Fail, "build with the backend's feature and install its libraries (README: Boards and flashing), or pass a profile whose backend.order lists what this machine has")
+        (Status::Fail, "build with the backend's feature and install its libraries (docs/jetson.md), or pass a profile whose backend.order lists what this machine has")
     } else if !first_ok {
-        (Status::Warn, "the profile's first backend cannot start here; the next one in backend.order will run (see README: Boards and flashing)")
+        (Status::Warn, "the profile's first backend cannot start here; the next one in backend.order will run (see docs/jetson.md)")
     } else {
         (Status::Pass, "")
     };
@@ -371,7 +376,7 @@ fn backend_probe_checks(board: &Board) -> Vec<Check> {
                                 &name,
                                 Status::Fail,
                                 format!("{detail}; the profile asks for {kind} but this onnxruntime has no {provider}"),
-                                "install onnxruntime-gpu built for this JetPack/CUDA (README: Boards and flashing) and point ORT_DYLIB_PATH at it",
+                                "install onnxruntime-gpu built for this JetPack/CUDA (docs/jetson.md) and point ORT_DYLIB_PATH at it",
                             );
                         }
                     }

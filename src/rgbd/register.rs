@@ -21,7 +21,7 @@
 //!
 //! This is the footprint rule of librealsense's x86 (SSE) `align`, so the two agree on
 //! calibrations where librealsense's lens handling is right. They deliberately differ where it is
-//! not (see README "Registration vs librealsense"): colour `brown_conrady` and
+//! not (see docs/registration.md): colour `brown_conrady` and
 //! `inverse_brown_conrady` coefficients (ignored there), the colour `modified_brown_conrady`
 //! y tangential term (uses the x term there), depth `brown_conrady` and
 //! `modified_brown_conrady` (ignored there), and mirrored footprints (skipped there, ordered

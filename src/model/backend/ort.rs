@@ -2,7 +2,7 @@
 //! (TensorRT with engine and timing caches → CUDA → CPU). The KV cache travels as explicit
 //! tensors: each step's outputs are the next step's inputs.
 //!
-//! On the CPU provider (measured on the full-size policy, README "Full-size models"):
+//! On the CPU provider (measured on the full-size policy, docs/performance.md, full-size models):
 //! - the arena allocator is on. The `ort` crate's CPU provider turns it off by default, and glibc
 //!   (with the binary's malloc thresholds, src/memory.rs) then serves every tensor. One `run`
 //!   step of the full-size policy (a ~2,330-token prefill, then 128 tokens): peak RSS 4.63 GiB

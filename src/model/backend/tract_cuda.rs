@@ -123,7 +123,7 @@ fn lacks_required_symbol(name: &str, library: &libloading::Library) -> Option<St
 /// What to install when a CUDA library is missing.
 pub fn install_hint() -> &'static str {
     if cfg!(target_arch = "aarch64") {
-        "flash JetPack 6 (CUDA 12.2, cuDNN 8/9; README \"Boards and flashing\"); its libraries live in /usr/local/cuda/lib64 and /usr/lib/aarch64-linux-gnu — run `sudo ldconfig` or add those folders to LD_LIBRARY_PATH"
+        "flash JetPack 6 (CUDA 12.2, cuDNN 8/9; docs/jetson.md); its libraries live in /usr/local/cuda/lib64 and /usr/lib/aarch64-linux-gnu — run `sudo ldconfig` or add those folders to LD_LIBRARY_PATH"
     } else {
         "install the NVIDIA driver and CUDA 12.2 or a later 12.x with cuBLAS, NVRTC and cuDNN (or the nvidia-*-cu12 pip wheels; with CUDA 13, its NVRTC, cuBLAS and cuDNN work, but the runtime must be CUDA 12's libcudart.so.12), then run `sudo ldconfig` or add their folders to LD_LIBRARY_PATH"
     }
