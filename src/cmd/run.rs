@@ -160,7 +160,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         signal,
         startup,
     )? {
-        Started::Ran(summary) => summary,
+        Started::Ran(summary) => *summary,
         Started::Interrupted(phase) => {
             let detail = format!(
                 "interrupted during start-up ({phase}); no session with the arm was open, nothing was sent"
@@ -429,7 +429,7 @@ fn load_guard(
 
 /// How start-up ended.
 enum Started {
-    Ran(RunSummary),
+    Ran(Box<RunSummary>),
     /// A signal arrived before any Hello was sent; the phase it was noticed after.
     Interrupted(&'static str),
 }
@@ -493,5 +493,5 @@ fn run_with_parts(
     let mut summary =
         spatialbot_edge::pipeline::run_loop(parts, spec, cfg, signal).map_err(bad_input)?;
     summary.startup.phases = startup.phases;
-    Ok(Started::Ran(summary))
+    Ok(Started::Ran(Box::new(summary)))
 }
