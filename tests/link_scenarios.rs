@@ -502,12 +502,17 @@ fn a_controller_that_goes_silent_gets_no_actions_and_the_run_ends_link_lost() {
 }
 
 #[test]
-fn a_run_whose_actions_the_controller_never_acknowledged_is_not_a_success() {
+fn a_run_whose_actions_the_arm_applied_none_of_is_not_a_success() {
     let o = run_scenario(
-        plain("unacknowledged", &["--steps", "3"]),
-        |m, _, _| match m {
-            // Alive (Status, heartbeat acks) but it never answers an Action.
-            Message::Action(_) => Reply::Scripted,
+        plain("nothing-applied", &["--steps", "1"]),
+        |m, ctl, _| match m {
+            // Alive and Active, but it does not act on the action.
+            Message::Action(a) => {
+                ctl.ack(AckOf::Action, a.seq, Outcome::Held);
+                let s = ctl.status();
+                ctl.out.push(s);
+                Reply::Scripted
+            }
             _ => Reply::Default,
         },
         no_tick,
@@ -515,8 +520,39 @@ fn a_run_whose_actions_the_controller_never_acknowledged_is_not_a_success() {
     o.expect_exit(exit::NOTHING_APPLIED);
     assert_eq!(o.json["stop_reason"], "nothing_applied");
     assert_eq!(o.link("applied"), 0);
+    assert_eq!(o.link("held"), 1);
+    assert_eq!(o.link("actions_sent"), 1);
+}
+
+#[test]
+fn a_controller_that_never_acknowledges_actions_gets_no_more_and_the_link_is_lost() {
+    let o = run_scenario(
+        plain("unacknowledged", &["--steps", "200"]),
+        |m, _, _| match m {
+            // Alive (Status, heartbeat acks) but it never answers an Action.
+            Message::Action(_) => Reply::Scripted,
+            _ => Reply::Default,
+        },
+        no_tick,
+    );
+    o.expect_exit(exit::LINK_LOST);
+    let first = o.actions()[0].send_us;
+    for a in o.actions() {
+        assert!(
+            a.send_us <= first + 150_000 + 60_000,
+            "an action went out {} ms after an unacknowledged one\n{}",
+            (a.send_us - first) / 1000,
+            o.context()
+        );
+    }
+    assert_eq!(o.link("applied"), 0);
     assert_eq!(o.link("unacknowledged"), o.link("actions_sent"));
-    assert!(o.link("actions_sent") >= 1);
+    assert!(o.link("unacknowledged_holds") >= 1, "{}", o.context());
+    assert!(
+        o.json["stop_detail"].to_string().contains("no Ack"),
+        "{}",
+        o.context()
+    );
 }
 
 #[test]

@@ -190,6 +190,13 @@ pub enum LinkError {
         silent_ms: u128,
         limit_ms: u128,
     },
+    #[error("link {spec}: action {seq} has had no Ack for {waited_ms} ms (lost-link limit {limit_ms} ms); the controller answers but does not acknowledge actions")]
+    Unacknowledged {
+        spec: String,
+        seq: u32,
+        waited_ms: u128,
+        limit_ms: u128,
+    },
     #[error("shutting down: no Action is sent after SIGINT/SIGTERM")]
     ShuttingDown,
     #[error("link {spec} lost after {attempts} reconnect attempts: {reason}")]
@@ -208,9 +215,10 @@ impl LinkError {
     /// The process exit code this error should end the run with.
     pub fn exit_code(&self) -> u8 {
         match self {
-            LinkError::Lost { .. } | LinkError::NoStopAck { .. } | LinkError::Silent { .. } => {
-                crate::exit::LINK_LOST
-            }
+            LinkError::Lost { .. }
+            | LinkError::NoStopAck { .. }
+            | LinkError::Silent { .. }
+            | LinkError::Unacknowledged { .. } => crate::exit::LINK_LOST,
             LinkError::Refused { .. }
             | LinkError::Rejected { .. }
             | LinkError::Duplicate { .. } => crate::exit::CONTROLLER_REFUSED,
@@ -256,6 +264,8 @@ pub struct LinkCounters {
     pub new_sessions: u64,
     /// Steps held because the controller had been silent past the reply timeout.
     pub silent_holds: u64,
+    /// Steps held because an action had no Ack past the reply timeout.
+    pub unacknowledged_holds: u64,
     /// `Fault{Watchdog}` reports: the controller held because nothing reached it in time.
     pub controller_watchdogs: u64,
     /// `Fault{LimitViolation}` reports (each comes with a Rejected ack).
@@ -356,6 +366,9 @@ pub enum LinkHold {
     NoSession,
     /// SIGINT/SIGTERM arrived: nothing more moves.
     ShuttingDown,
+    /// An action sent more than the reply timeout ago has no Ack yet: nothing more is sent
+    /// until the controller answers it.
+    Unacknowledged,
 }
 
 impl LinkHold {
@@ -364,6 +377,7 @@ impl LinkHold {
             LinkHold::ControllerSilent => "link_controller_silent",
             LinkHold::NoSession => "link_no_session",
             LinkHold::ShuttingDown => "shutting_down",
+            LinkHold::Unacknowledged => "link_unacknowledged",
         }
     }
 }
@@ -404,7 +418,12 @@ struct Tracking {
     fatal: Option<Fatal>,
     /// Inside a handshake: acks of the previous session's actions are only counted.
     in_handshake: bool,
+    /// Actions sent and not acknowledged yet, oldest first (seq, when sent).
+    outstanding: std::collections::VecDeque<(u32, Instant)>,
 }
+
+/// At most this many unacknowledged actions are remembered (the oldest decides the hold).
+const MAX_OUTSTANDING: usize = 1024;
 
 impl Tracking {
     fn new() -> Self {
@@ -421,6 +440,7 @@ impl Tracking {
             not_applied: false,
             fatal: None,
             in_handshake: false,
+            outstanding: std::collections::VecDeque::new(),
         }
     }
 }
@@ -489,13 +509,23 @@ impl Link {
         if self.track.last_heard.elapsed() > self.cfg.reply_timeout {
             return Err(LinkHold::ControllerSilent);
         }
+        if self
+            .track
+            .outstanding
+            .front()
+            .is_some_and(|(_, sent)| sent.elapsed() > self.cfg.reply_timeout)
+        {
+            return Err(LinkHold::Unacknowledged);
+        }
         Ok(())
     }
 
     /// Counts a step held because of [`Link::gate`].
     pub fn count_hold(&mut self, hold: LinkHold) {
-        if hold == LinkHold::ControllerSilent {
-            self.counters.silent_holds += 1;
+        match hold {
+            LinkHold::ControllerSilent => self.counters.silent_holds += 1,
+            LinkHold::Unacknowledged => self.counters.unacknowledged_holds += 1,
+            LinkHold::NoSession | LinkHold::ShuttingDown => {}
         }
     }
 
@@ -532,6 +562,10 @@ impl Link {
         self.send_with_reconnect(&Message::Action(action))?;
         self.next_action_seq += 1;
         self.counters.actions_sent += 1;
+        if self.track.outstanding.len() >= MAX_OUTSTANDING {
+            self.track.outstanding.pop_front();
+        }
+        self.track.outstanding.push_back((seq, Instant::now()));
         if terminate {
             self.track.terminate_seq = Some(seq);
         }
@@ -572,6 +606,16 @@ impl Link {
                 limit_ms: self.cfg.lost_link.as_millis(),
             });
         }
+        if let Some(&(seq, sent)) = self.track.outstanding.front() {
+            if sent.elapsed() > self.cfg.lost_link {
+                return Err(LinkError::Unacknowledged {
+                    spec: self.spec.to_string(),
+                    seq,
+                    waited_ms: sent.elapsed().as_millis(),
+                    limit_ms: self.cfg.lost_link.as_millis(),
+                });
+            }
+        }
         if self.track.need_new_session {
             self.new_session()?;
         } else if self.track.need_hello {
@@ -610,6 +654,8 @@ impl Link {
             "the controller's action sequence is ahead of this session's (Duplicate): opening a new session");
         self.cfg.session = session;
         self.next_action_seq = 1;
+        // The old session's numbers mean nothing in the new one.
+        self.track.outstanding.clear();
         self.track.fresh_session = Some(session);
         self.handshake()?;
         self.counters.new_sessions += 1;
@@ -753,6 +799,14 @@ impl Link {
                 Outcome::Rejected => &mut self.counters.acks_rejected,
             };
             *c += 1;
+            while self
+                .track
+                .outstanding
+                .front()
+                .is_some_and(|(seq, _)| *seq <= a.seq)
+            {
+                self.track.outstanding.pop_front();
+            }
         }
         if self.track.in_handshake || self.track.stop_sent {
             return;

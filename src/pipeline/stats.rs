@@ -223,6 +223,7 @@ pub struct LinkOutcomes {
     pub rehellos: u64,
     pub new_sessions: u64,
     pub silent_holds: u64,
+    pub unacknowledged_holds: u64,
 }
 
 impl LinkOutcomes {
@@ -245,6 +246,7 @@ impl LinkOutcomes {
             rehellos: c.rehellos,
             new_sessions: c.new_sessions,
             silent_holds: c.silent_holds,
+            unacknowledged_holds: c.unacknowledged_holds,
         }
     }
 }
