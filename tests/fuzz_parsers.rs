@@ -1,6 +1,7 @@
 //! Bounded, deterministic fuzzing of the parsers that read user files: the PNG reader (header
 //! and pixels), board profiles, model manifests (as the model folder and the control loop read
-//! them), calibration files and camera SPECs. Each parser gets a few thousand inputs mutated
+//! them), calibration files, camera SPECs and a recording's index (`timestamps.csv`,
+//! `recording.toml`). Each parser gets a few thousand inputs mutated
 //! from a valid one by a fixed-seed generator, in process; the test fails on any panic (and an
 //! allocation sized from a forged header would abort the process). Same seed, same inputs, so a
 //! failure reproduces; `FUZZ_ROUNDS` scales the number of inputs for a longer local run.
@@ -284,4 +285,92 @@ fn calibrations_and_camera_specs_never_panic() {
         }
         let _ = spec.parse::<spatialbot_edge::camera::CameraSpec>();
     }
+}
+
+/// The recording index as replay reads it: `timestamps.csv` and `recording.toml` of a small
+/// recording (made once by `record`), each mutated in turn, then the folder opened and played
+/// through (as fast as possible, so a forged timestamp cannot make the test wait). A refusal
+/// must name the file; nothing may panic.
+#[test]
+fn recording_index_never_panics() {
+    use spatialbot_edge::camera::recording::PngFolderSource;
+    use spatialbot_edge::camera::{Pacing, ReplayOptions, Source};
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("base");
+    let out = std::process::Command::new(common::bin())
+        .args([
+            "record",
+            "--camera",
+            "synthetic,fast:32x24",
+            "--frames",
+            "3",
+            "--out",
+        ])
+        .arg(&base)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let files = ["timestamps.csv", "recording.toml"];
+    let originals: Vec<String> = files
+        .iter()
+        .map(|f| std::fs::read_to_string(base.join(f)).unwrap())
+        .collect();
+    let mut rng = Rng(0x5eed_0006);
+    let (mut refused, mut played) = (0, 0);
+    for n in 0..rounds(1500) {
+        let k = n % files.len();
+        let text = if k == 0 {
+            // CSV: byte-level mutations and nasty values in a random field.
+            let mut lines: Vec<String> = originals[0].lines().map(str::to_string).collect();
+            let i = rng.below(lines.len());
+            if rng.below(2) == 0 {
+                let mut fields: Vec<String> = lines[i].split(',').map(str::to_string).collect();
+                let j = rng.below(fields.len());
+                fields[j] = NASTY[rng.below(NASTY.len())].to_string();
+                lines[i] = fields.join(",");
+            } else {
+                let mut bytes = lines[i].clone().into_bytes();
+                mutate_bytes(&mut rng, &mut bytes);
+                lines[i] = String::from_utf8_lossy(&bytes).into_owned();
+            }
+            lines.join("\n") + "\n"
+        } else {
+            text_input(&mut rng, &originals[1])
+        };
+        std::fs::write(base.join(files[k]), &text).unwrap();
+        let opened = PngFolderSource::open(ReplayOptions {
+            path: base.clone(),
+            pacing: Pacing::AsFastAsPossible,
+            looping: false,
+        });
+        match opened {
+            Ok(mut source) => {
+                played += 1;
+                // At most the recording's 3 frames (and a few more for safety), never a hang.
+                for _ in 0..8 {
+                    match source.next_frame() {
+                        Ok(Some(_)) => {}
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+            }
+            Err(e) => {
+                refused += 1;
+                let msg = e.to_string();
+                assert!(
+                    files.iter().any(|f| msg.contains(f)) || msg.contains("calibration"),
+                    "error does not name the file: {msg}"
+                );
+            }
+        }
+        std::fs::write(base.join(files[k]), &originals[k]).unwrap();
+    }
+    assert!(
+        refused > 0 && played > 0,
+        "refused {refused}, played {played}"
+    );
 }
