@@ -11,8 +11,9 @@
 # The library's unit tests build without the `tract` feature (the CPU inference backend): tract
 # alone costs more to cross-build than everything else together, and no unit test runs a model.
 # The models' aarch64 check is the binary (`--build-only`, default features) on the board.
-# Anything this machine cannot provide (no root for apt, no rustup target) prints SKIPPED with
-# the reason and exits 0: the native tests are the gate, this is the extra check.
+# A machine without root for apt, or without the rustup target (the Rust distribution server
+# out of reach), prints SKIPPED with the reason and exits 0 (1 with SBE_REQUIRE_CROSS=1); an apt
+# install that fails as root is an error.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tests=1
@@ -41,9 +42,11 @@ skip() {
 if ! command -v aarch64-linux-gnu-gcc >/dev/null || ! command -v qemu-aarch64 >/dev/null || [ ! -d "$sysroot/lib" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
-    timeout 300 apt-get update -qq || skip "apt-get update failed"
+    # Debian's packages are reachable from every machine of this project: a failure here is an
+    # error, not a skip.
+    timeout 300 apt-get update -qq || { echo "cross-aarch64.sh: apt-get update failed" >&2; exit 1; }
     timeout 600 apt-get install -y -qq --no-install-recommends gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user >/dev/null \
-      || skip "apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user failed"
+      || { echo "cross-aarch64.sh: apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user failed" >&2; exit 1; }
   else
     skip "gcc-aarch64-linux-gnu, libc6-dev-arm64-cross and qemu-user are not installed and this is not root with apt-get"
   fi

@@ -7,8 +7,9 @@
 # - cargo/rustc 1.95, python3 + python3-venv, gcc, pkg-config, binutils: in the image.
 # - .venv (numpy, Pillow, pyrealsense2, tokenizers, onnxruntime, tract): scripts/setup-python.sh
 #   installs it from PyPI (tools/requirements-test.txt).
-# - libusb-1.0-0 (pyrealsense2 needs it to import) and libudev1: NOT in the image; installed
-#   here with apt-get (as root), or the script stops and says what to install.
+# - libusb-1.0-0 (pyrealsense2 needs it to import): NOT in the image; installed here with
+#   apt-get (as root), or the script stops and says what to install. libudev1 (librealsense)
+#   is in the image; scripts/setup-native-deps.sh installs it where it is missing.
 # - libclang.so for bindgen (the `v4l2` feature's v4l2-sys-mit): NOT in the image. The image's
 #   libclang-cpp14 is a different library (libclang-cpp.so.14, the C++ API) that bindgen cannot
 #   load; libclang-dev is installed here. A missing libclang is a failure, not a skip.
@@ -51,7 +52,8 @@ export SBE_PYTHON="$PWD/.venv/bin/python"
 cargo test --workspace --locked
 # aarch64 (Jetson): the wire crate's tests and the main library's unit tests (the pure parts,
 # without the tract backend) cross-built and run under qemu-user. Prints SKIPPED and goes on
-# where the cross toolchain cannot be installed.
+# where the Rust target cannot be downloaded (not root: where apt cannot run); a failed apt
+# install is an error.
 bash scripts/cross-aarch64.sh --tests-only
 
 # The link's wire protocol must build for controller firmware (Cortex-M4F, no_std).
