@@ -942,31 +942,44 @@ pub fn record_until(
     let mut index = IndexWriter::create(dir)?;
     let (tx, rx) = crossbeam_channel::bounded::<(TimestampRow, RgbdFrame)>(options.queue.max(1));
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<TimestampRow>();
-    let workers: Vec<_> = (0..options.encoders.max(1))
+    let spawn_failed = |what: &str, e: std::io::Error| SourceError::Recording {
+        path: dir.display().to_string(),
+        message: format!("cannot start the {what} thread: {e}"),
+    };
+    let workers = (0..options.encoders.max(1))
         .map(|_| {
             let rx = rx.clone();
             let done_tx = done_tx.clone();
             let dir = dir.to_path_buf();
-            std::thread::spawn(move || -> Result<(), SourceError> {
-                for (row, frame) in rx {
-                    for (path, bytes) in encode_frame(&dir, row.index, &frame.color, &frame.depth) {
-                        write_file(&path, &bytes)?;
+            std::thread::Builder::new()
+                .name("record-encode".into())
+                .spawn(move || -> Result<(), SourceError> {
+                    for (row, frame) in rx {
+                        for (path, bytes) in
+                            encode_frame(&dir, row.index, &frame.color, &frame.depth)
+                        {
+                            write_file(&path, &bytes)?;
+                        }
+                        // The index thread is gone only after an error of its own, reported there.
+                        let _ = done_tx.send(row);
                     }
-                    // The index thread is gone only after an error of its own, reported there.
-                    let _ = done_tx.send(row);
-                }
-                Ok(())
-            })
+                    Ok(())
+                })
         })
-        .collect();
+        .collect::<Result<Vec<_>, _>>()
+        // Encoders already started end when `tx` goes away with this return.
+        .map_err(|e| spawn_failed("encoder", e))?;
     drop(rx);
     drop(done_tx);
-    let indexer = std::thread::spawn(move || -> Result<u64, SourceError> {
-        for row in done_rx {
-            index.completed(row)?;
-        }
-        index.close()
-    });
+    let indexer = std::thread::Builder::new()
+        .name("record-index".into())
+        .spawn(move || -> Result<u64, SourceError> {
+            for row in done_rx {
+                index.completed(row)?;
+            }
+            index.close()
+        })
+        .map_err(|e| spawn_failed("index", e))?;
     let started = Instant::now();
     let mut sent = 0u64;
     let mut dropped = 0u64;
