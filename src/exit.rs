@@ -30,7 +30,8 @@ pub const TABLE: &str = "Exit codes:
   2  bad input: a command-line flag or a file (named in the message)
   3  host watchdog: a stage missed its deadline or the camera stalled (Stop{Watchdog} sent)
   4  emergency stop reported by the controller
-  5  link lost: no valid frame from the controller past the lost-link time, or Stop not acknowledged
+  5  link lost: nothing valid from the controller, or no Ack of an Action, past the lost-link
+     time; the link could not be reopened; or Stop was not acknowledged
   6  controller refused: session refused, too many Rejected actions, Duplicate in a fresh session
   7  controller fault (Faulted, Fault{Hardware})
   8  the controller stopped the session without a Stop from this host
