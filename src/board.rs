@@ -627,11 +627,11 @@ impl Board {
                     "a name used once",
                 ));
             }
-            if !WIRE_AXES.contains(&a.name.as_str()) {
+            if !crate::link::WIRE_AXIS_NAMES.contains(&a.name.as_str()) {
                 return Err(self.invalid(
                     &key("name"),
                     format!("{:?}", a.name),
-                    WIRE_AXES.join(", "),
+                    crate::link::WIRE_AXIS_NAMES.join(", "),
                 ));
             }
             if !a.min.is_finite() {
@@ -726,17 +726,6 @@ impl Board {
     }
 }
 
-/// Axis names the wire protocol knows (`spatialbot_link::Axis::name`).
-const WIRE_AXES: [&str; 8] = [
-    "dx",
-    "dy",
-    "dz",
-    "droll",
-    "dpitch",
-    "dyaw",
-    "gripper",
-    "terminate",
-];
 /// Every profile limits these; `terminate` defaults to 0..=1.
 const REQUIRED_AXES: [&str; 7] = ["dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"];
 

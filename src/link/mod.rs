@@ -62,6 +62,19 @@ pub use spatialbot_link::{
 };
 
 pub use governor::Limits;
+
+/// The wire's axis names (`Axis::name` of [`spatialbot_link::DEFAULT_LAYOUT`]): the names a
+/// board's `[[safety.axes]]` and a policy's `[[policy.action]]` may use.
+pub const WIRE_AXIS_NAMES: [&str; ACTION_LEN] = [
+    "dx",
+    "dy",
+    "dz",
+    "droll",
+    "dpitch",
+    "dyaw",
+    "gripper",
+    "terminate",
+];
 pub use transport::{LinkSpec, LinkSpecError};
 
 /// When and how often to reopen a link that failed.
@@ -1174,5 +1187,16 @@ fn read_loop(
                 Err(e) => tracing::debug!(?e, "bad frame from controller"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_axis_names_are_the_default_layouts() {
+        let names = spatialbot_link::DEFAULT_LAYOUT.map(|a| a.name());
+        assert_eq!(names, WIRE_AXIS_NAMES);
     }
 }

@@ -188,18 +188,8 @@ pub struct Manifest {
     pub files: BTreeMap<String, String>,
 }
 
-/// The axis names of the wire protocol (`spatialbot_link::Axis::name`), the only names a
-/// `[[policy.action]]` may have.
-pub const WIRE_AXIS_NAMES: [&str; 8] = [
-    "dx",
-    "dy",
-    "dz",
-    "droll",
-    "dpitch",
-    "dyaw",
-    "gripper",
-    "terminate",
-];
+/// The axis names of the wire protocol, the only names a `[[policy.action]]` may have.
+pub use crate::link::WIRE_AXIS_NAMES;
 
 /// The files every model folder holds besides the manifest.
 pub const REQUIRED_FILES: [&str; 4] = [
