@@ -139,7 +139,7 @@ impl LanguageModel<usize> for FixedAnswer {
 /// The sample recording (640×480, registered), CLIP-336 preprocessing, the governor and the
 /// wire link to the in-process simulator; inference replaced by nothing.
 fn real_parts(spec: &PolicySpec) {
-    use spatialbot_edge::board::{Board, BUILTIN_PROFILES};
+    use spatialbot_edge::config::{Board, BUILTIN_PROFILES};
     use spatialbot_edge::pipeline::camera_source::{CameraFrames, DepthUse};
     use spatialbot_edge::pipeline::link_sink::LinkSink;
     use spatialbot_edge::pipeline::vision::FrameTensors;
@@ -214,7 +214,7 @@ fn quantiles(samples: &mut [Duration]) -> (f64, f64, f64) {
 
 /// The overhead outside inference, one step at a time on this thread.
 fn inline_overhead(spec: &PolicySpec, with_depth: bool, steps: usize) -> Option<RgbImage> {
-    use spatialbot_edge::board::{Board, BUILTIN_PROFILES};
+    use spatialbot_edge::config::{Board, BUILTIN_PROFILES};
     use spatialbot_edge::pipeline::camera_source::{CameraFrames, DepthUse};
     use spatialbot_edge::pipeline::link_sink::LinkSink;
     use spatialbot_edge::pipeline::vision::FrameTensors;

@@ -2,9 +2,9 @@
 //! serial action link for robot boards. README.md's module map says what each module is and
 //! what it depends on; docs/architecture.md has the detail.
 
-pub mod bench;
-pub mod board;
 pub mod camera;
+pub mod config;
+pub mod doctor;
 pub mod exit;
 pub mod fsutil;
 pub mod imageio;
@@ -16,3 +16,4 @@ pub mod pipeline;
 pub mod policy;
 pub mod preprocess;
 pub mod rgbd;
+pub mod telemetry;

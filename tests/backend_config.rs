@@ -6,9 +6,9 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use spatialbot_edge::board::Board;
+use spatialbot_edge::config::Board;
 use spatialbot_edge::model::backend::{
-    self, check_onnxruntime_version, engine_cache_key, BackendConfig, BackendKind, Provider,
+    self, check_onnxruntime_version, engine_cache_key, BackendKind, Provider,
 };
 use spatialbot_edge::model::ModelError;
 
@@ -97,11 +97,13 @@ fn profile(backend_table: &str) -> Board {
 
 #[test]
 fn board_profiles_map_to_backend_configs() {
-    let dev = BackendConfig::from_board(&Board::named("dev-x86_64").unwrap());
+    let dev = Board::named("dev-x86_64").unwrap().backend_config();
     assert_eq!(dev.kind, BackendKind::Tract);
     assert!(dev.fallback.is_none());
 
-    let orin = BackendConfig::from_board(&Board::named("jetson-orin-nx-16gb").unwrap());
+    let orin = Board::named("jetson-orin-nx-16gb")
+        .unwrap()
+        .backend_config();
     assert_eq!(orin.kind, BackendKind::Ort);
     assert_eq!(orin.ort.providers, [Provider::Tensorrt, Provider::Cuda]);
     assert!(!orin.ort.allow_cpu_fallback);
@@ -111,7 +113,7 @@ fn board_profiles_map_to_backend_configs() {
     let mixed = profile(
         "[backend]\norder = [\"ort-tensorrt\", \"ort-cuda\", \"ort-cpu\", \"tract-cpu\"]\nthreads = 3\ntensorrt_fp16 = false\nengine_cache_dir = \"engines\"\ncpu_fallback = true\nonnxruntime_library = \"lib/libonnxruntime.so.1.20.0\"\n",
     );
-    let c = BackendConfig::from_board(&mixed);
+    let c = mixed.backend_config();
     assert_eq!(c.kind, BackendKind::Ort);
     assert_eq!(c.threads, 3);
     assert_eq!(

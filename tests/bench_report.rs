@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use spatialbot_edge::bench::{
+use spatialbot_edge::telemetry::{
     self, stage, FrameStamps, LatencyHistogram, Report, RunInfo, StageRecorder,
 };
 
@@ -78,7 +78,7 @@ fn sample_report(scale: f64) -> Report {
             origin + Duration::from_secs_f64(0.002 * scale),
         );
         f.mark_at(
-            stage::PACK,
+            "pack",
             origin + Duration::from_secs_f64((0.002 + 0.001 * (1 + n % 5) as f64) * scale),
         );
         rec.record_frame(&f);
@@ -126,7 +126,7 @@ fn report_round_trips_through_json_and_rejects_other_schemas() {
         err.contains("old.json") && err.contains("something-else/9"),
         "{err}"
     );
-    v["schema"] = bench::SCHEMA.into();
+    v["schema"] = telemetry::SCHEMA.into();
     assert!(
         Report::from_json(&v.to_string(), "new.json").is_ok(),
         "unknown fields must be ignored"
@@ -137,7 +137,7 @@ fn report_round_trips_through_json_and_rejects_other_schemas() {
 fn compare_gives_per_stage_ratios() {
     let a = sample_report(1.0);
     let b = sample_report(2.0);
-    let c = bench::compare(&a, "a.json", &b, "b.json");
+    let c = telemetry::compare(&a, "a.json", &b, "b.json");
     let names: Vec<_> = c.stages.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["camera", "pack", "end_to_end"]);
     for s in &c.stages {
@@ -151,7 +151,7 @@ fn compare_gives_per_stage_ratios() {
 #[test]
 fn svg_plot_is_well_formed_with_one_line_per_stage() {
     let r = sample_report(1.0);
-    let svg = bench::svg::latency_plot(&r);
+    let svg = telemetry::svg::latency_plot(&r);
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
     assert_eq!(svg.matches("<polyline").count(), 3);
     if let Some(py) = common::reference_python() {
@@ -244,7 +244,7 @@ fn bench_reports_what_it_ran_and_what_it_did_not() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(v["schema"], bench::SCHEMA);
+    assert_eq!(v["schema"], telemetry::SCHEMA);
     assert_eq!(v["board"], "dev-x86_64");
     let ran: Vec<&str> = v["stages"]
         .as_array()
@@ -261,11 +261,11 @@ fn bench_reports_what_it_ran_and_what_it_did_not() {
     for name in [
         "camera",
         "register",
-        "pack",
         "preprocess",
         "vision",
         "prefill",
         "decode",
+        "generate",
         "action",
         "link",
     ] {
@@ -274,25 +274,32 @@ fn bench_reports_what_it_ran_and_what_it_did_not() {
             "{name} must be either run or listed as not run"
         );
     }
-    // The dev profile's policy is the shipped tiny policy: every stage runs.
+    // The dev profile's policy is the shipped tiny policy, which takes colour only: the loop
+    // registers no depth for it; every other stage runs (the packing of depth is part of
+    // `preprocess` for a policy that takes depth).
     assert_eq!(
         ran,
         [
             "camera",
-            "register",
-            "pack",
             "preprocess",
             "vision",
             "prefill",
             "decode",
+            "generate",
             "action",
-            "link"
+            "link",
+            "end_to_end"
         ],
         "{v}"
     );
-    assert!(skipped.is_empty(), "{v}");
+    assert_eq!(skipped, ["register"], "{v}");
     // /proc gives the process start in 10 ms ticks: a number, possibly 0 on a fast machine.
-    assert!(v["startup_ms"].as_f64().is_some_and(|ms| ms >= 0.0), "{v}");
+    assert!(
+        v["startup"]["first_action_ms"]
+            .as_f64()
+            .is_some_and(|ms| ms >= 0.0),
+        "{v}"
+    );
     assert!(v["peak_rss_mb"].as_f64().is_some_and(|mb| mb > 0.0), "{v}");
     assert_eq!(v["frames"]["measured"], 3);
     let model = &v["model"];
@@ -391,10 +398,21 @@ fn bench_runs_a_spatialbot_model_with_two_images_per_frame() {
 fn bench_without_a_model_lists_the_model_stages_as_not_run() {
     let (out, v) = bench_json(&["--json", "--frames", "2", "--warmup", "0", "--no-model"]);
     assert!(out.status.success());
-    for name in ["vision", "prefill", "decode", "action"] {
+    for name in ["vision", "prefill", "decode", "generate", "action"] {
         assert!(stage(&v, name).is_none(), "{name}: {v}");
     }
-    assert_eq!(v["stages_not_run"].as_array().unwrap().len(), 4, "{v}");
+    // The model stages, and `register` (the dev profile's policy takes colour only).
+    let skipped: Vec<&str> = v["stages_not_run"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        skipped,
+        ["register", "vision", "prefill", "decode", "generate", "action"],
+        "{v}"
+    );
     assert!(v["model"].is_null());
 }
 

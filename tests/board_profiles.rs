@@ -5,7 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use spatialbot_edge::board::{BackendKind, Board, BoardError, BUILTIN_PROFILES, DEV_PROFILE};
+use spatialbot_edge::config::{BackendChoice, Board, BoardError, BUILTIN_PROFILES, DEV_PROFILE};
 
 fn boards_dir() -> PathBuf {
     common::repo_root().join("boards")
@@ -73,7 +73,7 @@ fn jetson_profiles_use_the_gpu_and_keep_engines() {
     ] {
         let b = Board::named(name).unwrap();
         assert_eq!(b.arch, "aarch64");
-        assert_eq!(b.backend.order[0], BackendKind::OrtTensorrt, "{name}");
+        assert_eq!(b.backend.order[0], BackendChoice::OrtTensorrt, "{name}");
         assert!(
             b.engine_cache_dir().is_absolute(),
             "{name}: engines must survive a reinstall"
@@ -99,7 +99,7 @@ fn default_dev_resolves_relative_paths_against_the_profile_folder() {
     let b = Board::default_dev().unwrap();
     assert_eq!(b.name, DEV_PROFILE);
     assert_eq!(b.link.cli_spec(), "sim");
-    assert_eq!(b.backend.order, [BackendKind::TractCpu]);
+    assert_eq!(b.backend.order, [BackendChoice::TractCpu]);
     let policy = b.policy_model_dir();
     assert!(
         policy.ends_with("boards/../models/tiny-policy"),

@@ -6,8 +6,8 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use spatialbot_edge::board::doctor::{realsense_usb, run_checks, Roots, Status};
-use spatialbot_edge::board::Board;
+use spatialbot_edge::config::Board;
+use spatialbot_edge::doctor::{realsense_usb, run_checks, Roots, Status};
 
 #[test]
 fn doctor_runs_here_and_exits_zero_without_failures() {

@@ -8,7 +8,7 @@
 
 mod common;
 
-use spatialbot_edge::board::Board;
+use spatialbot_edge::config::Board;
 use spatialbot_edge::imageio;
 use spatialbot_edge::model::Manifest;
 use spatialbot_edge::policy::PolicySpec;

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
-use spatialbot_edge::board::Board;
+use spatialbot_edge::config::Board;
 
 const GOAL: &str = "pick up the box";
 

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
-use spatialbot_edge::board::Board;
+use spatialbot_edge::config::Board;
 
 fn dev_text() -> String {
     std::fs::read_to_string(common::repo_root().join("boards/dev-x86_64.toml")).unwrap()
@@ -47,7 +47,7 @@ fn guard_section_is_validated() {
         &with_guard("enabled = true\nquestion = \"Is it safe?\"\nevery_steps = 3"),
     )
     .unwrap();
-    let cfg = ok.guard.as_ref().unwrap().config();
+    let cfg = ok.guard_config().unwrap();
     assert_eq!((cfg.every_steps, cfg.before_gripper_close), (3, false));
     assert!(ok
         .guard_model_dir()
@@ -164,7 +164,13 @@ fn run_asks_the_spatialbot_model_and_its_veto_holds_the_arm() {
     assert_eq!(s["steps"], 4, "{s}");
     assert_eq!(s["holds"]["guard_veto"], 2, "{s}");
     assert_eq!(s["actions_sent"], 2, "{s}");
-    assert_eq!(s["stages"]["guard"]["count"], 2, "{s}");
+    let guard = s["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|st| st["name"] == "guard")
+        .unwrap();
+    assert_eq!(guard["count"], 2, "{s}");
     assert!(s["startup"]["phases"]
         .as_array()
         .unwrap()

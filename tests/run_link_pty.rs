@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use spatialbot_edge::board::{Board, BUILTIN_PROFILES};
+use spatialbot_edge::config::{Board, BUILTIN_PROFILES};
 use spatialbot_edge::exit;
 use spatialbot_edge::link::controller::Event;
 use spatialbot_edge::link::sim::{run_controller, SimConfig, SimExit};
@@ -17,7 +17,7 @@ use spatialbot_edge::link::Action;
 use spatialbot_edge::pipeline::link_sink::LinkSink;
 use spatialbot_edge::pipeline::{
     run_loop, ActionSink, CapturedFrame, Delivery, FrameSource, LanguageModel, LoopConfig,
-    LoopParts, RunSummary, SinkError, StageError, StopReason, VisionEncoder,
+    LoopParts, Report, SinkError, StageError, StopReason, VisionEncoder,
 };
 use spatialbot_edge::policy::{PolicyPrompt, PolicySpec};
 use spatialbot_edge::rgbd::RgbImage;
@@ -163,7 +163,7 @@ fn board() -> Board {
     Board::from_toml_str(&text, "test-board.toml".as_ref(), ".".as_ref()).unwrap()
 }
 
-fn run(link: &std::path::Path, steps: Option<u64>, sent: Arc<Mutex<Vec<Vec<f64>>>>) -> RunSummary {
+fn run(link: &std::path::Path, steps: Option<u64>, sent: Arc<Mutex<Vec<Vec<f64>>>>) -> Report {
     run_with(link, steps, sent, Model)
 }
 
@@ -172,7 +172,7 @@ fn run_with<M: LanguageModel<u64> + 'static>(
     steps: Option<u64>,
     sent: Arc<Mutex<Vec<Vec<f64>>>>,
     model: M,
-) -> RunSummary {
+) -> Report {
     let spec = PolicySpec::from_manifest_toml(MANIFEST).unwrap();
     let names: Vec<String> = spec.actions.dims().iter().map(|d| d.name.clone()).collect();
     let sink = LinkSink::open(

@@ -11,7 +11,7 @@ use spatialbot_edge::exit;
 use spatialbot_edge::pipeline::GuardModel;
 use spatialbot_edge::pipeline::{
     run_loop, Action, ActionSink, CapturedFrame, Delivery, FrameSource, LanguageModel, LoopConfig,
-    LoopParts, RunSummary, SinkError, StageError, StopReason, VisionEncoder,
+    LoopParts, Report, SinkError, StageError, StopReason, VisionEncoder,
 };
 use spatialbot_edge::policy::guard::GuardConfig;
 use spatialbot_edge::policy::{PolicyPrompt, PolicySpec};
@@ -198,7 +198,7 @@ fn run(
     sink: Sink,
     cfg: LoopConfig,
     signal: Arc<AtomicBool>,
-) -> RunSummary {
+) -> Report {
     run_guarded(source, encoder, model, sink, cfg, signal, None)
 }
 
@@ -210,7 +210,7 @@ fn run_guarded(
     cfg: LoopConfig,
     signal: Arc<AtomicBool>,
     guard: Option<(GuardConfig, Box<dyn GuardModel>)>,
-) -> RunSummary {
+) -> Report {
     run_loop(
         LoopParts {
             source,
@@ -250,7 +250,7 @@ fn slow_model_acts_on_newest_frames_and_encodes_each_once() {
     );
     assert_eq!((s.steps, s.actions_sent), (8, 8));
     assert!(
-        s.frames_dropped > 0,
+        s.frames.dropped > 0,
         "a camera 10x faster than the model must drop frames: {s:?}"
     );
     assert!(sink.stopped.load(Ordering::SeqCst));
@@ -605,7 +605,7 @@ fn every_frame_mode_acts_on_each_frame_in_order() {
         ("source_ended", exit::OK),
         "{s:?}"
     );
-    assert_eq!((s.frames_dropped, s.actions_sent), (0, 6));
+    assert_eq!((s.frames.dropped, s.actions_sent), (0, 6));
     let seen = model.seen.lock().unwrap().clone();
     assert_eq!(
         seen,
@@ -623,10 +623,10 @@ fn every_frame_mode_acts_on_each_frame_in_order() {
 /// The real governor and wire link to the in-process controller simulator.
 #[test]
 fn real_governor_and_link_to_the_simulator() {
-    use spatialbot_edge::board::Board;
+    use spatialbot_edge::config::Board;
     use spatialbot_edge::pipeline::link_sink::LinkSink;
 
-    let dev = spatialbot_edge::board::BUILTIN_PROFILES[0].1;
+    let dev = spatialbot_edge::config::BUILTIN_PROFILES[0].1;
     let text = dev.replace("rate_limit_hz = 10.0", "rate_limit_hz = 1000.0");
     let board = Board::from_toml_str(&text, "test-board.toml".as_ref(), ".".as_ref()).unwrap();
     let names: Vec<String> = spec()

@@ -14,7 +14,7 @@ use spatialbot_edge::camera::{self, CameraSpec, OpenOptions};
 use spatialbot_edge::pipeline::camera_source::{CameraFrames, DepthUse};
 use spatialbot_edge::pipeline::{
     run_loop, Action, ActionSink, CapturedFrame, Delivery, GuardModel, LanguageModel, LoopConfig,
-    LoopParts, RunSummary, SinkError, StageError, StopReason, VisionEncoder,
+    LoopParts, Report, SinkError, StageError, StopReason, VisionEncoder,
 };
 use spatialbot_edge::policy::guard::GuardConfig;
 use spatialbot_edge::policy::{PolicyPrompt, PolicySpec};
@@ -134,7 +134,7 @@ fn run(
     spec: &PolicySpec,
     source: CameraFrames,
     guard: Option<(GuardConfig, Box<dyn GuardModel>)>,
-) -> (RunSummary, Seen) {
+) -> (Report, Seen) {
     let seen: Arc<Mutex<Seen>> = Default::default();
     let parts = LoopParts {
         source,

@@ -8,7 +8,7 @@ mod common;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
-use spatialbot_edge::board::{Board, BUILTIN_PROFILES};
+use spatialbot_edge::config::{Board, BUILTIN_PROFILES};
 use spatialbot_edge::exit;
 use spatialbot_edge::pipeline::camera_source::{CameraFrames, DepthUse};
 use spatialbot_edge::pipeline::link_sink::LinkSink;
@@ -93,7 +93,7 @@ fn every_frame_of_the_sample_through_camera_preprocessing_and_link() {
         ("steps", exit::OK),
         "{s:?}"
     );
-    assert_eq!((s.steps, s.frames_dropped), (8, 0), "{s:?}");
+    assert_eq!((s.steps, s.frames.dropped), (8, 0), "{s:?}");
     let held = s.holds.get("governor_rate_limited").copied().unwrap_or(0);
     assert_eq!(s.actions_sent + held, 8, "{s:?}");
     assert_eq!(s.vision_cache.images_encoded, 8);

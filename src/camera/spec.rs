@@ -48,7 +48,8 @@ pub struct ReplayOptions {
 }
 
 /// Width × height @ frame rate of one stream.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StreamMode {
     pub width: usize,
     pub height: usize,
@@ -90,7 +91,7 @@ pub struct PairOptions {
     pub max_skew_ms: Option<f64>,
 }
 
-/// Fills what a SPEC leaves unset from a board profile.
+/// Fills what a SPEC leaves unset (the configuration's `[camera]` table).
 #[derive(Clone, Debug, Default)]
 pub struct SpecDefaults {
     pub depth: Option<StreamMode>,
@@ -98,23 +99,6 @@ pub struct SpecDefaults {
     /// A RealSense serial number to insist on.
     pub serial: Option<String>,
     pub max_skew_ms: Option<f64>,
-}
-
-impl SpecDefaults {
-    /// The `[camera]` table of a board profile.
-    pub fn from_board(camera: &crate::board::Camera) -> Self {
-        let mode = |m: &crate::board::StreamMode| StreamMode {
-            width: m.width as usize,
-            height: m.height as usize,
-            fps: m.fps,
-        };
-        Self {
-            depth: Some(mode(&camera.depth)),
-            color: Some(mode(&camera.color)),
-            serial: Some(camera.serial.clone()).filter(|s| !s.is_empty() && s != "any"),
-            max_skew_ms: Some(f64::from(camera.max_skew_ms)),
-        }
-    }
 }
 
 /// `WIDTHxHEIGHT@FPS`, e.g. `848x480@30`.

@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use spatialbot_edge::board::Board;
 use spatialbot_edge::camera::{self, CameraSpec, OpenOptions};
+use spatialbot_edge::config::Board;
 use spatialbot_edge::imageio;
 use spatialbot_edge::model::backend::{BackendConfig, BackendKind, LoadStep, Provider};
-use spatialbot_edge::model::manifest::{ModelKind, Tower};
+use spatialbot_edge::model::manifest::ModelKind;
 use spatialbot_edge::model::{
     npy, vqa, Engine, GenerateOptions, ImageTensor, ModelError, ModelFolder, Overflow, Sampling,
 };
@@ -91,7 +91,7 @@ struct Report<'a> {
 }
 
 fn model_error(e: ModelError) -> anyhow::Error {
-    if e.is_bad_input() {
+    if e.is_bad_input() || e.is_not_built() {
         bad_input(e)
     } else {
         anyhow::Error::new(e)
@@ -120,10 +120,7 @@ fn preprocess_pair(
     depth: &DepthMm,
 ) -> anyhow::Result<Vec<ImageTensor>> {
     let v = &folder.manifest.vision;
-    let tower = match v.tower {
-        Tower::Siglip => preprocess::Tower::Siglip,
-        Tower::Clip => preprocess::Tower::Clip,
-    };
+    let tower = v.tower;
     let mut pre =
         preprocess::Preprocessor::new(tower, v.image_size, v.pad_to_square).map_err(bad_input)?;
     let (packed, _) = pack::pack(depth, Encoding::SpatialBot);
@@ -141,7 +138,7 @@ fn preprocess_pair(
 /// The backend from --board (its [backend] table), then the flags on top.
 fn backend_config(args: &Args) -> anyhow::Result<BackendConfig> {
     let mut config = match &args.board {
-        Some(b) => BackendConfig::from_board(&Board::resolve(b).map_err(bad_input)?),
+        Some(b) => Board::resolve(b).map_err(bad_input)?.backend_config(),
         None => BackendConfig::default(),
     };
     if let Some(kind) = args.backend {

@@ -1,46 +1,51 @@
-//! `spatialbot-edge bench`: warm-up, then N frames through every pipeline stage this build has,
-//! timed per stage; or `--compare A.json B.json`.
+//! `spatialbot-edge bench`: warm-up, then N frames through the control loop's own parts —
+//! the camera source, depth registration, the vision encoder, the language model, the action
+//! decoding and the link with its safety governor, each assembled as `run` assembles it
+//! (`assemble`) — driven one frame at a time so each stage is timed alone, into the one
+//! telemetry (`spatialbot_edge::telemetry`) `run --json` reports with; or `--compare A B`.
+//!
+//! A SpatialBot model (which answers questions and proposes no action) runs the path `ask`
+//! takes per frame instead: both images through the vision graph, then the question.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use spatialbot_edge::bench::{
-    self, per, stage, FrameStamps, HostInfo, ModelRun, Report, RunInfo, StageNotRun, StageRecorder,
-};
-use spatialbot_edge::board::Board;
-use spatialbot_edge::camera::{self, CameraSpec, OpenOptions, RgbdFrame, Source, SourceStats};
-use spatialbot_edge::link::governor::{Decision, Governor, Proposal};
-use spatialbot_edge::link::{self, ActionCommand, Link, LinkSpec, StopReason, ACTION_LEN};
-use spatialbot_edge::model::manifest::{ModelKind, Tower as ManifestTower};
-use spatialbot_edge::model::{
-    BackendConfig, Engine, GenerateOptions, ImageEmbedding, Prompt, PromptPiece,
-};
-use spatialbot_edge::pipeline::engine_model::EngineVision;
-use spatialbot_edge::pipeline::link_sink::wire_slots;
+use spatialbot_edge::config::Board;
+use spatialbot_edge::link::LinkSpec;
+use spatialbot_edge::model::manifest::ModelKind;
+use spatialbot_edge::model::{Engine, GenerateOptions, ImageEmbedding, Prompt};
+use spatialbot_edge::pipeline::camera_source::{CameraFrames, DepthUse};
+use spatialbot_edge::pipeline::engine_model::{EngineModel, EngineVision};
+use spatialbot_edge::pipeline::link_sink::LinkSink;
 use spatialbot_edge::pipeline::vision::FrameTensors;
-use spatialbot_edge::pipeline::{CapturedFrame, VisionEncoder};
-use spatialbot_edge::policy::{
-    action_from_answer, build_policy_prompt, ActionLayout, EmbeddingHistory, PolicySpec,
+use spatialbot_edge::pipeline::{
+    Action, ActionSink, Delivery, FrameSource, LanguageModel, StopReason, VisionEncoder,
 };
-use spatialbot_edge::preprocess::{Preprocessor, Tower};
-use spatialbot_edge::rgbd::pack::pack_into;
-use spatialbot_edge::rgbd::{DepthMm, Encoding, Registrar};
+use spatialbot_edge::policy::{
+    action_from_answer, build_policy_prompt, EmbeddingHistory, PolicyPrompt, PolicySpec,
+};
+use spatialbot_edge::telemetry::{
+    self, stage, FrameStamps, GraphBackend, HostInfo, ModelRun, Report, RunInfo, StageNotRun,
+    StageRecorder,
+};
 
+use super::assemble::{self, Replay, Startup};
 use super::bad_input;
 
 const DEFAULT_GOAL: &str = "pick up the red cube";
 const DEFAULT_QUESTION: &str = "What is the depth value of the object in the center of the image?";
-const SHIPPED_POLICY: &str = "models/tiny-policy";
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Board profile: a file, or a shipped profile name (default: dev-x86_64).
     #[arg(long)]
     board: Option<String>,
-    /// Camera SPEC (default: the profile's camera.spec).
+    /// Camera SPEC (default: the profile's camera.spec; `auto` without a camera attached: the
+    /// shipped sample recording, looped, as fast as the stages take it).
     #[arg(long)]
     camera: Option<String>,
     /// Model folder for the vision, prefill, decode (and, for a policy, action) stages: a
@@ -48,7 +53,8 @@ pub struct Args {
     /// models/tiny-policy.
     #[arg(long, value_name = "DIR")]
     model: Option<PathBuf>,
-    /// Measure the camera-to-link stages only, without a model.
+    /// Measure the camera-to-link stages only, without a model (the link sends a hold-still
+    /// action).
     #[arg(long, conflicts_with = "model")]
     no_model: bool,
     /// The policy's goal (policy models).
@@ -74,470 +80,247 @@ pub struct Args {
     compare: Option<Vec<PathBuf>>,
 }
 
-/// The data one frame carries from stage to stage. Each stage fills what the next one eats.
-struct Work {
-    /// When the frame started, on the link's monotonic clock (µs).
-    capture_us: u64,
-    frame: Option<RgbdFrame>,
-    /// The frame as the control loop's stages take it: colour, and depth registered to it.
-    captured: Option<CapturedFrame>,
-    /// The SpatialBot 3-channel depth image, interleaved RGB bytes.
-    packed: Vec<u8>,
-    /// The action the governor let through; `None`: nothing to send (no policy, or held).
-    action: Option<[f32; ACTION_LEN]>,
+/// What answers each frame: the policy (through the loop's parts), a SpatialBot model (the
+/// `ask` path), or nothing (`--no-model`). One per bench: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+enum Brain {
+    Policy {
+        spec: PolicySpec,
+        /// The policy prompt for the bench's goal, built once (the loop builds it once too).
+        prompt: PolicyPrompt,
+        vision: EngineVision,
+        model: EngineModel,
+        history: EmbeddingHistory<ImageEmbedding>,
+        names: Arc<[String]>,
+        unparsable: u64,
+    },
+    SpatialBot {
+        engine: Arc<Mutex<Engine>>,
+        vision: EngineVision,
+        prompt: Prompt,
+        options: GenerateOptions,
+    },
+    NoModel {
+        tensors: FrameTensors,
+        /// The policy's action names (all zero: hold still).
+        names: Arc<[String]>,
+    },
 }
 
-impl Work {
-    fn new() -> Self {
-        Self {
-            capture_us: link::clock::monotonic_us(),
-            frame: None,
-            captured: None,
-            packed: Vec::new(),
-            action: None,
-        }
-    }
-}
-
-/// One or more pipeline stages as the bench runs them: the same library code `run` uses,
-/// nothing stubbed.
-trait BenchStage {
-    /// The stages this runs, in order, each with what one of its samples is ([`per`]).
-    fn stages(&self) -> Vec<(&'static str, &'static str)>;
-    /// Runs one frame, marking each stage on `stamps` as it ends (a stage may mark several
-    /// times: once per image, once per token).
-    fn run(&mut self, work: &mut Work, stamps: &mut FrameStamps) -> anyhow::Result<()>;
-    /// Frames each stage dropped since the last call.
-    fn take_dropped(&mut self) -> Vec<(&'static str, u64)> {
-        Vec::new()
-    }
-    /// Called once after the last frame.
-    fn finish(&mut self) -> anyhow::Result<()> {
-        Ok(())
-    }
-    /// Lines for the report about how the stages ran, known only after running.
-    fn notes(&self) -> Vec<String> {
-        Vec::new()
-    }
-    /// Positions the last prefill ran (model stages only).
-    fn prefill_positions(&self) -> Option<u64> {
-        None
-    }
-}
-
-/// The next frame from the camera source (decode, for a recording).
-struct CameraStage {
-    source: Box<dyn Source>,
-    reported: SourceStats,
-}
-
-impl BenchStage for CameraStage {
-    fn stages(&self) -> Vec<(&'static str, &'static str)> {
-        vec![(stage::CAMERA, per::FRAME)]
-    }
-
-    fn run(&mut self, work: &mut Work, stamps: &mut FrameStamps) -> anyhow::Result<()> {
-        let frame = self.source.next_frame()?.ok_or_else(|| {
-            anyhow::anyhow!("the camera source ended; use a looping recording (`replay,fast,loop:PATH`) or fewer --frames")
-        })?;
-        work.frame = Some(frame);
-        stamps.mark(stage::CAMERA);
-        Ok(())
-    }
-
-    fn take_dropped(&mut self) -> Vec<(&'static str, u64)> {
-        let now = self.source.stats();
-        let lost = |s: &SourceStats| s.dropped_by_device + s.unpaired_color + s.unpaired_depth;
-        let d = lost(&now).saturating_sub(lost(&self.reported));
-        self.reported = now;
-        vec![(stage::CAMERA, d)]
-    }
-}
-
-/// Depth registered into the colour camera's frame (skipped per frame where the camera already
-/// delivers registered depth); hands the frame on as the control loop's `CapturedFrame`.
-struct RegisterStage {
-    registrar: Registrar,
-    out: DepthMm,
-    frames: u64,
-    came_registered: u64,
-}
-
-impl BenchStage for RegisterStage {
-    fn stages(&self) -> Vec<(&'static str, &'static str)> {
-        vec![(stage::REGISTER, per::FRAME)]
-    }
-
-    fn run(&mut self, work: &mut Work, stamps: &mut FrameStamps) -> anyhow::Result<()> {
-        let frame = work.frame.take().context("no frame to register")?;
-        self.frames += 1;
-        let depth = if frame.depth_registered {
-            self.came_registered += 1;
-            frame.depth
-        } else {
-            self.registrar.register_into(&frame.depth, &mut self.out)?;
-            self.out.clone()
-        };
-        work.captured = Some(CapturedFrame {
-            seq: frame.sequence,
-            captured: frame.capture,
-            arrived: frame.arrival,
-            ready: Instant::now(),
-            rgb: Arc::new(frame.color),
-            depth: Some(Arc::new(depth)),
-            unregistered_depth: None,
-        });
-        stamps.mark(stage::REGISTER);
-        Ok(())
-    }
-
-    fn notes(&self) -> Vec<String> {
-        if self.came_registered == 0 {
-            return Vec::new();
-        }
-        vec![format!(
-            "register: {} of {} frames came already registered from the camera; for those the stage only handed the depth on",
-            self.came_registered, self.frames
-        )]
-    }
-}
-
-/// SpatialBot depth packing (uint24 mm → 3 × uint8) of the registered depth.
-struct PackStage;
-
-impl BenchStage for PackStage {
-    fn stages(&self) -> Vec<(&'static str, &'static str)> {
-        vec![(stage::PACK, per::FRAME)]
-    }
-
-    fn run(&mut self, work: &mut Work, stamps: &mut FrameStamps) -> anyhow::Result<()> {
-        let depth = work
-            .captured
-            .as_ref()
-            .and_then(|f| f.depth.as_ref())
-            .context("no depth to pack")?;
-        work.packed.resize(depth.as_slice().len() * 3, 0);
-        pack_into(depth.as_slice(), Encoding::SpatialBot, &mut work.packed)?;
-        stamps.mark(stage::PACK);
-        Ok(())
-    }
-}
-
-/// Without a model: the colour image → the policy vision tower's normalised CHW tensor.
-struct PreprocessStage {
-    preprocessor: Preprocessor,
-}
-
-impl BenchStage for PreprocessStage {
-    fn stages(&self) -> Vec<(&'static str, &'static str)> {
-        vec![(stage::PREPROCESS, per::FRAME)]
-    }
-
-    fn run(&mut self, work: &mut Work, stamps: &mut FrameStamps) -> anyhow::Result<()> {
-        let frame = work.captured.as_ref().context("no frame to preprocess")?;
-        self.preprocessor.tensor(&frame.rgb)?;
-        stamps.mark(stage::PREPROCESS);
-        Ok(())
-    }
-}
-
-/// The policy vision tower, image size and padding from the board's policy manifest; CLIP-L/336
-/// without padding (the robot policy's tower) where the manifest cannot be read.
-fn policy_vision(board: &Board) -> (Tower, usize, bool, String) {
-    let path = board.policy_model_dir().join("manifest.toml");
-    let parsed = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|t| t.parse::<toml::Table>().ok());
-    let vision = parsed
-        .as_ref()
-        .and_then(|t| t.get("vision"))
-        .and_then(|v| v.as_table());
-    let tower = vision
-        .and_then(|v| v.get("tower"))
-        .and_then(|v| v.as_str())
-        .and_then(|t| t.parse::<Tower>().ok());
-    let size = vision
-        .and_then(|v| v.get("image_size"))
-        .and_then(|v| v.as_integer())
-        .and_then(|n| usize::try_from(n).ok());
-    let pad = vision
-        .and_then(|v| v.get("pad_to_square"))
-        .and_then(|v| v.as_bool())
-        .unwrap_or(false);
-    match (tower, size) {
-        (Some(t), Some(n)) => (
-            t,
-            n,
-            pad,
-            format!(
-                "preprocess: {} {n}x{n}, pad {pad}, from {}",
-                t.name(),
-                path.display()
-            ),
-        ),
-        _ => (
-            Tower::Clip,
-            Tower::Clip.default_size(),
-            false,
-            format!(
-                "preprocess: clip 336x336 (no readable manifest at {})",
-                path.display()
-            ),
-        ),
-    }
-}
-
-fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
-    engine.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// What a policy does with its answer: parse and decode it per the manifest's action layout,
-/// then the safety governor with the board's limits.
-struct PolicyAction {
-    history: EmbeddingHistory<ImageEmbedding>,
-    layout: ActionLayout,
-    /// For each wire slot, the index of the policy value that fills it.
-    slots: [Option<usize>; ACTION_LEN],
-    governor: Governor,
-    unparsable: u64,
-    reported_held: u64,
-}
-
-/// The model stages, through the engine `run` uses: preprocess and the vision graph per image
-/// (`EngineVision`, as the control loop's vision thread), the prompt's prefill, one decode
-/// sample per generated token, and for a policy the action (parse, decode, governor).
-struct ModelStage {
-    engine: Arc<Mutex<Engine>>,
-    vision: EngineVision,
-    images_per_frame: usize,
-    prompt: Prompt,
-    options: GenerateOptions,
-    policy: Option<PolicyAction>,
-    prefill_positions: u64,
+/// The loop's parts, driven one frame at a time.
+struct Bench {
+    source: CameraFrames,
+    /// Whether the frames' depth is registered (`register` stage): where the model takes depth.
+    register: bool,
+    brain: Brain,
+    /// `None` for a SpatialBot model: it proposes nothing to send.
+    sink: Option<LinkSink>,
+    step: u64,
+    /// Actions the governor or the link held, since the last measured frame.
+    held: u64,
     last_answer: String,
+    prefill_positions: u64,
 }
 
 fn stage_error(e: spatialbot_edge::pipeline::StageError) -> anyhow::Error {
     anyhow::anyhow!(e)
 }
 
-impl BenchStage for ModelStage {
-    fn stages(&self) -> Vec<(&'static str, &'static str)> {
-        let mut v = vec![
-            (stage::PREPROCESS, per::FRAME),
-            (stage::VISION, per::IMAGE),
-            (stage::PREFILL, per::FRAME),
-            (stage::DECODE, per::TOKEN),
-        ];
-        if self.policy.is_some() {
-            v.push((stage::ACTION, per::FRAME));
+fn lock(engine: &Mutex<Engine>) -> std::sync::MutexGuard<'_, Engine> {
+    engine.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Bench {
+    /// The stages this bench runs, in order.
+    fn stages(&self) -> Vec<&'static str> {
+        let mut v = vec![stage::CAMERA];
+        if self.register {
+            v.push(stage::REGISTER);
+        }
+        v.push(stage::PREPROCESS);
+        if !matches!(self.brain, Brain::NoModel { .. }) {
+            v.extend([
+                stage::VISION,
+                stage::PREFILL,
+                stage::DECODE,
+                stage::GENERATE,
+            ]);
+        }
+        if matches!(self.brain, Brain::Policy { .. }) {
+            v.push(stage::ACTION);
+        }
+        if self.sink.is_some() {
+            v.push(stage::LINK);
         }
         v
     }
 
-    fn run(&mut self, work: &mut Work, stamps: &mut FrameStamps) -> anyhow::Result<()> {
-        let frame = work.captured.as_ref().context("no frame for the model")?;
-        let mut inputs = Vec::with_capacity(self.images_per_frame);
-        for image in 0..self.images_per_frame {
-            inputs.push(
-                self.vision
-                    .preprocess(frame, image)
-                    .map_err(stage_error)
-                    .with_context(|| format!("preprocessing image {image}"))?,
-            );
+    /// One frame through every stage, each marked on `stamps` as it ends; prefill and decode
+    /// (inside `generate`) go to `recorder` directly when it is given.
+    fn frame(
+        &mut self,
+        stamps: &mut FrameStamps,
+        mut recorder: Option<&mut StageRecorder>,
+    ) -> anyhow::Result<()> {
+        let mut frame = self.source.next_frame().map_err(stage_error)?.ok_or_else(|| {
+            anyhow::anyhow!("the camera source ended; use a looping recording (`replay,fast,loop:PATH`) or fewer --frames")
+        })?;
+        stamps.mark(stage::CAMERA);
+        if self.register {
+            frame
+                .register_depth()
+                .with_context(|| format!("registering frame {}'s depth", frame.seq))?;
+            stamps.mark(stage::REGISTER);
         }
-        stamps.mark(stage::PREPROCESS);
-        let mut encoded = Vec::with_capacity(self.images_per_frame);
-        for input in inputs {
-            encoded.push(self.vision.encode(input).map_err(stage_error)?);
-            stamps.mark(stage::VISION);
-        }
-        let images: Vec<ImageEmbedding> = match &mut self.policy {
-            Some(p) => {
-                let mut fresh = encoded.into_iter();
-                p.history
-                    .step(frame.seq, |_| {
-                        fresh
-                            .next()
-                            .context("the embedding cache asked for more images than a frame has")
-                    })?
-                    .iter()
-                    .map(|e| (**e).clone())
-                    .collect()
+        self.step += 1;
+        let step = self.step;
+        let action = match &mut self.brain {
+            Brain::Policy {
+                spec,
+                prompt,
+                vision,
+                model,
+                history,
+                names,
+                unparsable,
+            } => {
+                let per_frame = spec.images_per_frame();
+                let mut inputs = Vec::with_capacity(per_frame);
+                for image in 0..per_frame {
+                    inputs.push(vision.preprocess(&frame, image).map_err(stage_error)?);
+                }
+                stamps.mark(stage::PREPROCESS);
+                let mut inputs = inputs.into_iter();
+                let images = history.step(frame.seq, |_| {
+                    let input = inputs
+                        .next()
+                        .context("the embedding cache asked for more images than a frame has")?;
+                    let e = vision.encode(input).map_err(stage_error)?;
+                    stamps.mark(stage::VISION);
+                    anyhow::Ok(e)
+                })?;
+                let answer = model
+                    .generate(prompt, &images, spec.max_new_tokens)
+                    .map_err(stage_error)?;
+                stamps.mark(stage::GENERATE);
+                if let (Some(t), Some(r)) = (model.last_timings(), recorder.as_deref_mut()) {
+                    r.record(stage::PREFILL, t.embed + t.prefill);
+                    for d in &t.decode_steps {
+                        r.record(stage::DECODE, *d);
+                    }
+                    self.prefill_positions = t.prefill_positions as u64;
+                }
+                let action = match action_from_answer(&spec.actions, &answer) {
+                    Ok(values) => Some(Action {
+                        step,
+                        frame_seq: frame.seq,
+                        captured: frame.captured,
+                        names: names.clone(),
+                        values,
+                    }),
+                    Err(_) => {
+                        *unparsable += 1;
+                        None
+                    }
+                };
+                stamps.mark(stage::ACTION);
+                self.last_answer = answer;
+                action
             }
-            None => encoded,
+            Brain::SpatialBot {
+                engine,
+                vision,
+                prompt,
+                options,
+            } => {
+                let inputs = (0..2)
+                    .map(|image| vision.preprocess(&frame, image))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(stage_error)?;
+                stamps.mark(stage::PREPROCESS);
+                let mut images = Vec::with_capacity(2);
+                for input in inputs {
+                    images.push(vision.encode(input).map_err(stage_error)?);
+                    stamps.mark(stage::VISION);
+                }
+                let generation = lock(engine).generate(prompt, &images, options, &mut |_| {})?;
+                stamps.mark(stage::GENERATE);
+                let t = &generation.timings;
+                if let Some(r) = recorder {
+                    r.record(stage::PREFILL, t.embed + t.prefill);
+                    for d in &t.decode_steps {
+                        r.record(stage::DECODE, *d);
+                    }
+                }
+                self.prefill_positions = t.prefill_positions as u64;
+                self.last_answer = generation.text;
+                None
+            }
+            Brain::NoModel { tensors, names } => {
+                tensors.tensor(&frame, 0).map_err(stage_error)?;
+                stamps.mark(stage::PREPROCESS);
+                Some(Action {
+                    step,
+                    frame_seq: frame.seq,
+                    captured: frame.captured,
+                    names: names.clone(),
+                    values: vec![0.0; names.len()],
+                })
+            }
         };
-        let mut first = true;
-        let generation =
-            lock(&self.engine).generate(&self.prompt, &images, &self.options, &mut |_| {
-                stamps.mark(if first { stage::PREFILL } else { stage::DECODE });
-                first = false;
-            })?;
-        self.prefill_positions = generation.timings.prefill_positions as u64;
-        if let Some(p) = &mut self.policy {
-            let proposal = match action_from_answer(&p.layout, &generation.text) {
-                Ok(values) => {
-                    let mut wire = [0f32; ACTION_LEN];
-                    for (v, slot) in wire.iter_mut().zip(&p.slots) {
-                        if let Some(i) = slot {
-                            *v = values.get(*i).copied().unwrap_or(f64::NAN) as f32;
-                        }
-                    }
-                    Proposal::Values {
-                        values: wire,
-                        capture_us: work.capture_us,
-                    }
-                }
-                Err(_) => {
-                    p.unparsable += 1;
-                    Proposal::ParseFailure
+        if let Some(sink) = &mut self.sink {
+            let now = Instant::now();
+            let delivery = match &action {
+                Some(a) => sink.send(a, now)?,
+                None => {
+                    let hold = spatialbot_edge::pipeline::Hold::UnparsableAnswer(
+                        "the answer did not parse into an action".into(),
+                    );
+                    sink.hold(&hold, now)?;
+                    Delivery::Held(hold)
                 }
             };
-            work.action = match p.governor.decide(&proposal, link::clock::monotonic_us()) {
-                Decision::Act { values, .. } => Some(values),
-                Decision::Hold(_) => None,
-            };
-            stamps.mark(stage::ACTION);
+            if matches!(delivery, Delivery::Held(_)) {
+                self.held += 1;
+            }
+            stamps.mark(stage::LINK);
         }
-        self.last_answer = generation.text;
         Ok(())
     }
 
-    fn take_dropped(&mut self) -> Vec<(&'static str, u64)> {
-        match &mut self.policy {
-            Some(p) => {
-                let held = p.governor.counters().held();
-                let d = held.saturating_sub(p.reported_held);
-                p.reported_held = held;
-                vec![(stage::ACTION, d)]
-            }
-            None => Vec::new(),
-        }
-    }
-
-    fn prefill_positions(&self) -> Option<u64> {
-        Some(self.prefill_positions)
-    }
-
     fn notes(&self) -> Vec<String> {
-        let mut notes = vec![format!(
-            "model: the last answer was {:?}",
-            self.last_answer.chars().take(120).collect::<String>()
-        )];
-        if let Some(p) = &self.policy {
+        let mut notes = Vec::new();
+        if !self.last_answer.is_empty() {
             notes.push(format!(
-                "action: {} answers did not parse into an action; {}",
-                p.unparsable,
-                p.governor.counters().summary()
+                "model: the last answer was {:?}",
+                self.last_answer.chars().take(120).collect::<String>()
             ));
-            let c = p.history.counts();
+        }
+        if let Brain::Policy {
+            history,
+            unparsable,
+            ..
+        } = &self.brain
+        {
+            let c = history.counts();
             notes.push(format!(
                 "vision: the embedding cache sent {} of the {} images the prompts referenced through the vision graph",
                 c.images_encoded, c.images_referenced
+            ));
+            notes.push(format!(
+                "action: {unparsable} answers did not parse into an action"
+            ));
+        }
+        if let Some(sink) = &self.sink {
+            notes.push(format!(
+                "link: {}; {} steps held (governor or link)",
+                sink.governor().counters().summary(),
+                self.held
             ));
         }
         notes
     }
 }
-
-/// `auto`: a RealSense where this build has it, else the shipped sample recording (looped, as
-/// fast as the stages take it), else the synthetic scene.
-fn resolve_camera(spec: &str) -> String {
-    if spec != "auto" {
-        return spec.to_string();
-    }
-    if cfg!(feature = "realsense") {
-        return "realsense".to_string();
-    }
-    let mut candidates: Vec<PathBuf> = Vec::new();
-    if let Some(home) = std::env::var_os("SPATIALBOT_EDGE_HOME") {
-        candidates.push(PathBuf::from(home).join("recordings/sample"));
-    }
-    if let Some(exe_dir) = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(PathBuf::from))
-    {
-        candidates.push(exe_dir.join("../recordings/sample"));
-    }
-    candidates.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/sample"));
-    candidates.push(PathBuf::from("tests/data/sample"));
-    match candidates
-        .into_iter()
-        .find(|p| p.join("recording.toml").is_file())
-    {
-        Some(p) => format!("replay,fast,loop:{}", p.display()),
-        None => "synthetic,fast".to_string(),
-    }
-}
-
-/// Wire encode + write of the action (or, when the governor held, a heartbeat, as `run`
-/// sends) to the in-process controller simulator, then handling of whatever it sent back.
-struct LinkStage {
-    link: Link,
-    chunk_id: u32,
-    /// No stage before this one produces actions: send a hold-still action (all zeros).
-    hold_still: bool,
-    heartbeats: u64,
-}
-
-impl BenchStage for LinkStage {
-    fn stages(&self) -> Vec<(&'static str, &'static str)> {
-        vec![(stage::LINK, per::FRAME)]
-    }
-
-    fn run(&mut self, work: &mut Work, stamps: &mut FrameStamps) -> anyhow::Result<()> {
-        let values = match (work.action, self.hold_still) {
-            (Some(v), _) => Some(v),
-            (None, true) => Some([0.0; ACTION_LEN]),
-            (None, false) => None,
-        };
-        match values {
-            Some(values) => {
-                self.link.send_action(&ActionCommand {
-                    chunk_id: self.chunk_id,
-                    chunk_index: 0,
-                    capture_us: work.capture_us,
-                    values,
-                })?;
-                self.chunk_id = self.chunk_id.wrapping_add(1);
-            }
-            None => {
-                self.link.heartbeat()?;
-                self.heartbeats += 1;
-            }
-        }
-        self.link.poll()?;
-        stamps.mark(stage::LINK);
-        Ok(())
-    }
-
-    fn finish(&mut self) -> anyhow::Result<()> {
-        self.link.stop(StopReason::Finished)?;
-        Ok(())
-    }
-
-    fn notes(&self) -> Vec<String> {
-        if self.heartbeats == 0 {
-            return Vec::new();
-        }
-        vec![format!(
-            "link: {} frames sent a heartbeat instead of an action (the governor held)",
-            self.heartbeats
-        )]
-    }
-}
-
-struct Plan {
-    stages: Vec<Box<dyn BenchStage>>,
-    not_run: Vec<StageNotRun>,
-    /// What the stages ran with, for the report.
-    notes: Vec<String>,
-    model: Option<ModelRun>,
-    graphs: GraphBackends,
-}
-
-/// Which backend and provider ran each graph: (graph, backend, provider).
-type GraphBackends = Vec<(String, String, String)>;
 
 fn not_run(name: &str, why: &str) -> StageNotRun {
     StageNotRun {
@@ -546,277 +329,216 @@ fn not_run(name: &str, why: &str) -> StageNotRun {
     }
 }
 
-/// The model folder to bench: `--model`, else the profile's policy folder, else the shipped
-/// tiny policy (with a note saying so). `None` where none is found.
-fn model_dir(board: &Board, arg: Option<&Path>, notes: &mut Vec<String>) -> Option<PathBuf> {
-    if let Some(dir) = arg {
-        return Some(dir.to_path_buf());
-    }
-    let from_board = board.policy_model_dir();
-    if from_board.join("manifest.toml").is_file() {
-        return Some(from_board);
-    }
-    let shipped = find_shipped(SHIPPED_POLICY)?;
-    notes.push(format!(
-        "model: the profile's models.policy ({}) has no manifest.toml here; benched the shipped {} instead (pass --model DIR)",
-        from_board.display(),
-        shipped.display()
-    ));
-    Some(shipped)
+/// Everything `plan` assembled, with what the report says about it.
+struct Plan {
+    bench: Bench,
+    not_run: Vec<StageNotRun>,
+    notes: Vec<String>,
+    model: Option<ModelRun>,
+    graphs: Vec<GraphBackend>,
 }
 
-/// `rel` under the current folder, a folder above the binary, or the source tree.
-fn find_shipped(rel: &str) -> Option<PathBuf> {
-    let mut roots: Vec<PathBuf> = Vec::new();
-    roots.extend(std::env::current_dir().ok());
-    if let Ok(exe) = std::env::current_exe() {
-        roots.extend(exe.ancestors().skip(1).map(Path::to_path_buf));
-    }
-    roots.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")));
-    roots
-        .into_iter()
-        .map(|r| r.join(rel))
-        .find(|p| p.join("manifest.toml").is_file())
-}
-
-/// Which backend and provider ran each graph, from the loaded engine's description of itself
-/// (the board's order may have fallen back past its first entry).
-fn graph_backends(describe: &str) -> GraphBackends {
-    let graphs = ["vision", "embed", "decoder"];
-    let ort = describe.starts_with("onnxruntime");
-    graphs
-        .iter()
-        .map(|g| {
-            if !ort {
-                return (g.to_string(), "tract".to_string(), "cpu".to_string());
-            }
-            let provider = describe
-                .split(&format!("{g} on "))
-                .nth(1)
-                .and_then(|rest| rest.split([',', ')', ';']).next())
-                .map(|p| p.trim().to_lowercase())
-                .unwrap_or_else(|| "unknown".to_string());
-            (g.to_string(), "onnxruntime".to_string(), provider)
-        })
-        .collect()
-}
-
-/// Loads the model folder on the profile's backend and builds the model stages.
-fn model_stage(
-    board: &Board,
-    dir: &Path,
-    args: &Args,
-    notes: &mut Vec<String>,
-) -> anyhow::Result<(ModelStage, ModelRun, GraphBackends)> {
-    let started = Instant::now();
-    let folder = spatialbot_edge::model::validate::validate_folder(dir, None).map_err(bad_input)?;
-    let config = BackendConfig::from_board(board);
-    let context = || {
-        format!(
-            "loading the model in {} on the board's backend order ({})",
-            dir.display(),
-            board.source.display()
-        )
-    };
-    // A backend this build or machine lacks is the profile's problem (exit 2), not a crash.
-    let engine = match Engine::load(&folder, &config) {
-        Ok(engine) => engine,
-        Err(e @ spatialbot_edge::model::ModelError::Backend { .. }) => {
-            return Err(bad_input(format!("{}: {e}", context())))
-        }
-        // A wrong graph or tokenizer in the folder: exit 2 naming that file.
-        Err(e) if e.is_bad_input() => return Err(bad_input(format!("{}: {e}", context()))),
-        Err(e) => return Err(anyhow::Error::new(e).context(context())),
-    };
-    let load_ms = started.elapsed().as_secs_f64() * 1e3;
-    let manifest = engine.manifest().clone();
-    let describe = engine.describe();
-    let graphs = graph_backends(&describe);
-    let v = &manifest.vision;
-    let tower = match v.tower {
-        ManifestTower::Clip => Tower::Clip,
-        ManifestTower::Siglip => Tower::Siglip,
-    };
-    let tensors =
-        FrameTensors::new(tower, v.image_size, v.pad_to_square).map_err(|e| anyhow::anyhow!(e))?;
-    notes.push(format!(
-        "preprocess: {} {}x{}, pad {}, from {}",
-        tower.name(),
-        v.image_size,
-        v.image_size,
-        v.pad_to_square,
-        dir.join("manifest.toml").display()
-    ));
-    let max_new_tokens = args.max_new_tokens.map(|n| n as usize);
-    let (images_per_frame, prompt, policy, kind) = match manifest.kind {
-        ModelKind::Policy => {
-            let path = dir.join("manifest.toml");
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| bad_input(format!("{}: {e}", path.display())))?;
-            let spec = PolicySpec::from_manifest_toml(&text)
-                .map_err(|e| bad_input(format!("{}: {e}", path.display())))?;
-            let policy_prompt = build_policy_prompt(&spec, &args.goal).map_err(bad_input)?;
-            let mut pieces = Vec::new();
-            for (k, chunk) in policy_prompt.chunks.iter().enumerate() {
-                if k > 0 {
-                    pieces.push(PromptPiece::Image(k - 1));
-                }
-                let ids = engine.tokenizer().encode(chunk)?;
-                if !ids.is_empty() {
-                    pieces.push(PromptPiece::Text(ids));
-                }
-            }
-            let mut limits = board.governor_limits().map_err(bad_input)?;
-            // Frames follow each other as fast as the stages take them; the rate limit would
-            // hold most of them and time a heartbeat instead of an action.
-            limits.min_interval_ms = 0;
-            let names: Vec<String> = spec.actions.dims().iter().map(|d| d.name.clone()).collect();
-            let slots = wire_slots(&limits.layout, &names).map_err(bad_input)?;
-            notes.push(format!(
-                "action: parse and decode per the manifest, then the safety governor with {}'s limits (rate limit off: frames come back to back)",
-                board.name
-            ));
-            let policy = PolicyAction {
-                history: EmbeddingHistory::new(&spec),
-                layout: spec.actions.clone(),
-                slots,
-                governor: Governor::new(limits).map_err(bad_input)?,
-                unparsable: 0,
-                reported_held: 0,
-            };
-            let max = max_new_tokens.unwrap_or(spec.max_new_tokens);
-            (
-                spec.images_per_frame(),
-                Prompt { pieces },
-                Some(policy),
-                ("policy", max),
-            )
-        }
-        ModelKind::Spatialbot => {
-            let prompt = engine.prompt(&args.question, 2)?;
-            let max = max_new_tokens.unwrap_or(manifest.llm.max_new_tokens);
-            (2, prompt, None, ("spatialbot", max))
-        }
-    };
-    let (kind, max_new) = kind;
-    let engine = Arc::new(Mutex::new(engine));
-    let run = ModelRun {
-        dir: dir.display().to_string(),
-        name: manifest.name.clone(),
-        kind: kind.to_string(),
-        backend: describe,
-        load_ms,
-        images_per_frame: images_per_frame as u64,
-        prefill_positions: 0,
-        generated_tokens: 0,
-    };
-    let stage = ModelStage {
-        vision: EngineVision::new(engine.clone(), tensors),
-        engine,
-        images_per_frame,
-        prompt,
-        options: GenerateOptions {
-            max_new_tokens: Some(max_new),
-            ..GenerateOptions::default()
-        },
-        policy,
-        prefill_positions: 0,
-        last_answer: String::new(),
-    };
-    Ok((stage, run, graphs))
-}
-
-/// The stages this build can run for `board`, in pipeline order, and the ones it cannot.
-fn plan(board: &Board, camera: &str, args: &Args) -> anyhow::Result<Plan> {
-    let mut stages: Vec<Box<dyn BenchStage>> = Vec::new();
+/// Assembles the loop's parts for `board` as `run` does (model folder and engine, camera,
+/// link), with the bench's own frames (as fast as the stages take them) and link settings.
+fn plan(board: &Board, args: &Args) -> anyhow::Result<(String, Plan)> {
     let mut notes = Vec::new();
-    let spec = camera
-        .parse::<CameraSpec>()
-        .map_err(bad_input)?
-        .with_defaults(&camera::SpecDefaults::from_board(&board.camera));
-    let source = camera::open(&spec, &OpenOptions::with_register(false))
-        .with_context(|| format!("cannot open camera `{camera}`"))?;
-    notes.push(format!("camera: {}", source.describe()));
-    let registrar = Registrar::new(source.calibration())
-        .context("cannot register depth with this camera's calibration")?;
-    let (color_w, color_h) = registrar.color_size();
-    stages.push(Box::new(CameraStage {
-        source,
-        reported: SourceStats::default(),
-    }));
-    stages.push(Box::new(RegisterStage {
-        registrar,
-        out: DepthMm::zeros(color_w, color_h),
-        frames: 0,
-        came_registered: 0,
-    }));
-    stages.push(Box::new(PackStage));
-
-    let mut skipped = Vec::new();
-    let mut model = None;
-    let mut graphs = Vec::new();
+    let mut not_run_list = Vec::new();
+    let (camera_text, camera) = assemble::camera_spec(board, args.camera.as_deref(), Replay::Fast)?;
+    let mut startup = Startup::new(Instant::now());
     let dir = if args.no_model {
         None
     } else {
-        model_dir(board, args.model.as_deref(), &mut notes)
+        let (dir, note) = assemble::policy_dir(board, args.model.as_deref())?;
+        notes.extend(note);
+        Some(dir)
     };
-    let has_policy = match dir {
-        Some(dir) => {
-            let (stage, run, g) = model_stage(board, &dir, args, &mut notes)?;
-            let has_policy = stage.policy.is_some();
-            if !has_policy {
-                skipped.push(not_run(
-                    stage::ACTION,
-                    "a SpatialBot model answers questions, it proposes no action: the link stage sends a hold-still action (all zeros)",
-                ));
-            }
-            stages.push(Box::new(stage));
-            model = Some(run);
-            graphs = g;
-            has_policy
+    let manifest = match &dir {
+        Some(d) => Some(
+            spatialbot_edge::model::folder::read_manifest(d)
+                .map_err(|e| bad_input(format!("{e}; pass --model with a model folder")))?,
+        ),
+        None => None,
+    };
+    let kind = manifest.as_ref().map(|m| m.kind);
+    // The policy whose action names and preprocessing the hold-still path uses.
+    let policy_spec = match (&dir, kind) {
+        (Some(d), Some(ModelKind::Policy)) => Some(assemble::load_policy_spec(d)?),
+        (None, _) => {
+            let (d, _) = assemble::policy_dir(board, None)?;
+            Some(assemble::load_policy_spec(&d)?)
         }
-        None => {
-            let (tower, size, pad, note) = policy_vision(board);
-            notes.push(note);
-            stages.push(Box::new(PreprocessStage {
-                preprocessor: Preprocessor::new(tower, size, pad)?,
-            }));
-            let why = if args.no_model {
-                "--no-model"
-            } else {
-                "no model folder: neither the profile's models.policy nor the shipped models/tiny-policy was found (pass --model DIR)"
+        _ => None,
+    };
+    let takes_depth = match kind {
+        Some(ModelKind::Spatialbot) => true,
+        _ => policy_spec.as_ref().is_some_and(|s| s.depth),
+    };
+    let depth = if takes_depth {
+        DepthUse::OnDemand
+    } else {
+        DepthUse::Unused
+    };
+    let source = CameraFrames::open(&camera, depth).map_err(bad_input)?;
+    notes.push(format!("camera: {}", source.describe()));
+    if !takes_depth {
+        not_run_list.push(not_run(
+            stage::REGISTER,
+            "the model takes colour only: the loop registers no depth",
+        ));
+    }
+
+    let mut model_run = None;
+    let mut graphs = Vec::new();
+    let max_new_tokens = args.max_new_tokens.map(|n| n as usize);
+    let brain = match (&dir, kind) {
+        (Some(dir), Some(kind)) => {
+            let started = Instant::now();
+            let folder = assemble::open_folder(dir, board, &mut startup).map_err(bad_input)?;
+            let engine = assemble::load_engine(&folder, board, "model")?;
+            let load_ms = started.elapsed().as_secs_f64() * 1e3;
+            let describe = engine.describe();
+            graphs = assemble::graph_backends(&describe);
+            let v = &folder.manifest.vision;
+            let tensors = FrameTensors::new(v.tower, v.image_size, v.pad_to_square)
+                .map_err(|e| anyhow::anyhow!(e))?;
+            notes.push(format!(
+                "preprocess: {} {}x{}, pad {}, from {}",
+                v.tower.name(),
+                v.image_size,
+                v.image_size,
+                v.pad_to_square,
+                dir.join("manifest.toml").display()
+            ));
+            let images_per_frame;
+            let brain = match kind {
+                ModelKind::Policy => {
+                    let mut spec = policy_spec.clone().context("policy spec")?;
+                    if let Some(n) = max_new_tokens {
+                        spec.max_new_tokens = n;
+                    }
+                    images_per_frame = spec.images_per_frame();
+                    let engine = Arc::new(Mutex::new(engine));
+                    let names: Arc<[String]> =
+                        spec.actions.dims().iter().map(|d| d.name.clone()).collect();
+                    Brain::Policy {
+                        prompt: build_policy_prompt(&spec, &args.goal).map_err(bad_input)?,
+                        history: EmbeddingHistory::new(&spec),
+                        vision: EngineVision::new(engine.clone(), tensors),
+                        model: EngineModel::new(engine),
+                        spec,
+                        names,
+                        unparsable: 0,
+                    }
+                }
+                ModelKind::Spatialbot => {
+                    images_per_frame = 2;
+                    let prompt = engine.prompt(&args.question, 2)?;
+                    let max = max_new_tokens.unwrap_or(folder.manifest.llm.max_new_tokens);
+                    let engine = Arc::new(Mutex::new(engine));
+                    not_run_list.push(not_run(
+                        stage::ACTION,
+                        "a SpatialBot model answers questions, it proposes no action",
+                    ));
+                    not_run_list.push(not_run(
+                        stage::LINK,
+                        "a SpatialBot model proposes no action: nothing to send",
+                    ));
+                    Brain::SpatialBot {
+                        vision: EngineVision::new(engine.clone(), tensors),
+                        engine,
+                        prompt,
+                        options: GenerateOptions {
+                            max_new_tokens: Some(max),
+                            ..GenerateOptions::default()
+                        },
+                    }
+                }
             };
-            for name in [stage::VISION, stage::PREFILL, stage::DECODE, stage::ACTION] {
-                skipped.push(not_run(name, why));
+            model_run = Some(ModelRun {
+                dir: dir.display().to_string(),
+                name: folder.manifest.name.clone(),
+                kind: kind.name().to_string(),
+                backend: describe,
+                load_ms,
+                images_per_frame: images_per_frame as u64,
+                prefill_positions: 0,
+                generated_tokens: 0,
+            });
+            brain
+        }
+        _ => {
+            let spec = policy_spec.clone().context("policy spec")?;
+            let (d, _) = assemble::policy_dir(board, None)?;
+            let m = spatialbot_edge::model::folder::read_manifest(&d).map_err(bad_input)?;
+            let v = &m.vision;
+            notes.push(format!(
+                "preprocess: {} {}x{}, pad {}, from {} (no model runs)",
+                v.tower.name(),
+                v.image_size,
+                v.image_size,
+                v.pad_to_square,
+                d.join("manifest.toml").display()
+            ));
+            for name in [
+                stage::VISION,
+                stage::PREFILL,
+                stage::DECODE,
+                stage::GENERATE,
+                stage::ACTION,
+            ] {
+                not_run_list.push(not_run(name, "--no-model"));
             }
-            false
+            Brain::NoModel {
+                tensors: FrameTensors::new(v.tower, v.image_size, v.pad_to_square)
+                    .map_err(|e| anyhow::anyhow!(e))?,
+                names: spec.actions.dims().iter().map(|d| d.name.clone()).collect(),
+            }
         }
     };
 
-    // Always the simulator: a bench never moves a real arm.
-    // The stages run one after another here, with no heartbeat thread beside them as in `run`,
-    // so the simulated controller's watchdog is set out of reach.
-    let mut link_config = board.link_config().map_err(bad_input)?;
-    link_config.watchdog_ms = u16::MAX;
-    let link = Link::open(&LinkSpec::Sim, link_config)
-        .context("cannot open the link to the built-in arm simulator")?;
-    notes.push(
-        "link: the built-in arm simulator, watchdog off (a bench never drives a real arm)"
-            .to_string(),
-    );
-    stages.push(Box::new(LinkStage {
-        link,
-        chunk_id: 0,
-        hold_still: !has_policy,
-        heartbeats: 0,
-    }));
-    Ok(Plan {
-        stages,
-        not_run: skipped,
-        notes,
-        model,
-        graphs,
-    })
+    // Always the simulator: a bench never moves a real arm. Frames follow each other as fast
+    // as the stages take them, one at a time with no heartbeat thread beside them: the rate
+    // limit (which would hold most actions and time a heartbeat instead) and the controller's
+    // watchdog are off, and a frame is never too old to act on.
+    let sink = match &brain {
+        Brain::SpatialBot { .. } => None,
+        Brain::Policy { names, .. } | Brain::NoModel { names, .. } => {
+            let mut link_config = board.link_config().map_err(bad_input)?;
+            link_config.watchdog_ms = u16::MAX;
+            link_config.limits.min_interval_ms = 0;
+            link_config.limits.max_age_ms = u32::MAX;
+            link_config.reply_timeout = Duration::from_secs(3600);
+            link_config.lost_link = Duration::from_secs(3600);
+            notes.push(format!(
+                "link: the built-in arm simulator through the loop's link sink and safety governor with {}'s limits (rate limit, frame age and the controller's watchdog off: frames come back to back)",
+                board.name
+            ));
+            Some(
+                LinkSink::open(&LinkSpec::Sim, link_config, names)
+                    .context("cannot open the link to the built-in arm simulator")?,
+            )
+        }
+    };
+    let bench = Bench {
+        source,
+        register: takes_depth,
+        brain,
+        sink,
+        step: 0,
+        held: 0,
+        last_answer: String::new(),
+        prefill_positions: 0,
+    };
+    Ok((
+        camera_text,
+        Plan {
+            bench,
+            not_run: not_run_list,
+            notes,
+            model: model_run,
+            graphs,
+        },
+    ))
 }
 
 /// A one-line progress display on stderr, only when stderr is a terminal.
@@ -863,17 +585,6 @@ impl Progress {
     }
 }
 
-fn run_frame(stages: &mut [Box<dyn BenchStage>], stamps: &mut FrameStamps) -> anyhow::Result<()> {
-    let mut work = Work::new();
-    for s in stages.iter_mut() {
-        s.run(&mut work, stamps).with_context(|| {
-            let names: Vec<&str> = s.stages().iter().map(|(n, _)| *n).collect();
-            format!("stage {}", names.join("/"))
-        })?;
-    }
-    Ok(())
-}
-
 pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     if let Some(files) = &args.compare {
         return compare(&files[0], &files[1], json);
@@ -883,24 +594,20 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         None => Board::default_dev(),
     }
     .map_err(bad_input)?;
-    let camera = resolve_camera(
-        &args
-            .camera
-            .clone()
-            .unwrap_or_else(|| board.camera.spec.clone()),
-    );
+    let (camera, plan) = plan(&board, &args)?;
     let Plan {
-        mut stages,
+        mut bench,
         not_run,
         notes,
         model,
         graphs,
-    } = plan(&board, &camera, &args)?;
+    } = plan;
 
     let info = RunInfo {
+        command: "bench".to_string(),
         board: board.name.clone(),
         board_file: board.source.display().to_string(),
-        camera: camera.clone(),
+        camera,
         warmup_frames: args.warmup,
         stages_not_run: not_run,
         notes,
@@ -914,69 +621,56 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     let mut progress = Progress::new(args.warmup);
     for n in 0..args.warmup {
         let mut stamps = FrameStamps::start(n);
-        run_frame(&mut stages, &mut stamps)?;
-        startup = startup.or_else(bench::system::process_age);
+        bench.frame(&mut stamps, None)?;
+        startup = startup.or_else(telemetry::system::process_age);
         progress.update(n + 1, "warm-up");
     }
-    for s in stages.iter_mut() {
-        s.take_dropped();
-    }
+    bench.held = 0;
     progress.finish();
 
     let mut recorder = StageRecorder::new();
-    let declared: Vec<(&str, &str)> = stages.iter().flat_map(|s| s.stages()).collect();
-    for (name, unit) in &declared {
-        recorder.declare_stages(&[name]);
-        recorder.set_per(name, unit);
-    }
-    for (graph, backend, provider) in &graphs {
-        recorder.record_graph_backend(graph, backend, provider);
+    recorder.declare_stages(&bench.stages());
+    for g in &graphs {
+        recorder.record_graph_backend(&g.graph, &g.backend, &g.provider);
     }
     let mut progress = Progress::new(args.frames);
     let start = Instant::now();
     for n in 0..args.frames {
         let mut stamps = FrameStamps::start(n);
-        run_frame(&mut stages, &mut stamps)?;
-        startup = startup.or_else(bench::system::process_age);
+        bench.frame(&mut stamps, Some(&mut recorder))?;
+        startup = startup.or_else(telemetry::system::process_age);
         recorder.record_frame(&stamps);
-        for s in stages.iter_mut() {
-            for (name, d) in s.take_dropped() {
-                if d > 0 {
-                    recorder.record_dropped(name, d);
-                }
-            }
-        }
         progress.update(n + 1, "measure");
     }
     let wall = start.elapsed();
     progress.finish();
-    for s in stages.iter_mut() {
-        s.finish().context("a stage did not shut down cleanly")?;
+    if bench.held > 0 {
+        recorder.record_dropped(stage::LINK, bench.held);
+    }
+    if let Some(sink) = &mut bench.sink {
+        sink.stop(StopReason::StepsDone)
+            .context("the link did not shut down cleanly")?;
     }
     if let Some(d) = startup {
         recorder.record_startup(d);
     }
 
     let mut report = recorder.report(info);
-    for s in &stages {
-        report.notes.extend(s.notes());
+    report.notes.extend(bench.notes());
+    report.stop_reason = StopReason::StepsDone.name().to_string();
+    report.stop_detail = format!("{} frames measured", args.frames);
+    if let Some(sink) = &bench.sink {
+        report.link = sink.outcomes();
+        report.actions_sent = report.link.as_ref().map_or(0, |l| l.actions_sent);
     }
     if let Some(m) = report.model.as_mut() {
-        let measured = |name: &str| {
-            report
-                .stages
-                .iter()
-                .find(|s| s.name == name)
-                .map(|s| s.count)
-                .unwrap_or(0)
-        };
+        let count = |name: &str| report.stages.get(name).map_or(0, |s| s.count);
         // Each frame's first token comes from the prefill, each later one is a decode sample.
-        m.generated_tokens = measured(stage::PREFILL) + measured(stage::DECODE);
-        if let Some(n) = stages.iter().find_map(|s| s.prefill_positions()) {
-            m.prefill_positions = n;
-        }
+        m.generated_tokens = count(stage::PREFILL) + count(stage::DECODE);
+        m.prefill_positions = bench.prefill_positions;
     }
-    report.set_wall_s(wall.as_secs_f64());
+    report.set_frames_measured(args.frames, wall.as_secs_f64());
+    report.frames.captured = args.warmup + args.frames;
     emit(&report, json, args.out.as_deref())?;
     Ok(spatialbot_edge::exit::OK)
 }
@@ -1002,7 +696,7 @@ fn emit(report: &Report, json: bool, out: Option<&Path>) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", json_path.display()))?;
         spatialbot_edge::fsutil::write_atomic(
             &svg_path,
-            bench::svg::latency_plot(report).as_bytes(),
+            telemetry::svg::latency_plot(report).as_bytes(),
         )
         .with_context(|| format!("cannot write {}", svg_path.display()))?;
         if !json {
@@ -1014,14 +708,14 @@ fn emit(report: &Report, json: bool, out: Option<&Path>) -> anyhow::Result<()> {
 
 fn load_report(path: &Path) -> anyhow::Result<Report> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| bad_input(format!("cannot read bench report {}: {e}; pass a file written by `bench --json` or `bench --out`", path.display())))?;
+        .map_err(|e| bad_input(format!("cannot read report {}: {e}; pass a file written by `bench --json`, `bench --out` or `run --json`", path.display())))?;
     Report::from_json(&text, &path.display().to_string()).map_err(bad_input)
 }
 
 fn compare(a: &Path, b: &Path, json: bool) -> anyhow::Result<u8> {
     let ra = load_report(a)?;
     let rb = load_report(b)?;
-    let cmp = bench::compare(&ra, &a.display().to_string(), &rb, &b.display().to_string());
+    let cmp = telemetry::compare(&ra, &a.display().to_string(), &rb, &b.display().to_string());
     if json {
         super::print_json(&cmp)?;
     } else {

@@ -43,7 +43,7 @@ struct Report {
     cameras: Vec<CameraInfo>,
     synthetic: String,
     serial_ports: Vec<SerialPortInfo>,
-    gpus: Vec<spatialbot_edge::bench::system::GpuInfo>,
+    gpus: Vec<spatialbot_edge::telemetry::system::GpuInfo>,
     backends: Vec<BackendProbe>,
     notes: Vec<String>,
     calibrations_written: Vec<String>,
@@ -131,7 +131,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         synthetic: "synthetic (tabletop scene, 640x480 @ 30 fps; `synthetic[,fast][:WxH[@FPS]]`)"
             .into(),
         serial_ports,
-        gpus: spatialbot_edge::bench::system::gpus(),
+        gpus: spatialbot_edge::telemetry::system::gpus(),
         backends: backend::probe(None),
         notes,
         calibrations_written,

@@ -1,7 +1,7 @@
 //! `spatialbot-edge doctor`: checks this board against its profile.
 
-use spatialbot_edge::board::doctor::{run_checks, Roots, Status};
-use spatialbot_edge::board::Board;
+use spatialbot_edge::config::Board;
+use spatialbot_edge::doctor::{run_checks, Roots, Status};
 
 use super::bad_input;
 

@@ -17,6 +17,7 @@ macro_rules! outln {
 
 pub mod arm_sim;
 pub mod ask;
+pub mod assemble;
 pub mod bench;
 pub mod devices;
 pub mod doctor;

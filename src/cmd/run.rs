@@ -1,28 +1,16 @@
 //! `spatialbot-edge run`: the control loop, camera → policy → safety governor → arm.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use spatialbot_edge::board::Board;
-use spatialbot_edge::camera::{CameraSpec, SpecDefaults};
+use spatialbot_edge::config::Board;
 use spatialbot_edge::link::LinkSpec;
-use spatialbot_edge::model::backend::LoadStep;
-use spatialbot_edge::model::{manifest, BackendConfig, Engine, ModelFolder};
-use spatialbot_edge::pipeline::camera_source::{CameraFrames, DepthUse};
-use spatialbot_edge::pipeline::engine_model::{EngineGuard, EngineModel, EngineVision};
-use spatialbot_edge::pipeline::link_sink::LinkSink;
-use spatialbot_edge::pipeline::stats::StartupPhase;
-use spatialbot_edge::pipeline::verified::open_model_folder;
-use spatialbot_edge::pipeline::vision::FrameTensors;
-use spatialbot_edge::pipeline::{GuardModel, LoopConfig, LoopParts, RunSummary};
-use spatialbot_edge::policy::guard::GuardConfig;
-use spatialbot_edge::policy::PolicySpec;
-use spatialbot_edge::preprocess::Tower;
+use spatialbot_edge::pipeline::LoopConfig;
+use spatialbot_edge::telemetry::{stage, HostInfo, ModelRun};
 
+use super::assemble::{self, Assembled, AssembledLoop, LoopRequest, Replay, Startup};
 use super::{bad_input, print_json};
 
 /// Steps `run` takes when neither --steps nor --duration is given, so the README's first
@@ -32,8 +20,6 @@ const DEFAULT_STEPS: u64 = 20;
 /// model's step on a Jetson CPU (seconds), far below "hung".
 const DEFAULT_GENERATE_DEADLINE_MS: u64 = 30_000;
 const DEFAULT_GOAL: &str = "pick up the red cube";
-const DEFAULT_MODEL: &str = "models/tiny-policy";
-const SAMPLE_RECORDING: &str = "tests/data/sample";
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -125,43 +111,27 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     startup.phase("board profile");
     let mut cfg = loop_config(&args, &board)?;
     cfg.process_start = Some(process_start);
-    let model_dir = match &args.model {
-        Some(dir) => dir.clone(),
-        None => Some(board.policy_model_dir())
-            .filter(|d| d.join("manifest.toml").exists())
-            .or_else(|| find_shipped(DEFAULT_MODEL))
-            .ok_or_else(|| {
-                bad_input(format!(
-                    "no --model given, and neither the board's policy model ({}) nor {DEFAULT_MODEL} was found; pass --model DIR",
-                    board.policy_model_dir().display()
-                ))
-            })?,
-    };
-    let spec = load_policy_spec(&model_dir)?;
-    let camera_arg = match args.camera.as_deref().unwrap_or(board.camera.spec.as_str()) {
-        "auto" => default_camera()?,
-        other => other.to_string(),
-    };
-    let camera_spec = camera_arg
-        .parse::<CameraSpec>()
-        .map_err(bad_input)?
-        .with_defaults(&SpecDefaults::from_board(&board.camera));
+    let (model_dir, note) = assemble::policy_dir(&board, args.model.as_deref())?;
+    if let Some(note) = note {
+        tracing::info!("{note}");
+    }
+    let (camera_arg, camera_spec) =
+        assemble::camera_spec(&board, args.camera.as_deref(), Replay::RealTime)?;
     let link_arg = args.link.clone().unwrap_or_else(|| board.link.cli_spec());
     let link_spec: LinkSpec = link_arg.parse().map_err(bad_input)?;
     tracing::info!(board = %board.name, model = %model_dir.display(), camera = %camera_arg, link = %link_arg, "starting the control loop");
 
-    let summary = match run_with_parts(
-        &spec,
-        &cfg,
-        &board,
-        &model_dir,
-        &camera_spec,
-        &link_spec,
-        signal,
-        startup,
-    )? {
-        Started::Ran(summary) => *summary,
-        Started::Interrupted(phase) => {
+    let request = LoopRequest {
+        board: &board,
+        model_dir: &model_dir,
+        camera: &camera_spec,
+        link: &link_spec,
+        link_config: board.link_config().map_err(bad_input)?,
+        signal: signal.clone(),
+    };
+    let assembled = match assemble::assemble_loop(request, &mut startup)? {
+        Assembled::Ready(assembled) => assembled,
+        Assembled::Interrupted(phase) => {
             let detail = format!(
                 "interrupted during start-up ({phase}); no session with the arm was open, nothing was sent"
             );
@@ -175,6 +145,35 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
             return Ok(spatialbot_edge::exit::OK);
         }
     };
+    // A signal from here on reaches the loop: it sends no Action and stops the arm.
+    let AssembledLoop {
+        spec,
+        parts,
+        backend,
+        model_name,
+        model_load_ms,
+    } = *assembled;
+    let images_per_frame = spec.images_per_frame() as u64;
+    let mut summary =
+        spatialbot_edge::pipeline::run_loop(parts, &spec, &cfg, signal).map_err(bad_input)?;
+    summary.startup.phases = startup.phases;
+    summary.command = "run".to_string();
+    summary.board = board.name.clone();
+    summary.board_file = board.source.display().to_string();
+    summary.camera = camera_arg;
+    summary.host = HostInfo::read();
+    summary.graphs = assemble::graph_backends(&backend);
+    let count = |name: &str| summary.stages.get(name).map_or(0, |s| s.count);
+    summary.model = Some(ModelRun {
+        dir: model_dir.display().to_string(),
+        name: model_name,
+        kind: "policy".to_string(),
+        backend,
+        load_ms: model_load_ms,
+        images_per_frame,
+        prefill_positions: 0,
+        generated_tokens: count(stage::PREFILL) + count(stage::DECODE),
+    });
     if json {
         print_json(&summary)?;
     } else {
@@ -246,252 +245,4 @@ fn loop_config(args: &Args, board: &Board) -> anyhow::Result<LoopConfig> {
         status_line: std::io::stderr().is_terminal(),
         ..LoopConfig::default()
     })
-}
-
-fn load_policy_spec(dir: &Path) -> anyhow::Result<PolicySpec> {
-    // The model validator's manifest checks first (schema, caps, action names), so an error
-    // names the field as every command names it.
-    spatialbot_edge::model::folder::read_manifest(dir)
-        .map_err(|e| bad_input(format!("{e}; pass --model with a policy model folder")))?;
-    let path = dir.join("manifest.toml");
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        bad_input(format!(
-            "{}: {e}; pass --model with a policy model folder",
-            path.display()
-        ))
-    })?;
-    PolicySpec::from_manifest_toml(&text).map_err(|e| bad_input(format!("{}: {e}", path.display())))
-}
-
-/// The shipped sample recording, looped so the default step count is reached. A RealSense camera is used only when named (`--camera
-/// realsense`): this build has no way to list attached cameras yet.
-fn default_camera() -> anyhow::Result<String> {
-    use spatialbot_edge::camera::enumerate;
-    if let Some(spec) = enumerate::first_realsense() {
-        return Ok(spec);
-    }
-    // Never act on the sample recording with a real camera in front of the arm.
-    if let Some(camera) = enumerate::realsense_on_usb().first() {
-        let why = if cfg!(feature = "realsense") {
-            "librealsense cannot open it (are its udev rules installed? is another process using it?)"
-        } else {
-            "this binary was built without the `realsense` feature (rebuild with `cargo build --release --features realsense`)"
-        };
-        return Err(bad_input(format!(
-            "a RealSense camera is attached ({camera}), but {why}; not falling back to the sample recording with a camera present. To run on the recording anyway, pass --camera replay,loop:{SAMPLE_RECORDING}"
-        )));
-    }
-    let sample = find_shipped(SAMPLE_RECORDING).ok_or_else(|| {
-        bad_input(format!(
-            "no --camera given and the sample recording {SAMPLE_RECORDING} was not found near the current directory or the binary; pass --camera SPEC"
-        ))
-    })?;
-    Ok(format!("replay,loop:{}", sample.display()))
-}
-
-/// `rel` under the current directory, an ancestor of the binary, or the source tree this binary
-/// was built from.
-fn find_shipped(rel: &str) -> Option<PathBuf> {
-    let mut roots: Vec<PathBuf> = Vec::new();
-    if let Ok(cwd) = std::env::current_dir() {
-        roots.push(cwd);
-    }
-    if let Ok(exe) = std::env::current_exe() {
-        roots.extend(exe.ancestors().skip(1).map(Path::to_path_buf));
-    }
-    roots.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")));
-    roots.into_iter().map(|r| r.join(rel)).find(|p| p.exists())
-}
-
-/// Where the time from process start to the loop's start went.
-struct Startup {
-    last: Instant,
-    phases: Vec<StartupPhase>,
-}
-
-impl Startup {
-    fn new(process_start: Instant) -> Self {
-        Self {
-            last: process_start,
-            phases: Vec::new(),
-        }
-    }
-
-    /// Ends the phase that began where the previous one ended.
-    fn phase(&mut self, what: &str) {
-        let now = Instant::now();
-        self.phases.push(StartupPhase {
-            what: what.to_string(),
-            ms: (now - self.last).as_secs_f64() * 1e3,
-        });
-        self.last = now;
-    }
-
-    fn model_load_steps(&mut self, model: &str, steps: &[LoadStep]) {
-        // The folder check is its own phase already.
-        for s in steps
-            .iter()
-            .filter(|s| !s.what.starts_with("read manifest"))
-        {
-            self.phases.push(StartupPhase {
-                what: format!("{model}: {}", s.what),
-                ms: s.millis,
-            });
-        }
-    }
-}
-
-fn tower(t: manifest::Tower) -> Tower {
-    match t {
-        manifest::Tower::Clip => Tower::Clip,
-        manifest::Tower::Siglip => Tower::Siglip,
-    }
-}
-
-/// The model on the board's backend order (`BackendConfig::from_board`: onnxruntime providers in
-/// the board's order, TensorRT engines kept in the board's engine cache so a restart loads them
-/// instead of building them again; later entries load when an earlier one cannot start).
-/// A file of the folder that is wrong (a graph whose inputs disagree with the manifest, a
-/// tokenizer that does not load) is bad input (exit 2) naming that file; only a backend that
-/// cannot start here is a runtime failure.
-fn load_engine(folder: &ModelFolder, board: &Board, what: &str) -> anyhow::Result<Engine> {
-    Engine::load(folder, &BackendConfig::from_board(board)).map_err(|e| {
-        if e.is_bad_input() {
-            bad_input(format!(
-                "loading the {what} from {}: {e}",
-                folder.dir.display()
-            ))
-        } else {
-            anyhow::anyhow!(
-                "loading the {what} from {}: no backend of the board's order ({}) started: {e}",
-                folder.dir.display(),
-                board.source.display()
-            )
-        }
-    })
-}
-
-/// The model folder, its files' sha256 checked unless unchanged since a check recorded in the
-/// board's engine cache folder, then the validator's checks of an opened folder
-/// (`model::validate::check_opened`).
-fn open_folder(
-    dir: &Path,
-    board: &Board,
-    startup: &mut Startup,
-) -> Result<ModelFolder, spatialbot_edge::model::ModelError> {
-    let stamps = board.engine_cache_dir();
-    let (folder, v) = open_model_folder(dir, Some(&stamps))?;
-    spatialbot_edge::model::validate::check_opened(&folder, None)?;
-    startup.phase(&format!(
-        "{}: manifest, {} files hashed, {} unchanged since verified",
-        folder.manifest.name, v.files_hashed, v.files_trusted
-    ));
-    if let Some(e) = v.stamp_error {
-        tracing::warn!(
-            "cannot record the verified model files ({e}); the next start hashes them again"
-        );
-    }
-    Ok(folder)
-}
-
-/// The SpatialBot guard the board profile configures, loaded; `None` when it is off.
-fn load_guard(
-    board: &Board,
-    startup: &mut Startup,
-) -> anyhow::Result<Option<(GuardConfig, Box<dyn GuardModel>)>> {
-    let (Some(g), Some(dir)) = (board.guard.as_ref(), board.guard_model_dir()) else {
-        return Ok(None);
-    };
-    let folder = open_folder(&dir, board, startup).map_err(|e| {
-        bad_input(format!(
-            "the [guard] of {}: {e}; fix guard.model or pass --no-guard",
-            board.source.display()
-        ))
-    })?;
-    if folder.manifest.kind != manifest::ModelKind::Spatialbot {
-        return Err(bad_input(format!(
-            "the [guard] of {}: {} is not a SpatialBot model folder (kind is not \"spatialbot\"); fix guard.model",
-            board.source.display(),
-            dir.display()
-        )));
-    }
-    let v = &folder.manifest.vision;
-    let tensors = FrameTensors::new(tower(v.tower), v.image_size, v.pad_to_square)
-        .map_err(|e| anyhow::anyhow!(e))?;
-    let engine = load_engine(&folder, board, "guard's SpatialBot model")?;
-    startup.phase("guard model");
-    startup.model_load_steps("guard", engine.load_steps());
-    Ok(Some((
-        g.config(),
-        Box::new(EngineGuard::new(engine, tensors)),
-    )))
-}
-
-/// How start-up ended.
-enum Started {
-    Ran(Box<RunSummary>),
-    /// A signal arrived before any Hello was sent; the phase it was noticed after.
-    Interrupted(&'static str),
-}
-
-#[allow(clippy::too_many_arguments)]
-fn run_with_parts(
-    spec: &PolicySpec,
-    cfg: &LoopConfig,
-    board: &Board,
-    model_dir: &Path,
-    camera: &CameraSpec,
-    link: &LinkSpec,
-    signal: Arc<AtomicBool>,
-    mut startup: Startup,
-) -> anyhow::Result<Started> {
-    let interrupted = || signal.load(std::sync::atomic::Ordering::SeqCst);
-    let mut link_config = board.link_config().map_err(bad_input)?;
-    link_config.shutdown = Some(signal.clone());
-    let folder = open_folder(model_dir, board, &mut startup).map_err(bad_input)?;
-    let v = &folder.manifest.vision;
-    let tensors = FrameTensors::new(tower(v.tower), v.image_size, v.pad_to_square)
-        .map_err(|e| anyhow::anyhow!(e))?;
-    startup.phase("policy preprocessing");
-    let engine = load_engine(&folder, board, "policy model")?;
-    startup.phase("policy model");
-    startup.model_load_steps("policy", engine.load_steps());
-    if interrupted() {
-        return Ok(Started::Interrupted("after loading the policy model"));
-    }
-    let engine = Arc::new(std::sync::Mutex::new(engine));
-    let guard = load_guard(board, &mut startup)?;
-    let depth = if spec.depth {
-        DepthUse::Registered
-    } else if guard.is_some() {
-        DepthUse::OnDemand
-    } else {
-        DepthUse::Unused
-    };
-    let source = CameraFrames::open(camera, depth).map_err(bad_input)?;
-    startup.phase("camera");
-    if interrupted() {
-        return Ok(Started::Interrupted("after opening the camera"));
-    }
-    let names: Vec<String> = spec.actions.dims().iter().map(|d| d.name.clone()).collect();
-    let sink = LinkSink::open(link, link_config, &names).map_err(|e| {
-        let code = e.exit_code();
-        anyhow::Error::new(spatialbot_edge::exit::ExitError {
-            code,
-            message: format!("opening the link to the arm: {e}"),
-        })
-    })?;
-    startup.phase("link");
-    // A signal from here on reaches the loop: it sends no Action and stops the arm.
-    let parts = LoopParts {
-        source,
-        vision: EngineVision::new(engine.clone(), tensors),
-        model: EngineModel::new(engine),
-        sink,
-        guard,
-    };
-    let mut summary =
-        spatialbot_edge::pipeline::run_loop(parts, spec, cfg, signal).map_err(bad_input)?;
-    summary.startup.phases = startup.phases;
-    Ok(Started::Ran(Box::new(summary)))
 }

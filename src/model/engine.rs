@@ -69,7 +69,8 @@ pub struct Token {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum StopReason {
+/// Why generation ended (not to be confused with why a run stopped, `pipeline::StopReason`).
+pub enum FinishReason {
     StopToken,
     MaxNewTokens,
     ContextLimit,
@@ -102,7 +103,7 @@ pub struct Generation {
     pub text: String,
     /// Generated ids, the stop token included when one ended the generation.
     pub token_ids: Vec<u32>,
-    pub stop: StopReason,
+    pub stop: FinishReason,
     /// Positions dropped from the prompt's end to fit the context limit.
     pub truncated: usize,
     pub timings: GenerationTimings,
@@ -383,7 +384,7 @@ impl Session {
         let mut logits = self.flush(engine)?;
         timings.prefill = started.elapsed();
         let mut ids: Vec<u32> = Vec::new();
-        let mut stop = StopReason::MaxNewTokens;
+        let mut stop = FinishReason::MaxNewTokens;
         let mut last = Instant::now();
         while ids.len() < max_new {
             let Some(current) = logits.take() else {
@@ -401,7 +402,7 @@ impl Session {
             });
             self.last_logits = None;
             if stop_ids.contains(&id) {
-                stop = StopReason::StopToken;
+                stop = FinishReason::StopToken;
                 self.queue_token(engine, id)?;
                 break;
             }
@@ -410,7 +411,7 @@ impl Session {
                 break;
             }
             if self.cache.past_len + 1 > limit {
-                stop = StopReason::ContextLimit;
+                stop = FinishReason::ContextLimit;
                 break;
             }
             let step = Instant::now();

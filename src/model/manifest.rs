@@ -16,6 +16,16 @@ pub enum ModelKind {
     Policy,
 }
 
+impl ModelKind {
+    /// The manifest's spelling: `spatialbot` or `policy`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Spatialbot => "spatialbot",
+            ModelKind::Policy => "policy",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WeightDtype {
@@ -27,12 +37,7 @@ pub enum WeightDtype {
     Q4,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Tower {
-    Siglip,
-    Clip,
-}
+pub use crate::preprocess::Tower;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -78,52 +83,11 @@ pub struct LlmSection {
     pub max_new_tokens: usize,
 }
 
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PromptSection {
-    /// Text with `{images}` and `{question}` (and optionally `{system}`) slots.
-    pub template: String,
-    /// One per image; `{n}` is the 1-based image number.
-    pub image_placeholder: String,
-    #[serde(default)]
-    pub system: String,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FrameOrder {
-    NewestFirst,
-    OldestFirst,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FramePad {
-    RepeatOldest,
-}
-
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ActionField {
-    pub name: String,
-    pub min: f64,
-    pub max: f64,
-    pub scale: f32,
-    pub offset: f32,
-}
-
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PolicySection {
-    pub frames: usize,
-    pub order: FrameOrder,
-    pub pad: FramePad,
-    pub instruction: String,
-    #[serde(default)]
-    pub depth: bool,
-    #[serde(default)]
-    pub action: Vec<ActionField>,
-}
+/// `[prompt]` and `[policy]` are the policy module's own types: one schema, read here.
+pub use crate::policy::spec::{
+    FrameOrder, HistoryPad as FramePad, PolicySection, PromptSpec as PromptSection,
+};
+pub use crate::policy::ActionDim as ActionField;
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -200,6 +164,19 @@ pub const REQUIRED_FILES: [&str; 4] = [
 ];
 
 impl Manifest {
+    /// The policy's view of this manifest (`[prompt]`, `[policy]`, `llm.max_new_tokens`).
+    pub fn policy_spec(&self) -> Result<crate::policy::PolicySpec, crate::policy::SpecError> {
+        let policy = match (self.kind, &self.policy) {
+            (ModelKind::Policy, Some(p)) => p.clone(),
+            _ => return Err(crate::policy::SpecError::NotPolicy(self.kind.name().into())),
+        };
+        crate::policy::PolicySpec::from_sections(
+            self.prompt.clone(),
+            policy,
+            Some(self.llm.max_new_tokens),
+        )
+    }
+
     /// Parses and checks a manifest's text. `origin` names the file in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Manifest, ModelError> {
         let manifest: Manifest = toml::from_str(text).map_err(|e| ModelError::Manifest {
@@ -276,7 +253,8 @@ impl Manifest {
                 if p.action[..i].iter().any(|o| o.name == a.name) {
                     return Err(format!("{name} = {:?} is listed twice", a.name));
                 }
-                if !(a.min.is_finite() && a.max.is_finite() && a.min <= a.max) {
+                let finite = |v: Option<f32>| v.is_some_and(f32::is_finite);
+                if !(finite(a.min) && finite(a.max) && a.min <= a.max) {
                     return Err(format!(
                         "policy.action[{i}] ({}): min and max must be finite with min <= max",
                         a.name

@@ -43,10 +43,10 @@ pub mod vqa;
 
 use std::path::PathBuf;
 
-pub use backend::{BackendConfig, BackendKind};
+pub use backend::{BackendChoice, BackendConfig, BackendKind};
 pub use engine::{
-    Engine, GenerateOptions, Generation, GenerationTimings, ImageEmbedding, ImageTensor, Overflow,
-    Session, StopReason, Token,
+    Engine, FinishReason, GenerateOptions, Generation, GenerationTimings, ImageEmbedding,
+    ImageTensor, Overflow, Session, Token,
 };
 pub use folder::ModelFolder;
 pub use manifest::Manifest;
@@ -82,9 +82,18 @@ pub enum ModelError {
     Library { library: String, reason: String },
     #[error("backend {backend}: {reason}")]
     Backend { backend: String, reason: String },
+    /// The backend is not compiled into this binary (a cargo feature is off).
+    #[error("backend {backend}: {reason}")]
+    NotBuilt { backend: String, reason: String },
 }
 
 impl ModelError {
+    /// True when the backend asked for is not in this build: the profile's or the command
+    /// line's choice to fix (exit 2), though a later backend of the order may stand in.
+    pub fn is_not_built(&self) -> bool {
+        matches!(self, ModelError::NotBuilt { .. })
+    }
+
     /// True when the error is the user's to fix (a bad file or argument) rather than a failure.
     pub fn is_bad_input(&self) -> bool {
         matches!(

@@ -12,13 +12,6 @@ use super::manifest::{ModelKind, MANIFEST_FILE};
 use super::tokenizer::TextTokenizer;
 use super::{ModelError, ModelFolder};
 
-fn kind_name(kind: ModelKind) -> &'static str {
-    match kind {
-        ModelKind::Spatialbot => "spatialbot",
-        ModelKind::Policy => "policy",
-    }
-}
-
 /// Checks an opened folder: its kind (when `want` is given) and, for a policy, its `[policy]`
 /// and `[prompt]` sections as the control loop reads them. Cheap: no file besides the manifest
 /// is read.
@@ -32,18 +25,16 @@ pub fn check_opened(folder: &ModelFolder, want: Option<ModelKind>) -> Result<(),
         if folder.manifest.kind != want {
             return Err(manifest_err(format!(
                 "kind is \"{}\", not \"{}\"; pass a {} model folder",
-                kind_name(folder.manifest.kind),
-                kind_name(want),
-                kind_name(want)
+                folder.manifest.kind.name(),
+                want.name(),
+                want.name()
             )));
         }
     }
     if folder.manifest.kind == ModelKind::Policy {
-        let text = std::fs::read_to_string(&manifest_path).map_err(|e| ModelError::Io {
-            file: manifest_path.clone(),
-            reason: e.to_string(),
-        })?;
-        crate::policy::PolicySpec::from_manifest_toml(&text)
+        folder
+            .manifest
+            .policy_spec()
             .map_err(|e| manifest_err(e.to_string()))?;
     }
     Ok(())

@@ -50,6 +50,7 @@ pub struct EngineModel {
     engine: Arc<Mutex<Engine>>,
     /// The prompt is the same every step: tokenised once.
     tokenised: Option<(Vec<String>, Prompt)>,
+    timings: Option<crate::model::GenerationTimings>,
 }
 
 impl EngineModel {
@@ -57,6 +58,7 @@ impl EngineModel {
         Self {
             engine,
             tokenised: None,
+            timings: None,
         }
     }
 }
@@ -94,9 +96,13 @@ impl LanguageModel<ImageEmbedding> for EngineModel {
             max_new_tokens: Some(max_new_tokens),
             ..GenerateOptions::default()
         };
-        Ok(engine
-            .generate(tokens, &embeddings, &options, &mut |_| {})?
-            .text)
+        let generation = engine.generate(tokens, &embeddings, &options, &mut |_| {})?;
+        self.timings = Some(generation.timings);
+        Ok(generation.text)
+    }
+
+    fn last_timings(&self) -> Option<crate::model::GenerationTimings> {
+        self.timings.clone()
     }
 }
 

@@ -41,7 +41,8 @@ use crate::policy::{PolicyPrompt, PromptError};
 use crate::rgbd::register::{RegisterError, Registrar};
 use crate::rgbd::{DepthMm, RgbImage};
 
-pub use stats::{LoopStats, RunSummary};
+pub use crate::telemetry::Report;
+pub use stats::LoopStats;
 pub use supervisor::{run_loop, LoopParts};
 
 /// An error from a pluggable part (camera, model, link adapter), kept as its message chain.
@@ -117,7 +118,15 @@ pub trait LanguageModel<E>: Send {
         images: &[Arc<E>],
         max_new_tokens: usize,
     ) -> Result<String, StageError>;
+
+    /// Where the last `generate` spent its time (prefill, each decode step), for the `prefill`
+    /// and `decode` stages; `None` where the model does not say.
+    fn last_timings(&self) -> Option<GenerationTimings> {
+        None
+    }
 }
+
+pub use crate::model::GenerationTimings;
 
 /// The SpatialBot model answering the guard's yes/no question about one RGB-D frame.
 pub trait GuardModel: Send {

@@ -78,9 +78,16 @@ pub(super) fn model_thread<E, L: LanguageModel<E>>(
         };
         let decoded = action_from_answer(&ctx.layout, &answer);
         let decode_time = generated.elapsed();
+        let timings = model.last_timings();
         {
             let mut st = shared.stats();
             st.record(stats::stage::GENERATE, generated - start);
+            if let Some(t) = timings {
+                st.record(stats::stage::PREFILL, t.embed + t.prefill);
+                for d in t.decode_steps {
+                    st.record(stats::stage::DECODE, d);
+                }
+            }
             st.record(stats::stage::ACTION, decode_time);
             st.steps = step;
         }

@@ -14,14 +14,15 @@ use super::capture_thread::capture_thread;
 use super::link_thread::link_thread;
 use super::model_thread::{model_thread, ModelCtx};
 use super::shared::*;
+use super::stats::{self, LoopStats};
 use super::vision_thread::{vision_thread, VisionCtx};
-use super::LoopStats;
 use super::{
-    status, ActionSink, FrameSource, GuardModel, LanguageModel, LoopConfig, LoopError, RunSummary,
-    StopReason, VisionEncoder,
+    status, ActionSink, FrameSource, GuardModel, LanguageModel, LoopConfig, LoopError, StopReason,
+    VisionEncoder,
 };
 use crate::policy::guard::GuardConfig;
 use crate::policy::{build_policy_prompt, EmbeddingHistory, PolicySpec};
+use crate::telemetry::Report;
 
 /// Everything the loop runs.
 pub struct LoopParts<S, V, L, A> {
@@ -40,7 +41,7 @@ pub fn run_loop<S, V, L, A>(
     spec: &PolicySpec,
     cfg: &LoopConfig,
     signal: Arc<AtomicBool>,
-) -> Result<RunSummary, LoopError>
+) -> Result<Report, LoopError>
 where
     S: FrameSource + 'static,
     V: VisionEncoder + 'static,
@@ -257,7 +258,7 @@ where
         }
     }
     stats.log_events_dropped = shared.log_dropped.load(Ordering::Relaxed);
-    let mut summary = RunSummary::from_stats(
+    let mut summary = stats::report(
         &stats,
         started.elapsed(),
         reason.name().to_string(),

@@ -112,6 +112,7 @@ fn is_decimal_number(s: &str) -> bool {
 /// One index of the action vector: `decoded = scale · v + offset`, with the constants rounded
 /// to f32 and the arithmetic in f64, as the reference's numpy 1.x code computes it.
 #[derive(Clone, Debug, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct ActionDim {
     pub name: String,
     /// The decoded range, for the governor; decoding itself never clamps.

@@ -49,7 +49,9 @@ pub enum HistoryPad {
     RepeatOldest,
 }
 
+/// A manifest's `[prompt]` table.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PromptSpec {
     pub template: String,
     pub image_placeholder: String,
@@ -70,68 +72,76 @@ pub struct PolicySpec {
     pub max_new_tokens: usize,
 }
 
-#[derive(Deserialize)]
-struct KindOnly {
-    kind: String,
-}
-
-#[derive(Deserialize)]
-struct ManifestSubset {
-    prompt: PromptSpec,
-    policy: PolicySection,
+/// A manifest's `[policy]` table (models/MANIFEST.md).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySection {
+    pub frames: usize,
+    pub order: FrameOrder,
+    pub pad: HistoryPad,
+    pub instruction: String,
     #[serde(default)]
-    llm: Option<LlmSubset>,
+    pub depth: bool,
+    #[serde(default)]
+    pub action: Vec<ActionDim>,
+}
+
+/// The tables of a manifest text the policy reads; the rest is ignored here (the model
+/// module's `Manifest` reads whole model folders with these same section types).
+#[derive(Deserialize)]
+struct PolicyTables {
+    kind: String,
+    prompt: Option<PromptSpec>,
+    policy: Option<PolicySection>,
+    #[serde(default)]
+    llm: Option<LlmTable>,
 }
 
 #[derive(Deserialize)]
-struct LlmSubset {
+struct LlmTable {
     #[serde(default)]
     max_new_tokens: Option<usize>,
-}
-
-#[derive(Deserialize)]
-struct PolicySection {
-    frames: usize,
-    order: FrameOrder,
-    pad: HistoryPad,
-    instruction: String,
-    #[serde(default)]
-    depth: bool,
-    #[serde(default)]
-    action: Vec<ActionDim>,
 }
 
 /// What the released robot scripts use when a manifest does not say.
 pub const DEFAULT_MAX_NEW_TOKENS: usize = 128;
 
 impl PolicySpec {
-    /// Parses and checks the policy parts of a manifest. An empty `[[policy.action]]` list means
-    /// the ManiSkill layout.
+    /// Parses and checks the policy parts of a manifest's text. An empty `[[policy.action]]`
+    /// list means the ManiSkill layout.
     pub fn from_manifest_toml(text: &str) -> Result<Self, SpecError> {
-        let kind: KindOnly =
+        let t: PolicyTables =
             toml::from_str(text).map_err(|e| SpecError::Toml(e.message().to_string()))?;
-        if kind.kind != "policy" {
-            return Err(SpecError::NotPolicy(kind.kind));
+        if t.kind != "policy" {
+            return Err(SpecError::NotPolicy(t.kind));
         }
-        let m: ManifestSubset =
-            toml::from_str(text).map_err(|e| SpecError::Toml(e.message().to_string()))?;
-        let actions = if m.policy.action.is_empty() {
+        let missing = |table: &str| SpecError::Toml(format!("missing table [{table}]"));
+        let prompt = t.prompt.ok_or_else(|| missing("prompt"))?;
+        let policy = t.policy.ok_or_else(|| missing("policy"))?;
+        Self::from_sections(prompt, policy, t.llm.and_then(|l| l.max_new_tokens))
+    }
+
+    /// The spec from a manifest's `[prompt]` and `[policy]` tables and `llm.max_new_tokens`
+    /// (default [`DEFAULT_MAX_NEW_TOKENS`]), checked.
+    pub fn from_sections(
+        prompt: PromptSpec,
+        policy: PolicySection,
+        max_new_tokens: Option<usize>,
+    ) -> Result<Self, SpecError> {
+        let actions = if policy.action.is_empty() {
             ActionLayout::maniskill()
         } else {
-            ActionLayout::new(m.policy.action)
+            ActionLayout::new(policy.action)
         };
         let spec = PolicySpec {
-            prompt: m.prompt,
-            frames: m.policy.frames,
-            order: m.policy.order,
-            pad: m.policy.pad,
-            instruction: m.policy.instruction,
-            depth: m.policy.depth,
+            prompt,
+            frames: policy.frames,
+            order: policy.order,
+            pad: policy.pad,
+            instruction: policy.instruction,
+            depth: policy.depth,
             actions,
-            max_new_tokens: m
-                .llm
-                .and_then(|l| l.max_new_tokens)
-                .unwrap_or(DEFAULT_MAX_NEW_TOKENS),
+            max_new_tokens: max_new_tokens.unwrap_or(DEFAULT_MAX_NEW_TOKENS),
         };
         spec.validate()?;
         Ok(spec)

@@ -27,8 +27,9 @@ pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 pub const SIGLIP_MEAN: [f32; 3] = [0.5; 3];
 pub const SIGLIP_STD: [f32; 3] = [0.5; 3];
 
-/// Which vision tower the tensor is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// Which vision tower the tensor is for (a model manifest's `vision.tower`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Tower {
     Siglip,
     Clip,

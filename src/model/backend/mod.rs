@@ -39,6 +39,76 @@ impl std::str::FromStr for BackendKind {
     }
 }
 
+/// One entry of a board's backend order: an engine and, for onnxruntime, its execution
+/// provider (`tract-cpu`, `ort-tensorrt`, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum BackendChoice {
+    /// tract, pure Rust, CPU. Always built in.
+    #[serde(rename = "tract-cpu")]
+    TractCpu,
+    /// tract's CUDA runtime (feature `cuda`).
+    #[serde(rename = "tract-cuda")]
+    TractCuda,
+    /// onnxruntime, CPU execution provider (feature `ort`).
+    #[serde(rename = "ort-cpu")]
+    OrtCpu,
+    /// onnxruntime, CUDA execution provider (feature `ort`).
+    #[serde(rename = "ort-cuda")]
+    OrtCuda,
+    /// onnxruntime, TensorRT execution provider (feature `ort`).
+    #[serde(rename = "ort-tensorrt")]
+    OrtTensorrt,
+}
+
+impl BackendChoice {
+    pub const ALL: [BackendChoice; 5] = [
+        Self::TractCpu,
+        Self::TractCuda,
+        Self::OrtCpu,
+        Self::OrtCuda,
+        Self::OrtTensorrt,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TractCpu => "tract-cpu",
+            Self::TractCuda => "tract-cuda",
+            Self::OrtCpu => "ort-cpu",
+            Self::OrtCuda => "ort-cuda",
+            Self::OrtTensorrt => "ort-tensorrt",
+        }
+    }
+
+    /// The engine that runs this choice.
+    pub fn engine(self) -> BackendKind {
+        match self {
+            Self::TractCpu => BackendKind::Tract,
+            Self::TractCuda => BackendKind::TractCuda,
+            Self::OrtCpu | Self::OrtCuda | Self::OrtTensorrt => BackendKind::Ort,
+        }
+    }
+
+    /// The onnxruntime execution provider (`None` for the tract engines).
+    pub fn provider(self) -> Option<Provider> {
+        match self {
+            Self::TractCpu | Self::TractCuda => None,
+            Self::OrtCpu => Some(Provider::Cpu),
+            Self::OrtCuda => Some(Provider::Cuda),
+            Self::OrtTensorrt => Some(Provider::Tensorrt),
+        }
+    }
+
+    pub fn is_cpu(self) -> bool {
+        matches!(self, Self::TractCpu | Self::OrtCpu)
+    }
+}
+
+impl std::fmt::Display for BackendChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// onnxruntime execution providers, tried in the configured order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -163,45 +233,24 @@ impl BackendConfig {
         }
     }
 
-    /// What a board profile's `[backend]` table asks for: `order` grouped by engine (consecutive
-    /// `ort-*` entries become one onnxruntime provider list), `cpu_fallback`, `threads`,
-    /// `tensorrt_fp16`, `engine_cache_dir` and `onnxruntime_library`.
-    pub fn from_board(board: &crate::board::Board) -> BackendConfig {
-        use crate::board::BackendKind as K;
-        let b = &board.backend;
-        let ort = |providers: Vec<Provider>| OrtConfig {
-            library: b.onnxruntime_library.as_deref().map(|p| board.path(p)),
-            allow_cpu_fallback: b.cpu_fallback,
-            tensorrt_fp16: b.tensorrt_fp16,
-            cache_dir: Some(board.engine_cache_dir()),
-            providers,
-        };
+    /// The engines for an ordered list of backend choices (a board profile's `backend.order`):
+    /// consecutive `ort-*` entries become one onnxruntime provider list, and each engine falls
+    /// back to the next. `ort` is the onnxruntime template (library, caches, CPU fallback);
+    /// its provider list is replaced.
+    pub fn from_order(order: &[BackendChoice], threads: usize, ort: &OrtConfig) -> BackendConfig {
         let mut groups: Vec<BackendConfig> = Vec::new();
-        for kind in &b.order {
-            let provider = match kind {
-                K::TractCpu | K::TractCuda => None,
-                K::OrtCpu => Some(Provider::Cpu),
-                K::OrtCuda => Some(Provider::Cuda),
-                K::OrtTensorrt => Some(Provider::Tensorrt),
-            };
-            match (provider, groups.last_mut()) {
+        for choice in order {
+            match (choice.provider(), groups.last_mut()) {
                 (Some(p), Some(last)) if last.kind == BackendKind::Ort => {
                     last.ort.providers.push(p)
                 }
-                (Some(p), _) => groups.push(BackendConfig {
-                    kind: BackendKind::Ort,
-                    threads: b.threads as usize,
-                    ort: ort(vec![p]),
-                    fallback: None,
-                }),
-                (None, _) => groups.push(BackendConfig {
-                    kind: if *kind == K::TractCuda {
-                        BackendKind::TractCuda
-                    } else {
-                        BackendKind::Tract
+                (provider, _) => groups.push(BackendConfig {
+                    kind: choice.engine(),
+                    threads,
+                    ort: OrtConfig {
+                        providers: vec![provider.unwrap_or(Provider::Cpu)],
+                        ..ort.clone()
                     },
-                    threads: b.threads as usize,
-                    ort: ort(vec![Provider::Cpu]),
                     fallback: None,
                 }),
             }
@@ -375,14 +424,14 @@ fn load_one(folder: &ModelFolder, config: &BackendConfig) -> Result<Box<dyn Back
         #[cfg(feature = "tract")]
         BackendKind::Tract => Ok(Box::new(tract::TractBackend::load(folder, config)?)),
         #[cfg(not(feature = "tract"))]
-        BackendKind::Tract => Err(ModelError::Backend {
+        BackendKind::Tract => Err(ModelError::NotBuilt {
             backend: "tract".into(),
             reason: "this binary was built without tract; rebuild with the default features".into(),
         }),
         #[cfg(feature = "ort")]
         BackendKind::Ort => Ok(Box::new(ort::OrtBackend::load(folder, config)?)),
         #[cfg(not(feature = "ort"))]
-        BackendKind::Ort => Err(ModelError::Backend {
+        BackendKind::Ort => Err(ModelError::NotBuilt {
             backend: "ort".into(),
             reason:
                 "this binary was built without onnxruntime support; rebuild with `--features ort`"
@@ -393,7 +442,7 @@ fn load_one(folder: &ModelFolder, config: &BackendConfig) -> Result<Box<dyn Back
             folder, config,
         )?)),
         #[cfg(not(feature = "cuda"))]
-        BackendKind::TractCuda => Err(ModelError::Backend {
+        BackendKind::TractCuda => Err(ModelError::NotBuilt {
             backend: "tract-cuda".into(),
             reason: TRACT_CUDA_UNAVAILABLE.into(),
         }),

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::{BackendKind, Board};
-use crate::bench::system;
+use crate::config::{BackendChoice, Board};
+use crate::telemetry::system;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -277,17 +277,17 @@ fn backend_check(board: &Board, libs: &[(String, PathBuf)]) -> Check {
     let mut missing = Vec::new();
     for kind in &board.backend.order {
         match kind {
-            BackendKind::TractCpu => usable.push(kind.to_string()),
-            BackendKind::TractCuda if !cfg!(feature = "cuda") => {
+            BackendChoice::TractCpu => usable.push(kind.to_string()),
+            BackendChoice::TractCuda if !cfg!(feature = "cuda") => {
                 missing.push(format!("{kind}: not built in (build with --features cuda)"))
             }
-            BackendKind::TractCuda => {
+            BackendChoice::TractCuda => {
                 match find_lib(libs, "libcudart.so").or_else(|| find_lib(libs, "libcuda.so")) {
                     Some((_, p)) => usable.push(format!("{kind} ({})", p.display())),
                     None => missing.push(format!("{kind}: no CUDA runtime in the loader cache")),
                 }
             }
-            BackendKind::OrtCpu | BackendKind::OrtCuda | BackendKind::OrtTensorrt => {
+            BackendChoice::OrtCpu | BackendChoice::OrtCuda | BackendChoice::OrtTensorrt => {
                 if !cfg!(feature = "ort") {
                     missing.push(format!("{kind}: not built in (build with --features ort)"));
                     continue;
@@ -302,8 +302,8 @@ fn backend_check(board: &Board, libs: &[(String, PathBuf)]) -> Check {
                 };
                 let v = version_from_soname(&ort).unwrap_or_else(|| "unknown".into());
                 let needs = match kind {
-                    BackendKind::OrtTensorrt => Some("libnvinfer.so"),
-                    BackendKind::OrtCuda => Some("libcudart.so"),
+                    BackendChoice::OrtTensorrt => Some("libnvinfer.so"),
+                    BackendChoice::OrtCuda => Some("libcudart.so"),
                     _ => None,
                 };
                 match needs.map(|n| (n, find_lib(libs, n))) {
@@ -353,12 +353,12 @@ fn backend_probe_checks(board: &Board) -> Vec<Check> {
         .into_iter()
         .map(|p| {
             let used = board.backend.order.iter().any(|k| match p.backend {
-                "tract" => *k == BackendKind::TractCpu,
+                "tract" => *k == BackendChoice::TractCpu,
                 "ort" => matches!(
                     k,
-                    BackendKind::OrtCpu | BackendKind::OrtCuda | BackendKind::OrtTensorrt
+                    BackendChoice::OrtCpu | BackendChoice::OrtCuda | BackendChoice::OrtTensorrt
                 ),
-                "tract-cuda" => *k == BackendKind::TractCuda,
+                "tract-cuda" => *k == BackendChoice::TractCuda,
                 _ => false,
             });
             let name = format!("backend {}", p.backend);
@@ -366,8 +366,8 @@ fn backend_probe_checks(board: &Board) -> Vec<Check> {
                 let mut detail = p.detail.clone();
                 if p.backend == "ort" {
                     for (kind, provider) in [
-                        (BackendKind::OrtTensorrt, "TensorrtExecutionProvider"),
-                        (BackendKind::OrtCuda, "CUDAExecutionProvider"),
+                        (BackendChoice::OrtTensorrt, "TensorrtExecutionProvider"),
+                        (BackendChoice::OrtCuda, "CUDAExecutionProvider"),
                     ] {
                         if board.backend.order.contains(&kind)
                             && !p.providers.iter().any(|q| q == provider)
@@ -402,7 +402,7 @@ fn backend_probe_checks(board: &Board) -> Vec<Check> {
 }
 
 fn engine_cache_check(board: &Board) -> Check {
-    if !board.backend.order.contains(&BackendKind::OrtTensorrt) {
+    if !board.backend.order.contains(&BackendChoice::OrtTensorrt) {
         return check(
             "TensorRT engine cache",
             Status::Skip,

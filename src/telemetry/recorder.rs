@@ -5,29 +5,68 @@ use std::time::{Duration, Instant};
 use super::histogram::LatencyHistogram;
 use super::report::{GraphBackend, Report, RunInfo, StageSummary};
 
-/// Stage names used by the pipeline and `bench`. Any other `&'static str` works too; these keep
-/// the two in step so reports from `run` and `bench` compare.
+/// The one list of stage names, in the order a frame meets them. The loop records them
+/// (`run`, and `bench`, which drives the same loop); reports from either compare.
 pub mod stage {
-    /// Frame grab from the source (capture → frameset in host memory).
+    /// Frame assembly: arrival → the frame ready in memory, registration excluded.
     pub const CAMERA: &str = "camera";
-    /// Depth registered into the colour camera's frame.
+    /// Depth registered into the colour camera's frame (only where the policy takes depth and
+    /// the camera did not register it).
     pub const REGISTER: &str = "register";
-    /// SpatialBot depth packing (uint24 mm → 3-channel uint8).
-    pub const PACK: &str = "pack";
-    /// Pad, resize and normalise into the vision graph's tensor.
+    /// Frame ready → picked up by the vision thread (waiting in the newest-frame slot).
+    pub const QUEUE: &str = "queue";
+    /// Pad, resize and normalise into the vision graph's tensors, per new frame.
     pub const PREPROCESS: &str = "preprocess";
-    /// Vision tower + projector.
+    /// Vision tower + projector, per image (cache hits cost nothing).
     pub const VISION: &str = "vision";
-    /// Prompt embedding and decoder prefill.
+    /// Prompt embedding, splicing and decoder prefill up to the first token.
     pub const PREFILL: &str = "prefill";
-    /// Token generation until the action is complete.
+    /// One decode step, sampling and detokenising, per token after the first.
     pub const DECODE: &str = "decode";
-    /// Action text → numbers, safety governor.
+    /// The whole generation of a step: prefill and every decode step.
+    pub const GENERATE: &str = "generate";
+    /// Answer text → decoded action values.
     pub const ACTION: &str = "action";
-    /// Wire encode and write to the link.
+    /// The SpatialBot guard's question, when asked.
+    pub const GUARD: &str = "guard";
+    /// Governor + wire encoding + bytes written to the link.
     pub const LINK: &str = "link";
-    /// Process start → first action sent (recorded once, by [`StageRecorder::record_startup`]).
+    /// Everything outside inference: camera + preprocess + action + link.
+    pub const OVERHEAD: &str = "overhead";
+    /// Capture → the action's bytes on the wire.
+    pub const END_TO_END: &str = "end_to_end";
+    /// Start of one step → start of the next.
+    pub const STEP_INTERVAL: &str = "step_interval";
+    /// Process start → the first action sent (recorded once).
     pub const STARTUP: &str = "startup";
+
+    /// Every stage, in report order.
+    pub const ALL: [&str; 15] = [
+        CAMERA,
+        REGISTER,
+        QUEUE,
+        PREPROCESS,
+        VISION,
+        PREFILL,
+        DECODE,
+        GENERATE,
+        ACTION,
+        GUARD,
+        LINK,
+        OVERHEAD,
+        END_TO_END,
+        STEP_INTERVAL,
+        STARTUP,
+    ];
+
+    /// What one sample of `stage` is.
+    pub fn per(stage: &str) -> &'static str {
+        match stage {
+            VISION => super::per::IMAGE,
+            DECODE => super::per::TOKEN,
+            _ => super::per::FRAME,
+        }
+    }
 }
 
 /// What one sample of a stage is ([`super::StageSummary::per`]).
@@ -177,7 +216,6 @@ pub struct StageRecorder {
     epoch: Instant,
     series_cap: usize,
     stages: Vec<StageStats>,
-    end_to_end: StageStats,
     frames: u64,
     startup: Option<Duration>,
     graphs: Vec<GraphBackend>,
@@ -188,8 +226,6 @@ impl Default for StageRecorder {
         Self::new()
     }
 }
-
-const END_TO_END: &str = "end_to_end";
 
 impl StageRecorder {
     /// A recorder whose time axis starts now, keeping up to 2,000 plot points per stage.
@@ -202,13 +238,6 @@ impl StageRecorder {
             epoch,
             series_cap,
             stages: Vec::new(),
-            end_to_end: StageStats {
-                name: END_TO_END.to_string(),
-                per: per::FRAME,
-                hist: LatencyHistogram::new(),
-                dropped: 0,
-                series: Series::new(series_cap),
-            },
             frames: 0,
             startup: None,
             graphs: Vec::new(),
@@ -235,7 +264,7 @@ impl StageRecorder {
             None => {
                 self.stages.push(StageStats {
                     name: name.to_string(),
-                    per: per::FRAME,
+                    per: stage::per(name),
                     hist: LatencyHistogram::new(),
                     dropped: 0,
                     series: Series::new(self.series_cap),
@@ -263,8 +292,9 @@ impl StageRecorder {
         }
         let e2e = stamps.end_to_end();
         let t = self.t_s(prev);
-        self.end_to_end.hist.record(e2e);
-        self.end_to_end.series.push(t, e2e.as_secs_f64() * 1e3);
+        let s = self.stage_mut(stage::END_TO_END);
+        s.hist.record(e2e);
+        s.series.push(t, e2e.as_secs_f64() * 1e3);
         self.frames += 1;
     }
 
@@ -302,6 +332,14 @@ impl StageRecorder {
         }
     }
 
+    /// The histogram of `stage`, when it has one.
+    pub fn histogram(&self, stage: &str) -> Option<&LatencyHistogram> {
+        self.stages
+            .iter()
+            .find(|s| s.name == stage)
+            .map(|s| &s.hist)
+    }
+
     /// Frames recorded with [`StageRecorder::record_frame`].
     pub fn frames(&self) -> u64 {
         self.frames
@@ -335,7 +373,6 @@ impl StageRecorder {
                 .filter(|s| s.hist.count() > 0 || s.dropped > 0)
                 .map(summarise)
                 .collect(),
-            (self.end_to_end.hist.count() > 0).then(|| summarise(&self.end_to_end)),
             self.frames,
             self.dropped_total(),
             wall_s,
@@ -358,7 +395,7 @@ mod tests {
             Duration::from_millis(5)
         );
         assert_eq!(
-            f.mark_at(stage::PACK, t0 + Duration::from_millis(8)),
+            f.mark_at("pack", t0 + Duration::from_millis(8)),
             Duration::from_millis(3)
         );
         let got: Vec<_> = f.stages().collect();
@@ -366,7 +403,7 @@ mod tests {
             got,
             vec![
                 (stage::CAMERA, Duration::from_millis(5)),
-                (stage::PACK, Duration::from_millis(3))
+                ("pack", Duration::from_millis(3))
             ]
         );
         assert_eq!(f.end_to_end(), Duration::from_millis(8));
@@ -379,11 +416,11 @@ mod tests {
         let r = rec.report(RunInfo::default());
         assert_eq!(r.frames.measured, 1);
         assert_eq!(r.frames.dropped, 2);
-        assert_eq!(r.startup_ms, Some(3000.0));
+        assert_eq!(r.startup.first_action_ms, Some(3000.0));
         assert_eq!(r.stages[0].name, "camera");
         assert_eq!(r.stages[0].p50_ms, 5.0);
         assert_eq!(r.stages[1].max_ms, 3.0);
-        assert_eq!(r.end_to_end.as_ref().map(|s| s.max_ms), Some(8.0));
+        assert_eq!(r.stages["end_to_end"].max_ms, 8.0);
     }
 
     #[test]

@@ -1,16 +1,24 @@
-//! The bench report (JSON schema `spatialbot-edge.bench/1`, documented in `bench/mod.rs`) and
-//! the comparison of two reports.
+//! The report of a loop run — `run --json`, `bench --json`, `bench --out DIR/report.json`, one
+//! schema (`spatialbot-edge.report/2`, documented in `telemetry/mod.rs`) — and the comparison of
+//! two reports.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use super::histogram::LatencyHistogram;
 use super::system::HostInfo;
 
-pub const SCHEMA: &str = "spatialbot-edge.bench/1";
+pub const SCHEMA: &str = "spatialbot-edge.report/2";
+/// The schema `bench` wrote before `run` and `bench` shared one; `bench --compare` still reads
+/// it (its fields are a subset of this schema's).
+pub const SCHEMA_BENCH_1: &str = "spatialbot-edge.bench/1";
 
 /// Where and how a run was measured; filled by the caller.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunInfo {
+    /// The command that drove the loop: `run` or `bench`.
+    pub command: String,
     /// Board profile name and the file it came from.
     pub board: String,
     pub board_file: String,
@@ -113,27 +121,153 @@ impl StageSummary {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Frames {
+    /// Frames run before measuring (`bench --warmup`; not in the statistics).
     pub warmup: u64,
+    /// Frames in the statistics: the loop's steps.
     pub measured: u64,
+    /// Frames the camera side delivered.
+    #[serde(default)]
+    pub captured: u64,
+    /// Frames dropped: a newer one arrived before the loop took it, or a stage threw it away.
     pub dropped: u64,
+}
+
+/// The per-stage summaries in the order a frame meets the stages; indexable by stage name.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Stages(pub Vec<StageSummary>);
+
+impl Stages {
+    pub fn get(&self, name: &str) -> Option<&StageSummary> {
+        self.0.iter().find(|s| s.name == name)
+    }
+
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// The stage names, in order.
+    pub fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|s| s.name.as_str()).collect()
+    }
+}
+
+impl std::ops::Deref for Stages {
+    type Target = [StageSummary];
+    fn deref(&self) -> &[StageSummary] {
+        &self.0
+    }
+}
+
+impl std::ops::Index<usize> for Stages {
+    type Output = StageSummary;
+    fn index(&self, i: usize) -> &StageSummary {
+        &self.0[i]
+    }
+}
+
+impl std::ops::Index<&str> for Stages {
+    type Output = StageSummary;
+    /// Panics when the stage was not recorded; use [`Stages::get`] where it may be absent.
+    fn index(&self, name: &str) -> &StageSummary {
+        match self.get(name) {
+            Some(s) => s,
+            None => panic!("no stage {name:?} in the report"),
+        }
+    }
+}
+
+/// Vision-graph work relative to re-encoding every frame of the prompt's history.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct VisionCacheSummary {
+    pub images_encoded: u64,
+    pub images_referenced: u64,
+    /// images_encoded / images_referenced.
+    pub encode_ratio: f64,
+}
+
+/// One part of startup, in the order it happened (model load steps nest inside their model's).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct StartupPhase {
+    pub what: String,
+    pub ms: f64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StartupSummary {
+    /// Process start → the first action's bytes on the link; `None` when none was sent.
+    pub first_action_ms: Option<f64>,
+    /// Process start → the loop's threads started.
+    pub loop_started_ms: Option<f64>,
+    pub phases: Vec<StartupPhase>,
+}
+
+/// Per-action outcomes reported by the controller, and what the host did about them.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LinkOutcomes {
+    pub session: String,
+    pub actions_sent: u64,
+    pub applied: u64,
+    pub held: u64,
+    pub rejected: u64,
+    pub duplicate: u64,
+    pub unacknowledged: u64,
+    pub heartbeats_sent: u64,
+    pub statuses: u64,
+    pub faults: u64,
+    pub controller_watchdogs: u64,
+    pub limit_violations: u64,
+    pub bad_frames: u32,
+    pub reconnects: u64,
+    pub rehellos: u64,
+    pub new_sessions: u64,
+    pub silent_holds: u64,
+    pub unacknowledged_holds: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub schema: String,
     pub tool_version: String,
+    /// `run` or `bench`.
+    #[serde(default)]
+    pub command: String,
+    /// Why the loop ended (`steps`, `duration`, `signal`, `link_lost`, …) and in words.
+    #[serde(default)]
+    pub stop_reason: String,
+    #[serde(default)]
+    pub stop_detail: String,
+    /// The process's exit code for this ending (docs/link.md has the table).
+    #[serde(default)]
+    pub exit_code: u8,
+    /// Policy steps taken, actions written to the link, and the steps that held, by reason.
+    #[serde(default)]
+    pub steps: u64,
+    #[serde(default)]
+    pub actions_sent: u64,
+    #[serde(default)]
+    pub holds: BTreeMap<String, u64>,
+    /// Log events dropped because the logger fell behind (the loop never waits for it).
+    #[serde(default)]
+    pub log_events_dropped: u64,
+    #[serde(default)]
+    pub vision_cache: VisionCacheSummary,
+    #[serde(default)]
+    pub startup: StartupSummary,
+    /// The controller's side of the actions sent (absent when the loop drove no link).
+    #[serde(default)]
+    pub link: Option<LinkOutcomes>,
     pub board: String,
     pub board_file: String,
     pub camera: String,
     pub frames: Frames,
     pub wall_s: f64,
+    /// `frames.measured / wall_s`: the loop's rate.
     pub fps: f64,
-    pub startup_ms: Option<f64>,
     pub peak_rss_mb: Option<f64>,
-    pub stages: Vec<StageSummary>,
-    pub end_to_end: Option<StageSummary>,
+    pub stages: Stages,
     pub stages_not_run: Vec<StageNotRun>,
     #[serde(default)]
     pub notes: Vec<String>,
@@ -148,7 +282,6 @@ impl Report {
     pub(crate) fn new(
         info: RunInfo,
         stages: Vec<StageSummary>,
-        end_to_end: Option<StageSummary>,
         measured: u64,
         dropped: u64,
         wall_s: f64,
@@ -158,12 +291,27 @@ impl Report {
         Self {
             schema: SCHEMA.to_string(),
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            command: info.command,
+            stop_reason: String::new(),
+            stop_detail: String::new(),
+            exit_code: 0,
+            steps: measured,
+            actions_sent: 0,
+            holds: BTreeMap::new(),
+            log_events_dropped: 0,
+            vision_cache: VisionCacheSummary::default(),
+            startup: StartupSummary {
+                first_action_ms: startup.map(|d| d.as_secs_f64() * 1e3),
+                ..StartupSummary::default()
+            },
+            link: None,
             board: info.board,
             board_file: info.board_file,
             camera: info.camera,
             frames: Frames {
                 warmup: info.warmup_frames,
                 measured,
+                captured: 0,
                 dropped,
             },
             wall_s,
@@ -172,16 +320,21 @@ impl Report {
             } else {
                 0.0
             },
-            startup_ms: startup.map(|d| d.as_secs_f64() * 1e3),
             peak_rss_mb: super::system::peak_rss_mb(),
-            stages,
-            end_to_end,
+            stages: Stages(stages),
             stages_not_run: info.stages_not_run,
             notes: info.notes,
             graphs,
             host: info.host,
             model: info.model,
         }
+    }
+
+    /// Sets the frames measured (the loop's steps) over `wall_s` seconds, and the rate.
+    pub fn set_frames_measured(&mut self, measured: u64, wall_s: f64) {
+        self.frames.measured = measured;
+        self.steps = measured;
+        self.set_wall_s(wall_s);
     }
 
     /// Sets the measured wall time (e.g. excluding warm-up) and recomputes fps.
@@ -202,7 +355,7 @@ impl Report {
                 message: e.to_string(),
             })?;
         let schema = value.get("schema").and_then(|s| s.as_str()).unwrap_or("");
-        if schema != SCHEMA {
+        if schema != SCHEMA && schema != SCHEMA_BENCH_1 {
             return Err(ReportError::Schema {
                 source_name: source.to_string(),
                 found: schema.to_string(),
@@ -214,41 +367,97 @@ impl Report {
         })
     }
 
-    /// The stages then end-to-end, for tables.
+    /// Every stage, in order, for tables.
     pub fn all_stages(&self) -> impl Iterator<Item = &StageSummary> {
-        self.stages.iter().chain(self.end_to_end.iter())
+        self.stages.iter()
     }
 
-    /// A plain-text table for terminals.
+    /// The report for a terminal: how the loop ended, what it ran on, then the stage table.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
+        let command = if self.command.is_empty() {
+            "bench"
+        } else {
+            &self.command
+        };
+        if !self.stop_reason.is_empty() {
+            out.push_str(&format!(
+                "{command} stopped: {} ({})\n  steps {}  actions sent {}  holds {}  loop {:.2} Hz over {:.1} s\n",
+                self.stop_reason,
+                self.stop_detail,
+                self.steps,
+                self.actions_sent,
+                self.holds.values().sum::<u64>(),
+                self.fps,
+                self.wall_s,
+            ));
+        }
         let h = &self.host;
+        if !self.board.is_empty() {
+            out.push_str(&format!(
+                "  board {} ({}) on {} {}, {} CPUs; power mode: {}; CPU governor: {}\n",
+                self.board, self.board_file, h.arch, h.model, h.cpus, h.power_mode, h.cpu_governor
+            ));
+        }
         out.push_str(&format!(
-            "board {} ({}) on {} {}, {} CPUs; power mode: {}; CPU governor: {}\n",
-            self.board, self.board_file, h.arch, h.model, h.cpus, h.power_mode, h.cpu_governor
-        ));
-        out.push_str(&format!(
-            "camera {}: {} frames measured after {} warm-up, {} dropped, {:.2} s, {:.2} frames/s\n",
+            "  camera {}: {} frames captured, {} measured after {} warm-up, {} dropped, {:.2} frames/s\n",
             self.camera,
+            self.frames.captured,
             self.frames.measured,
             self.frames.warmup,
             self.frames.dropped,
-            self.wall_s,
             self.fps
         ));
         if let Some(m) = &self.model {
             out.push_str(&format!(
-                "model {} ({}) from {}: loaded in {:.0} ms on {}; {} image(s) and {} prefill positions per frame, {} tokens generated\n",
+                "  model {} ({}) from {}: loaded in {:.0} ms on {}; {} image(s) and {} prefill positions per frame, {} tokens generated\n",
                 m.name, m.kind, m.dir, m.load_ms, m.backend, m.images_per_frame, m.prefill_positions, m.generated_tokens
             ));
         }
+        let c = &self.vision_cache;
+        if c.images_referenced > 0 {
+            out.push_str(&format!(
+                "  vision cache: {} images encoded for {} used ({:.2}x of re-encoding)\n",
+                c.images_encoded, c.images_referenced, c.encode_ratio
+            ));
+        }
+        match self.startup.first_action_ms {
+            Some(ms) => out.push_str(&format!(
+                "  startup: first action {ms:.1} ms after process start"
+            )),
+            None => out.push_str("  startup: no action sent"),
+        }
+        if let Some(ms) = self.startup.loop_started_ms {
+            out.push_str(&format!(" (loop running after {ms:.1} ms)"));
+        }
+        out.push('\n');
+        if !self.startup.phases.is_empty() {
+            let p: Vec<String> = self
+                .startup
+                .phases
+                .iter()
+                .map(|p| format!("{} {:.1}", p.what, p.ms))
+                .collect();
+            out.push_str(&format!("    startup ms: {}\n", p.join(", ")));
+        }
+        if let Some(l) = &self.link {
+            out.push_str(&format!(
+                "  arm (session {}): {} applied, {} held, {} rejected, {} duplicate, {} unacknowledged of {} sent; {} faults, {} bad frames, {} reconnects, {} new hellos, {} new sessions\n",
+                l.session, l.applied, l.held, l.rejected, l.duplicate, l.unacknowledged, l.actions_sent,
+                l.faults, l.bad_frames, l.reconnects, l.rehellos, l.new_sessions
+            ));
+        }
+        if !self.holds.is_empty() {
+            let h: Vec<String> = self.holds.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            out.push_str(&format!("  holds by reason: {}\n", h.join(", ")));
+        }
         out.push_str(&format!(
-            "{:<12} {:>6} {:>7} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
+            "  {:<13} {:>6} {:>7} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
             "stage", "per", "count", "dropped", "mean ms", "p50 ms", "p90 ms", "p99 ms", "max ms"
         ));
         for s in self.all_stages() {
             out.push_str(&format!(
-                "{:<12} {:>6} {:>7} {:>7} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}\n",
+                "  {:<13} {:>6} {:>7} {:>7} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}\n",
                 s.name,
                 s.per,
                 s.count,
@@ -261,26 +470,20 @@ impl Report {
             ));
         }
         for n in &self.stages_not_run {
-            out.push_str(&format!("not run: {:<12} {}\n", n.name, n.why));
+            out.push_str(&format!("  not run: {:<12} {}\n", n.name, n.why));
         }
         for n in &self.notes {
-            out.push_str(&format!("{n}\n"));
+            out.push_str(&format!("  {n}\n"));
         }
         for g in &self.graphs {
             out.push_str(&format!(
-                "graph {}: {} ({})\n",
+                "  graph {}: {} ({})\n",
                 g.graph, g.backend, g.provider
             ));
         }
-        match self.startup_ms {
-            Some(ms) => out.push_str(&format!(
-                "startup (process start → first action): {ms:.0} ms\n"
-            )),
-            None => out.push_str("startup: not measured (no action was sent)\n"),
-        }
         match self.peak_rss_mb {
-            Some(mb) => out.push_str(&format!("peak RSS: {mb:.1} MiB\n")),
-            None => out.push_str("peak RSS: unknown\n"),
+            Some(mb) => out.push_str(&format!("  peak RSS: {mb:.1} MiB\n")),
+            None => out.push_str("  peak RSS: unknown\n"),
         }
         out
     }
@@ -288,12 +491,12 @@ impl Report {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("{source_name}: not a bench report: {message}")]
+    #[error("{source_name}: not a report of `run --json` or `bench --json`: {message}")]
     Parse {
         source_name: String,
         message: String,
     },
-    #[error("{source_name}: schema {found:?} is not {SCHEMA:?}; re-run `spatialbot-edge bench --json` with this version")]
+    #[error("{source_name}: schema {found:?} is not {SCHEMA:?} (or {SCHEMA_BENCH_1:?}); re-run `spatialbot-edge bench --json` with this version")]
     Schema { source_name: String, found: String },
 }
 
@@ -360,8 +563,9 @@ pub fn compare(a: &Report, a_name: &str, b: &Report, b_name: &str) -> Comparison
             .zip(b.peak_rss_mb)
             .and_then(|(x, y)| ratio(y, x)),
         ratio_startup: a
-            .startup_ms
-            .zip(b.startup_ms)
+            .startup
+            .first_action_ms
+            .zip(b.startup.first_action_ms)
             .and_then(|(x, y)| ratio(y, x)),
     }
 }

@@ -1,21 +1,28 @@
-//! Board profiles (`boards/*.toml`): which inference backends to try and how, the camera's
-//! modes, the arm link, the safety limits, the model folders and the memory budget of one kind
-//! of robot computer.
+//! The configuration root: board profiles (`boards/*.toml`) — which inference backends to try
+//! and how, the camera's modes, the arm link, the safety limits, the model folders and the
+//! memory budget of one kind of robot computer.
+//!
+//! This module is the only one that reads a profile. It parses and validates it here, and
+//! [`translate`] turns it into each subsystem's own settings type (the camera's
+//! [`SpecDefaults`](crate::camera::SpecDefaults), the model's
+//! [`BackendConfig`](crate::model::BackendConfig), the link's [`LinkConfig`] and governor
+//! [`Limits`], the guard's [`GuardConfig`]). Subsystems never see a `Board`; a test
+//! (`subsystems_never_import_the_configuration`) keeps it so.
 //!
 //! # Using a profile
 //!
 //! ```no_run
-//! use spatialbot_edge::board::Board;
+//! use spatialbot_edge::config::Board;
 //! let board = Board::default_dev()?;                 // boards/dev-x86_64.toml (or the built-in copy)
 //! let board = Board::load("boards/jetson-orin-nx-16gb.toml".as_ref())?;
 //! let board = Board::resolve("jetson-orin-nano-8gb")?; // a file path or a profile name
-//! # Ok::<(), spatialbot_edge::board::BoardError>(())
+//! # Ok::<(), spatialbot_edge::config::BoardError>(())
 //! ```
 //!
 //! Everything is validated when loaded: a `Board` you hold is internally consistent, so the
 //! consumers below need not re-check ranges.
 //!
-//! - `board.backend` — [`Backend`]: `order` is the list of [`BackendKind`]s to try, first that
+//! - `board.backend` — [`Backend`]: `order` is the list of [`BackendChoice`]s to try, first that
 //!   starts wins; `cpu_fallback` says whether a GPU backend that fails to start may be replaced
 //!   by a later CPU entry of `order` (false: stop with an error instead); `threads` is the
 //!   intra-op thread count for CPU kernels; `tensorrt_fp16` and `engine_cache_dir` configure
@@ -45,34 +52,34 @@
 //! Relative paths in a profile (model folders, the engine cache) are relative to the folder
 //! that holds the profile file; use [`Board::path`] to resolve them.
 
-pub mod doctor;
+pub mod translate;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use spatialbot_link::{ACTION_LEN, DEFAULT_LAYOUT};
 
-use crate::link::{Limits, LinkConfig, LinkSpec};
-use crate::policy::guard::{GuardConfig, YesNo};
+pub use crate::camera::StreamMode;
+pub use crate::model::backend::BackendChoice;
+use crate::policy::guard::YesNo;
 
 /// The profile `run` and `bench` use when no `--board` is given.
 pub const DEV_PROFILE: &str = "dev-x86_64";
 
 /// The profiles shipped in `boards/`, built into the binary so it works from any folder.
 pub const BUILTIN_PROFILES: [(&str, &str); 4] = [
-    ("dev-x86_64", include_str!("../boards/dev-x86_64.toml")),
+    ("dev-x86_64", include_str!("../../boards/dev-x86_64.toml")),
     (
         "jetson-orin-nano-8gb",
-        include_str!("../boards/jetson-orin-nano-8gb.toml"),
+        include_str!("../../boards/jetson-orin-nano-8gb.toml"),
     ),
     (
         "jetson-orin-nx-16gb",
-        include_str!("../boards/jetson-orin-nx-16gb.toml"),
+        include_str!("../../boards/jetson-orin-nx-16gb.toml"),
     ),
     (
         "jetson-agx-orin-64gb",
-        include_str!("../boards/jetson-agx-orin-64gb.toml"),
+        include_str!("../../boards/jetson-agx-orin-64gb.toml"),
     ),
 ];
 
@@ -142,61 +149,11 @@ pub struct Board {
     pub base_dir: PathBuf,
 }
 
-/// An inference backend the runtime can start a graph on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum BackendKind {
-    /// tract, pure Rust, CPU. Always built in.
-    #[serde(rename = "tract-cpu")]
-    TractCpu,
-    /// tract's CUDA runtime (feature `cuda`).
-    #[serde(rename = "tract-cuda")]
-    TractCuda,
-    /// onnxruntime, CPU execution provider (feature `ort`).
-    #[serde(rename = "ort-cpu")]
-    OrtCpu,
-    /// onnxruntime, CUDA execution provider (feature `ort`).
-    #[serde(rename = "ort-cuda")]
-    OrtCuda,
-    /// onnxruntime, TensorRT execution provider (feature `ort`).
-    #[serde(rename = "ort-tensorrt")]
-    OrtTensorrt,
-}
-
-impl BackendKind {
-    pub const ALL: [BackendKind; 5] = [
-        Self::TractCpu,
-        Self::TractCuda,
-        Self::OrtCpu,
-        Self::OrtCuda,
-        Self::OrtTensorrt,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::TractCpu => "tract-cpu",
-            Self::TractCuda => "tract-cuda",
-            Self::OrtCpu => "ort-cpu",
-            Self::OrtCuda => "ort-cuda",
-            Self::OrtTensorrt => "ort-tensorrt",
-        }
-    }
-
-    pub fn is_cpu(self) -> bool {
-        matches!(self, Self::TractCpu | Self::OrtCpu)
-    }
-}
-
-impl fmt::Display for BackendKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Backend {
     /// Backends to try, in order; the first that starts runs the graphs.
-    pub order: Vec<BackendKind>,
+    pub order: Vec<BackendChoice>,
     /// Threads for CPU kernels (1..=64).
     pub threads: u32,
     /// Let TensorRT build FP16 engines.
@@ -209,14 +166,6 @@ pub struct Backend {
     /// `ORT_DYLIB_PATH`, then the dynamic loader's path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub onnxruntime_library: Option<PathBuf>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StreamMode {
-    pub width: u32,
-    pub height: u32,
-    pub fps: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -362,20 +311,6 @@ fn guard_gripper() -> String {
 }
 fn guard_half() -> f64 {
     0.5
-}
-
-impl Guard {
-    pub fn config(&self) -> GuardConfig {
-        GuardConfig {
-            question: self.question.clone(),
-            proceed_if: self.proceed_if,
-            every_steps: self.every_steps,
-            before_gripper_close: self.before_gripper_close,
-            gripper: self.gripper.clone(),
-            close_threshold: self.close_threshold,
-            closed_is_below: self.closed_is_below,
-        }
-    }
 }
 
 const CAMERA_SPECS: &str = "`auto`, `realsense[:SERIAL]`, `v4l2:/dev/videoN`, `replay[,fast][,loop]:PATH`, `synthetic[,fast][:WxH[@FPS]]`";
@@ -530,7 +465,8 @@ impl Board {
             1,
             crate::limits::MAX_THREADS as u32,
         )?;
-        if b.order.contains(&BackendKind::OrtTensorrt) && b.engine_cache_dir.as_os_str().is_empty()
+        if b.order.contains(&BackendChoice::OrtTensorrt)
+            && b.engine_cache_dir.as_os_str().is_empty()
         {
             return Err(self.invalid(
                 "backend.engine_cache_dir",
@@ -572,8 +508,9 @@ impl Board {
             ));
         }
         for (key, m) in [("camera.depth", &c.depth), ("camera.color", &c.color)] {
-            self.check_u32(&format!("{key}.width"), m.width, 16, 3840)?;
-            self.check_u32(&format!("{key}.height"), m.height, 16, 2160)?;
+            let size = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+            self.check_u32(&format!("{key}.width"), size(m.width), 16, 3840)?;
+            self.check_u32(&format!("{key}.height"), size(m.height), 16, 2160)?;
             self.check_u32(&format!("{key}.fps"), m.fps, 1, 300)?;
         }
         self.check_u32("camera.max_skew_ms", c.max_skew_ms, 0, 1000)?;
@@ -729,69 +666,8 @@ impl Board {
 /// Every profile limits these; `terminate` defaults to 0..=1.
 const REQUIRED_AXES: [&str; 7] = ["dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"];
 
-impl Board {
-    /// The safety governor's limits (also sent to the controller in `Hello`) — the one
-    /// translation of `[safety]` every command uses: the profile's axes placed in the wire's
-    /// default layout; `terminate`, unless the profile limits it, is 0..=1 with a step of 1; an
-    /// axis of the layout the profile does not limit is refused (naming the file and axis);
-    /// the rate limit becomes the shortest interval between actions, rounded up so the rate is
-    /// never exceeded.
-    pub fn governor_limits(&self) -> Result<Limits, BoardError> {
-        let mut limits = Limits {
-            layout: DEFAULT_LAYOUT,
-            min: [0.0; ACTION_LEN],
-            max: [0.0; ACTION_LEN],
-            max_step: [1.0; ACTION_LEN],
-            max_age_ms: self.safety.max_age_ms,
-            min_interval_ms: (1000.0 / self.safety.rate_limit_hz).ceil() as u32,
-        };
-        for (i, axis) in DEFAULT_LAYOUT.iter().enumerate() {
-            let (min, max, step) = match (self.safety.axis(axis.name()), axis) {
-                (Some(a), _) => (a.min as f32, a.max as f32, a.max_step as f32),
-                (None, spatialbot_link::Axis::Terminate) => (0.0, 1.0, 1.0),
-                (None, spatialbot_link::Axis::Unused) => (0.0, 0.0, 1.0),
-                (None, _) => {
-                    return Err(self.invalid(
-                        "safety.axes",
-                        format!("no entry named {:?}", axis.name()),
-                        "one [[safety.axes]] entry for each axis the arm takes",
-                    ))
-                }
-            };
-            limits.min[i] = min;
-            limits.max[i] = max;
-            limits.max_step[i] = step;
-        }
-        limits
-            .validate()
-            .map_err(|e| self.invalid("safety.axes", "limits", e.to_string()))?;
-        Ok(limits)
-    }
-
-    /// The link's configuration — limits, controller watchdog, heartbeat, reply and lost-link
-    /// times, the rejected-in-a-row limit — from the profile; the link module's defaults for
-    /// the rest (a random session id among them).
-    pub fn link_config(&self) -> Result<LinkConfig, BoardError> {
-        let mut cfg = LinkConfig::new(self.governor_limits()?);
-        cfg.watchdog_ms = u16::try_from(self.link.watchdog_ms).unwrap_or(u16::MAX);
-        cfg.heartbeat = std::time::Duration::from_millis(u64::from(self.link.heartbeat_ms));
-        cfg.reply_timeout = std::time::Duration::from_millis(u64::from(self.link.reply_timeout_ms));
-        cfg.lost_link = std::time::Duration::from_millis(u64::from(self.link.lost_link_ms));
-        cfg.max_rejected_in_a_row = self.link.max_rejected_in_a_row;
-        Ok(cfg)
-    }
-
-    /// The parsed link SPEC (`link.spec` with `link.baud`).
-    pub fn link_spec(&self) -> Result<LinkSpec, BoardError> {
-        self.link
-            .cli_spec()
-            .parse::<LinkSpec>()
-            .map_err(|e| self.invalid("link.spec", format!("{:?}", self.link.spec), e.to_string()))
-    }
-}
-
 fn kinds_list() -> String {
-    BackendKind::ALL
+    BackendChoice::ALL
         .iter()
         .map(|k| format!("\"{k}\""))
         .collect::<Vec<_>>()
@@ -887,5 +763,83 @@ mod tests {
         let b = Board::from_toml_str(BUILTIN_PROFILES[2].1, Path::new("x"), Path::new("")).unwrap();
         assert!(b.link.cli_spec().starts_with("serial:/dev/"));
         assert!(b.link.cli_spec().ends_with(&format!("@{}", b.link.baud)));
+    }
+}
+
+/// The crate's layering, checked on the source: every subsystem may use only the modules listed
+/// for it (so the board profile stays a leaf that only this module and the commands read, and
+/// no two modules import each other).
+#[cfg(test)]
+mod layering {
+    /// Each module and the crate modules it may use (`crate::NAME`).
+    const ALLOWED: &[(&str, &[&str])] = &[
+        ("exit", &[]),
+        ("limits", &[]),
+        ("fsutil", &[]),
+        ("memory", &[]),
+        ("policy", &[]),
+        ("rgbd", &["limits"]),
+        ("imageio", &["fsutil", "limits", "rgbd"]),
+        ("preprocess", &["rgbd", "limits"]),
+        ("link", &["exit", "limits"]),
+        ("telemetry", &["link"]),
+        ("camera", &["fsutil", "imageio", "limits", "rgbd"]),
+        ("model", &["limits", "link", "policy", "preprocess", "rgbd"]),
+        (
+            "pipeline",
+            &[
+                "camera",
+                "exit",
+                "fsutil",
+                "link",
+                "model",
+                "policy",
+                "preprocess",
+                "rgbd",
+                "telemetry",
+                "limits",
+                "memory",
+            ],
+        ),
+    ];
+
+    fn sources(path: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        if path.is_dir() {
+            let mut entries: Vec<_> = std::fs::read_dir(path)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            entries.sort();
+            for p in entries {
+                sources(&p, out);
+            }
+        } else if path.is_file() && path.extension().is_some_and(|e| e == "rs") {
+            out.push(path.to_path_buf());
+        }
+    }
+
+    #[test]
+    fn subsystems_never_import_the_configuration_and_follow_the_layers() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        for (module, allowed) in ALLOWED {
+            let mut files = Vec::new();
+            sources(&src.join(module), &mut files);
+            sources(&src.join(format!("{module}.rs")), &mut files);
+            assert!(!files.is_empty(), "no sources for {module}");
+            for file in files {
+                let text = std::fs::read_to_string(&file).unwrap();
+                for (i, _) in text.match_indices("crate::") {
+                    let used: String = text[i + 7..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    assert!(
+                        used == *module || allowed.contains(&used.as_str()),
+                        "{} uses crate::{used}; {module} may use only {allowed:?}",
+                        file.display()
+                    );
+                }
+            }
+        }
     }
 }
