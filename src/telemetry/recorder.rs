@@ -332,11 +332,11 @@ impl StageRecorder {
         }
     }
 
-    /// The histogram of `stage`, when it has one.
+    /// The histogram of `stage`, when it has samples.
     pub fn histogram(&self, stage: &str) -> Option<&LatencyHistogram> {
         self.stages
             .iter()
-            .find(|s| s.name == stage)
+            .find(|s| s.name == stage && s.hist.count() > 0)
             .map(|s| &s.hist)
     }
 
