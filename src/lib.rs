@@ -15,4 +15,5 @@ pub mod model;
 pub mod pipeline;
 pub mod policy;
 pub mod preprocess;
+pub mod progress;
 pub mod rgbd;
