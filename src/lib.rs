@@ -15,5 +15,6 @@ pub mod model;
 pub mod pipeline;
 pub mod policy;
 pub mod preprocess;
+pub mod progress;
 pub mod rgbd;
 pub mod telemetry;
