@@ -7,8 +7,6 @@
 //! A SpatialBot model (which answers questions and proposes no action) runs the path `ask`
 //! takes per frame instead: both images through the vision graph, then the question.
 
-use std::io::IsTerminal;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,6 +23,7 @@ use spatialbot_edge::pipeline::vision::FrameTensors;
 use spatialbot_edge::pipeline::{
     Action, ActionSink, Delivery, FrameSource, LanguageModel, StopReason, VisionEncoder,
 };
+use spatialbot_edge::progress::Progress;
 use spatialbot_edge::policy::{
     action_from_answer, build_policy_prompt, EmbeddingHistory, PolicyPrompt, PolicySpec,
 };
@@ -541,50 +540,6 @@ fn plan(board: &Board, args: &Args) -> anyhow::Result<(String, Plan)> {
     ))
 }
 
-/// A one-line progress display on stderr, only when stderr is a terminal.
-struct Progress {
-    enabled: bool,
-    total: u64,
-    last: Instant,
-    start: Instant,
-}
-
-impl Progress {
-    fn new(total: u64) -> Self {
-        let now = Instant::now();
-        Self {
-            enabled: std::io::stderr().is_terminal(),
-            total,
-            last: now,
-            start: now,
-        }
-    }
-
-    fn update(&mut self, done: u64, phase: &str) {
-        if !self.enabled || (self.last.elapsed() < Duration::from_millis(200) && done < self.total)
-        {
-            return;
-        }
-        self.last = Instant::now();
-        let width = 30usize;
-        let filled = (done as f64 / self.total.max(1) as f64 * width as f64) as usize;
-        let fps = done as f64 / self.start.elapsed().as_secs_f64().max(1e-9);
-        let _ = write!(
-            std::io::stderr(),
-            "\r{phase:<8} [{}{}] {done}/{} frames, {fps:.1} frames/s ",
-            "#".repeat(filled.min(width)),
-            " ".repeat(width - filled.min(width)),
-            self.total
-        );
-    }
-
-    fn finish(&self) {
-        if self.enabled {
-            let _ = writeln!(std::io::stderr());
-        }
-    }
-}
-
 pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     if let Some(files) = &args.compare {
         return compare(&files[0], &files[1], json);
@@ -618,12 +573,12 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     // Process start → the first frame through every stage (its action sent): what a supervisor
     // waits for after a restart. Model loading (and TensorRT engine builds) are inside it.
     let mut startup = None;
-    let mut progress = Progress::new(args.warmup);
+    let progress = Progress::new(args.warmup, "warm-up").with_unit("frames");
     for n in 0..args.warmup {
         let mut stamps = FrameStamps::start(n);
         bench.frame(&mut stamps, None)?;
         startup = startup.or_else(telemetry::system::process_age);
-        progress.update(n + 1, "warm-up");
+        progress.inc();
     }
     bench.held = 0;
     progress.finish();
@@ -633,14 +588,14 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     for g in &graphs {
         recorder.record_graph_backend(&g.graph, &g.backend, &g.provider);
     }
-    let mut progress = Progress::new(args.frames);
+    let progress = Progress::new(args.frames, "measure").with_unit("frames");
     let start = Instant::now();
     for n in 0..args.frames {
         let mut stamps = FrameStamps::start(n);
         bench.frame(&mut stamps, Some(&mut recorder))?;
         startup = startup.or_else(telemetry::system::process_age);
         recorder.record_frame(&stamps);
-        progress.update(n + 1, "measure");
+        progress.inc();
     }
     let wall = start.elapsed();
     progress.finish();
