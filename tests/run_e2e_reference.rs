@@ -159,7 +159,7 @@ fn actions_on_the_wire_equal_the_python_reference_pipeline() {
     assert_eq!(summary["steps"], steps.len() as u64, "{summary}");
     assert_eq!(summary["actions_sent"], steps.len() as u64, "{summary}");
     assert_eq!(summary["holds"], serde_json::json!({}), "{summary}");
-    assert_eq!(summary["frames_dropped"], 0, "{summary}");
+    assert_eq!(summary["frames"]["dropped"], 0, "{summary}");
     assert!(
         summary["startup"]["first_action_ms"].as_f64().unwrap() > 0.0,
         "{summary}"
