@@ -11,7 +11,7 @@ use spatialbot_edge::imageio;
 use spatialbot_edge::model::backend::{BackendConfig, BackendKind, LoadStep, Provider};
 use spatialbot_edge::model::manifest::ModelKind;
 use spatialbot_edge::model::{
-    npy, vqa, Engine, GenerateOptions, ImageTensor, ModelError, ModelFolder, Overflow, Sampling,
+    npy, vqa, GenerateOptions, ImageTensor, ModelError, ModelFolder, Overflow, Sampling,
 };
 use spatialbot_edge::preprocess;
 use spatialbot_edge::rgbd::{pack, DepthMm, Encoding, RgbImage};
@@ -273,9 +273,11 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     let preprocess_ms = preprocess_started.elapsed().as_secs_f64() * 1e3;
 
     let config = backend_config(&args)?;
-    let mut engine = Engine::load(&folder, &config)
-        .map_err(model_error)
-        .context("loading the model")?;
+    let order = match &args.board {
+        Some(b) => format!("the backends of --board {b} and the command line"),
+        None => "the command line's backend".to_string(),
+    };
+    let mut engine = super::assemble::load_engine_with(&folder, &config, &order, "model")?;
     let load_ms = started.elapsed().as_secs_f64() * 1e3;
     if !json {
         eprintln!("loaded on {}", engine.describe());

@@ -15,7 +15,7 @@ use spatialbot_edge::camera::CameraSpec;
 use spatialbot_edge::config::Board;
 use spatialbot_edge::link::{LinkConfig, LinkSpec};
 use spatialbot_edge::model::backend::LoadStep;
-use spatialbot_edge::model::{manifest, Engine, ModelFolder};
+use spatialbot_edge::model::{manifest, BackendConfig, Engine, ModelFolder};
 use spatialbot_edge::pipeline::camera_source::{CameraFrames, DepthUse};
 use spatialbot_edge::pipeline::engine_model::{EngineGuard, EngineModel, EngineVision};
 use spatialbot_edge::pipeline::link_sink::LinkSink;
@@ -188,20 +188,30 @@ impl Startup {
 /// The model on the board's backend order (`Board::backend_config`: onnxruntime providers in
 /// the board's order, TensorRT engines kept in the board's engine cache so a restart loads them
 /// instead of building them again; later entries load when an earlier one cannot start).
-/// A file of the folder that is wrong (a graph whose inputs disagree with the manifest, a
-/// tokenizer that does not load) is bad input (exit 2) naming that file; a backend this build
-/// lacks is the profile's problem (exit 2); only a backend that fails here is a runtime failure.
 pub fn load_engine(folder: &ModelFolder, board: &Board, what: &str) -> anyhow::Result<Engine> {
-    Engine::load(folder, &board.backend_config()).map_err(|e| {
+    let order = format!("the board's backend order ({})", board.source.display());
+    load_engine_with(folder, &board.backend_config(), &order, what)
+}
+
+/// The model on `config`'s backends (`order` names where they came from, for errors). A file of
+/// the folder that is wrong (a graph whose inputs disagree with the manifest, a tokenizer that
+/// does not load) is bad input (exit 2) naming that file; so is a backend this build lacks (the
+/// profile's or the command line's choice); only a backend that fails here is a runtime failure.
+pub fn load_engine_with(
+    folder: &ModelFolder,
+    config: &BackendConfig,
+    order: &str,
+    what: &str,
+) -> anyhow::Result<Engine> {
+    Engine::load(folder, config).map_err(|e| {
         let context = format!(
-            "loading the {what} from {} on the board's backend order ({})",
-            folder.dir.display(),
-            board.source.display()
+            "loading the {what} from {} on {order}",
+            folder.dir.display()
         );
         if e.is_bad_input() || e.is_not_built() {
             bad_input(format!("{context}: {e}"))
         } else {
-            anyhow::anyhow!("{context}: no backend of the order started: {e}")
+            anyhow::anyhow!("{context}: no backend started: {e}")
         }
     })
 }

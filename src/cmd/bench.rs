@@ -23,10 +23,10 @@ use spatialbot_edge::pipeline::vision::FrameTensors;
 use spatialbot_edge::pipeline::{
     Action, ActionSink, Delivery, FrameSource, LanguageModel, StopReason, VisionEncoder,
 };
-use spatialbot_edge::progress::Progress;
 use spatialbot_edge::policy::{
     action_from_answer, build_policy_prompt, EmbeddingHistory, PolicyPrompt, PolicySpec,
 };
+use spatialbot_edge::progress::Progress;
 use spatialbot_edge::telemetry::{
     self, stage, FrameStamps, GraphBackend, HostInfo, ModelRun, Report, RunInfo, StageNotRun,
     StageRecorder,
