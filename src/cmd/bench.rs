@@ -21,7 +21,7 @@ use spatialbot_edge::model::{
 use spatialbot_edge::pipeline::engine_model::EngineVision;
 use spatialbot_edge::pipeline::link_sink::wire_slots;
 use spatialbot_edge::pipeline::vision::FrameTensors;
-use spatialbot_edge::pipeline::{CapturedFrame, VisionEncoder};
+use spatialbot_edge::pipeline::{Depth, VisionEncoder};
 use spatialbot_edge::policy::{
     action_from_answer, build_policy_prompt, ActionLayout, EmbeddingHistory, PolicySpec,
 };
@@ -80,7 +80,7 @@ struct Work {
     capture_us: u64,
     frame: Option<RgbdFrame>,
     /// The frame as the control loop's stages take it: colour, and depth registered to it.
-    captured: Option<CapturedFrame>,
+    captured: Option<RgbdFrame>,
     /// The SpatialBot 3-channel depth image, interleaved RGB bytes.
     packed: Vec<u8>,
     /// The action the governor let through; `None`: nothing to send (no policy, or held).
@@ -155,7 +155,7 @@ impl BenchStage for CameraStage {
 }
 
 /// Depth registered into the colour camera's frame (skipped per frame where the camera already
-/// delivers registered depth); hands the frame on as the control loop's `CapturedFrame`.
+/// delivers registered depth); hands the frame on to the control loop's stages.
 struct RegisterStage {
     registrar: Registrar,
     out: DepthMm,
@@ -169,24 +169,23 @@ impl BenchStage for RegisterStage {
     }
 
     fn run(&mut self, work: &mut Work, stamps: &mut FrameStamps) -> anyhow::Result<()> {
-        let frame = work.frame.take().context("no frame to register")?;
+        let mut frame = work.frame.take().context("no frame to register")?;
         self.frames += 1;
-        let depth = if frame.depth_registered {
-            self.came_registered += 1;
-            frame.depth
-        } else {
-            self.registrar.register_into(&frame.depth, &mut self.out)?;
-            self.out.clone()
-        };
-        work.captured = Some(CapturedFrame {
-            seq: frame.sequence,
-            captured: frame.capture,
-            arrived: frame.arrival,
-            ready: Instant::now(),
-            rgb: Arc::new(frame.color),
-            depth: Some(Arc::new(depth)),
-            unregistered_depth: None,
-        });
+        match &frame.depth {
+            Depth::Raw { depth, .. } => {
+                self.registrar.register_into(depth, &mut self.out)?;
+                frame.depth = Depth::Registered(Arc::new(self.out.clone()));
+            }
+            Depth::Registered(_) => self.came_registered += 1,
+            // A colour-only camera: the later stages take all-zero depth of the colour size.
+            Depth::None => {
+                self.came_registered += 1;
+                let zeros = DepthMm::zeros(frame.color.width, frame.color.height);
+                frame.depth = Depth::Registered(Arc::new(zeros));
+            }
+        }
+        frame.ready = Instant::now();
+        work.captured = Some(frame);
         stamps.mark(stage::REGISTER);
         Ok(())
     }
@@ -214,7 +213,7 @@ impl BenchStage for PackStage {
         let depth = work
             .captured
             .as_ref()
-            .and_then(|f| f.depth.as_ref())
+            .and_then(|f| f.depth.registered())
             .context("no depth to pack")?;
         work.packed.resize(depth.as_slice().len() * 3, 0);
         pack_into(depth.as_slice(), Encoding::SpatialBot, &mut work.packed)?;
@@ -235,7 +234,7 @@ impl BenchStage for PreprocessStage {
 
     fn run(&mut self, work: &mut Work, stamps: &mut FrameStamps) -> anyhow::Result<()> {
         let frame = work.captured.as_ref().context("no frame to preprocess")?;
-        self.preprocessor.tensor(&frame.rgb)?;
+        self.preprocessor.tensor(&frame.color)?;
         stamps.mark(stage::PREPROCESS);
         Ok(())
     }
@@ -356,7 +355,7 @@ impl BenchStage for ModelStage {
             Some(p) => {
                 let mut fresh = encoded.into_iter();
                 p.history
-                    .step(frame.seq, |_| {
+                    .step(frame.sequence, |_| {
                         fresh
                             .next()
                             .context("the embedding cache asked for more images than a frame has")

@@ -12,7 +12,7 @@ use spatialbot_edge::camera::{CameraSpec, SpecDefaults};
 use spatialbot_edge::link::LinkSpec;
 use spatialbot_edge::model::backend::LoadStep;
 use spatialbot_edge::model::{manifest, BackendConfig, Engine, ModelFolder};
-use spatialbot_edge::pipeline::camera_source::{CameraFrames, DepthUse};
+use spatialbot_edge::pipeline::camera_source::{CameraFrames, DepthNeed};
 use spatialbot_edge::pipeline::engine_model::{EngineGuard, EngineModel, EngineVision};
 use spatialbot_edge::pipeline::link_sink::LinkSink;
 use spatialbot_edge::pipeline::stats::StartupPhase;
@@ -462,11 +462,11 @@ fn run_with_parts(
     let engine = Arc::new(std::sync::Mutex::new(engine));
     let guard = load_guard(board, &mut startup)?;
     let depth = if spec.depth {
-        DepthUse::Registered
+        DepthNeed::Registered
     } else if guard.is_some() {
-        DepthUse::OnDemand
+        DepthNeed::Raw
     } else {
-        DepthUse::Unused
+        DepthNeed::None
     };
     let source = CameraFrames::open(camera, depth).map_err(bad_input)?;
     startup.phase("camera");
