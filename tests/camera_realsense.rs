@@ -128,7 +128,7 @@ fn colour_a_frame_late_pairs_by_timestamp() {
     for f in &frames {
         let index = f.depth_frame_number - 100;
         assert_eq!(
-            f.color,
+            *f.color,
             synthetic::render(&calib, index, 30).0,
             "colour and depth of one instant"
         );
