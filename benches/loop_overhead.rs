@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use spatialbot_edge::pipeline::{
-    run_loop, Action, ActionSink, CapturedFrame, Delivery, FrameSource, LanguageModel, LoopConfig,
-    LoopParts, SinkError, StageError, StopReason, VisionEncoder,
+    run_loop, Action, ActionSink, Delivery, Depth, FrameSource, LanguageModel, LoopConfig,
+    LoopParts, RgbdFrame, SinkError, StageError, StopReason, VisionEncoder,
 };
 use spatialbot_edge::policy::{
     action_from_answer, ActionLayout, EmbeddingHistory, PolicyPrompt, PolicySpec,
@@ -46,18 +46,13 @@ struct Frames {
 }
 
 impl FrameSource for Frames {
-    fn next_frame(&mut self) -> Result<Option<CapturedFrame>, StageError> {
+    fn next_frame(&mut self) -> Result<Option<RgbdFrame>, StageError> {
         std::thread::sleep(self.interval);
         let now = Instant::now();
         self.seq += 1;
-        Ok(Some(CapturedFrame {
-            seq: self.seq,
-            captured: now,
-            arrived: now,
-            ready: now,
-            rgb: self.rgb.clone(),
-            depth: Some(self.depth.clone()),
-            unregistered_depth: None,
+        Ok(Some(RgbdFrame {
+            depth: Depth::Registered(self.depth.clone()),
+            ..RgbdFrame::new(self.seq, self.rgb.clone(), now)
         }))
     }
 }
@@ -66,8 +61,8 @@ struct Vision;
 impl VisionEncoder for Vision {
     type Input = u64;
     type Embedding = u64;
-    fn preprocess(&mut self, frame: &CapturedFrame, _image: usize) -> Result<u64, StageError> {
-        Ok(frame.seq)
+    fn preprocess(&mut self, frame: &RgbdFrame, _image: usize) -> Result<u64, StageError> {
+        Ok(frame.sequence)
     }
     fn encode(&mut self, input: u64) -> Result<u64, StageError> {
         Ok(input)
@@ -112,11 +107,7 @@ struct PreprocessOnly(spatialbot_edge::pipeline::vision::FrameTensors);
 impl VisionEncoder for PreprocessOnly {
     type Input = spatialbot_edge::preprocess::Tensor;
     type Embedding = usize;
-    fn preprocess(
-        &mut self,
-        frame: &CapturedFrame,
-        image: usize,
-    ) -> Result<Self::Input, StageError> {
+    fn preprocess(&mut self, frame: &RgbdFrame, image: usize) -> Result<Self::Input, StageError> {
         self.0.tensor(frame, image)
     }
     fn encode(&mut self, input: Self::Input) -> Result<usize, StageError> {
@@ -140,7 +131,7 @@ impl LanguageModel<usize> for FixedAnswer {
 /// wire link to the in-process simulator; inference replaced by nothing.
 fn real_parts(spec: &PolicySpec) {
     use spatialbot_edge::config::{Board, BUILTIN_PROFILES};
-    use spatialbot_edge::pipeline::camera_source::{CameraFrames, DepthUse};
+    use spatialbot_edge::pipeline::camera_source::{CameraFrames, DepthNeed};
     use spatialbot_edge::pipeline::link_sink::LinkSink;
     use spatialbot_edge::pipeline::vision::FrameTensors;
     use spatialbot_edge::preprocess::Tower;
@@ -150,7 +141,7 @@ fn real_parts(spec: &PolicySpec) {
         &format!("replay,fast,loop:{sample}")
             .parse()
             .expect("camera spec"),
-        DepthUse::Registered,
+        DepthNeed::Registered,
     )
     .expect("sample recording");
     let text = BUILTIN_PROFILES[0]
@@ -215,7 +206,7 @@ fn quantiles(samples: &mut [Duration]) -> (f64, f64, f64) {
 /// The overhead outside inference, one step at a time on this thread.
 fn inline_overhead(spec: &PolicySpec, with_depth: bool, steps: usize) -> Option<RgbImage> {
     use spatialbot_edge::config::{Board, BUILTIN_PROFILES};
-    use spatialbot_edge::pipeline::camera_source::{CameraFrames, DepthUse};
+    use spatialbot_edge::pipeline::camera_source::{CameraFrames, DepthNeed};
     use spatialbot_edge::pipeline::link_sink::LinkSink;
     use spatialbot_edge::pipeline::vision::FrameTensors;
     use spatialbot_edge::pipeline::{ActionSink, FrameSource};
@@ -226,7 +217,7 @@ fn inline_overhead(spec: &PolicySpec, with_depth: bool, steps: usize) -> Option<
         &format!("replay,fast,loop:{sample}")
             .parse()
             .expect("camera spec"),
-        DepthUse::Registered,
+        DepthNeed::Registered,
     )
     .expect("sample recording");
     let text = BUILTIN_PROFILES[0]
@@ -268,8 +259,8 @@ fn inline_overhead(spec: &PolicySpec, with_depth: bool, steps: usize) -> Option<
         let values = action_from_answer(&spec.actions, answer).expect("parses");
         let action = Action {
             step: step + 1,
-            frame_seq: frame.seq,
-            captured: frame.captured,
+            frame_seq: frame.sequence,
+            captured: frame.capture,
             names: names.clone(),
             values,
         };
@@ -277,14 +268,14 @@ fn inline_overhead(spec: &PolicySpec, with_depth: bool, steps: usize) -> Option<
             sent += 1;
         }
         let (t2, c2) = (Instant::now(), thread_cpu());
-        let registered = frame.ready.saturating_duration_since(frame.arrived);
+        let registered = frame.ready.saturating_duration_since(frame.arrival);
         ready.push(registered);
         pre.push(t1 - t0);
         act.push(t2 - t1);
         total.push(registered + (t2 - t0));
         cpu.push(c2.saturating_sub(c0));
         if first.is_none() {
-            first = Some((*frame.rgb).clone());
+            first = Some((*frame.color).clone());
         }
     }
     let _ = sink.stop(StopReason::StepsDone);
@@ -342,12 +333,12 @@ fn reference_preprocess(frame: &RgbImage, steps: usize) {
         .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python").into());
     let dir = std::env::temp_dir().join(format!("sbe-loop-overhead-{}", std::process::id()));
     let ran = std::fs::create_dir_all(&dir)
-        .and_then(|_| std::fs::write(dir.join("frame.rgb"), &frame.data))
+        .and_then(|_| std::fs::write(dir.join("frame.color"), &frame.data))
         .and_then(|_| {
             std::process::Command::new(&python)
                 .arg("-c")
                 .arg(PILLOW_CLIP)
-                .arg(dir.join("frame.rgb"))
+                .arg(dir.join("frame.color"))
                 .args([
                     frame.width.to_string(),
                     frame.height.to_string(),

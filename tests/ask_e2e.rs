@@ -208,12 +208,12 @@ fn ask_on_a_synthetic_camera_frame_matches_the_same_frame_from_files() {
     let spec: CameraSpec = "synthetic,fast".parse().unwrap();
     let mut source = camera::open(&spec, &OpenOptions::with_register(true)).unwrap();
     let frame = source.next_frame().unwrap().unwrap();
-    assert!(frame.depth_registered);
+    assert!(frame.depth.is_registered());
     let tmp = tempfile::tempdir().unwrap();
     let rgb = tmp.path().join("rgb.png");
     let depth = tmp.path().join("depth.png");
     spatialbot_edge::imageio::write_rgb_png(&rgb, &frame.color).unwrap();
-    spatialbot_edge::imageio::write_depth_png(&depth, &frame.depth).unwrap();
+    spatialbot_edge::imageio::write_depth_png(&depth, frame.depth.image().unwrap()).unwrap();
     let question = "What is on the table?";
     let from_camera = ask_json(&["--camera", "synthetic,fast"], question);
     let from_files = ask_json(

@@ -7,13 +7,14 @@ mod common;
 
 use std::collections::VecDeque;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use spatialbot_edge::camera::paired::{PairedOptions, PairedSource};
 use spatialbot_edge::camera::{
-    synthetic, Registering, RgbdFrame, Source, SourceError, SourceStats,
+    synthetic, Depth, DepthRegistration, Registering, RgbdFrame, Source, SourceError, SourceStats,
 };
-use spatialbot_edge::pipeline::camera_source::{CameraFrames, DepthUse};
+use spatialbot_edge::pipeline::camera_source::{CameraFrames, DepthNeed};
 use spatialbot_edge::pipeline::vision::FrameTensors;
 use spatialbot_edge::pipeline::FrameSource;
 use spatialbot_edge::preprocess::Tower;
@@ -78,28 +79,32 @@ impl Source for Scripted {
                     let c = &self.calib.color;
                     let d = &self.calib.depth;
                     self.stats.delivered += 1;
+                    let arrival = Instant::now();
                     return Ok(Some(RgbdFrame {
-                        color: RgbImage::filled(
+                        color: Arc::new(RgbImage::filled(
                             c.width,
                             c.height,
                             [number as u8, if self.color { 1 } else { 2 }, 0],
-                        ),
-                        depth: DepthMm::from_mm(
-                            d.width,
-                            d.height,
-                            vec![600 + number as u32; d.width * d.height],
-                        )
-                        .unwrap(),
-                        has_depth: true,
-                        depth_registered: false,
+                        )),
+                        depth: Depth::Raw {
+                            depth: Arc::new(
+                                DepthMm::from_mm(
+                                    d.width,
+                                    d.height,
+                                    vec![600 + number as u32; d.width * d.height],
+                                )
+                                .unwrap(),
+                            ),
+                            registration: Arc::new(DepthRegistration::new(self.calib.clone())),
+                        },
                         color_intrinsics: c.clone(),
-                        depth_intrinsics: d.clone(),
                         color_frame_number: number,
                         depth_frame_number: number,
                         sequence: self.stats.delivered - 1,
                         device_timestamp_ms: Some(1e6 + at_ms),
                         capture,
-                        arrival: Instant::now(),
+                        arrival,
+                        ready: arrival,
                     }));
                 }
                 Some(Step::Reconnected) => {
@@ -221,11 +226,12 @@ fn free_running_cameras_pair_by_host_capture_time_and_count_the_rest() {
             f.color.pixel(0, 0),
             Some([f.color_frame_number as u8, 1, 0])
         );
-        assert_eq!((f.depth.width(), f.depth.height()), (16, 12));
-        assert_eq!(f.depth.get(0, 0), Some(600 + f.depth_frame_number as u32));
-        assert!(f.has_depth && !f.depth_registered);
+        let depth = f.depth.image().unwrap();
+        assert_eq!((depth.width(), depth.height()), (16, 12));
+        assert_eq!(depth.get(0, 0), Some(600 + f.depth_frame_number as u32));
+        assert!(f.depth.is_raw());
         assert_eq!(f.color_intrinsics, calib.color);
-        assert_eq!(f.depth_intrinsics, calib.depth);
+        assert_eq!(f.depth_intrinsics(), Some(&calib.depth));
         assert_eq!(
             f.device_timestamp_ms,
             Some(1e6 + 7.0 + f.color_frame_number as f64 * 33.3)
@@ -323,11 +329,12 @@ fn depth_registers_into_the_colour_camera_of_the_pair() {
     for f in &frames {
         let raw =
             DepthMm::from_mm(16, 12, vec![600 + f.depth_frame_number as u32; 16 * 12]).unwrap();
-        assert!(f.depth_registered);
-        assert_eq!((f.depth.width(), f.depth.height()), (32, 24));
-        assert_eq!(f.depth_intrinsics, pair_calibration().color);
-        assert_eq!(f.depth, registrar.register(&raw).unwrap());
-        assert!(f.depth.as_slice().iter().any(|&mm| mm > 0));
+        assert!(f.depth.is_registered());
+        let depth = f.depth.image().unwrap();
+        assert_eq!((depth.width(), depth.height()), (32, 24));
+        assert_eq!(f.depth_intrinsics(), Some(&pair_calibration().color));
+        assert_eq!(**depth, registrar.register(&raw).unwrap());
+        assert!(depth.as_slice().iter().any(|&mm| mm > 0));
     }
 }
 
@@ -337,9 +344,7 @@ struct ColourOnly(Scripted);
 impl Source for ColourOnly {
     fn next_frame(&mut self) -> Result<Option<RgbdFrame>, SourceError> {
         Ok(self.0.next_frame()?.map(|mut f| {
-            f.depth = DepthMm::zeros(f.color.width, f.color.height);
-            f.has_depth = false;
-            f.depth_registered = true;
+            f.depth = Depth::None;
             f
         }))
     }
@@ -364,7 +369,7 @@ fn rgb_only_frames_feed_colour_and_refuse_depth() {
         true,
         frames_at(1.0, 0.0, 0..1),
     ));
-    let mut frames = CameraFrames::from_source(Box::new(webcam), DepthUse::Registered);
+    let mut frames = CameraFrames::from_source(Box::new(webcam), DepthNeed::Registered);
     let frame = frames.next_frame().unwrap().unwrap();
     assert!(
         frame.depth.is_none(),

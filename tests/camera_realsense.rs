@@ -6,7 +6,9 @@ use std::path::Path;
 
 use spatialbot_edge::camera::realsense::software::BagWriter;
 use spatialbot_edge::camera::synthetic;
-use spatialbot_edge::camera::{self, CameraSpec, OpenOptions, RgbdFrame, Source, SourceStats};
+use spatialbot_edge::camera::{
+    self, CameraSpec, DepthNeed, OpenOptions, RgbdFrame, Source, SourceStats,
+};
 use spatialbot_edge::rgbd::{Calibration, Intrinsics};
 
 const W: usize = 48;
@@ -88,8 +90,12 @@ fn bag_playback_is_exact() {
     assert_eq!(frames.len(), 6, "every frame, including the first");
     for (i, f) in frames.iter().enumerate() {
         let (color, depth) = synthetic::render(&calib, i as u64, 30);
-        assert_eq!(f.color, color, "colour pixels of frame {i}");
-        assert_eq!(f.depth, depth, "depth pixels of frame {i}");
+        assert_eq!(*f.color, color, "colour pixels of frame {i}");
+        assert_eq!(
+            **f.depth.image().unwrap(),
+            depth,
+            "depth pixels of frame {i}"
+        );
         assert_eq!(
             (f.color_frame_number, f.depth_frame_number),
             (200 + i as u64, 100 + i as u64)
@@ -122,7 +128,7 @@ fn colour_a_frame_late_pairs_by_timestamp() {
     for f in &frames {
         let index = f.depth_frame_number - 100;
         assert_eq!(
-            f.color,
+            *f.color,
             synthetic::render(&calib, index, 30).0,
             "colour and depth of one instant"
         );
@@ -148,14 +154,12 @@ fn a_bag_asked_for_no_depth_pairs_the_same_frames_without_it() {
     write_bag(&bag, 6, Shift::ColorOneFrameLate);
     let (full, full_src) = play(&bag);
     let without_depth = OpenOptions {
-        without_depth: true,
-        ..Default::default()
+        depth: DepthNeed::None,
     };
     let (colour_only, src) = play_with(&bag, &without_depth);
     assert_eq!(colour_only.len(), full.len());
     for (a, b) in full.iter().zip(&colour_only) {
-        assert!(a.has_depth && !b.has_depth);
-        assert_eq!((b.depth.width(), b.depth.height()), (0, 0));
+        assert!(!a.depth.is_none() && b.depth.is_none());
         assert_eq!(a.color, b.color);
         assert_eq!(
             (a.color_frame_number, a.depth_frame_number),
@@ -174,8 +178,9 @@ fn registered_bag_frames() {
     let spec: CameraSpec = format!("replay,fast:{}", bag.display()).parse().unwrap();
     let mut src = camera::open(&spec, &OpenOptions::with_register(true)).unwrap();
     let f = src.next_frame().unwrap().unwrap();
-    assert!(f.depth_registered);
-    assert_eq!((f.depth.width(), f.depth.height()), (W, H));
+    assert!(f.depth.is_registered());
+    let depth = f.depth.image().unwrap();
+    assert_eq!((depth.width(), depth.height()), (W, H));
 }
 
 #[test]

@@ -5,13 +5,14 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use spatialbot_edge::camera::recording::{self, RecordLimit, RecorderOptions};
 use spatialbot_edge::camera::synthetic::{self, SyntheticSource};
 use spatialbot_edge::camera::{
-    self, CameraSpec, OpenOptions, Pacing, ReplayOptions, RgbdFrame, Source, SourceError,
-    SourceStats, SyntheticOptions,
+    self, CameraSpec, Depth, DepthNeed, DepthRegistration, OpenOptions, Pacing, ReplayOptions,
+    RgbdFrame, Source, SourceError, SourceStats, SyntheticOptions,
 };
 use spatialbot_edge::rgbd::{Calibration, DepthMm, RgbImage};
 
@@ -80,7 +81,7 @@ fn synthetic_record_replay_is_bit_exact() {
         assert_eq!(got.color, want.color, "colour of frame {i}");
         assert_eq!(got.depth, want.depth, "depth of frame {i}");
         assert_eq!(got.color_intrinsics, want.color_intrinsics);
-        assert_eq!(got.depth_intrinsics, want.depth_intrinsics);
+        assert_eq!(got.depth_intrinsics(), want.depth_intrinsics());
         assert_eq!(
             (got.color_frame_number, got.depth_frame_number),
             (want.color_frame_number, want.depth_frame_number)
@@ -90,7 +91,7 @@ fn synthetic_record_replay_is_bit_exact() {
             "device timestamp of frame {i}"
         );
         assert_eq!(got.sequence, i as u64);
-        assert!(!got.depth_registered);
+        assert!(!got.depth.is_registered());
         let row = recording::row_for(want, i as u64, origin);
         assert_eq!(rows.lines().nth(i + 1).unwrap(), row.to_csv_line());
     }
@@ -112,9 +113,9 @@ fn registered_recording_replays_registered() {
             reference.next_frame().unwrap().unwrap(),
             src.next_frame().unwrap().unwrap(),
         );
-        assert!(got.depth_registered);
+        assert!(got.depth.is_registered());
         assert_eq!(got.depth, want.depth);
-        assert_eq!(got.depth_intrinsics, got.color_intrinsics);
+        assert_eq!(got.depth_intrinsics(), Some(&got.color_intrinsics));
     }
 }
 
@@ -156,22 +157,25 @@ fn depth_beyond_16_bits_survives_exactly() {
     let now = Instant::now();
     let mut mm: Vec<u32> = (0..256u32).map(|i| i * 65_521 % (1 << 24)).collect();
     mm[5] = (1 << 24) - 1;
+    let registration = Arc::new(DepthRegistration::new(calib.clone()));
+    let raw = |depth: DepthMm| Depth::Raw {
+        depth: Arc::new(depth),
+        registration: registration.clone(),
+    };
     let frame = RgbdFrame {
-        color: RgbImage::filled(16, 16, [9, 8, 7]),
-        depth: DepthMm::from_mm(16, 16, mm.clone()).unwrap(),
-        has_depth: true,
-        depth_registered: false,
+        color: Arc::new(RgbImage::filled(16, 16, [9, 8, 7])),
+        depth: raw(DepthMm::from_mm(16, 16, mm.clone()).unwrap()),
         color_intrinsics: calib.color.clone(),
-        depth_intrinsics: calib.depth.clone(),
         color_frame_number: 41,
         depth_frame_number: 40,
         sequence: 0,
         device_timestamp_ms: Some(1234.5678901234567),
         capture: now,
         arrival: now + Duration::from_micros(1500),
+        ready: now + Duration::from_micros(1500),
     };
     let mut plain = frame.clone();
-    plain.depth = DepthMm::from_mm(16, 16, vec![65_535; 256]).unwrap();
+    plain.depth = raw(DepthMm::from_mm(16, 16, vec![65_535; 256]).unwrap());
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("rec");
     let mut src = Frames {
@@ -195,7 +199,7 @@ fn depth_beyond_16_bits_survives_exactly() {
 
     let mut back = replay(&out, false);
     let got = back.next_frame().unwrap().unwrap();
-    assert_eq!(got.depth.as_slice(), &mm[..]);
+    assert_eq!(got.depth.image().unwrap().as_slice(), &mm[..]);
     assert_eq!((got.color_frame_number, got.depth_frame_number), (41, 40));
     assert_eq!(got.device_timestamp_ms, Some(1234.5678901234567));
     assert_eq!(got.arrival - got.capture, Duration::from_micros(1500));
@@ -207,18 +211,16 @@ fn colour_only_recordings_replay_as_colour_only() {
     let calib = synthetic::calibration(16, 12);
     let now = Instant::now();
     let frame = |n: u64| RgbdFrame {
-        color: RgbImage::filled(16, 12, [n as u8, 2, 3]),
-        depth: DepthMm::zeros(16, 12),
-        has_depth: false,
-        depth_registered: true,
+        color: Arc::new(RgbImage::filled(16, 12, [n as u8, 2, 3])),
+        depth: Depth::None,
         color_intrinsics: calib.color.clone(),
-        depth_intrinsics: calib.color.clone(),
         color_frame_number: n,
         depth_frame_number: n,
         sequence: n,
         device_timestamp_ms: None,
         capture: now + Duration::from_millis(33 * n),
         arrival: now + Duration::from_millis(33 * n + 2),
+        ready: now + Duration::from_millis(33 * n + 2),
     };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("webcam");
@@ -233,7 +235,7 @@ fn colour_only_recordings_replay_as_colour_only() {
     let mut back = replay(&out, false);
     for n in 0..2u64 {
         let got = back.next_frame().unwrap().unwrap();
-        assert!(!got.has_depth && got.depth_registered);
+        assert!(got.depth.is_none());
         assert_eq!(got.color, frame(n).color);
     }
     assert!(back.next_frame().unwrap().is_none());
@@ -278,8 +280,7 @@ fn sources_asked_for_no_depth_leave_it_unread() {
         std::fs::write(recording::depth_path(&out, index), b"not a png").unwrap();
     }
     let without_depth = OpenOptions {
-        without_depth: true,
-        ..Default::default()
+        depth: DepthNeed::None,
     };
     let spec = CameraSpec::Replay(ReplayOptions {
         path: out.clone(),
@@ -289,8 +290,7 @@ fn sources_asked_for_no_depth_leave_it_unread() {
     let mut src = camera::open(&spec, &without_depth).unwrap();
     for want in &expected {
         let got = src.next_frame().unwrap().unwrap();
-        assert!(!got.has_depth);
-        assert_eq!((got.depth.width(), got.depth.height()), (0, 0));
+        assert!(got.depth.is_none());
         assert_eq!(got.color, want.color);
         assert_eq!(got.capture, got.capture.min(got.arrival));
     }
@@ -311,22 +311,18 @@ fn sources_asked_for_no_depth_leave_it_unread() {
             full.next_frame().unwrap().unwrap(),
             colour_only.next_frame().unwrap().unwrap(),
         );
-        assert!(a.has_depth && !b.has_depth);
-        assert_eq!((b.depth.width(), b.depth.height()), (0, 0));
+        assert!(!a.depth.is_none() && b.depth.is_none());
         assert_eq!((a.color, a.sequence), (b.color, b.sequence));
     }
 
-    // Registration needs depth: asking for both delivers it.
-    let both = OpenOptions {
-        register: true,
-        without_depth: true,
-    };
+    // Registration needs depth: asking for it registered delivers it.
+    let both = OpenOptions::with_register(true);
     let frame = camera::open(&spec, &both)
         .unwrap()
         .next_frame()
         .unwrap()
         .unwrap();
-    assert!(frame.has_depth && frame.depth_registered);
+    assert!(frame.depth.is_registered());
 }
 
 #[test]
@@ -404,17 +400,17 @@ fn shipped_sample_is_the_synthetic_tabletop() {
     let calib = synthetic::calibration(640, 480);
     for index in [0usize, 59] {
         let f = &frames[index];
-        assert!(f.depth_registered);
+        assert!(f.depth.is_registered());
         let (color, _) = synthetic::render(&calib, index as u64, 15);
-        assert_eq!(f.color, color, "colour of sample frame {index}");
+        assert_eq!(*f.color, color, "colour of sample frame {index}");
         assert_eq!(f.device_timestamp_ms, Some(index as f64 * 1000.0 / 15.0));
-        let valid = f.depth.as_slice().iter().filter(|&&v| v > 0).count();
+        let depth = f.depth.image().unwrap();
+        let valid = depth.as_slice().iter().filter(|&&v| v > 0).count();
         assert!(
-            valid * 100 > f.depth.as_slice().len() * 95,
+            valid * 100 > depth.as_slice().len() * 95,
             "frame {index}: {valid} valid depth pixels"
         );
-        assert!(f
-            .depth
+        assert!(depth
             .as_slice()
             .iter()
             .all(|&v| v == 0 || (300..=4000).contains(&v)));

@@ -16,8 +16,8 @@ use spatialbot_edge::link::transport::{create_pty, PtyEndpoint};
 use spatialbot_edge::link::Action;
 use spatialbot_edge::pipeline::link_sink::LinkSink;
 use spatialbot_edge::pipeline::{
-    run_loop, ActionSink, CapturedFrame, Delivery, FrameSource, LanguageModel, LoopConfig,
-    LoopParts, Report, SinkError, StageError, StopReason, VisionEncoder,
+    run_loop, ActionSink, Delivery, FrameSource, LanguageModel, LoopConfig, LoopParts, Report,
+    RgbdFrame, SinkError, StageError, StopReason, VisionEncoder,
 };
 use spatialbot_edge::policy::{PolicyPrompt, PolicySpec};
 use spatialbot_edge::rgbd::RgbImage;
@@ -36,19 +36,15 @@ instruction = "Instruct the robot to {goal}\nAnswer with robot parameters."
 
 struct Frames(u64);
 impl FrameSource for Frames {
-    fn next_frame(&mut self) -> Result<Option<CapturedFrame>, StageError> {
+    fn next_frame(&mut self) -> Result<Option<RgbdFrame>, StageError> {
         std::thread::sleep(Duration::from_millis(5));
         let now = Instant::now();
         self.0 += 1;
-        Ok(Some(CapturedFrame {
-            seq: self.0,
-            captured: now,
-            arrived: now,
-            ready: now,
-            rgb: Arc::new(RgbImage::filled(4, 4, [0, 0, 0])),
-            depth: None,
-            unregistered_depth: None,
-        }))
+        Ok(Some(RgbdFrame::new(
+            self.0,
+            Arc::new(RgbImage::filled(4, 4, [0, 0, 0])),
+            now,
+        )))
     }
 }
 
@@ -56,8 +52,8 @@ struct Vision;
 impl VisionEncoder for Vision {
     type Input = u64;
     type Embedding = u64;
-    fn preprocess(&mut self, frame: &CapturedFrame, _image: usize) -> Result<u64, StageError> {
-        Ok(frame.seq)
+    fn preprocess(&mut self, frame: &RgbdFrame, _image: usize) -> Result<u64, StageError> {
+        Ok(frame.sequence)
     }
     fn encode(&mut self, input: u64) -> Result<u64, StageError> {
         Ok(input)

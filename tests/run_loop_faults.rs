@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use spatialbot_edge::exit;
 use spatialbot_edge::pipeline::GuardModel;
 use spatialbot_edge::pipeline::{
-    run_loop, Action, ActionSink, CapturedFrame, Delivery, FrameSource, LanguageModel, LoopConfig,
-    LoopParts, Report, SinkError, StageError, StopReason, VisionEncoder,
+    run_loop, Action, ActionSink, Delivery, FrameSource, LanguageModel, LoopConfig, LoopParts,
+    Report, RgbdFrame, SinkError, StageError, StopReason, VisionEncoder,
 };
 use spatialbot_edge::policy::guard::GuardConfig;
 use spatialbot_edge::policy::{PolicyPrompt, PolicySpec};
@@ -57,7 +57,7 @@ impl Frames {
 }
 
 impl FrameSource for Frames {
-    fn next_frame(&mut self) -> Result<Option<CapturedFrame>, StageError> {
+    fn next_frame(&mut self) -> Result<Option<RgbdFrame>, StageError> {
         if self.next >= self.count {
             match self.stall_after {
                 Some(d) => std::thread::sleep(d),
@@ -70,14 +70,13 @@ impl FrameSource for Frames {
         let captured = now.checked_sub(self.age).unwrap_or(now);
         let seq = self.next;
         self.next += 1;
-        Ok(Some(CapturedFrame {
-            seq,
-            captured,
-            arrived: now,
-            ready: now,
-            rgb: Arc::new(RgbImage::filled(8, 6, [seq as u8, 0, 0])),
-            depth: None,
-            unregistered_depth: None,
+        Ok(Some(RgbdFrame {
+            capture: captured,
+            ..RgbdFrame::new(
+                seq,
+                Arc::new(RgbImage::filled(8, 6, [seq as u8, 0, 0])),
+                now,
+            )
         }))
     }
 }
@@ -90,10 +89,10 @@ struct Encoder {
 impl VisionEncoder for Encoder {
     type Input = u64;
     type Embedding = u64;
-    fn preprocess(&mut self, frame: &CapturedFrame, image: usize) -> Result<u64, StageError> {
+    fn preprocess(&mut self, frame: &RgbdFrame, image: usize) -> Result<u64, StageError> {
         assert_eq!(image, 0);
-        assert_eq!(frame.rgb.pixel(0, 0), Some([frame.seq as u8, 0, 0]));
-        Ok(frame.seq)
+        assert_eq!(frame.color.pixel(0, 0), Some([frame.sequence as u8, 0, 0]));
+        Ok(frame.sequence)
     }
     fn encode(&mut self, input: u64) -> Result<u64, StageError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
@@ -523,12 +522,12 @@ struct Guard {
 }
 
 impl GuardModel for Guard {
-    fn ask(&mut self, frame: &CapturedFrame, question: &str) -> Result<String, StageError> {
+    fn ask(&mut self, frame: &RgbdFrame, question: &str) -> Result<String, StageError> {
         self.asked
             .lock()
             .unwrap()
-            .push((frame.seq, question.to_string()));
-        match frame.seq {
+            .push((frame.sequence, question.to_string()));
+        match frame.sequence {
             4 => Err("spatialbot: out of memory".into()),
             s if s % 2 == 1 => Ok("No.".into()),
             _ => Ok("Yes, it is.".into()),

@@ -11,10 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use spatialbot_edge::camera::{self, CameraSpec, OpenOptions};
-use spatialbot_edge::pipeline::camera_source::{CameraFrames, DepthUse};
+use spatialbot_edge::pipeline::camera_source::{CameraFrames, DepthNeed};
 use spatialbot_edge::pipeline::{
-    run_loop, Action, ActionSink, CapturedFrame, Delivery, GuardModel, LanguageModel, LoopConfig,
-    LoopParts, Report, SinkError, StageError, StopReason, VisionEncoder,
+    run_loop, Action, ActionSink, Delivery, GuardModel, LanguageModel, LoopConfig, LoopParts,
+    Report, RgbdFrame, SinkError, StageError, StopReason, VisionEncoder,
 };
 use spatialbot_edge::policy::guard::GuardConfig;
 use spatialbot_edge::policy::{PolicyPrompt, PolicySpec};
@@ -53,8 +53,8 @@ fn registered_by_the_camera_module(n: u64) -> BTreeMap<u64, DepthMm> {
     let mut out = BTreeMap::new();
     while (out.len() as u64) < n {
         let f = source.next_frame().unwrap().unwrap();
-        assert!(f.depth_registered);
-        out.insert(f.sequence, f.depth);
+        assert!(f.depth.is_registered());
+        out.insert(f.sequence, (**f.depth.image().unwrap()).clone());
     }
     out
 }
@@ -70,12 +70,12 @@ struct Recorder(Arc<Mutex<Seen>>);
 impl VisionEncoder for Recorder {
     type Input = u64;
     type Embedding = u64;
-    fn preprocess(&mut self, frame: &CapturedFrame, image: usize) -> Result<u64, StageError> {
+    fn preprocess(&mut self, frame: &RgbdFrame, image: usize) -> Result<u64, StageError> {
         self.0
             .lock()
             .unwrap()
-            .push((frame.seq, image, frame.depth.clone()));
-        Ok(frame.seq)
+            .push((frame.sequence, image, frame.depth.registered().cloned()));
+        Ok(frame.sequence)
     }
     fn encode(&mut self, input: u64) -> Result<u64, StageError> {
         Ok(input)
@@ -117,16 +117,16 @@ impl ActionSink for Sink {
 struct Guard(Arc<Mutex<Asked>>);
 
 impl GuardModel for Guard {
-    fn ask(&mut self, frame: &CapturedFrame, _question: &str) -> Result<String, StageError> {
+    fn ask(&mut self, frame: &RgbdFrame, _question: &str) -> Result<String, StageError> {
         self.0
             .lock()
             .unwrap()
-            .push((frame.seq, frame.depth.clone()));
+            .push((frame.sequence, frame.depth.registered().cloned()));
         Ok("Yes".into())
     }
 }
 
-fn opened(depth: DepthUse) -> CameraFrames {
+fn opened(depth: DepthNeed) -> CameraFrames {
     CameraFrames::open(&camera_spec(), depth).unwrap()
 }
 
@@ -160,13 +160,13 @@ fn an_rgbd_policy_sees_the_depth_the_camera_module_registers() {
     let want = registered_by_the_camera_module(STEPS);
     let raw = || camera::open(&camera_spec(), &OpenOptions::with_register(false)).unwrap();
     for (how, source, depth_from_image) in [
-        ("registered at capture", opened(DepthUse::Registered), 0),
+        ("registered at capture", opened(DepthNeed::Registered), 0),
         (
             "a source opened elsewhere",
-            CameraFrames::from_source(raw(), DepthUse::Registered),
+            CameraFrames::from_source(raw(), DepthNeed::Registered),
             0,
         ),
-        ("left to the vision thread", opened(DepthUse::OnDemand), 1),
+        ("left to the vision thread", opened(DepthNeed::Raw), 1),
     ] {
         let (summary, seen) = run(&spec(true), source, None);
         assert_eq!(
@@ -186,7 +186,7 @@ fn an_rgbd_policy_sees_the_depth_the_camera_module_registers() {
 
 #[test]
 fn an_rgb_policy_without_a_guard_gets_no_depth_and_registers_none() {
-    let (_, seen) = run(&spec(false), opened(DepthUse::Unused), None);
+    let (_, seen) = run(&spec(false), opened(DepthNeed::None), None);
     assert_eq!(seen.len() as u64, STEPS);
     assert!(seen.iter().all(|(_, image, d)| *image == 0 && d.is_none()));
 }
@@ -198,7 +198,7 @@ fn the_guard_of_an_rgb_policy_gets_registered_depth_when_asked() {
     let cfg: GuardConfig = toml::from_str("question = \"Is it safe?\"\nevery_steps = 2").unwrap();
     let (_, seen) = run(
         &spec(false),
-        opened(DepthUse::OnDemand),
+        opened(DepthNeed::Raw),
         Some((cfg, Box::new(Guard(asked.clone())))),
     );
     assert!(

@@ -10,11 +10,11 @@ use std::sync::{Arc, Mutex};
 
 use spatialbot_edge::config::{Board, BUILTIN_PROFILES};
 use spatialbot_edge::exit;
-use spatialbot_edge::pipeline::camera_source::{CameraFrames, DepthUse};
+use spatialbot_edge::pipeline::camera_source::{CameraFrames, DepthNeed};
 use spatialbot_edge::pipeline::link_sink::LinkSink;
 use spatialbot_edge::pipeline::vision::FrameTensors;
 use spatialbot_edge::pipeline::{
-    run_loop, CapturedFrame, LanguageModel, LoopConfig, LoopParts, StageError, VisionEncoder,
+    run_loop, LanguageModel, LoopConfig, LoopParts, RgbdFrame, StageError, VisionEncoder,
 };
 use spatialbot_edge::policy::{PolicyPrompt, PolicySpec};
 use spatialbot_edge::preprocess::{Tensor, Tower};
@@ -23,8 +23,8 @@ struct Checksum(FrameTensors);
 impl VisionEncoder for Checksum {
     type Input = Tensor;
     type Embedding = (u64, f64);
-    fn preprocess(&mut self, frame: &CapturedFrame, image: usize) -> Result<Tensor, StageError> {
-        assert_eq!((frame.rgb.width, frame.rgb.height), (640, 480));
+    fn preprocess(&mut self, frame: &RgbdFrame, image: usize) -> Result<Tensor, StageError> {
+        assert_eq!((frame.color.width, frame.color.height), (640, 480));
         let t = self.0.tensor(frame, image)?;
         assert_eq!(t.shape, [3, 28, 28]);
         Ok(t)
@@ -56,7 +56,7 @@ fn every_frame_of_the_sample_through_camera_preprocessing_and_link() {
     let sample = root.join("tests/data/sample");
     let camera = CameraFrames::open(
         &format!("replay,fast:{}", sample.display()).parse().unwrap(),
-        DepthUse::Unused,
+        DepthNeed::None,
     )
     .unwrap();
     // Debug builds preprocess slowly: let the governor accept old frames and any rate.

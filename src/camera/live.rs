@@ -2,11 +2,12 @@
 //! source built on it that pairs them, maps their timestamps onto the host clock, counts what
 //! was lost, and rides out an unplug.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::clock::{ClockMapper, RateMeter};
 use super::pairing::Pairer;
-use super::{RgbdFrame, Source, SourceError, SourceStats};
+use super::{Depth, DepthRegistration, RgbdFrame, Source, SourceError, SourceStats};
 use crate::rgbd::{Calibration, DepthMm, RgbImage};
 
 #[derive(Clone, Debug)]
@@ -117,6 +118,9 @@ pub struct LiveSource<D: DeviceLayer> {
     last_depth_number: Option<u64>,
     rate: RateMeter,
     stats: SourceStats,
+    /// What registers the device's depth, for its calibration as last seen (a reconnect may
+    /// bring another).
+    registration: Option<Arc<DepthRegistration>>,
 }
 
 impl<D: DeviceLayer> LiveSource<D> {
@@ -133,6 +137,7 @@ impl<D: DeviceLayer> LiveSource<D> {
             last_depth_number: None,
             rate: RateMeter::new(2000.0),
             stats: SourceStats::default(),
+            registration: None,
         }
     }
 
@@ -186,6 +191,19 @@ impl<D: DeviceLayer> LiveSource<D> {
         Ok(gap)
     }
 
+    /// The registration for the device's calibration now, kept while the calibration stays.
+    fn current_registration(&mut self) -> Arc<DepthRegistration> {
+        let calib = self.device.calibration();
+        match &self.registration {
+            Some(r) if r.calibration() == calib => r.clone(),
+            _ => {
+                let r = Arc::new(DepthRegistration::new(calib.clone()));
+                self.registration = Some(r.clone());
+                r
+            }
+        }
+    }
+
     fn accept(&mut self, raw: RawFrame) -> Option<RgbdFrame> {
         let arrival_ms = self.host_ms(raw.arrival);
         let is_color = matches!(raw.payload, Payload::Color(_));
@@ -228,20 +246,26 @@ impl<D: DeviceLayer> LiveSource<D> {
                 },
             ),
         }?;
-        let calib = self.device.calibration();
+        let depth = if self.device.delivers_depth() {
+            Depth::Raw {
+                depth: Arc::new(pair.depth.image),
+                registration: self.current_registration(),
+            }
+        } else {
+            Depth::None
+        };
+        let arrival = pair.color.arrival.max(pair.depth.arrival);
         let frame = RgbdFrame {
-            color: pair.color.image,
-            depth: pair.depth.image,
-            has_depth: self.device.delivers_depth(),
-            depth_registered: false,
-            color_intrinsics: calib.color.clone(),
-            depth_intrinsics: calib.depth.clone(),
+            color: Arc::new(pair.color.image),
+            depth,
+            color_intrinsics: self.device.calibration().color.clone(),
             color_frame_number: pair.color.frame_number,
             depth_frame_number: pair.depth.frame_number,
             sequence: self.stats.delivered,
             device_timestamp_ms: pair.color.device_timestamp_ms,
             capture: pair.color.capture,
-            arrival: pair.color.arrival.max(pair.depth.arrival),
+            arrival,
+            ready: arrival,
         };
         self.stats.delivered += 1;
         if let Some(asked) = self.options.asked_fps {
@@ -326,6 +350,14 @@ impl<D: DeviceLayer> Source for LiveSource<D> {
 
     fn calibration(&self) -> &Calibration {
         self.device.calibration()
+    }
+
+    fn depth_registration(&self) -> Arc<DepthRegistration> {
+        let calib = self.device.calibration();
+        match &self.registration {
+            Some(r) if r.calibration() == calib => r.clone(),
+            _ => Arc::new(DepthRegistration::new(calib.clone())),
+        }
     }
 
     fn stats(&self) -> SourceStats {

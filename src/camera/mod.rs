@@ -18,44 +18,18 @@ pub mod synthetic;
 pub mod v4l2;
 pub mod yuv;
 
-use std::time::Instant;
+use std::sync::Arc;
 
 use crate::imageio::ImageIoError;
 use crate::rgbd::calibration::CalibrationError;
-use crate::rgbd::{Calibration, DepthMm, Intrinsics, RgbImage};
+use crate::rgbd::Calibration;
+
+pub use crate::rgbd::{Depth, DepthNeed, DepthRegistration, RgbdFrame};
 
 pub use spec::{
     CameraSpec, Pacing, PairOptions, RealSenseOptions, ReplayOptions, SpecDefaults, StreamMode,
     SyntheticOptions, V4l2Options,
 };
-
-/// One colour image and the depth image paired with it.
-#[derive(Clone, Debug)]
-pub struct RgbdFrame {
-    pub color: RgbImage,
-    /// Millimetres; in the colour camera's frame when `depth_registered`.
-    pub depth: DepthMm,
-    /// False for a colour-only camera (V4L2 alone): `depth` is then all zeros ("no data") of the
-    /// colour size and is not a measurement; consumers that need depth must refuse the frame.
-    /// Also false where the consumer asked for no depth (`OpenOptions::without_depth`) and the
-    /// source left it out: `depth` is then empty (0×0).
-    pub has_depth: bool,
-    pub depth_registered: bool,
-    pub color_intrinsics: Intrinsics,
-    /// Intrinsics of `depth` as delivered: the colour intrinsics when `depth_registered`.
-    pub depth_intrinsics: Intrinsics,
-    /// The sensor's own frame counters.
-    pub color_frame_number: u64,
-    pub depth_frame_number: u64,
-    /// Counts frames this source delivered, from 0.
-    pub sequence: u64,
-    /// The sensor's hardware timestamp of the colour frame (ms, the device's clock), when it has one.
-    pub device_timestamp_ms: Option<f64>,
-    /// When the light hit the sensor, on the host monotonic clock (device time mapped onto it).
-    pub capture: Instant,
-    /// When the host received the frame.
-    pub arrival: Instant,
-}
 
 /// Counters a source keeps about frames it could not deliver.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
@@ -102,6 +76,11 @@ pub trait Source: Send {
     fn next_frame(&mut self) -> Result<Option<RgbdFrame>, SourceError>;
     /// The calibration of the camera this source reads (always the unregistered geometry).
     fn calibration(&self) -> &Calibration;
+    /// What registers this source's raw depth, shared with the frames it delivers
+    /// ([`Depth::Raw`]); a fresh one from [`Source::calibration`] unless the source keeps its own.
+    fn depth_registration(&self) -> Arc<DepthRegistration> {
+        Arc::new(DepthRegistration::new(self.calibration().clone()))
+    }
     fn stats(&self) -> SourceStats;
     /// One line for logs and `devices`.
     fn describe(&self) -> String;
@@ -119,43 +98,42 @@ pub trait Source: Send {
 /// What the caller wants from a source besides its SPEC.
 #[derive(Clone, Debug, Default)]
 pub struct OpenOptions {
-    /// Deliver depth registered to the colour camera.
-    pub register: bool,
-    /// The consumer does not use depth: sources that can skip reading, converting or rendering
-    /// it (PNG recordings, RealSense cameras and `.bag` files, the synthetic camera) deliver
-    /// frames without it (`has_depth` false). Ignored with `register`, and by a `pair:`, whose
-    /// depth half is what pairs it.
-    pub without_depth: bool,
+    /// What the consumer needs of the camera's depth. [`DepthNeed::Registered`]: the source is
+    /// wrapped in [`Registering`]. [`DepthNeed::None`]: sources that can skip reading,
+    /// converting or rendering depth (PNG recordings, RealSense cameras and `.bag` files, the
+    /// synthetic camera) deliver frames without it; a `pair:` still delivers the depth that
+    /// pairs it.
+    pub depth: DepthNeed,
 }
 
 impl OpenOptions {
-    /// Depth registered to colour or not, and nothing else asked.
+    /// Depth registered to colour ([`DepthNeed::Registered`]) or as delivered
+    /// ([`DepthNeed::Raw`]).
     pub fn with_register(register: bool) -> Self {
         Self {
-            register,
-            ..Self::default()
+            depth: if register {
+                DepthNeed::Registered
+            } else {
+                DepthNeed::Raw
+            },
         }
     }
 }
 
 /// Opens the source a SPEC names.
 pub fn open(spec: &CameraSpec, options: &OpenOptions) -> Result<Box<dyn Source>, SourceError> {
-    let skip_depth = options.without_depth && !options.register;
+    let need = options.depth;
     let source: Box<dyn Source> = match spec {
         CameraSpec::Synthetic(opts) => {
             let source = synthetic::SyntheticSource::new(opts.clone());
-            Box::new(source.with_depth(!skip_depth))
+            Box::new(source.with_depth(need))
         }
         #[cfg(feature = "realsense")]
         CameraSpec::Replay(opts) if is_bag(&opts.path) => {
             let path = opts.path.clone();
             let real_time = opts.pacing == Pacing::RealTime;
             let open_bag = move || -> Result<Box<dyn Source>, SourceError> {
-                Ok(Box::new(realsense::open_bag(
-                    &path,
-                    real_time,
-                    !skip_depth,
-                )?))
+                Ok(Box::new(realsense::open_bag(&path, real_time, need)?))
             };
             if opts.looping {
                 Box::new(Looping::new(open_bag)?)
@@ -165,7 +143,7 @@ pub fn open(spec: &CameraSpec, options: &OpenOptions) -> Result<Box<dyn Source>,
         }
         CameraSpec::Replay(opts) => {
             let source = recording::PngFolderSource::open(opts.clone())?;
-            Box::new(source.with_depth(!skip_depth))
+            Box::new(source.with_depth(need))
         }
         #[cfg(feature = "realsense")]
         CameraSpec::RealSense { serial, options } => {
@@ -192,12 +170,7 @@ pub fn open(spec: &CameraSpec, options: &OpenOptions) -> Result<Box<dyn Source>,
             if let Some(ms) = options.max_skew_ms {
                 live.max_skew_ms = ms;
             }
-            Box::new(realsense::open_live(
-                serial.clone(),
-                modes,
-                live,
-                !skip_depth,
-            )?)
+            Box::new(realsense::open_live(serial.clone(), modes, live, need)?)
         }
         #[cfg(not(feature = "realsense"))]
         CameraSpec::RealSense { .. } => {
@@ -223,7 +196,7 @@ pub fn open(spec: &CameraSpec, options: &OpenOptions) -> Result<Box<dyn Source>,
             options: pair,
         } => Box::new(open_pair(color, depth, pair)?),
     };
-    if options.register {
+    if need == DepthNeed::Registered {
         Ok(Box::new(Registering::new(source)?))
     } else {
         Ok(source)
@@ -328,6 +301,9 @@ where
     fn calibration(&self) -> &Calibration {
         self.current.calibration()
     }
+    fn depth_registration(&self) -> Arc<DepthRegistration> {
+        self.current.depth_registration()
+    }
     fn stats(&self) -> SourceStats {
         add_stats(&self.earlier, &self.current.stats())
     }
@@ -341,22 +317,24 @@ pub fn is_bag(path: &std::path::Path) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case("bag"))
 }
 
-/// Wraps a source and registers its depth into the colour camera's frame.
+/// Wraps a source and registers its depth into the colour camera's frame
+/// ([`RgbdFrame::register_depth_reusing`]).
 pub struct Registering {
     inner: Box<dyn Source>,
-    registrar: crate::rgbd::register::Registrar,
     /// The previous frame's unregistered depth buffer, reused for the next registered one:
     /// a fresh multi-megabyte allocation costs page faults on every frame.
     spare: Vec<u32>,
 }
 
 impl Registering {
+    /// Refuses a source whose calibration cannot register depth.
     pub fn new(inner: Box<dyn Source>) -> Result<Self, SourceError> {
-        let registrar = crate::rgbd::register::Registrar::new(inner.calibration())
+        inner
+            .depth_registration()
+            .registrar()
             .map_err(|e| SourceError::Register(e.to_string()))?;
         Ok(Self {
             inner,
-            registrar,
             spare: Vec::new(),
         })
     }
@@ -367,23 +345,16 @@ impl Source for Registering {
         let Some(mut frame) = self.inner.next_frame()? else {
             return Ok(None);
         };
-        if !frame.depth_registered {
-            let (w, h) = self.registrar.color_size();
-            let mut buffer = std::mem::take(&mut self.spare);
-            buffer.resize(w * h, 0);
-            let mut registered = DepthMm::from_mm_in_range(w, h, buffer)
-                .ok_or_else(|| SourceError::Register(format!("colour size {w}x{h}")))?;
-            self.registrar
-                .register_into(&frame.depth, &mut registered)
-                .map_err(|e| SourceError::Register(e.to_string()))?;
-            self.spare = std::mem::replace(&mut frame.depth, registered).into_vec();
-            frame.depth_registered = true;
-            frame.depth_intrinsics = frame.color_intrinsics.clone();
-        }
+        frame
+            .register_depth_reusing(&mut self.spare)
+            .map_err(|e| SourceError::Register(e.to_string()))?;
         Ok(Some(frame))
     }
     fn calibration(&self) -> &Calibration {
         self.inner.calibration()
+    }
+    fn depth_registration(&self) -> Arc<DepthRegistration> {
+        self.inner.depth_registration()
     }
     fn stats(&self) -> SourceStats {
         self.inner.stats()

@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use super::pairing::Pairer;
-use super::{RgbdFrame, Source, SourceError, SourceStats};
+use super::{Depth, DepthRegistration, RgbdFrame, Source, SourceError, SourceStats};
 use crate::rgbd::Calibration;
 
 /// Colour frames (or depth frames) that may wait for a partner before the oldest is dropped.
@@ -56,6 +56,8 @@ type Delivery = (Half, Result<Option<RgbdFrame>, SourceError>);
 /// The colour of one source paired with the depth of another by host capture time.
 pub struct PairedSource {
     calibration: Calibration,
+    /// What registers the pair's depth (its calibration's).
+    registration: Arc<DepthRegistration>,
     options: PairedOptions,
     rx: crossbeam_channel::Receiver<Delivery>,
     pairer: Pairer<RgbdFrame, RgbdFrame>,
@@ -123,6 +125,7 @@ impl PairedSource {
             })
             .collect();
         Self {
+            registration: Arc::new(DepthRegistration::new(calibration.clone())),
             calibration,
             pairer: Pairer::new(options.max_skew_ms, MAX_WAITING),
             options,
@@ -139,17 +142,23 @@ impl PairedSource {
     }
 
     fn check_size(&self, half: Half, frame: &RgbdFrame) -> Result<(), SourceError> {
-        let (what, got, want) = match half {
-            Half::Color => (
+        let (what, got, want) = match (half, frame.depth.image()) {
+            (Half::Color, _) => (
                 "colour",
                 (frame.color.width, frame.color.height),
                 &self.calibration.color,
             ),
-            Half::Depth => (
+            (Half::Depth, Some(depth)) => (
                 "depth",
-                (frame.depth.width(), frame.depth.height()),
+                (depth.width(), depth.height()),
                 &self.calibration.depth,
             ),
+            (Half::Depth, None) => {
+                return Err(SourceError::Spec {
+                    spec: self.description.clone(),
+                    message: "the depth half is a colour-only camera; give a camera with depth (realsense, replay, synthetic)".into(),
+                });
+            }
         };
         if got != (want.width, want.height) {
             return Err(SourceError::Recording {
@@ -158,12 +167,6 @@ impl PairedSource {
                     "its {what} intrinsics are for {}x{} but the {what} camera delivers {}x{}; calibrate the pair at this mode or change the mode",
                     want.width, want.height, got.0, got.1
                 ),
-            });
-        }
-        if half == Half::Depth && !frame.has_depth {
-            return Err(SourceError::Spec {
-                spec: self.description.clone(),
-                message: "the depth half is a colour-only camera; give a camera with depth (realsense, replay, synthetic)".into(),
             });
         }
         Ok(())
@@ -179,20 +182,27 @@ impl PairedSource {
         }
     }
 
+    /// The depth half's frames passed [`Self::check_size`]: they carry depth, taken as it is
+    /// (in the depth camera's frame, which the pair's calibration describes).
     fn combine(&mut self, color: RgbdFrame, depth: RgbdFrame) -> RgbdFrame {
+        let arrival = color.arrival.max(depth.arrival);
         let frame = RgbdFrame {
             color: color.color,
-            depth: depth.depth,
-            has_depth: true,
-            depth_registered: false,
+            depth: match depth.depth.image() {
+                Some(image) => Depth::Raw {
+                    depth: image.clone(),
+                    registration: self.registration.clone(),
+                },
+                None => Depth::None,
+            },
             color_intrinsics: self.calibration.color.clone(),
-            depth_intrinsics: self.calibration.depth.clone(),
             color_frame_number: color.color_frame_number,
             depth_frame_number: depth.depth_frame_number,
             sequence: self.delivered,
             device_timestamp_ms: color.device_timestamp_ms,
             capture: color.capture,
-            arrival: color.arrival.max(depth.arrival),
+            arrival,
+            ready: arrival,
         };
         self.delivered += 1;
         frame
@@ -269,6 +279,9 @@ impl Source for PairedSource {
 
     fn calibration(&self) -> &Calibration {
         &self.calibration
+    }
+    fn depth_registration(&self) -> Arc<DepthRegistration> {
+        self.registration.clone()
     }
 
     fn stats(&self) -> SourceStats {

@@ -30,12 +30,16 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use super::pacing::LateStart;
-use super::{Pacing, ReplayOptions, RgbdFrame, Source, SourceError, SourceStats};
+use super::{
+    Depth, DepthNeed, DepthRegistration, Pacing, ReplayOptions, RgbdFrame, Source, SourceError,
+    SourceStats,
+};
 use crate::imageio;
 use crate::rgbd::{Calibration, DepthMm, Intrinsics, RgbImage};
 
@@ -427,17 +431,19 @@ pub struct PngFolderSource {
     /// Host time of the first frame's capture in the current pass, for real-time pacing.
     pass_start: Option<Instant>,
     stats: SourceStats,
-    /// False: depth images are not read, and frames say they have none.
-    with_depth: bool,
+    /// [`DepthNeed::None`]: depth images are not read, and frames carry none.
+    depth: DepthNeed,
+    /// What registers the recording's depth (its calibration's) when it was recorded raw.
+    registration: Arc<DepthRegistration>,
     /// In real time a frame is decoded just before it is due, not beside the loop's work.
     late_start: LateStart,
 }
 
 impl PngFolderSource {
-    /// `false`: leave the depth images unread (a consumer that does not use depth); frames then
-    /// carry none (`has_depth` false, an empty depth image).
-    pub fn with_depth(mut self, with_depth: bool) -> Self {
-        self.with_depth = with_depth;
+    /// [`DepthNeed::None`]: leave the depth images unread (a consumer that does not use
+    /// depth); frames then carry [`Depth::None`]. Otherwise frames carry depth as recorded.
+    pub fn with_depth(mut self, need: DepthNeed) -> Self {
+        self.depth = need;
         self
     }
 
@@ -551,6 +557,7 @@ impl PngFolderSource {
         let mut source = Self {
             dir,
             options,
+            registration: Arc::new(DepthRegistration::new(calib.clone())),
             calib,
             info,
             rows,
@@ -560,7 +567,7 @@ impl PngFolderSource {
             sequence: 0,
             pass_start: None,
             stats: SourceStats::default(),
-            with_depth: true,
+            depth: DepthNeed::Raw,
             late_start: LateStart::default(),
         };
         if !source.info.complete {
@@ -732,10 +739,21 @@ impl Source for PngFolderSource {
             self.late_start.wait_to_make(start + offset + latency);
         }
         let decoding = Instant::now();
-        let (color, depth) = if self.with_depth {
-            self.read_images(row.index)?
+        // A colour-only recording's depth images are all zeros: not read either.
+        let (color, depth) = if self.depth == DepthNeed::None || !self.info.has_depth {
+            (self.read_color(row.index)?, Depth::None)
         } else {
-            (self.read_color(row.index)?, DepthMm::zeros(0, 0))
+            let (color, depth) = self.read_images(row.index)?;
+            let depth = Arc::new(depth);
+            let depth = if self.info.depth_registered {
+                Depth::Registered(depth)
+            } else {
+                Depth::Raw {
+                    depth,
+                    registration: self.registration.clone(),
+                }
+            };
+            (color, depth)
         };
         self.late_start.made(decoding.elapsed());
         let (capture, arrival) = match self.options.pacing {
@@ -757,28 +775,24 @@ impl Source for PngFolderSource {
         let sequence = self.sequence;
         self.sequence += 1;
         self.stats.delivered += 1;
-        let registered = self.info.depth_registered;
         Ok(Some(RgbdFrame {
-            color,
+            color: Arc::new(color),
             depth,
-            has_depth: self.info.has_depth && self.with_depth,
-            depth_registered: registered,
             color_intrinsics: self.calib.color.clone(),
-            depth_intrinsics: if registered {
-                self.calib.color.clone()
-            } else {
-                self.calib.depth.clone()
-            },
             color_frame_number: row.color_frame_number,
             depth_frame_number: row.depth_frame_number,
             sequence,
             device_timestamp_ms: row.device_timestamp_ms,
             capture,
             arrival,
+            ready: arrival,
         }))
     }
     fn calibration(&self) -> &Calibration {
         &self.calib
+    }
+    fn depth_registration(&self) -> Arc<DepthRegistration> {
+        self.registration.clone()
     }
     fn stats(&self) -> SourceStats {
         self.stats.clone()
@@ -955,9 +969,16 @@ pub fn record_until(
                 .name("record-encode".into())
                 .spawn(move || -> Result<(), SourceError> {
                     for (row, frame) in rx {
-                        for (path, bytes) in
-                            encode_frame(&dir, row.index, &frame.color, &frame.depth)
-                        {
+                        // A colour-only camera's frames are stored with all-zero depth.
+                        let zeros;
+                        let depth = match frame.depth.image() {
+                            Some(depth) => &**depth,
+                            None => {
+                                zeros = DepthMm::zeros(frame.color.width, frame.color.height);
+                                &zeros
+                            }
+                        };
+                        for (path, bytes) in encode_frame(&dir, row.index, &frame.color, depth) {
                             write_file(&path, &bytes)?;
                         }
                         // The index thread is gone only after an error of its own, reported there.
@@ -1008,10 +1029,16 @@ pub fn record_until(
             }
         };
         let origin = *origin.get_or_insert(frame.capture);
-        if sent == 0 && (frame.depth_registered, frame.has_depth) != (false, true) {
+        // A colour-only camera's all-zero depth is stored as registered: colour-sized.
+        let (depth_registered, has_depth) = match frame.depth {
+            Depth::None => (true, false),
+            Depth::Raw { .. } => (false, true),
+            Depth::Registered(_) => (true, true),
+        };
+        if sent == 0 && (depth_registered, has_depth) != (false, true) {
             // A cut recording is read with these, so they are on disk before any row is.
-            info.depth_registered = frame.depth_registered;
-            info.has_depth = frame.has_depth;
+            info.depth_registered = depth_registered;
+            info.has_depth = has_depth;
             write_info(dir, &info)?;
         }
         let row = row_for(&frame, sent, origin);

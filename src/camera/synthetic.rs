@@ -3,10 +3,14 @@
 //! calibration. Rendering is exact ray casting with only IEEE-exact operations (no libm), so
 //! every machine produces the same pixels.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::pacing::LateStart;
-use super::{Pacing, RgbdFrame, Source, SourceError, SourceStats, SyntheticOptions};
+use super::{
+    Depth, DepthNeed, DepthRegistration, Pacing, RgbdFrame, Source, SourceError, SourceStats,
+    SyntheticOptions,
+};
 use crate::rgbd::{Calibration, DepthMm, DistortionModel, Extrinsics, Intrinsics, RgbImage};
 
 /// Depth beyond this is reported as 0 ("no data"), like a real sensor's range limit.
@@ -479,8 +483,9 @@ pub struct SyntheticSource {
     start: Option<Instant>,
     /// Frames skipped in real time because rendering fell behind the frame grid.
     skipped: u64,
-    /// False: depth is not rendered, and frames say they have none.
-    with_depth: bool,
+    /// [`DepthNeed::None`]: depth is not rendered, and frames carry none.
+    depth: DepthNeed,
+    registration: Arc<DepthRegistration>,
     /// In real time a frame is rendered just before it is due, not beside the loop's work.
     late_start: LateStart,
 }
@@ -491,19 +496,20 @@ impl SyntheticSource {
         Self {
             options,
             renderer: Renderer::new(&calib),
+            registration: Arc::new(DepthRegistration::new(calib.clone())),
             calib,
             next_index: 0,
             start: None,
             skipped: 0,
-            with_depth: true,
+            depth: DepthNeed::Raw,
             late_start: LateStart::default(),
         }
     }
 
-    /// `false`: render colour only (a consumer that does not use depth); frames then carry no
-    /// depth (`has_depth` false, an empty depth image).
-    pub fn with_depth(mut self, with_depth: bool) -> Self {
-        self.with_depth = with_depth;
+    /// [`DepthNeed::None`]: render colour only (a consumer that does not use depth); frames
+    /// then carry [`Depth::None`]. Otherwise frames carry raw depth.
+    pub fn with_depth(mut self, need: DepthNeed) -> Self {
+        self.depth = need;
         self
     }
 }
@@ -526,10 +532,15 @@ impl Source for SyntheticSource {
             self.late_start.wait_to_make(due);
         }
         let rendering = Instant::now();
-        let (color, depth) = if self.with_depth {
-            self.renderer.render(index, fps)
+        let (color, depth) = if self.depth == DepthNeed::None {
+            (self.renderer.render_color(index, fps), Depth::None)
         } else {
-            (self.renderer.render_color(index, fps), DepthMm::zeros(0, 0))
+            let (color, depth) = self.renderer.render(index, fps);
+            let depth = Depth::Raw {
+                depth: Arc::new(depth),
+                registration: self.registration.clone(),
+            };
+            (color, depth)
         };
         self.late_start.made(rendering.elapsed());
         // Without pacing the scene runs in its own time: capture stamps stay on the nominal
@@ -546,22 +557,23 @@ impl Source for SyntheticSource {
         };
         self.next_index = index + 1;
         Ok(Some(RgbdFrame {
-            color,
+            color: Arc::new(color),
             depth,
-            depth_registered: false,
-            has_depth: self.with_depth,
             color_intrinsics: self.calib.color.clone(),
-            depth_intrinsics: self.calib.depth.clone(),
             color_frame_number: index,
             depth_frame_number: index,
             sequence: index,
             device_timestamp_ms: Some(index as f64 * 1000.0 / fps as f64),
             capture: due,
             arrival,
+            ready: arrival,
         }))
     }
     fn calibration(&self) -> &Calibration {
         &self.calib
+    }
+    fn depth_registration(&self) -> Arc<DepthRegistration> {
+        self.registration.clone()
     }
     fn stats(&self) -> SourceStats {
         SourceStats {

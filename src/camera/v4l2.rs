@@ -12,12 +12,13 @@ mod device;
 #[cfg(feature = "v4l2")]
 pub use device::{offered_modes, V4l2Source};
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::clock::ClockMapper;
 use super::yuv::{rgb_from_yuyv, YuvError};
-use super::{RgbdFrame, SourceStats};
-use crate::rgbd::{Calibration, DepthMm, DistortionModel, Extrinsics, Intrinsics, RgbImage};
+use super::{Depth, RgbdFrame, SourceStats};
+use crate::rgbd::{Calibration, Extrinsics, Intrinsics, RgbImage};
 use mjpeg::MjpegError;
 
 /// `struct v4l2_buffer` flags this module reads (linux/videodev2.h).
@@ -123,17 +124,7 @@ pub enum FrameError {
 /// Intrinsics for a camera nobody calibrated: a pinhole with a 70° horizontal field of view
 /// centred on the image, no distortion. Give `calib=FILE` for real ones.
 pub fn nominal_calibration(width: usize, height: usize) -> Calibration {
-    let focal = width as f64 / 2.0 / (35.0_f64.to_radians()).tan();
-    let intrinsics = Intrinsics {
-        width,
-        height,
-        fx: focal,
-        fy: focal,
-        ppx: (width as f64 - 1.0) / 2.0,
-        ppy: (height as f64 - 1.0) / 2.0,
-        model: DistortionModel::None,
-        coeffs: [0.0; 5],
-    };
+    let intrinsics = Intrinsics::nominal(width, height);
     Calibration {
         depth_scale: 0.001,
         depth: intrinsics.clone(),
@@ -336,18 +327,16 @@ impl FrameAssembler {
         self.bad_in_a_row = 0;
         let (capture, device_timestamp_ms) = self.capture_time(buffer, arrival);
         let frame = RgbdFrame {
-            depth: DepthMm::zeros(color.width, color.height),
-            has_depth: false,
-            color,
-            depth_registered: true,
+            color: Arc::new(color),
+            depth: Depth::None,
             color_intrinsics: self.intrinsics.clone(),
-            depth_intrinsics: self.intrinsics.clone(),
             color_frame_number: u64::from(buffer.sequence),
             depth_frame_number: u64::from(buffer.sequence),
             sequence: self.stats.delivered,
             device_timestamp_ms,
             capture,
             arrival: arrival.instant,
+            ready: arrival.instant,
         };
         self.stats.delivered += 1;
         Ok(Some(frame))
@@ -446,8 +435,8 @@ mod tests {
             };
             let frame = a.assemble(&bytes, &info, arrival).unwrap().unwrap();
             assert_eq!(frame.color_frame_number, u64::from(seq));
-            assert_eq!(frame.depth.width(), 4);
-            assert!(frame.depth.as_slice().iter().all(|&d| d == 0));
+            assert_eq!(frame.color.width, 4);
+            assert!(frame.depth.is_none(), "a colour-only camera has no depth");
         }
         assert_eq!(a.stats().dropped_by_device, 2);
         assert_eq!(a.stats().delivered, 6);

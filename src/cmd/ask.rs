@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -216,9 +217,14 @@ fn capture(spec: &str) -> anyhow::Result<(RgbImage, DepthMm, String)> {
         frame.color.width,
         frame.color.height
     );
+    let depth = frame.depth.registered().cloned().ok_or_else(|| {
+        bad_input(format!(
+            "{described} is a colour-only camera: the question needs depth"
+        ))
+    })?;
     Ok((
-        frame.color,
-        frame.depth,
+        Arc::unwrap_or_clone(frame.color),
+        Arc::unwrap_or_clone(depth),
         format!("{described}, frame {}", frame.sequence),
     ))
 }

@@ -16,7 +16,7 @@ use spatialbot_edge::config::Board;
 use spatialbot_edge::link::{LinkConfig, LinkSpec};
 use spatialbot_edge::model::backend::LoadStep;
 use spatialbot_edge::model::{manifest, BackendConfig, Engine, ModelFolder};
-use spatialbot_edge::pipeline::camera_source::{CameraFrames, DepthUse};
+use spatialbot_edge::pipeline::camera_source::{CameraFrames, DepthNeed};
 use spatialbot_edge::pipeline::engine_model::{EngineGuard, EngineModel, EngineVision};
 use spatialbot_edge::pipeline::link_sink::LinkSink;
 use spatialbot_edge::pipeline::stats::StartupPhase;
@@ -352,11 +352,11 @@ pub fn assemble_loop(req: LoopRequest<'_>, startup: &mut Startup) -> anyhow::Res
     let engine = Arc::new(Mutex::new(engine));
     let guard = load_guard(req.board, startup)?;
     let depth = if spec.depth {
-        DepthUse::Registered
+        DepthNeed::Registered
     } else if guard.is_some() {
-        DepthUse::OnDemand
+        DepthNeed::Raw
     } else {
-        DepthUse::Unused
+        DepthNeed::None
     };
     let source = CameraFrames::open(req.camera, depth).map_err(bad_input)?;
     startup.phase("camera");

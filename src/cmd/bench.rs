@@ -16,7 +16,7 @@ use spatialbot_edge::config::Board;
 use spatialbot_edge::link::LinkSpec;
 use spatialbot_edge::model::manifest::ModelKind;
 use spatialbot_edge::model::{Engine, GenerateOptions, ImageEmbedding, Prompt};
-use spatialbot_edge::pipeline::camera_source::{CameraFrames, DepthUse};
+use spatialbot_edge::pipeline::camera_source::{CameraFrames, DepthNeed};
 use spatialbot_edge::pipeline::engine_model::{EngineModel, EngineVision};
 use spatialbot_edge::pipeline::link_sink::LinkSink;
 use spatialbot_edge::pipeline::vision::FrameTensors;
@@ -168,7 +168,7 @@ impl Bench {
         if self.register {
             frame
                 .register_depth()
-                .with_context(|| format!("registering frame {}'s depth", frame.seq))?;
+                .with_context(|| format!("registering frame {}'s depth", frame.sequence))?;
             stamps.mark(stage::REGISTER);
         }
         self.step += 1;
@@ -190,7 +190,7 @@ impl Bench {
                 }
                 stamps.mark(stage::PREPROCESS);
                 let mut inputs = inputs.into_iter();
-                let images = history.step(frame.seq, |_| {
+                let images = history.step(frame.sequence, |_| {
                     let input = inputs
                         .next()
                         .context("the embedding cache asked for more images than a frame has")?;
@@ -212,8 +212,8 @@ impl Bench {
                 let action = match action_from_answer(&spec.actions, &answer) {
                     Ok(values) => Some(Action {
                         step,
-                        frame_seq: frame.seq,
-                        captured: frame.captured,
+                        frame_seq: frame.sequence,
+                        captured: frame.capture,
                         names: names.clone(),
                         values,
                     }),
@@ -260,8 +260,8 @@ impl Bench {
                 stamps.mark(stage::PREPROCESS);
                 Some(Action {
                     step,
-                    frame_seq: frame.seq,
-                    captured: frame.captured,
+                    frame_seq: frame.sequence,
+                    captured: frame.capture,
                     names: names.clone(),
                     values: vec![0.0; names.len()],
                 })
@@ -373,9 +373,9 @@ fn plan(board: &Board, args: &Args) -> anyhow::Result<(String, Plan)> {
         _ => policy_spec.as_ref().is_some_and(|s| s.depth),
     };
     let depth = if takes_depth {
-        DepthUse::OnDemand
+        DepthNeed::Raw
     } else {
-        DepthUse::Unused
+        DepthNeed::None
     };
     let source = CameraFrames::open(&camera, depth).map_err(bad_input)?;
     notes.push(format!("camera: {}", source.describe()));

@@ -108,19 +108,29 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         if report.frames == 0 {
             report.width = frame.color.width;
             report.height = frame.color.height;
-            report.depth_registered = frame.depth_registered;
-            report.has_depth = frame.has_depth;
+            // A colour-only camera's frames count as registered, as recordings store them.
+            report.depth_registered = !frame.depth.is_raw();
+            report.has_depth = !frame.depth.is_none();
             report.first_device_timestamp_ms = frame.device_timestamp_ms;
         }
         report.last_device_timestamp_ms = frame.device_timestamp_ms;
-        for &mm in frame.depth.as_slice() {
+        // A colour-only camera's frames count as all-zero depth of the colour size.
+        let depth = frame
+            .depth
+            .image()
+            .map(|d| d.as_slice())
+            .unwrap_or_default();
+        for &mm in depth {
             if mm > 0 {
                 valid += 1;
                 report.depth_min_mm = report.depth_min_mm.min(mm);
                 report.depth_max_mm = report.depth_max_mm.max(mm);
             }
         }
-        pixels += frame.depth.as_slice().len() as u64;
+        pixels += match frame.depth.image() {
+            Some(d) => d.as_slice().len() as u64,
+            None => (frame.color.width * frame.color.height) as u64,
+        };
         report.frames += 1;
     }
     if report.depth_min_mm == u32::MAX {

@@ -58,7 +58,7 @@ pub(super) fn capture_thread<S: FrameSource>(
                 st.frames_captured += 1;
                 st.record(
                     stats::stage::CAMERA,
-                    frame.ready.saturating_duration_since(frame.arrived),
+                    frame.ready.saturating_duration_since(frame.arrival),
                 );
                 CaptureMsg::Frame(frame)
             }

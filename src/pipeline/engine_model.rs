@@ -8,7 +8,7 @@ use crate::model::{Engine, GenerateOptions, ImageEmbedding, ImageTensor, Prompt,
 use crate::policy::PolicyPrompt;
 
 use super::vision::FrameTensors;
-use super::{CapturedFrame, LanguageModel, StageError, VisionEncoder};
+use super::{LanguageModel, RgbdFrame, StageError, VisionEncoder};
 
 fn lock(e: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
     e.lock().unwrap_or_else(|p| p.into_inner())
@@ -28,11 +28,7 @@ impl EngineVision {
 impl VisionEncoder for EngineVision {
     type Input = ImageTensor;
     type Embedding = ImageEmbedding;
-    fn preprocess(
-        &mut self,
-        frame: &CapturedFrame,
-        image: usize,
-    ) -> Result<ImageTensor, StageError> {
+    fn preprocess(&mut self, frame: &RgbdFrame, image: usize) -> Result<ImageTensor, StageError> {
         let t = self.tensors.tensor(frame, image)?;
         Ok(ImageTensor {
             size: t.shape.get(1).copied().unwrap_or(0),
@@ -121,11 +117,13 @@ impl EngineGuard {
 }
 
 impl super::GuardModel for EngineGuard {
-    fn ask(&mut self, frame: &CapturedFrame, question: &str) -> Result<String, StageError> {
-        let depth = frame
-            .depth
-            .as_ref()
-            .ok_or_else(|| format!("the guard needs depth but frame {} has none", frame.seq))?;
+    fn ask(&mut self, frame: &RgbdFrame, question: &str) -> Result<String, StageError> {
+        let depth = frame.depth.registered().ok_or_else(|| {
+            format!(
+                "the guard needs depth but frame {} has none",
+                frame.sequence
+            )
+        })?;
         let mut inputs = Vec::with_capacity(2);
         for image in 0..2 {
             let t = self.tensors.tensor(frame, image)?;

@@ -38,9 +38,7 @@ use std::time::{Duration, Instant};
 
 use crate::exit;
 use crate::policy::{PolicyPrompt, PromptError};
-use crate::rgbd::register::{RegisterError, Registrar};
-use crate::rgbd::{DepthMm, RgbImage};
-
+pub use crate::rgbd::{Depth, DepthNeed, RgbdFrame};
 pub use crate::telemetry::Report;
 pub use stats::LoopStats;
 pub use supervisor::{run_loop, LoopParts};
@@ -48,53 +46,10 @@ pub use supervisor::{run_loop, LoopParts};
 /// An error from a pluggable part (camera, model, link adapter), kept as its message chain.
 pub type StageError = Box<dyn std::error::Error + Send + Sync>;
 
-/// One RGB-D frame as the loop sees it.
-#[derive(Clone, Debug)]
-pub struct CapturedFrame {
-    /// Increases by one per frame the source delivered.
-    pub seq: u64,
-    /// When the sensor captured it, on the host monotonic clock.
-    pub captured: Instant,
-    /// When the sensor's frames reached this process.
-    pub arrived: Instant,
-    /// When the frame was ready in memory (depth registered, unless left to its consumers).
-    pub ready: Instant,
-    pub rgb: Arc<RgbImage>,
-    /// Registered to colour; required when the policy takes depth.
-    pub depth: Option<Arc<DepthMm>>,
-    /// Depth still in the depth camera's frame (`depth` is then `None`); see
-    /// [`CapturedFrame::register_depth`].
-    pub unregistered_depth: Option<UnregisteredDepth>,
-}
-
-/// Depth as the depth camera delivered it, with what registers it into the colour camera's
-/// frame: for consumers that need only some frames' depth (the guard).
-#[derive(Clone, Debug)]
-pub struct UnregisteredDepth {
-    pub depth: Arc<DepthMm>,
-    pub registrar: Arc<Registrar>,
-}
-
-impl UnregisteredDepth {
-    pub fn register(&self) -> Result<DepthMm, RegisterError> {
-        self.registrar.register(&self.depth)
-    }
-}
-
-impl CapturedFrame {
-    /// Registers depth that is still in the depth camera's frame; nothing to do otherwise.
-    pub fn register_depth(&mut self) -> Result<(), RegisterError> {
-        if let Some(raw) = self.unregistered_depth.take() {
-            self.depth = Some(Arc::new(raw.register()?));
-        }
-        Ok(())
-    }
-}
-
 /// A camera or a recording.
 pub trait FrameSource: Send {
     /// Blocks until the next frame; `Ok(None)` when the source has ended (a recording's end).
-    fn next_frame(&mut self) -> Result<Option<CapturedFrame>, StageError>;
+    fn next_frame(&mut self) -> Result<Option<RgbdFrame>, StageError>;
 }
 
 /// Preprocessing and the vision graph.
@@ -102,11 +57,7 @@ pub trait VisionEncoder: Send {
     type Input: Send;
     type Embedding: Send + Sync + 'static;
     /// Image `image` of `frame` (0: RGB, 1: packed depth) → the vision graph's input tensor.
-    fn preprocess(
-        &mut self,
-        frame: &CapturedFrame,
-        image: usize,
-    ) -> Result<Self::Input, StageError>;
+    fn preprocess(&mut self, frame: &RgbdFrame, image: usize) -> Result<Self::Input, StageError>;
     fn encode(&mut self, input: Self::Input) -> Result<Self::Embedding, StageError>;
 }
 
@@ -130,7 +81,7 @@ pub use crate::model::GenerationTimings;
 
 /// The SpatialBot model answering the guard's yes/no question about one RGB-D frame.
 pub trait GuardModel: Send {
-    fn ask(&mut self, frame: &CapturedFrame, question: &str) -> Result<String, StageError>;
+    fn ask(&mut self, frame: &RgbdFrame, question: &str) -> Result<String, StageError>;
 }
 
 /// A decoded action, ready for the governor.

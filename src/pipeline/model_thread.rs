@@ -8,9 +8,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::shared::*;
-use super::{
-    error_chain, stats, Action, CapturedFrame, GuardModel, Hold, LanguageModel, StopReason,
-};
+use super::{error_chain, stats, Action, GuardModel, Hold, LanguageModel, RgbdFrame, StopReason};
 use crate::policy::guard::{GuardConfig, GuardVerdict};
 use crate::policy::{action_from_answer, PolicyPrompt};
 
@@ -96,12 +94,12 @@ pub(super) fn model_thread<E, L: LanguageModel<E>>(
                 unparsable_in_a_row = 0;
                 shared.log(
                     LogLevel::Info,
-                    format!("step {step}: frame {} → {answer}", input.frame.seq),
+                    format!("step {step}: frame {} → {answer}", input.frame.sequence),
                 );
                 let action = Action {
                     step,
-                    frame_seq: input.frame.seq,
-                    captured: input.frame.captured,
+                    frame_seq: input.frame.sequence,
+                    captured: input.frame.capture,
                     names: ctx.names.clone(),
                     values,
                 };
@@ -164,7 +162,7 @@ pub(super) fn gripper_value(ctx: &ModelCtx, action: &Action) -> Option<f64> {
 pub(super) fn ask_guard(
     ctx: &mut ModelCtx,
     action: &Action,
-    frame: &mut CapturedFrame,
+    frame: &mut RgbdFrame,
     previous_gripper: Option<f64>,
     shared: &Shared,
 ) -> GuardVerdict {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 
 use super::stats::LoopStats;
-use super::{Action, CapturedFrame, Hold, StopReason};
+use super::{Action, Hold, RgbdFrame, StopReason};
 
 /// How often blocked threads look at the stop flag.
 pub(super) const TICK: Duration = Duration::from_millis(10);
@@ -79,13 +79,13 @@ impl Shared {
 }
 
 pub(super) enum CaptureMsg {
-    Frame(CapturedFrame),
+    Frame(RgbdFrame),
     Ended,
     Failed(String),
 }
 
 pub(super) struct StepInput<E> {
-    pub(super) frame: CapturedFrame,
+    pub(super) frame: RgbdFrame,
     pub(super) frame_overhead: Duration,
     pub(super) embeddings: Vec<Arc<E>>,
 }

@@ -4,12 +4,14 @@
 use crate::preprocess::{Preprocessor, Tensor, Tower};
 use crate::rgbd::{pack, Encoding, RgbImage};
 
-use super::{CapturedFrame, StageError};
+use super::{Depth, RgbdFrame, StageError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrameTensorError {
     #[error("the policy takes depth but frame {0} has none; use a camera with depth")]
     NoDepth(u64),
+    #[error("frame {0}'s depth is not registered to colour yet")]
+    NotRegistered(u64),
     #[error("the policy asks for image {0} of a frame; a frame has 2 (colour, depth)")]
     NoSuchImage(usize),
 }
@@ -28,14 +30,17 @@ impl FrameTensors {
         })
     }
 
-    pub fn tensor(&mut self, frame: &CapturedFrame, image: usize) -> Result<Tensor, StageError> {
+    pub fn tensor(&mut self, frame: &RgbdFrame, image: usize) -> Result<Tensor, StageError> {
         match image {
-            0 => Ok(self.pre.tensor(&frame.rgb)?),
+            0 => Ok(self.pre.tensor(&frame.color)?),
             1 => {
-                let depth = frame
-                    .depth
-                    .as_ref()
-                    .ok_or(FrameTensorError::NoDepth(frame.seq))?;
+                let depth = match &frame.depth {
+                    Depth::Registered(depth) => depth,
+                    Depth::Raw { .. } => {
+                        return Err(FrameTensorError::NotRegistered(frame.sequence).into())
+                    }
+                    Depth::None => return Err(FrameTensorError::NoDepth(frame.sequence).into()),
+                };
                 let packed = &mut self.packed;
                 packed.width = depth.width();
                 packed.height = depth.height();

@@ -47,7 +47,7 @@ pub(super) fn vision_thread<V: VisionEncoder>(
             }
             match frames.recv_timeout(TICK) {
                 Ok(CaptureMsg::Frame(f)) => {
-                    let age = Instant::now().saturating_duration_since(f.captured);
+                    let age = Instant::now().saturating_duration_since(f.capture);
                     if ctx.every_frame || age <= ctx.max_frame_age {
                         break f;
                     }
@@ -57,12 +57,12 @@ pub(super) fn vision_thread<V: VisionEncoder>(
                             LogLevel::Warn,
                             format!(
                                 "frame {} is {:.0} ms old; holding",
-                                f.seq,
+                                f.sequence,
                                 age.as_secs_f64() * 1e3
                             ),
                         );
                         let hold = Hold::StaleFrame {
-                            frame_seq: f.seq,
+                            frame_seq: f.sequence,
                             age_ms: age.as_millis() as u64,
                         };
                         shared.stats().hold(hold.name());
@@ -112,10 +112,10 @@ pub(super) fn vision_thread<V: VisionEncoder>(
         let mut frame = frame;
         let mut preprocess = Duration::ZERO;
         let mut vision = Duration::ZERO;
-        let result = ctx.history.step(frame.seq, |image| {
+        let result = ctx.history.step(frame.sequence, |image| {
             let t0 = Instant::now();
             if image == 1 {
-                // A source that leaves registration to its consumers (see `DepthUse`).
+                // A source that leaves registration to its consumers (`DepthNeed::Raw`).
                 frame
                     .register_depth()
                     .map_err(|e| VisionFailure::Register(e.to_string()))?;
@@ -141,7 +141,10 @@ pub(super) fn vision_thread<V: VisionEncoder>(
             Err(VisionFailure::Register(e)) => {
                 shared.stop.request(
                     StopReason::SourceFailed,
-                    format!("registering frame {}'s depth to colour: {e}", frame.seq),
+                    format!(
+                        "registering frame {}'s depth to colour: {e}",
+                        frame.sequence
+                    ),
                 );
                 return;
             }
@@ -159,7 +162,7 @@ pub(super) fn vision_thread<V: VisionEncoder>(
             st.cache = ctx.history.counts();
         }
         let mut input = StepInput {
-            frame_overhead: frame.ready.saturating_duration_since(frame.arrived) + preprocess,
+            frame_overhead: frame.ready.saturating_duration_since(frame.arrival) + preprocess,
             frame,
             embeddings,
         };

@@ -27,6 +27,24 @@ pub struct Intrinsics {
     pub coeffs: [f64; 5],
 }
 
+impl Intrinsics {
+    /// Intrinsics for a camera nobody calibrated: a pinhole with a 70° horizontal field of view
+    /// centred on the image, no distortion.
+    pub fn nominal(width: usize, height: usize) -> Self {
+        let focal = width as f64 / 2.0 / (35.0_f64.to_radians()).tan();
+        Self {
+            width,
+            height,
+            fx: focal,
+            fy: focal,
+            ppx: (width as f64 - 1.0) / 2.0,
+            ppy: (height as f64 - 1.0) / 2.0,
+            model: DistortionModel::None,
+            coeffs: [0.0; 5],
+        }
+    }
+}
+
 /// Rigid transform from the depth camera's frame to the colour camera's frame.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -7,9 +7,11 @@ pub mod distortion;
 pub mod frame;
 pub mod pack;
 pub mod register;
+pub mod rgbd_frame;
 
 pub use calibration::{Calibration, DistortionModel, Extrinsics, Intrinsics};
 pub use depth::DepthError;
 pub use frame::{DepthMm, RgbImage, DEPTH_MM_MAX};
 pub use pack::{Encoding, PackReport};
 pub use register::{register_depth_to_color, RegisterError, Registrar};
+pub use rgbd_frame::{Depth, DepthNeed, DepthRegistration, RgbdFrame};

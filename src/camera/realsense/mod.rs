@@ -17,7 +17,7 @@ use realsense_sys as rs;
 
 use super::enumerate::CameraInfo;
 use super::live::{DeviceError, DeviceLayer, LiveOptions, LiveSource, Payload, RawFrame};
-use super::SourceError;
+use super::{DepthNeed, SourceError};
 use crate::rgbd::{Calibration, DepthMm, DistortionModel, Extrinsics, Intrinsics, RgbImage};
 
 /// Turns an `rs2_error` out-parameter into a message, freeing it.
@@ -285,8 +285,9 @@ struct Shared {
     /// Bag playback not in real time: wait for the consumer instead of dropping.
     block: bool,
     depth_scale_m: f64,
-    /// False: depth frames are passed on without their pixels (the consumer does not use them).
-    keep_depth: bool,
+    /// [`DepthNeed::None`]: depth frames are passed on without their pixels (the consumer does
+    /// not use them).
+    depth: DepthNeed,
     dropped: std::sync::atomic::AtomicU64,
 }
 
@@ -309,7 +310,7 @@ pub struct RsDevice {
     usb_type: Option<String>,
     playback_seen: bool,
     stopped_since: Option<Instant>,
-    keep_depth: bool,
+    depth: DepthNeed,
 }
 
 // SAFETY: the raw handles are only used from the thread that owns the RsDevice; librealsense
@@ -332,10 +333,10 @@ impl RsDevice {
         )
     }
 
-    /// `false`: depth frames keep their number and timestamp, for pairing, but not their pixels
-    /// (a consumer that does not use depth); frames then carry none (`has_depth` false).
-    pub fn with_depth(mut self, keep_depth: bool) -> Self {
-        self.keep_depth = keep_depth;
+    /// [`DepthNeed::None`]: depth frames keep their number and timestamp, for pairing, but not
+    /// their pixels (a consumer that does not use depth); frames then carry [`super::Depth::None`].
+    pub fn with_depth(mut self, need: DepthNeed) -> Self {
+        self.depth = need;
         self
     }
 
@@ -366,7 +367,7 @@ impl RsDevice {
             description,
             usb_type: None,
             playback_seen: false,
-            keep_depth: true,
+            depth: DepthNeed::Raw,
             stopped_since: None,
         }
     }
@@ -581,7 +582,7 @@ impl RsDevice {
             tx,
             block,
             depth_scale_m: depth_scale,
-            keep_depth: self.keep_depth,
+            depth: self.depth,
             dropped: Default::default(),
         }));
         self.open = Some(Open {
@@ -740,7 +741,7 @@ fn raw_frame(frame: *const rs::rs2_frame, shared: &Shared) -> Option<RawFrame> {
     let timestamp = rs_call!(rs2_get_frame_timestamp(frame)).ok();
     let payload = if stream == rs::rs2_stream_RS2_STREAM_DEPTH
         && format == rs::rs2_format_RS2_FORMAT_Z16
-        && !shared.keep_depth
+        && shared.depth == DepthNeed::None
     {
         Payload::Depth(DepthMm::zeros(0, 0))
     } else if stream == rs::rs2_stream_RS2_STREAM_DEPTH && format == rs::rs2_format_RS2_FORMAT_Z16 {
@@ -884,41 +885,41 @@ impl DeviceLayer for RsDevice {
     }
 
     fn delivers_depth(&self) -> bool {
-        self.keep_depth
+        self.depth != DepthNeed::None
     }
 }
 
 /// Opens `realsense[:SERIAL]` as a live source.
-/// `keep_depth` false: see [`RsDevice::with_depth`].
+/// `depth`: see [`RsDevice::with_depth`].
 pub fn open_live(
     serial: Option<String>,
     modes: Modes,
     options: LiveOptions,
-    keep_depth: bool,
+    depth: DepthNeed,
 ) -> Result<LiveSource<RsDevice>, SourceError> {
     let options = LiveOptions {
         asked_fps: Some(f64::from(modes.depth.fps.min(modes.color.fps))),
         ..options
     };
-    let device = RsDevice::live(serial, modes).with_depth(keep_depth);
+    let device = RsDevice::live(serial, modes).with_depth(depth);
     let mut source = LiveSource::new(device, options);
     source.prime()?;
     Ok(source)
 }
 
-/// Opens a `.bag` as a source: every frame, paired by timestamp, in file order. `keep_depth`
-/// false: see [`RsDevice::with_depth`].
+/// Opens a `.bag` as a source: every frame, paired by timestamp, in file order. `depth`: see
+/// [`RsDevice::with_depth`].
 pub fn open_bag(
     path: &Path,
     real_time: bool,
-    keep_depth: bool,
+    depth: DepthNeed,
 ) -> Result<LiveSource<RsDevice>, SourceError> {
     let options = LiveOptions {
         frame_timeout: Duration::from_secs(5),
         reconnect_timeout: Duration::ZERO,
         ..LiveOptions::default()
     };
-    let device = RsDevice::bag(path, real_time).with_depth(keep_depth);
+    let device = RsDevice::bag(path, real_time).with_depth(depth);
     let mut source = LiveSource::new(device, options);
     source.prime().map_err(|e| match e {
         SourceError::Device(message) => SourceError::Recording {
