@@ -1,7 +1,7 @@
 //! The real [`FrameSource`]: a camera or recording from `crate::camera`, its depth registered to
 //! colour as far as the loop's consumers need it ([`DepthNeed`]).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::camera::{self, CameraSpec, OpenOptions, Source, SourceError};
 
@@ -20,14 +20,23 @@ pub struct CameraFrames {
     /// - [`DepthNeed::Raw`] (the guard of an RGB policy, asked every K steps): frames carry
     ///   raw depth, registered by whoever needs it ([`RgbdFrame::register_depth`]).
     depth: DepthNeed,
+    /// How long registering the last frame's depth took, when this source registered it.
+    registration: Option<Duration>,
+    /// The registered image's buffer, reused from frame to frame where nothing else holds it.
+    spare: Vec<u32>,
 }
 
 impl CameraFrames {
     /// Opens the camera a SPEC names. A calibration that cannot register depth is refused
     /// here, before the loop starts, unless depth is unused.
     pub fn open(spec: &CameraSpec, depth: DepthNeed) -> Result<Self, SourceError> {
-        let source = camera::open(spec, &OpenOptions { depth })?;
-        if depth == DepthNeed::Raw {
+        // Registration happens here, not in the camera, so the loop times it (`register`).
+        let from_camera = match depth {
+            DepthNeed::Registered => DepthNeed::Raw,
+            other => other,
+        };
+        let source = camera::open(spec, &OpenOptions { depth: from_camera })?;
+        if depth != DepthNeed::None {
             source
                 .depth_registration()
                 .registrar()
@@ -40,7 +49,12 @@ impl CameraFrames {
     /// [`DepthNeed::Registered`], left to consumers with [`DepthNeed::Raw`], and dropped with
     /// [`DepthNeed::None`].
     pub fn from_source(source: Box<dyn Source>, depth: DepthNeed) -> Self {
-        Self { source, depth }
+        Self {
+            source,
+            depth,
+            registration: None,
+            spare: Vec::new(),
+        }
     }
 
     pub fn describe(&self) -> String {
@@ -52,14 +66,23 @@ impl CameraFrames {
 }
 
 impl FrameSource for CameraFrames {
+    fn last_registration(&self) -> Option<Duration> {
+        self.registration
+    }
+
     fn next_frame(&mut self) -> Result<Option<RgbdFrame>, StageError> {
         let Some(mut frame) = self.source.next_frame()? else {
             return Ok(None);
         };
+        self.registration = None;
         match self.depth {
             DepthNeed::None => frame.depth = Depth::None,
-            DepthNeed::Registered => frame.register_depth()?,
-            DepthNeed::Raw => {}
+            DepthNeed::Registered if frame.depth.is_raw() => {
+                let t = Instant::now();
+                frame.register_depth_reusing(&mut self.spare)?;
+                self.registration = Some(t.elapsed());
+            }
+            DepthNeed::Registered | DepthNeed::Raw => {}
         }
         let ready = Instant::now();
         frame.ready = ready;

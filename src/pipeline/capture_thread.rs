@@ -54,12 +54,17 @@ pub(super) fn capture_thread<S: FrameSource>(
     while !shared.stop.is_set() {
         let msg = match source.next_frame() {
             Ok(Some(frame)) => {
+                let register = source.last_registration();
                 let mut st = shared.stats();
                 st.frames_captured += 1;
+                let assembly = frame.ready.saturating_duration_since(frame.arrival);
                 st.record(
                     stats::stage::CAMERA,
-                    frame.ready.saturating_duration_since(frame.arrival),
+                    assembly.saturating_sub(register.unwrap_or_default()),
                 );
+                if let Some(d) = register {
+                    st.record(stats::stage::REGISTER, d);
+                }
                 CaptureMsg::Frame(frame)
             }
             Ok(None) => CaptureMsg::Ended,

@@ -50,6 +50,12 @@ pub type StageError = Box<dyn std::error::Error + Send + Sync>;
 pub trait FrameSource: Send {
     /// Blocks until the next frame; `Ok(None)` when the source has ended (a recording's end).
     fn next_frame(&mut self) -> Result<Option<RgbdFrame>, StageError>;
+
+    /// How long registering the last frame's depth took, where this source registered it (the
+    /// `register` stage; the `camera` stage is the rest of the frame's assembly).
+    fn last_registration(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// Preprocessing and the vision graph.

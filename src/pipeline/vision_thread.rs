@@ -110,23 +110,27 @@ pub(super) fn vision_thread<V: VisionEncoder>(
         };
         let picked = Instant::now();
         let mut frame = frame;
+        let mut register = None;
         let mut preprocess = Duration::ZERO;
-        let mut vision = Duration::ZERO;
+        // One sample per image through the vision graph (`stage::per`).
+        let mut vision = Vec::with_capacity(2);
         let result = ctx.history.step(frame.sequence, |image| {
-            let t0 = Instant::now();
-            if image == 1 {
+            if image == 1 && frame.depth.is_raw() {
                 // A source that leaves registration to its consumers (`DepthNeed::Raw`).
+                let t = Instant::now();
                 frame
                     .register_depth()
                     .map_err(|e| VisionFailure::Register(e.to_string()))?;
+                register = Some(t.elapsed());
             }
+            let t0 = Instant::now();
             let input = encoder
                 .preprocess(&frame, image)
                 .map_err(VisionFailure::Model)?;
             let t1 = Instant::now();
             let embedding = encoder.encode(input).map_err(VisionFailure::Model)?;
             preprocess += t1 - t0;
-            vision += t1.elapsed();
+            vision.push(t1.elapsed());
             Ok::<_, VisionFailure>(embedding)
         });
         let embeddings = match result {
@@ -155,14 +159,21 @@ pub(super) fn vision_thread<V: VisionEncoder>(
                 stats::stage::QUEUE,
                 picked.saturating_duration_since(frame.ready),
             );
-            if preprocess > Duration::ZERO || vision > Duration::ZERO {
+            if let Some(d) = register {
+                st.record(stats::stage::REGISTER, d);
+            }
+            if !vision.is_empty() {
                 st.record(stats::stage::PREPROCESS, preprocess);
-                st.record(stats::stage::VISION, vision);
+                for d in &vision {
+                    st.record(stats::stage::VISION, *d);
+                }
             }
             st.cache = ctx.history.counts();
         }
         let mut input = StepInput {
-            frame_overhead: frame.ready.saturating_duration_since(frame.arrival) + preprocess,
+            frame_overhead: frame.ready.saturating_duration_since(frame.arrival)
+                + register.unwrap_or_default()
+                + preprocess,
             frame,
             embeddings,
         };
