@@ -148,17 +148,9 @@ pub fn open(spec: &CameraSpec, options: &OpenOptions) -> Result<Box<dyn Source>,
         #[cfg(feature = "realsense")]
         CameraSpec::RealSense { serial, options } => {
             let defaults = realsense::Modes::default();
-            let mode = |m: Option<spec::StreamMode>, d: realsense::Mode| {
-                m.map(|m| realsense::Mode {
-                    width: m.width,
-                    height: m.height,
-                    fps: m.fps,
-                })
-                .unwrap_or(d)
-            };
             let modes = realsense::Modes {
-                depth: mode(options.depth, defaults.depth),
-                color: mode(options.color, defaults.color),
+                depth: options.depth.unwrap_or(defaults.depth),
+                color: options.color.unwrap_or(defaults.color),
             };
             let mut live = live::LiveOptions {
                 hardware_reset_on_start: options.hardware_reset,

@@ -61,17 +61,12 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         }
         calibrations_written = match &args.calib_out {
             Some(dir) => {
-                use spatialbot_edge::camera::realsense::{self, Mode, Modes};
-                let mode = |flag: &str, text: &str| -> anyhow::Result<Mode> {
-                    let m = spatialbot_edge::camera::spec::parse_mode(text).ok_or_else(|| {
+                use spatialbot_edge::camera::realsense::{self, Modes};
+                let mode = |flag: &str, text: &str| {
+                    spatialbot_edge::camera::spec::parse_mode(text).ok_or_else(|| {
                         bad_input(format!(
                             "--{flag} {text}: give WIDTHxHEIGHT@FPS, e.g. 848x480@30"
                         ))
-                    })?;
-                    Ok(Mode {
-                        width: m.width,
-                        height: m.height,
-                        fps: m.fps,
                     })
                 };
                 let modes = Modes {

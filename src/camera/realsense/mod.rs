@@ -17,7 +17,7 @@ use realsense_sys as rs;
 
 use super::enumerate::CameraInfo;
 use super::live::{DeviceError, DeviceLayer, LiveOptions, LiveSource, Payload, RawFrame};
-use super::{DepthNeed, SourceError};
+use super::{DepthNeed, SourceError, StreamMode};
 use crate::rgbd::{Calibration, DepthMm, DistortionModel, Extrinsics, Intrinsics, RgbImage};
 
 /// Turns an `rs2_error` out-parameter into a message, freeing it.
@@ -243,23 +243,15 @@ pub fn write_calibrations(dir: &Path, modes: Modes) -> Result<Vec<String>, Sourc
     Ok(written)
 }
 
-/// Width, height and frame rate of one stream.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Mode {
-    pub width: usize,
-    pub height: usize,
-    pub fps: u32,
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Modes {
-    pub depth: Mode,
-    pub color: Mode,
+    pub depth: StreamMode,
+    pub color: StreamMode,
 }
 
 impl Default for Modes {
     fn default() -> Self {
-        let m = Mode {
+        let m = StreamMode {
             width: 640,
             height: 480,
             fps: 30,
@@ -501,7 +493,7 @@ impl RsDevice {
                 if rs_call!(rs2_get_video_stream_resolution(p, &mut w, &mut h)).is_err() {
                     continue;
                 }
-                let matches = |m: Mode| {
+                let matches = |m: StreamMode| {
                     m.width == w as usize && m.height == h as usize && m.fps == fps as u32
                 };
                 if stream == rs::rs2_stream_RS2_STREAM_DEPTH
