@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod board;
 pub mod camera;
+pub mod cpu;
 pub mod exit;
 pub mod fsutil;
 pub mod imageio;
