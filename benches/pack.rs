@@ -1,5 +1,7 @@
 //! SpatialBot packing (from our u32 `DepthMm` and from 16-bit millimetres) against a plain
 //! memcpy of the same bytes: `cargo bench --bench pack`.
+//! The kernels are the ones `spatialbot_edge::cpu::Isa::detected()` picks (printed first);
+//! `SBE_ISA=portable` (or another level this CPU runs) times that implementation instead.
 
 use std::hint::black_box;
 
@@ -8,6 +10,7 @@ use spatialbot_edge::rgbd::pack::{pack_into, pack_u16_into};
 use spatialbot_edge::rgbd::Encoding;
 
 fn bench_pack(c: &mut Criterion) {
+    eprintln!("kernels: {}", spatialbot_edge::cpu::Isa::detected().name());
     for (w, h) in [(640usize, 480usize), (1280, 720)] {
         let depth: Vec<u32> = (0..w * h)
             .map(|i| ((i % w) * 97 + (i / w) * 131) as u32 % 65536)

@@ -1,4 +1,6 @@
 //! Pad + Pillow-exact bicubic resize + normalise, 640×480 → 384×384 (SigLIP) and CLIP 336.
+//! The kernels are the ones `spatialbot_edge::cpu::Isa::detected()` picks (printed first);
+//! `SBE_ISA=portable` (or another level this CPU runs) times that implementation instead.
 
 use std::hint::black_box;
 
@@ -22,6 +24,7 @@ fn frame(w: usize, h: usize) -> RgbImage {
 }
 
 fn bench_preprocess(c: &mut Criterion) {
+    eprintln!("kernels: {}", spatialbot_edge::cpu::Isa::detected().name());
     let rgb = frame(640, 480);
     let mut group = c.benchmark_group("preprocess_640x480");
     for (name, tower, pad) in [

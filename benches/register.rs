@@ -1,5 +1,7 @@
 //! Registration speed, one thread: `cargo bench --bench register`.
 //! scripts/bench-register.sh times librealsense's `align` on the same frames for the ratio.
+//! The kernels are the ones `spatialbot_edge::cpu::Isa::detected()` picks (printed first);
+//! `SBE_ISA=portable` (or another level this CPU runs) times that implementation instead.
 
 #[path = "../tests/support/register_scene.rs"]
 mod register_scene;
@@ -8,6 +10,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use spatialbot_edge::rgbd::{DepthMm, Registrar};
 
 fn bench_register(c: &mut Criterion) {
+    eprintln!("kernels: {}", spatialbot_edge::cpu::Isa::detected().name());
     let mut group = c.benchmark_group("register");
     for (name, calib) in register_scene::reference_cases() {
         let registrar = Registrar::new(&calib).expect("valid calibration");

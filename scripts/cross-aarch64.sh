@@ -6,7 +6,9 @@
 #                                               # (crates/link, shared with firmware) and the
 #                                               # main library's unit tests (rgbd, preprocess,
 #                                               # policy parsing and decoding, governor, board
-#                                               # profiles, bench, camera, pipeline, ...)
+#                                               # profiles, bench, camera, pipeline, ...), among
+#                                               # them the NEON kernels of rgbd::kernels and
+#                                               # preprocess::kernels against the portable ones
 #   bash scripts/cross-aarch64.sh --build-only [--release]
 # The library's unit tests build without the `tract` feature (the CPU inference backend): tract
 # alone costs more to cross-build than everything else together, and no unit test runs a model.
@@ -72,7 +74,7 @@ fi
 if [ "$build" = 1 ]; then
   cargo build --locked --target "$target" --bin spatialbot-edge ${release:+--release}
   profile=debug; [ -n "$release" ] && profile=release
-  bin=target/$target/$profile/spatialbot-edge
+  bin=${CARGO_TARGET_DIR:-target}/$target/$profile/spatialbot-edge
   # The binary starts under qemu (the board profiles are built in).
   qemu-aarch64 -L "$sysroot" "$bin" --version
   qemu-aarch64 -L "$sysroot" "$bin" doctor --board jetson-orin-nx-16gb >/dev/null || true

@@ -4,6 +4,7 @@
 
 pub mod camera;
 pub mod config;
+pub mod cpu;
 pub mod doctor;
 pub mod exit;
 pub mod fsutil;

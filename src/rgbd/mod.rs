@@ -5,6 +5,7 @@ pub mod calibration;
 pub mod depth;
 pub mod distortion;
 pub mod frame;
+mod kernels;
 pub mod pack;
 pub mod register;
 pub mod rgbd_frame;

@@ -1,12 +1,27 @@
 //! Row kernels of the bicubic resampler, in Pillow's 22-bit fixed point: one output sample is
-//! `clip8((2^21 + Σ w·x) >> 22)` with i32 arithmetic, whichever kernel computes it.
+//! `clip8((2^21 + Σ w·x) >> 22)` with i32 arithmetic, whichever kernel computes it (integer
+//! sums are exact, so every kernel gives the portable one's bytes).
 //!
-//! - vertical: output row = weighted sum of whole input rows; written lane-parallel over the
-//!   bytes of a row so the compiler vectorises it (built twice: AVX2 at run time, and the
-//!   baseline of the target, which is NEON on aarch64);
-//! - horizontal: each output pixel is a dot product of its own window of input pixels. The AVX2
-//!   kernel splits every 22-bit weight into `hi · 2^16 + lo` (both fit i16) and sums with
+//! - vertical: output row = weighted sum of whole input rows, lane-parallel over the bytes of a
+//!   row. Portable: written so the compiler vectorises it; x86_64: that code compiled for AVX2;
+//!   aarch64: NEON, 16 bytes per step (`umull`-free: bytes widened to i32, `mla` by the weight).
+//! - horizontal: each output pixel is a dot product of its own window of input pixels, every
+//!   window widened to `t` taps (a multiple of 4, zero weights outside the real ones). x86_64:
+//!   AVX2 splits every 22-bit weight into `hi · 2^16 + lo` (both fit i16) and sums with
 //!   `pmaddwd`, four taps per step; `Σ x·w = (Σ x·hi) · 2^16 + Σ x·lo` holds exactly in i32.
+//!   aarch64: NEON spreads four pixels' channels into i32 lanes with `tbl` and multiplies by the
+//!   i32 weights, four taps per step.
+//!
+//! Which implementation runs is `crate::cpu::Isa::detected()`; the test at the bottom runs every
+//! one this CPU has against the portable one.
+
+use crate::cpu::{Isa, Level};
+
+#[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+mod aarch64;
+mod portable;
+#[cfg(target_arch = "x86_64")]
+mod x86_64;
 
 pub(crate) const PRECISION_BITS: u32 = 32 - 8 - 2;
 pub(crate) const HALF: i32 = 1 << (PRECISION_BITS - 1);
@@ -35,6 +50,8 @@ pub(crate) struct KeptTaps {
     /// The weights split for the AVX2 horizontal kernel: per output and group of 4 taps,
     /// 16 i16 of `hi` then 16 of `lo`.
     pub split: Vec<i16>,
+    /// `window_span()`, computed once.
+    window: (usize, usize),
 }
 
 impl KeptTaps {
@@ -78,6 +95,10 @@ impl KeptTaps {
                 }
             }
         }
+        let window = (
+            start.iter().copied().min().unwrap_or(0),
+            start.iter().copied().max().unwrap_or(0) + t,
+        );
         Self {
             in_size,
             n,
@@ -87,6 +108,7 @@ impl KeptTaps {
             start,
             weights,
             split,
+            window,
         }
     }
 
@@ -117,9 +139,7 @@ impl KeptTaps {
     /// Input samples `lo .. hi` that the widened windows cover (`hi` may pass `in_size` when
     /// the input is shorter than `t`).
     pub fn window_span(&self) -> (usize, usize) {
-        let lo = self.start.iter().copied().min().unwrap_or(0);
-        let hi = self.start.iter().copied().max().unwrap_or(0) + self.t;
-        (lo, hi)
+        self.window
     }
 
     /// Bytes a horizontal source row must hold from pixel `base` on (widened windows plus the
@@ -133,141 +153,72 @@ impl KeptTaps {
 /// `src` whose first pixel is input pixel `base`. `src` must hold `row_bytes_needed(base)`
 /// bytes.
 pub(crate) fn horizontal_row(taps: &KeptTaps, src: &[u8], base: usize, dst: &mut [u8]) {
-    debug_assert!(src.len() >= taps.row_bytes_needed(base));
-    debug_assert!(dst.len() >= taps.n * 3);
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2")
-            && src.len() >= taps.row_bytes_needed(base)
-            && dst.len() >= taps.n * 3
-        {
-            // SAFETY: AVX2 is available (checked above) and the slice lengths the kernel reads
-            // and writes without bounds checks were checked above.
-            unsafe { x86::horizontal_row_avx2(taps, src, base, dst) };
-            return;
-        }
-    }
-    horizontal_row_portable(taps, src, base, dst);
+    horizontal_row_on(Isa::detected(), taps, src, base, dst)
 }
 
-fn horizontal_row_portable(taps: &KeptTaps, src: &[u8], base: usize, dst: &mut [u8]) {
-    for (k, px) in dst.chunks_exact_mut(3).take(taps.n).enumerate() {
-        let (first, weights) = taps.real(k);
-        let window = &src[(first - base) * 3..(first - base + weights.len()) * 3];
-        let (mut r, mut g, mut b) = (HALF, HALF, HALF);
-        for (&w, s) in weights.iter().zip(window.chunks_exact(3)) {
-            r += s[0] as i32 * w;
-            g += s[1] as i32 * w;
-            b += s[2] as i32 * w;
+/// `horizontal_row` with the implementation `isa` names. The SIMD kernels read 16 bytes at a
+/// time without bounds checks; they run only when the slices hold what they read (otherwise the
+/// portable kernel runs, and panics on a too-short `src` as slice indexing does).
+pub(crate) fn horizontal_row_on(
+    isa: Isa,
+    taps: &KeptTaps,
+    src: &[u8],
+    base: usize,
+    dst: &mut [u8],
+) {
+    debug_assert!(src.len() >= taps.row_bytes_needed(base));
+    debug_assert!(dst.len() >= taps.n * 3);
+    let fits = || {
+        taps.n > 0
+            && base <= taps.window_span().0
+            && src.len() >= taps.row_bytes_needed(base)
+            && dst.len() >= taps.n * 3
+    };
+    match isa.level() {
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 | Level::Avx512 | Level::Avx512Vbmi if fits() => {
+            // SAFETY: an `Isa` at these levels exists only when the CPU has AVX2; `fits`
+            // checked the window start and the slice lengths the kernel reads and writes
+            // without bounds checks.
+            unsafe { x86_64::horizontal_row_avx2(taps, src, base, dst) }
         }
-        px[0] = clip8(r);
-        px[1] = clip8(g);
-        px[2] = clip8(b);
+        #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+        Level::Neon if fits() => {
+            // SAFETY: the aarch64 module exists only on targets with NEON; `fits` checked the
+            // window start and the slice lengths the kernel reads and writes without bounds
+            // checks.
+            unsafe { aarch64::horizontal_row(taps, src, base, dst) }
+        }
+        _ => portable::horizontal_row(taps, src, base, dst),
     }
 }
 
 /// One output row of the vertical pass: `dst[i] = clip8(HALF + Σ_k w[k] · rows[k·stride + i])`.
 pub(crate) fn vertical_row(rows: &[u8], stride: usize, weights: &[i32], dst: &mut [u8]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: AVX2 is available (checked above); the kernel itself is safe code.
-            unsafe { x86::vertical_row_avx2(rows, stride, weights, dst) };
-            return;
-        }
-    }
-    vertical_row_generic(rows, stride, weights, dst);
+    vertical_row_on(Isa::detected(), rows, stride, weights, dst)
 }
 
-const LANES: usize = 32;
-
-#[inline(always)]
-fn vertical_row_generic(rows: &[u8], stride: usize, weights: &[i32], dst: &mut [u8]) {
-    let width = dst.len();
-    let mut c = 0;
-    while c + LANES <= width {
-        let mut acc = [HALF; LANES];
-        for (k, &w) in weights.iter().enumerate() {
-            let row = &rows[k * stride + c..][..LANES];
-            for (a, &s) in acc.iter_mut().zip(row) {
-                *a += s as i32 * w;
-            }
+/// `vertical_row` with the implementation `isa` names.
+pub(crate) fn vertical_row_on(
+    isa: Isa,
+    rows: &[u8],
+    stride: usize,
+    weights: &[i32],
+    dst: &mut [u8],
+) {
+    match isa.level() {
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 | Level::Avx512 | Level::Avx512Vbmi => {
+            // SAFETY: an `Isa` at these levels exists only when the CPU has AVX2; the kernel
+            // itself is safe code.
+            unsafe { x86_64::vertical_row_avx2(rows, stride, weights, dst) }
         }
-        for (d, &a) in dst[c..c + LANES].iter_mut().zip(&acc) {
-            *d = clip8(a);
+        #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+        Level::Neon => {
+            // SAFETY: the aarch64 module exists only on targets with NEON.
+            unsafe { aarch64::vertical_row(rows, stride, weights, dst) }
         }
-        c += LANES;
-    }
-    for (i, d) in dst.iter_mut().enumerate().skip(c) {
-        let mut acc = HALF;
-        for (k, &w) in weights.iter().enumerate() {
-            acc += rows[k * stride + i] as i32 * w;
-        }
-        *d = clip8(acc);
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod x86 {
-    use super::{KeptTaps, HALF, PRECISION_BITS};
-    use std::arch::x86_64::*;
-
-    #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn vertical_row_avx2(
-        rows: &[u8],
-        stride: usize,
-        weights: &[i32],
-        dst: &mut [u8],
-    ) {
-        super::vertical_row_generic(rows, stride, weights, dst)
-    }
-
-    /// # Safety
-    /// AVX2 must be available, `src.len() >= taps.row_bytes_needed(base)` and
-    /// `dst.len() >= 3 * taps.n`.
-    #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn horizontal_row_avx2(
-        taps: &KeptTaps,
-        src: &[u8],
-        base: usize,
-        dst: &mut [u8],
-    ) {
-        // Lane 0 takes taps 0 and 1, lane 1 taps 2 and 3 of the 16 bytes at the window:
-        // (r_a, r_b, g_a, g_b, b_a, b_b, 0, 0) as i16, ready for pmaddwd with (w_a, w_b) pairs.
-        let shuffle = _mm256_setr_epi8(
-            0, -1, 3, -1, 1, -1, 4, -1, 2, -1, 5, -1, -1, -1, -1, -1, //
-            6, -1, 9, -1, 7, -1, 10, -1, 8, -1, 11, -1, -1, -1, -1, -1,
-        );
-        let half = _mm_setr_epi32(HALF, HALF, HALF, 0);
-        let groups = taps.t / 4;
-        let src_ptr = src.as_ptr();
-        let split_ptr = taps.split.as_ptr();
-        let mut out = [0u8; 4];
-        for k in 0..taps.n {
-            let s = *taps.start.get_unchecked(k) - base;
-            let mut acc_hi = _mm256_setzero_si256();
-            let mut acc_lo = _mm256_setzero_si256();
-            let wk = split_ptr.add(k * groups * 32);
-            for g in 0..groups {
-                let px = _mm_loadu_si128(src_ptr.add(3 * (s + 4 * g)) as *const __m128i);
-                let x = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(px), shuffle);
-                let hi = _mm256_loadu_si256(wk.add(g * 32) as *const __m256i);
-                let lo = _mm256_loadu_si256(wk.add(g * 32 + 16) as *const __m256i);
-                acc_hi = _mm256_add_epi32(acc_hi, _mm256_madd_epi16(x, hi));
-                acc_lo = _mm256_add_epi32(acc_lo, _mm256_madd_epi16(x, lo));
-            }
-            let acc = _mm256_add_epi32(_mm256_slli_epi32(acc_hi, 16), acc_lo);
-            let sum = _mm_add_epi32(
-                _mm256_castsi256_si128(acc),
-                _mm256_extracti128_si256(acc, 1),
-            );
-            let shifted = _mm_srai_epi32(_mm_add_epi32(sum, half), PRECISION_BITS as i32);
-            let words = _mm_packs_epi32(shifted, shifted);
-            let bytes = _mm_packus_epi16(words, words);
-            out.copy_from_slice(&_mm_cvtsi128_si32(bytes).to_le_bytes());
-            dst.get_unchecked_mut(3 * k..3 * k + 3)
-                .copy_from_slice(&out[..3]);
-        }
+        _ => portable::vertical_row(rows, stride, weights, dst),
     }
 }
 
@@ -309,7 +260,7 @@ mod tests {
             let mut fast = vec![0u8; out_w * 3];
             let mut slow = vec![0u8; out_w * 3];
             horizontal_row(&taps, &src, 0, &mut fast);
-            horizontal_row_portable(&taps, &src, 0, &mut slow);
+            portable::horizontal_row(&taps, &src, 0, &mut slow);
             assert_eq!(fast, slow, "{in_w} -> {out_w}");
         }
         let rows: Vec<u8> = (0..5 * 100).map(|_| next() as u8).collect();
@@ -322,5 +273,59 @@ mod tests {
             *d = clip8(acc);
         }
         assert_eq!(fast, slow);
+    }
+
+    /// Every implementation this CPU runs against the portable one: random sizes (tails of every
+    /// vector width), windows read from an offset `base`, random vertical weights (negative
+    /// ones, sums that clip both ways).
+    #[test]
+    fn every_isa_matches_portable() {
+        let mut seed = 0xDEAD_BEEFu32;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed
+        };
+        let isas = Isa::all_runnable();
+        for case in 0..400 {
+            let in_w = 1 + next() as usize % 90;
+            let out_w = 1 + next() as usize % 90;
+            let axis = super::super::resize::AxisTaps::new(in_w, out_w);
+            let kept_from = next() as usize % out_w;
+            let kept = kept_from..kept_from + 1 + next() as usize % (out_w - kept_from);
+            let taps = KeptTaps::new(in_w, kept.clone(), |o| axis.of(o));
+            let base = taps.window_span().0 - next() as usize % (taps.window_span().0 + 1);
+            let len = taps.row_bytes_needed(base) + next() as usize % 5;
+            let src: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            let mut want = vec![0u8; taps.n * 3];
+            portable::horizontal_row(&taps, &src, base, &mut want);
+            for &isa in &isas {
+                let mut got = vec![0x5Au8; taps.n * 3];
+                horizontal_row_on(isa, &taps, &src, base, &mut got);
+                assert_eq!(
+                    got, want,
+                    "{isa:?} case {case}: {in_w} -> {out_w} kept {kept:?} base {base}"
+                );
+            }
+
+            let width = next() as usize % 200;
+            let stride = width + next() as usize % 7;
+            let n = 1 + next() as usize % 7;
+            let rows: Vec<u8> = (0..stride * (n - 1) + width)
+                .map(|_| next() as u8)
+                .collect();
+            // |Σ w·x| stays below 2^31 (7 · 255 · 2^20), as the portable kernel's i32 sums need.
+            let weights: Vec<i32> = (0..n)
+                .map(|_| (next() % (1 << 21)) as i32 - (1 << 20))
+                .collect();
+            let mut want = vec![0u8; width];
+            portable::vertical_row(&rows, stride, &weights, &mut want);
+            for &isa in &isas {
+                let mut got = vec![0xA5u8; width];
+                vertical_row_on(isa, &rows, stride, &weights, &mut got);
+                assert_eq!(got, want, "{isa:?} case {case}: vertical {width} x {n}");
+            }
+        }
     }
 }
