@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The `cuda` feature (tract-cuda) on a machine with an NVIDIA GPU, from the repository root.
 # Build first (here or elsewhere; the test binary finds the models under the build's path):
-#   cargo test --release --features cuda --test backend_cuda --no-run
+#   cargo test --release --features cuda --test model --no-run
 #   cargo build --release --features cuda
 # then run this script where the GPU is. It finds the CUDA libraries (CUDA toolkit folders,
-# /usr/lib, pip wheels under /opt), reports what tract-cuda makes of them, runs the backend_cuda
+# /usr/lib, pip wheels under /opt), reports what tract-cuda makes of them, runs the backend_cuda::
 # tests (the tiny fixtures' reference cases on the GPU), and compares `run` and `ask` on
 # tract-cuda with tract on the CPU. tract-cuda is built for the CUDA 12.2 API: where the machine
 # has CUDA 13, give a CUDA 12 runtime as CUDART12=/path/to/libcudart.so.12 (the
@@ -13,7 +13,7 @@
 set -uo pipefail
 OUT="${OUT:-$(mktemp -d)}"
 B=target/release/spatialbot-edge
-T=$(ls -t target/release/deps/backend_cuda-* 2>/dev/null | grep -v '\.d$' | head -n 1)
+T=$(ls -t target/release/deps/model-* 2>/dev/null | grep -v '\.d$' | head -n 1)
 [ -x "$B" ] && [ -n "$T" ] || { echo "build first (see the top of this script)"; exit 2; }
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 L=$(mktemp -d); dirs=""
@@ -29,7 +29,7 @@ if [ -n "${CUDART12:-}" ]; then
   ln -sf "$CUDART12" "$L/libcudart.so"
   echo "== tract-cuda with the CUDA 12 runtime $CUDART12"; probe
 fi
-"$T" --test-threads 1 --nocapture 2>&1 | grep -v 'backtrace'
+"$T" backend_cuda:: --test-threads 1 --nocapture 2>&1 | grep -v 'backtrace'
 sed -e 's/order = \["tract-cpu"\]/order = ["tract-cuda"]/' -e 's/^cpu_fallback = true/cpu_fallback = false/' \
   boards/dev-x86_64.toml > boards/cuda-only.local.toml
 trap 'rm -f boards/cuda-only.local.toml' EXIT

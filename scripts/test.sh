@@ -75,22 +75,22 @@ if [ "$(uname -m)" = x86_64 ]; then
   bash scripts/setup-native-deps.sh
   # Tests run in parallel: librealsense 2.56 appends registered extrinsics to a process-wide list
   # outside its lock; src/camera/realsense serialises those calls (the crash this used to cause).
-  ( source .deps/env.sh && cargo test --locked --features realsense --test camera_live --test camera_recording --test camera_devices --test camera_realsense --test camera_pair )
+  ( source .deps/env.sh && cargo test --locked --features realsense --test camera )
 fi
 # The `v4l2` feature (V4L2 colour cameras): the v4l crate runs bindgen, which needs libclang.
 have_libclang || apt_install libclang-dev
 have_libclang || { echo "scripts/test.sh: libclang-dev is installed but bindgen's libclang.so is not found" >&2; exit 1; }
-cargo test --locked --features v4l2 --test camera_v4l2
+cargo test --locked --features v4l2 --test camera camera_v4l2::
 cargo build --locked --features v4l2
 
 # The `ort` feature (onnxruntime loaded at run time) against the onnxruntime wheel's own
 # libonnxruntime.so (tools/requirements-test.txt): reference cases, ask, provider errors.
 ORT_LIB="$(ls "$PWD"/.venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -n 1)"
-ORT_DYLIB_PATH="$ORT_LIB" cargo test --locked --features ort \
-  --test model_reference --test ask_e2e --test backend_ort --test backend_config
+ORT_DYLIB_PATH="$ORT_LIB" cargo test --locked --features ort --test model -- \
+  model_reference:: ask_e2e:: backend_ort:: backend_config::
 # The ort backend's own unit tests (a chunked prefill against one run) on the same library.
 ORT_DYLIB_PATH="$ORT_LIB" cargo test --locked --features ort --lib model::backend::ort
 # The `cuda` feature (tract's CUDA runtime; CUDA libraries are opened at run time, no toolkit at
 # build time): type-checked here, ~2-3 min. Its tests need a second full build of the tract stack
-# (~12 CPU-min) and are meant for a GPU machine: `cargo test --features cuda --test backend_cuda`.
-cargo check --locked --features cuda --lib --test backend_cuda
+# (~12 CPU-min) and are meant for a GPU machine: `cargo test --features cuda --test model backend_cuda::`.
+cargo check --locked --features cuda --lib --test model

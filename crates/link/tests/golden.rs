@@ -119,6 +119,77 @@ fn a_long_run_without_zeros_uses_the_255_code() {
     assert_eq!(&dec[..m], &src[..]);
 }
 
+/// SPEC.md §2's COBS at its edges, where the `cobs` crate alone writes other bytes (the empty
+/// input; a last zero-free run of whole 254-byte blocks): the exact bytes, the round trip, and
+/// `BufferTooSmall` (never a length past the buffer) for every shorter output buffer.
+#[test]
+fn cobs_edges_follow_the_spec() {
+    let run = |n: usize| -> Vec<u8> { (0..n).map(|i| (i % 255 + 1) as u8).collect() };
+    let cat = |parts: &[&[u8]]| -> Vec<u8> { parts.concat() };
+    let cases: Vec<(Vec<u8>, Vec<u8>)> = vec![
+        (vec![], vec![0x01]),
+        (vec![0], vec![0x01, 0x01]),
+        (vec![0, 0], vec![0x01, 0x01, 0x01]),
+        (vec![7], vec![0x02, 7]),
+        (vec![7, 0], vec![0x02, 7, 0x01]),
+        (run(253), cat(&[&[0xFE], &run(253)])),
+        (run(254), cat(&[&[0xFF], &run(254), &[0x01]])),
+        (
+            cat(&[&run(254), &[0]]),
+            cat(&[&[0xFF], &run(254), &[0x01, 0x01]]),
+        ),
+        (
+            cat(&[&[0], &run(254)]),
+            cat(&[&[0x01, 0xFF], &run(254), &[0x01]]),
+        ),
+        (run(255), cat(&[&[0xFF], &run(254), &[0x02, 0xFF]])),
+        (
+            run(508),
+            cat(&[&[0xFF], &run(254), &[0xFF], &run(508)[254..], &[0x01]]),
+        ),
+    ];
+    for (src, want) in &cases {
+        let mut enc = vec![0u8; want.len()];
+        let n = cobs_encode(src, &mut enc).unwrap();
+        assert_eq!(hex(&enc[..n]), hex(want), "input of {} bytes", src.len());
+        let mut dec = vec![0u8; src.len()];
+        assert_eq!(cobs_decode(want, &mut dec), Some(src.len()));
+        assert_eq!(&dec, src);
+        for short in 0..want.len() {
+            let mut enc = vec![0u8; short];
+            assert_eq!(
+                cobs_encode(src, &mut enc),
+                Err(EncodeError::BufferTooSmall),
+                "input of {} bytes into {short}",
+                src.len()
+            );
+        }
+        if !src.is_empty() {
+            let mut dec = vec![0u8; src.len() - 1];
+            assert_eq!(cobs_decode(want, &mut dec), None);
+        }
+    }
+}
+
+/// What is not COBS: a zero byte anywhere (the delimiter never reaches the decoder), a code
+/// pointing past the end. The empty input decodes to nothing (`decode_frame` then reports it
+/// too short).
+#[test]
+fn cobs_decode_rejects_zeros_and_overruns() {
+    let mut dec = [0u8; 16];
+    assert_eq!(cobs_decode(&[], &mut dec), Some(0));
+    assert_eq!(cobs_decode(&[0x01, 0x00], &mut dec), None);
+    assert_eq!(cobs_decode(&[0x01, 0x00, 0x01], &mut dec), None);
+    assert_eq!(cobs_decode(&[0x03, 0x05, 0x00], &mut dec), None);
+    assert_eq!(cobs_decode(&[0x00], &mut dec), None);
+    assert_eq!(cobs_decode(&[0x03, 0x05], &mut dec), None);
+    assert_eq!(cobs_decode(&[0x02, 0x05, 0x03, 0x06], &mut dec), None);
+    assert_eq!(cobs_decode(&[0x02, 0x05, 0x02, 0x06], &mut dec), Some(3));
+    assert_eq!(&dec[..3], &[0x05, 0x00, 0x06]);
+    assert_eq!(decode_frame(&[]), Err(FrameError::TooShort));
+    assert_eq!(decode_frame(&[0x01, 0x00]), Err(FrameError::Cobs));
+}
+
 /// CRC32 against Python's zlib and COBS against the SPEC.md-written encoder, on random buffers.
 #[test]
 fn crc_and_cobs_match_python_on_random_buffers() {
