@@ -1,7 +1,7 @@
 //! A full-size exported folder's own reference case (PyTorch logits of a long prefill, then
 //! single-token steps) reproduced by tract, with the KV cache in plan state where the decoder
 //! allows it. The folders are not committed: set SBE_FULLSIZE_POLICY to one and run
-//! `cargo test --release --test tract_fullsize_reference -- --ignored`.
+//! `cargo test --release --test model tract_fullsize_reference:: -- --ignored`.
 
 use spatialbot_edge::model::backend::{self, BackendConfig, BackendKind};
 use spatialbot_edge::model::{npy, sampling, ModelFolder};
