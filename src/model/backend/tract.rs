@@ -61,8 +61,8 @@ fn graph_error(file: &Path, reason: impl std::fmt::Display) -> ModelError {
     }
 }
 
-/// tract's error with its causes on one line.
-fn chain(e: &TractError) -> String {
+/// tract's error with its causes on one line (also tract-cuda's).
+pub(super) fn chain(e: &TractError) -> String {
     format!("{e:#}").replace('\n', " ")
 }
 

@@ -200,10 +200,6 @@ fn incompatible(libraries: &[CudaLibrary]) -> Option<Unusable> {
     })
 }
 
-fn error_chain(e: &TractError) -> String {
-    format!("{e:#}").replace('\n', " ")
-}
-
 /// Whether tract-cuda's runtime is linked into this binary and registered with tract (true
 /// even where it cannot start: tract then reports why it is unusable).
 pub fn runtime_registered() -> bool {
@@ -226,7 +222,7 @@ fn cuda_runtime(libraries: &[CudaLibrary]) -> Result<&'static dyn Runtime, Unusa
             library: "libcuda.so.1".into(),
             detail: format!(
                 "the CUDA libraries load but tract-cuda cannot use a GPU: {}",
-                error_chain(&e)
+                super::tract::chain(&e)
             ),
             fix: format!("check `nvidia-smi` (on a Jetson, `tegrastats`), that /dev/nvidia* exist in this container (run it with the NVIDIA container runtime), and that the driver supports CUDA {CUDA_API}"),
         }),
@@ -239,13 +235,13 @@ fn cuda_runtime(libraries: &[CudaLibrary]) -> Result<&'static dyn Runtime, Unusa
 fn cuda_plan(typed: TypedModel, file: &Path) -> Result<Plan, ModelError> {
     let failed = |what: &str, e: &TractError| ModelError::Backend {
         backend: "tract-cuda".into(),
-        reason: format!("{}: {what}: {}", file.display(), error_chain(e)),
+        reason: format!("{}: {what}: {}", file.display(), super::tract::chain(e)),
     };
     // The libraries were found when the backend started loading.
     let runtime = cuda_runtime(&[])?;
     let decluttered = typed.into_decluttered().map_err(|e| ModelError::Graph {
         file: file.to_path_buf(),
-        reason: format!("tract cannot simplify it: {}", error_chain(&e)),
+        reason: format!("tract cannot simplify it: {}", super::tract::chain(&e)),
     })?;
     // tract-cuda `expect`s its CUDA context and stream into existence; a GPU that passed the
     // driver check and still fails there (out of memory, lost) is an error here, not an abort.
