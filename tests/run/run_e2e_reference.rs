@@ -54,16 +54,26 @@ fn reference_steps(root: &Path) -> Vec<Value> {
 }
 
 /// The dev profile with limits the loop cannot hit on timing: no step is rate limited or
-/// stale, whatever the machine.
+/// stale, and no controller reply late enough to hold, whatever the machine's load.
 fn write_board(dir: &Path) -> (PathBuf, Board) {
     let root = support::repo_root();
     let text = std::fs::read_to_string(root.join("boards/dev-x86_64.toml")).unwrap();
-    for from in ["rate_limit_hz = 10.0", "max_age_ms = 1000"] {
+    for from in [
+        "rate_limit_hz = 10.0",
+        "max_age_ms = 1000",
+        "watchdog_ms = 200",
+        "heartbeat_ms = 50\n",
+    ] {
         assert!(text.contains(from), "dev profile lacks {from}");
     }
     let text = text
         .replace("rate_limit_hz = 10.0", "rate_limit_hz = 1000.0")
-        .replace("max_age_ms = 1000", "max_age_ms = 10000");
+        .replace("max_age_ms = 1000", "max_age_ms = 10000")
+        .replace("watchdog_ms = 200", "watchdog_ms = 5000")
+        .replace(
+            "heartbeat_ms = 50\n",
+            "heartbeat_ms = 50\nreply_timeout_ms = 5000\nlost_link_ms = 20000\n",
+        );
     let path = dir.join("e2e-board.toml");
     std::fs::write(&path, text).unwrap();
     let board = Board::load(&path).unwrap();
