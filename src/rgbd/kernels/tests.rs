@@ -409,6 +409,8 @@ fn nearest_wins_writes_match_portable() {
             <S as Steps<NoDistortion>>::keep_nearest_4(&mut four, mm, width);
             assert_eq!(four, four_want, "neon keep_nearest_4, case {case}");
         }
+        // Elsewhere the portable steps are the only ones with their own 4-lane and scatter
+        // code (the x86 builds compile them): the whole-image test above covers those.
         let _ = (case, four_base, want);
     }
 }
