@@ -113,17 +113,7 @@ for _ in range(int(sys.argv[2])):
 print(json.dumps(cases))
 "#;
 
-const MANIFEST: &str = r#"
-kind = "policy"
-[prompt]
-template = "USER:{images}{question} ASSISTANT:"
-image_placeholder = "<image {n}>\n"
-[policy]
-frames = 4
-order = "newest_first"
-pad = "repeat_oldest"
-instruction = "Instruct the robot to {goal}\nAnswer with robot parameters."
-"#;
+use crate::support::fakes::RELEASED_POLICY_MANIFEST as MANIFEST;
 
 #[test]
 fn random_prompts_match_python() {

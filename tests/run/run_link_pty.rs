@@ -21,17 +21,7 @@ use spatialbot_edge::pipeline::{
 };
 use spatialbot_edge::policy::{PolicyPrompt, PolicySpec};
 
-const MANIFEST: &str = r#"
-kind = "policy"
-[prompt]
-template = "USER:{images}{question} ASSISTANT:"
-image_placeholder = "<image {n}>\n"
-[policy]
-frames = 4
-order = "newest_first"
-pad = "repeat_oldest"
-instruction = "Instruct the robot to {goal}\nAnswer with robot parameters."
-"#;
+use crate::support::fakes::RELEASED_POLICY_MANIFEST as MANIFEST;
 
 /// Small moves that stay inside the dev board's limits, different every step.
 struct Model;

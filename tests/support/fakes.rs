@@ -160,3 +160,17 @@ impl ActionSink for RecordingSink {
         Ok(())
     }
 }
+
+/// The released robot policy's `[prompt]` and `[policy]` tables (four frames, newest first),
+/// as a manifest text for `PolicySpec::from_manifest_toml`.
+pub const RELEASED_POLICY_MANIFEST: &str = r#"
+kind = "policy"
+[prompt]
+template = "USER:{images}{question} ASSISTANT:"
+image_placeholder = "<image {n}>\n"
+[policy]
+frames = 4
+order = "newest_first"
+pad = "repeat_oldest"
+instruction = "Instruct the robot to {goal}\nAnswer with robot parameters."
+"#;
