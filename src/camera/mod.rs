@@ -146,6 +146,9 @@ pub fn open(spec: &CameraSpec, options: &OpenOptions) -> Result<Box<dyn Source>,
             let source = synthetic::SyntheticSource::new(opts.clone());
             Box::new(source.with_depth(!skip_depth))
         }
+        CameraSpec::Sim(opts) => {
+            Box::new(crate::sim::SimSource::new(opts.clone()).with_depth(!skip_depth))
+        }
         #[cfg(feature = "realsense")]
         CameraSpec::Replay(opts) if is_bag(&opts.path) => {
             let path = opts.path.clone();

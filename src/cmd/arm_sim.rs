@@ -49,10 +49,26 @@ pub struct Args {
     /// Print each applied action on stdout (human output only).
     #[arg(long)]
     verbose: bool,
+    /// Apply every applied action (default layout) to a simulated world too, e.g.
+    /// `sim:reach,seed=3`; the summary then says whether its task succeeded. The camera that
+    /// renders this world lives in this process only (docs/simulation.md).
+    #[arg(long, value_name = "sim:TASK[,seed=N]")]
+    world: Option<String>,
 }
 
 pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     let spec: LinkSpec = args.link.parse().map_err(bad_input)?;
+    let world = match &args.world {
+        Some(text) => {
+            let rest = text
+                .strip_prefix("sim:")
+                .ok_or_else(|| bad_input(format!("--world {text}: give sim:TASK[,seed=N], e.g. sim:reach,seed=3")))?;
+            let options = spatialbot_edge::sim::SimOptions::parse(&[], Some(rest))
+                .map_err(|e| bad_input(format!("--world {text}: {e}")))?;
+            Some(options.world)
+        }
+        None => None,
+    };
     let tick = Duration::from_millis(args.tick_ms.max(1));
     let shutdown = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -104,6 +120,11 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         }
     };
     let mut write_log = |e: &Event| {
+        spatialbot_edge::link::sim::apply_to_world(
+            world.as_ref(),
+            &spatialbot_link::DEFAULT_LAYOUT,
+            e,
+        );
         let line = event_json(e);
         if let Some(w) = log.as_mut() {
             let _ = writeln!(w, "{line}");
@@ -121,10 +142,22 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     if let Some(mut w) = log.take() {
         w.flush().context("writing the log file")?;
     }
+    let mut report = serde_json::to_value(&summary)?;
+    if let (Some(w), Some(map)) = (&world, report.as_object_mut()) {
+        let w = w.snapshot();
+        map.insert(
+            "world".into(),
+            json!({
+                "task": w.task.kind, "seed": w.seed, "goal": w.task.goal, "steps": w.steps,
+                "success": w.success_step.is_some(), "success_step": w.success_step,
+                "terminated": w.terminated, "gripper": w.gripper.pos,
+            }),
+        );
+    }
     if json {
-        super::print_json(&summary)?;
+        super::print_json(&report)?;
     } else {
-        outln!("{}", serde_json::to_string(&summary)?);
+        outln!("{}", serde_json::to_string(&report)?);
     }
     let _ = shutdown.load(Ordering::Relaxed);
     Ok(match summary.exit {

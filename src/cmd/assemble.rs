@@ -323,6 +323,11 @@ pub fn assemble_loop(req: LoopRequest<'_>, startup: &mut Startup) -> anyhow::Res
     let interrupted = || req.signal.load(Ordering::SeqCst);
     let mut link_config = req.link_config;
     link_config.shutdown = Some(req.signal.clone());
+    // The simulated camera and the built-in controller share one world: the actions the
+    // controller applies move what the camera renders (crate::sim).
+    if let (CameraSpec::Sim(sim), LinkSpec::Sim) = (req.camera, req.link) {
+        link_config.sim_world = Some(sim.world.clone());
+    }
     let spec = load_policy_spec(req.model_dir)?;
     let load_started = Instant::now();
     let folder = open_folder(req.model_dir, req.board, startup).map_err(bad_input)?;

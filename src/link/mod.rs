@@ -120,6 +120,10 @@ pub struct LinkConfig {
     pub shutdown: Option<Arc<AtomicBool>>,
     /// How often the control loop sends a Heartbeat when it has no action to send.
     pub heartbeat: Duration,
+    /// With `LinkSpec::Sim`: the simulated world the built-in controller moves; each action it
+    /// applies is applied to this world too (`crate::sim`). `None`: the controller only
+    /// integrates its pose.
+    pub sim_world: Option<crate::sim::SharedWorld>,
 }
 
 impl LinkConfig {
@@ -137,6 +141,7 @@ impl LinkConfig {
             max_rejected_in_a_row: DEFAULT_MAX_REJECTED_IN_A_ROW,
             shutdown: None,
             heartbeat: Duration::from_millis(50),
+            sim_world: None,
         }
     }
 }
@@ -1103,10 +1108,15 @@ fn connect(
             let (host, controller) = transport::pipe_pair(sim_cfg.tick);
             let shutdown = Arc::new(AtomicBool::new(false));
             let flag = shutdown.clone();
+            let world = cfg.sim_world.clone();
+            let layout = cfg.limits.layout;
             let handle = std::thread::Builder::new()
                 .name("arm-sim".into())
                 .spawn(move || {
-                    let mut log = |e: &controller::Event| tracing::debug!(?e, "arm-sim");
+                    let mut log = |e: &controller::Event| {
+                        tracing::debug!(?e, "arm-sim");
+                        sim::apply_to_world(world.as_ref(), &layout, e);
+                    };
                     if let Err(e) = sim::run_controller(controller, &sim_cfg, &flag, &mut log) {
                         tracing::error!(%e, "in-process arm simulator failed");
                     }

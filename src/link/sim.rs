@@ -212,6 +212,18 @@ pub fn run_controller(
     }
 }
 
+/// The controller's hook into a simulated world: an action it applied (`Event::Applied`, its
+/// slots in the session's `layout`) moves `world` too. Anything else, or no world, does nothing.
+pub fn apply_to_world(
+    world: Option<&crate::sim::SharedWorld>,
+    layout: &[spatialbot_link::Axis; spatialbot_link::ACTION_LEN],
+    event: &Event,
+) {
+    if let (Some(world), Event::Applied { action, .. }) = (world, event) {
+        world.lock().apply_layout(layout, &action.values);
+    }
+}
+
 /// Whether the outbox holds the acknowledgement of a `Stop` (also of one that found the
 /// controller already stopped or faulted, which logs no `Stopped` event).
 fn stop_acked(out: &Outbox) -> bool {
