@@ -35,8 +35,8 @@ pub struct Args {
     /// Episodes to run (1..=100000); episode i uses seed SEED + i.
     #[arg(long, default_value_t = 20)]
     pub episodes: u64,
-    /// The first episode's seed.
-    #[arg(long, default_value_t = 0)]
+    /// The first episode's seed (0..=18446744073709551615).
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
     pub seed: u64,
     /// The policy under test: `expert` (scripted, privileged state), `none` (does nothing), or
     /// a policy model folder driven through the real control loop.
