@@ -47,9 +47,19 @@ fn the_same_seed_renders_the_same_frames_and_another_seed_does_not() {
 
 #[test]
 fn bad_sim_specs_are_refused_with_a_hint() {
-    for bad in ["sim", "sim:", "sim:push", "sim:reach,seed=-2", "sim:reach,size=1x1", "sim:reach,loop"] {
+    for bad in [
+        "sim",
+        "sim:",
+        "sim:push",
+        "sim:reach,seed=-2",
+        "sim:reach,size=1x1",
+        "sim:reach,loop",
+    ] {
         let err = bad.parse::<CameraSpec>().unwrap_err().to_string();
-        assert!(err.contains("camera SPEC") && err.contains("sim"), "{bad}: {err}");
+        assert!(
+            err.contains("camera SPEC") && err.contains("sim"),
+            "{bad}: {err}"
+        );
     }
 }
 
@@ -97,7 +107,10 @@ fn the_in_process_controller_moves_the_world_the_camera_renders() {
         world.lock().steps == 3
     });
     let pos = world.lock().gripper.pos;
-    assert!((pos[0] - start[0] - 0.06).abs() < 1e-6, "{pos:?} from {start:?}");
+    assert!(
+        (pos[0] - start[0] - 0.06).abs() < 1e-6,
+        "{pos:?} from {start:?}"
+    );
     assert!((pos[2] - start[2] + 0.03).abs() < 1e-6);
     let after = src.next_frame().unwrap().unwrap();
     assert!(before.color != after.color, "the camera sees the arm move");
@@ -141,11 +154,28 @@ fn the_expert_solves_95_percent_of_each_task_and_doing_nothing_none() {
 fn eval_expert_through_the_binary_reports_a_rate_with_a_confidence_interval() {
     let out_dir = tempfile::tempdir().unwrap();
     let out = bin()
-        .args(["eval", "--task", "pick", "--policy", "expert", "--episodes", "5", "--seed", "7", "--json", "--out"])
+        .args([
+            "eval",
+            "--task",
+            "pick",
+            "--policy",
+            "expert",
+            "--episodes",
+            "5",
+            "--seed",
+            "7",
+            "--json",
+            "--out",
+        ])
         .arg(out_dir.path())
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["schema"], "spatialbot-edge/eval/1");
     assert_eq!(v["policy"]["policy"], "expert");
@@ -158,7 +188,8 @@ fn eval_expert_through_the_binary_reports_a_rate_with_a_confidence_interval() {
     assert_eq!(v["policy"]["per_episode"][0]["seed"], 7);
     assert!(v["policy"]["mean_steps_to_success"].as_f64().unwrap() > 5.0);
     let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out_dir.path().join("report.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(out_dir.path().join("report.json")).unwrap())
+            .unwrap();
     assert_eq!(report["policy"]["successes"], v["policy"]["successes"]);
     for seed in 7..12 {
         for policy in ["expert", "none"] {
@@ -175,8 +206,21 @@ fn eval_refuses_bad_input_naming_the_flag() {
         (vec!["--task", "reach", "--seed", "x"], "--seed"),
         (vec!["--task", "reach", "--seed", "-1"], "--seed"),
         (vec!["--task", "reach", "--episodes", "0"], "--episodes"),
-        (vec!["--task", "reach", "--seed", "18446744073709551615", "--episodes", "2"], "--seed"),
-        (vec!["--task", "reach", "--policy", "no/such/model"], "--policy"),
+        (
+            vec![
+                "--task",
+                "reach",
+                "--seed",
+                "18446744073709551615",
+                "--episodes",
+                "2",
+            ],
+            "--seed",
+        ),
+        (
+            vec!["--task", "reach", "--policy", "no/such/model"],
+            "--policy",
+        ),
     ] {
         let out = bin().arg("eval").args(&args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
@@ -190,8 +234,16 @@ fn eval_refuses_bad_input_naming_the_flag() {
 fn run_drives_the_tiny_policy_in_the_simulated_world() {
     let out = bin()
         .args([
-            "run", "--camera", "sim:reach,seed=2,size=64x48", "--link", "sim", "--model", "models/tiny-policy",
-            "--steps", "3", "--json",
+            "run",
+            "--camera",
+            "sim:reach,seed=2,size=64x48",
+            "--link",
+            "sim",
+            "--model",
+            "models/tiny-policy",
+            "--steps",
+            "3",
+            "--json",
         ])
         .output()
         .unwrap();
@@ -210,8 +262,18 @@ fn run_drives_the_tiny_policy_in_the_simulated_world() {
 fn eval_of_a_model_runs_the_real_loop_until_the_world_ends_the_episode() {
     let out = bin()
         .args([
-            "eval", "--task", "reach", "--episodes", "1", "--seed", "3", "--policy", "models/tiny-policy",
-            "--camera-options", "size=64x48", "--json",
+            "eval",
+            "--task",
+            "reach",
+            "--episodes",
+            "1",
+            "--seed",
+            "3",
+            "--policy",
+            "models/tiny-policy",
+            "--camera-options",
+            "size=64x48",
+            "--json",
         ])
         .output()
         .unwrap();
@@ -219,7 +281,10 @@ fn eval_of_a_model_runs_the_real_loop_until_the_world_ends_the_episode() {
     assert_eq!(out.status.code(), Some(0), "{err}");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let e = &v["policy"]["per_episode"][0];
-    assert!(v["policy"]["policy"].as_str().unwrap().starts_with("model:"));
+    assert!(v["policy"]["policy"]
+        .as_str()
+        .unwrap()
+        .starts_with("model:"));
     // The tiny policy solves nothing; its episode ends one way or another, and the loop's
     // numbers come with it.
     assert!(e["end"].is_string(), "{v}");

@@ -60,9 +60,11 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     let spec: LinkSpec = args.link.parse().map_err(bad_input)?;
     let world = match &args.world {
         Some(text) => {
-            let rest = text
-                .strip_prefix("sim:")
-                .ok_or_else(|| bad_input(format!("--world {text}: give sim:TASK[,seed=N], e.g. sim:reach,seed=3")))?;
+            let rest = text.strip_prefix("sim:").ok_or_else(|| {
+                bad_input(format!(
+                    "--world {text}: give sim:TASK[,seed=N], e.g. sim:reach,seed=3"
+                ))
+            })?;
             let options = spatialbot_edge::sim::SimOptions::parse(&[], Some(rest))
                 .map_err(|e| bad_input(format!("--world {text}: {e}")))?;
             Some(options.world)

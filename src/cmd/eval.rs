@@ -395,7 +395,11 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     Ok(spatialbot_edge::exit::OK)
 }
 
-fn write_out(dir: &Path, report: &EvalReport, pictures: &[(String, World, World)]) -> anyhow::Result<()> {
+fn write_out(
+    dir: &Path,
+    report: &EvalReport,
+    pictures: &[(String, World, World)],
+) -> anyhow::Result<()> {
     let pics = dir.join("episodes");
     std::fs::create_dir_all(&pics)
         .map_err(|e| bad_input(format!("--out {}: cannot create it: {e}", dir.display())))?;
@@ -448,7 +452,12 @@ fn print_text(r: &EvalReport) {
         );
     }
     if !r.policy.holds.is_empty() {
-        let holds: Vec<String> = r.policy.holds.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let holds: Vec<String> = r
+            .policy
+            .holds
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
         outln!("held steps: {}", holds.join(", "));
     }
     if r.interrupted {
@@ -467,6 +476,9 @@ mod tests {
         let [lo, hi] = wilson95(0, 10);
         assert!(lo == 0.0 && (hi - 0.2775).abs() < 1e-3, "{lo} {hi}");
         let [lo, hi] = wilson95(5, 10);
-        assert!((lo - 0.2366).abs() < 1e-3 && (hi - 0.7634).abs() < 1e-3, "{lo} {hi}");
+        assert!(
+            (lo - 0.2366).abs() < 1e-3 && (hi - 0.7634).abs() < 1e-3,
+            "{lo} {hi}"
+        );
     }
 }

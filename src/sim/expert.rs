@@ -77,12 +77,7 @@ fn pick(world: &World, index: usize, o: &Object) -> Option<[f32; 8]> {
     if arrived(g.pos, grasp) {
         return Some(action([0.0; 3], 0.0));
     }
-    let safe_z = world
-        .objects
-        .iter()
-        .map(|p| p.top())
-        .fold(0.0, f64::max)
-        + CLEARANCE_M;
+    let safe_z = world.objects.iter().map(|p| p.top()).fold(0.0, f64::max) + CLEARANCE_M;
     Some(approach(g.pos, grasp, safe_z, 1.0))
 }
 
@@ -152,7 +147,9 @@ mod tests {
     #[test]
     fn the_expert_solves_every_task_and_doing_nothing_solves_none() {
         for kind in TaskKind::ALL {
-            let solved = (0..40).filter(|&s| run(kind, s).success_step.is_some()).count();
+            let solved = (0..40)
+                .filter(|&s| run(kind, s).success_step.is_some())
+                .count();
             assert!(solved >= 38, "{kind}: {solved}/40");
             let idle = (0..40)
                 .filter(|&s| {

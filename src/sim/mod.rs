@@ -60,7 +60,8 @@ impl Rng {
 /// A stateless hash of a few integers to [0, 1): per-pixel noise that does not depend on the
 /// order pixels are drawn in.
 pub fn hash_unit(a: u64, b: u64, c: u64) -> f64 {
-    let mut r = Rng::new(a.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ b.rotate_left(21) ^ c.rotate_left(42));
+    let mut r =
+        Rng::new(a.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ b.rotate_left(21) ^ c.rotate_left(42));
     r.unit()
 }
 
@@ -108,10 +109,12 @@ mod tests {
 
     #[test]
     fn rng_is_reproducible() {
-        let a: Vec<u64> = (0..4).map({
-            let mut r = Rng::new(7);
-            move |_| r.next_u64()
-        }).collect();
+        let a: Vec<u64> = (0..4)
+            .map({
+                let mut r = Rng::new(7);
+                move |_| r.next_u64()
+            })
+            .collect();
         let mut r = Rng::new(7);
         assert_eq!(a, (0..4).map(|_| r.next_u64()).collect::<Vec<_>>());
         assert!((0..1000).all(|_| (0.0..1.0).contains(&r.unit())));

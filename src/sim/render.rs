@@ -56,8 +56,16 @@ fn ray(k: &crate::rgbd::Intrinsics, u: usize, v: usize) -> [f64; 3] {
 
 #[derive(Clone, Copy, Debug)]
 enum Prim {
-    Aabb { lo: [f64; 3], hi: [f64; 3], rgb: [f64; 3] },
-    Sphere { c: [f64; 3], r: f64, rgb: [f64; 3] },
+    Aabb {
+        lo: [f64; 3],
+        hi: [f64; 3],
+        rgb: [f64; 3],
+    },
+    Sphere {
+        c: [f64; 3],
+        r: f64,
+        rgb: [f64; 3],
+    },
 }
 
 impl Prim {
@@ -149,13 +157,25 @@ fn primitives(world: &World) -> Vec<Prim> {
     let reach = g.gap(&world.objects) / 2.0 + 0.006;
     for side in [-1.0, 1.0] {
         prims.push(cube(
-            [p[0] + side * reach * c, p[1] + side * reach * s, p[2] + 0.012],
+            [
+                p[0] + side * reach * c,
+                p[1] + side * reach * s,
+                p[2] + 0.012,
+            ],
             [0.006, 0.006, 0.027],
             GRIPPER_DARK,
         ));
     }
-    prims.push(cube([p[0], p[1], p[2] + 0.045], [0.062, 0.02, 0.01], GRIPPER_GREY));
-    prims.push(cube([p[0], p[1], p[2] + 0.205], [0.015, 0.015, 0.15], GRIPPER_DARK));
+    prims.push(cube(
+        [p[0], p[1], p[2] + 0.045],
+        [0.062, 0.02, 0.01],
+        GRIPPER_GREY,
+    ));
+    prims.push(cube(
+        [p[0], p[1], p[2] + 0.205],
+        [0.015, 0.015, 0.15],
+        GRIPPER_DARK,
+    ));
     prims
 }
 
@@ -244,8 +264,10 @@ fn for_each_covered(
 ) {
     let mut active: Vec<usize> = Vec::with_capacity(rects.len());
     for v in 0..height {
-        let rows: Vec<&([usize; 4], usize)> =
-            rects.iter().filter(|(r, _)| (r[2]..r[3]).contains(&v)).collect();
+        let rows: Vec<&([usize; 4], usize)> = rects
+            .iter()
+            .filter(|(r, _)| (r[2]..r[3]).contains(&v))
+            .collect();
         if rows.is_empty() {
             continue;
         }
@@ -253,7 +275,11 @@ fn for_each_covered(
         let u_max = rows.iter().map(|(r, _)| r[1]).max().unwrap_or(0).min(width);
         for u in u_min..u_max {
             active.clear();
-            active.extend(rows.iter().filter(|(r, _)| (r[0]..r[1]).contains(&u)).map(|(_, i)| *i));
+            active.extend(
+                rows.iter()
+                    .filter(|(r, _)| (r[0]..r[1]).contains(&u))
+                    .map(|(_, i)| *i),
+            );
             if !active.is_empty() {
                 f(u, v, &active);
             }
@@ -405,7 +431,8 @@ fn add_noise(mm: &mut [u32], seed: u64, frame: u64) {
             continue;
         }
         // Three more uniforms from the same pixel: their sum − 1.5 has σ = 0.5.
-        let g = hash_unit(seed ^ 1, frame, i as u64) + hash_unit(seed ^ 2, frame, i as u64)
+        let g = hash_unit(seed ^ 1, frame, i as u64)
+            + hash_unit(seed ^ 2, frame, i as u64)
             + hash_unit(seed ^ 3, frame, i as u64)
             - 1.5;
         let z = f64::from(*px) / 1000.0;
@@ -443,7 +470,11 @@ pub fn top_down(start: &World, end: &World) -> RgbImage {
             let x = x0 + (u as f64 + 0.5) * MM_PER_PX / 1000.0;
             let y = y1 - (v as f64 + 0.5) * MM_PER_PX / 1000.0;
             let check = ((x / 0.1).floor() + (y / 0.1).floor()) as i64 & 1;
-            let rgb = if check == 0 { [158, 115, 77] } else { [140, 99, 64] };
+            let rgb = if check == 0 {
+                [158, 115, 77]
+            } else {
+                [140, 99, 64]
+            };
             put(&mut img, u as i64, v as i64, rgb, 1.0);
         }
     }
@@ -489,7 +520,13 @@ pub fn top_down(start: &World, end: &World) -> RgbImage {
         for i in 0..=n {
             let f = i as f64 / n as f64;
             let (u, v) = (a.0 + (b.0 - a.0) * f, a.1 + (b.1 - a.1) * f);
-            put(&mut img, u.floor() as i64, v.floor() as i64, [20, 20, 20], 1.0);
+            put(
+                &mut img,
+                u.floor() as i64,
+                v.floor() as i64,
+                [20, 20, 20],
+                1.0,
+            );
         }
     }
     for (p, rgb) in [(path.first(), [40, 200, 60]), (path.last(), [220, 30, 30])] {
@@ -497,7 +534,13 @@ pub fn top_down(start: &World, end: &World) -> RgbImage {
             let (u, v) = to_px(p[0], p[1]);
             for dv in -3..=3 {
                 for du in -3..=3 {
-                    put(&mut img, u.floor() as i64 + du, v.floor() as i64 + dv, rgb, 1.0);
+                    put(
+                        &mut img,
+                        u.floor() as i64 + du,
+                        v.floor() as i64 + dv,
+                        rgb,
+                        1.0,
+                    );
                 }
             }
         }
@@ -580,13 +623,33 @@ mod tests {
                 k.fx * dot(q, AXIS_X) / dot(q, AXIS_Z) + k.ppx,
                 k.fy * dot(q, AXIS_Y) / dot(q, AXIS_Z) + k.ppy,
             );
-            assert!(u > 0.0 && v > 0.0 && u < k.width as f64 && v < k.height as f64, "{p:?} → {u},{v}");
+            assert!(
+                u > 0.0 && v > 0.0 && u < k.width as f64 && v < k.height as f64,
+                "{p:?} → {u},{v}"
+            );
         }
         assert!(d.as_slice().iter().all(|&mm| mm <= 4000));
         assert!(d.as_slice().iter().filter(|&&mm| mm > 0).count() > 90 * 96);
         assert_ne!(c, RgbImage::filled(128, 96, [0; 3]));
-        let noisy = r.depth(&w, DepthNoise { enabled: true, seed: 9 }, 3);
-        assert_eq!(noisy, r.depth(&w, DepthNoise { enabled: true, seed: 9 }, 3));
+        let noisy = r.depth(
+            &w,
+            DepthNoise {
+                enabled: true,
+                seed: 9,
+            },
+            3,
+        );
+        assert_eq!(
+            noisy,
+            r.depth(
+                &w,
+                DepthNoise {
+                    enabled: true,
+                    seed: 9
+                },
+                3
+            )
+        );
         assert_ne!(noisy, d);
         let holes = noisy.as_slice().iter().filter(|&&mm| mm == 0).count();
         assert!(holes > 0 && holes < 128 * 96 / 20, "{holes}");

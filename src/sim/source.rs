@@ -42,7 +42,11 @@ impl SharedWorld {
 impl std::fmt::Debug for SharedWorld {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let w = self.lock();
-        write!(f, "SharedWorld({} seed {}, step {})", w.task.kind, w.seed, w.steps)
+        write!(
+            f,
+            "SharedWorld({} seed {}, step {})",
+            w.task.kind, w.seed, w.steps
+        )
     }
 }
 
@@ -89,7 +93,9 @@ impl SimOptions {
     /// colon (`sim,fast:reach`). Options: `seed=N`, `size=WxH[@FPS]`, `fast`, `noise`.
     pub fn parse(head: &[&str], argument: Option<&str>) -> Result<Self, String> {
         let usage = "give the task, e.g. `sim:reach`, `sim:pick,seed=3` or `sim:place,seed=7,size=320x240@15,fast` (tasks: reach, pick, place)";
-        let argument = argument.filter(|a| !a.trim().is_empty()).ok_or_else(|| usage.to_string())?;
+        let argument = argument
+            .filter(|a| !a.trim().is_empty())
+            .ok_or_else(|| usage.to_string())?;
         let mut parts = argument.split(',').map(str::trim);
         let task: TaskKind = parts.next().unwrap_or_default().parse()?;
         let mut seed = 0u64;
@@ -249,13 +255,27 @@ mod tests {
     #[test]
     fn parses_the_spec() {
         let o = SimOptions::parse(&[], Some("pick,seed=3,size=64x48@30,fast,noise")).unwrap();
-        assert_eq!((o.task, o.seed, o.width, o.height, o.fps), (TaskKind::Pick, 3, 64, 48, 30));
+        assert_eq!(
+            (o.task, o.seed, o.width, o.height, o.fps),
+            (TaskKind::Pick, 3, 64, 48, 30)
+        );
         assert_eq!(o.pacing, Pacing::AsFastAsPossible);
         assert!(o.noise);
         assert_eq!(o.world.snapshot(), World::new(TaskKind::Pick, 3));
         let o = SimOptions::parse(&["fast"], Some("reach")).unwrap();
-        assert_eq!((o.seed, o.width, o.fps, o.pacing), (0, 640, 15, Pacing::AsFastAsPossible));
-        for bad in [None, Some(""), Some("push"), Some("reach,seed=-1"), Some("reach,seed=x"), Some("reach,size=8x8"), Some("reach,loop")] {
+        assert_eq!(
+            (o.seed, o.width, o.fps, o.pacing),
+            (0, 640, 15, Pacing::AsFastAsPossible)
+        );
+        for bad in [
+            None,
+            Some(""),
+            Some("push"),
+            Some("reach,seed=-1"),
+            Some("reach,seed=x"),
+            Some("reach,size=8x8"),
+            Some("reach,loop"),
+        ] {
             assert!(SimOptions::parse(&[], bad).is_err(), "{bad:?}");
         }
     }
@@ -266,11 +286,15 @@ mod tests {
         let world = o.world.clone();
         let mut src = SimSource::new(o);
         let a = src.next_frame().unwrap().unwrap();
-        world.lock().apply(&[0.05, 0.05, -0.05, 0.0, 0.0, 0.0, 1.0, 0.0]);
+        world
+            .lock()
+            .apply(&[0.05, 0.05, -0.05, 0.0, 0.0, 0.0, 1.0, 0.0]);
         let b = src.next_frame().unwrap().unwrap();
         assert_ne!(a.color, b.color, "the gripper moved");
         assert_eq!((b.sequence, b.color.width, b.depth.width()), (1, 64, 64));
-        world.lock().apply(&[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0]);
+        world
+            .lock()
+            .apply(&[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0]);
         assert!(src.next_frame().unwrap().is_none(), "terminated");
     }
 }

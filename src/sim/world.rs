@@ -40,8 +40,12 @@ pub const TABLE_Y: [f64; 2] = [0.2, 1.2];
 #[serde(rename_all = "snake_case")]
 pub enum Shape {
     /// An axis-aligned box with these half extents.
-    Box { half: [f64; 3] },
-    Ball { radius: f64 },
+    Box {
+        half: [f64; 3],
+    },
+    Ball {
+        radius: f64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -161,7 +165,10 @@ const BOX_COLOURS: [(&str, [f64; 3]); 4] = [
     ("yellow", [0.90, 0.80, 0.15]),
     ("purple", [0.55, 0.20, 0.65]),
 ];
-const BALL_COLOURS: [(&str, [f64; 3]); 2] = [("green", [0.15, 0.70, 0.25]), ("orange", [0.95, 0.50, 0.10])];
+const BALL_COLOURS: [(&str, [f64; 3]); 2] = [
+    ("green", [0.15, 0.70, 0.25]),
+    ("orange", [0.95, 0.50, 0.10]),
+];
 pub const BALL_RADIUS_M: f64 = 0.025;
 /// Objects' centres start at least this far apart (room for the open fingers).
 const MIN_SPACING_M: f64 = 0.13;
@@ -200,7 +207,11 @@ impl World {
         }
         let mut objects = Vec::new();
         for (i, &(colour, rgb)) in colours.iter().take(n_boxes).enumerate() {
-            let half = [rng.range(0.03, 0.04), rng.range(0.03, 0.04), rng.range(0.02, 0.035)];
+            let half = [
+                rng.range(0.03, 0.04),
+                rng.range(0.03, 0.04),
+                rng.range(0.02, 0.035),
+            ];
             objects.push(Object {
                 name: format!("the {colour} box"),
                 colour,
@@ -225,7 +236,11 @@ impl World {
         });
         let ball = n_boxes;
         let gripper = Gripper {
-            pos: [rng.range(-0.1, 0.1), rng.range(0.35, 0.45), rng.range(0.20, 0.26)],
+            pos: [
+                rng.range(-0.1, 0.1),
+                rng.range(0.35, 0.45),
+                rng.range(0.20, 0.26),
+            ],
             rpy: [0.0; 3],
             opening: 1.0,
             held: None,
@@ -277,7 +292,13 @@ impl World {
     /// (rad), gripper (0 closed … 1 open), terminate (exactly 1 ends the episode). A value that
     /// is not finite leaves its axis alone (the controller rejects such an action anyway).
     pub fn apply(&mut self, action: &[f32; 8]) {
-        let v = action.map(|x| if x.is_finite() { f64::from(x) } else { f64::NAN });
+        let v = action.map(|x| {
+            if x.is_finite() {
+                f64::from(x)
+            } else {
+                f64::NAN
+            }
+        });
         self.steps += 1;
         let g = &mut self.gripper;
         for a in 0..3 {
@@ -389,7 +410,11 @@ impl World {
     fn settle(&mut self) {
         // Lowest first, so a stack settles from the bottom up within one step.
         let mut order: Vec<usize> = (0..self.objects.len()).collect();
-        order.sort_by(|&a, &b| self.objects[a].bottom().total_cmp(&self.objects[b].bottom()));
+        order.sort_by(|&a, &b| {
+            self.objects[a]
+                .bottom()
+                .total_cmp(&self.objects[b].bottom())
+        });
         for i in order {
             if Some(i) == self.gripper.held {
                 continue;
@@ -470,12 +495,17 @@ mod tests {
 
     #[test]
     fn the_same_seed_gives_the_same_world_and_seeds_vary_it() {
-        assert_eq!(World::new(TaskKind::Place, 5), World::new(TaskKind::Place, 5));
-        let goals: std::collections::BTreeSet<String> =
-            (0..20).map(|s| World::new(TaskKind::Reach, s).task.goal).collect();
+        assert_eq!(
+            World::new(TaskKind::Place, 5),
+            World::new(TaskKind::Place, 5)
+        );
+        let goals: std::collections::BTreeSet<String> = (0..20)
+            .map(|s| World::new(TaskKind::Reach, s).task.goal)
+            .collect();
         assert!(goals.len() >= 3, "{goals:?}");
-        let counts: std::collections::BTreeSet<usize> =
-            (0..20).map(|s| World::new(TaskKind::Reach, s).objects.len()).collect();
+        let counts: std::collections::BTreeSet<usize> = (0..20)
+            .map(|s| World::new(TaskKind::Reach, s).objects.len())
+            .collect();
         assert_eq!(counts.len(), 2, "2 or 3 boxes and a ball");
     }
 
@@ -529,7 +559,10 @@ mod tests {
             heights.push(w.objects[ball].bottom());
         }
         assert!(heights.windows(2).all(|h| h[1] <= h[0]), "{heights:?}");
-        assert!(heights[0] > 0.0 && heights[0] < 0.1, "falls over more than one step: {heights:?}");
+        assert!(
+            heights[0] > 0.0 && heights[0] < 0.1,
+            "falls over more than one step: {heights:?}"
+        );
         assert_eq!(*heights.last().unwrap(), 0.0, "on the table");
         assert_eq!(w.objects[ball].fall_speed, 0.0);
     }
@@ -541,7 +574,16 @@ mod tests {
         w.apply(&[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
         assert_eq!(w.gripper.held, None);
         // Already closed: moving onto the ball and staying closed does not grasp it either.
-        w.apply(&[-(GRASP_XY_M as f32 + 0.005), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        w.apply(&[
+            -(GRASP_XY_M as f32 + 0.005),
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+        ]);
         assert_eq!(w.gripper.held, None);
     }
 
