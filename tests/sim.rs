@@ -291,3 +291,51 @@ fn eval_of_a_model_runs_the_real_loop_until_the_world_ends_the_episode() {
     assert!(e["loop_steps"].as_u64().unwrap() >= 1, "{v}");
     assert_eq!(v["expert"]["success_rate"], 1.0);
 }
+
+/// CPU time per 640×480 frame; run in release:
+/// `cargo test --release --test sim -- --ignored --nocapture render_cost`.
+#[test]
+#[ignore = "a measurement; run in release"]
+fn render_cost_640x480() {
+    for (what, text) in [
+        ("colour + depth", "sim:pick,seed=1,fast"),
+        ("colour + depth, noise", "sim:pick,seed=1,fast,noise"),
+    ] {
+        let (spec, world) = sim_spec(text);
+        let mut src = camera::open(&spec, &OpenOptions::default()).unwrap();
+        let mut times = Vec::new();
+        for _ in 0..60 {
+            let started = Instant::now();
+            let f = src.next_frame().unwrap().unwrap();
+            times.push(started.elapsed().as_secs_f64() * 1e3);
+            assert_eq!(f.color.width, 640);
+            let a = expert::next_action(&world.lock());
+            world.lock().apply(&a);
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "{what}: median {:.2} ms, max {:.2} ms per 640x480 frame",
+            times[times.len() / 2],
+            times[times.len() - 1]
+        );
+    }
+    let (spec, world) = sim_spec("sim:pick,seed=1,fast");
+    let mut src = camera::open(
+        &spec,
+        &OpenOptions {
+            without_depth: true,
+            ..OpenOptions::default()
+        },
+    )
+    .unwrap();
+    let started = Instant::now();
+    for _ in 0..60 {
+        src.next_frame().unwrap().unwrap();
+        let a = expert::next_action(&world.lock());
+        world.lock().apply(&a);
+    }
+    println!(
+        "colour only: mean {:.2} ms per 640x480 frame",
+        started.elapsed().as_secs_f64() * 1e3 / 60.0
+    );
+}
