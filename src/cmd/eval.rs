@@ -431,17 +431,17 @@ fn print_text(r: &EvalReport) {
         "95% CI",
         "mean steps to success"
     );
-    let mut rows = vec![("policy", &r.policy)];
+    let mut rows = vec![(r.policy.policy.clone(), &r.policy)];
     if r.policy.policy != "expert" {
-        rows.push(("expert (ceiling)", &r.expert));
+        rows.push(("expert (ceiling)".into(), &r.expert));
     }
     if r.policy.policy != "none" {
-        rows.push(("none (floor)", &r.none));
+        rows.push(("none (floor)".into(), &r.none));
     }
-    for (_, s) in rows {
+    for (label, s) in rows {
         outln!(
             "{:<28} {:>4}/{:<4} {:>6.1}%  [{:>5.1}, {:>5.1}]   {}",
-            s.policy,
+            label,
             s.successes,
             s.episodes,
             100.0 * s.success_rate,
