@@ -339,3 +339,72 @@ fn render_cost_640x480() {
         started.elapsed().as_secs_f64() * 1e3 / 60.0
     );
 }
+
+#[test]
+fn arm_sim_over_a_pty_moves_a_world_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let pty = dir.path().join("arm");
+    let mut arm = bin()
+        .args([
+            "arm-sim",
+            "--world",
+            "sim:reach,seed=3",
+            "--exit-on-stop",
+            "--json",
+            "--link",
+        ])
+        .arg(format!("pty:{}", pty.display()))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(|| pty.exists());
+    let run = bin()
+        .args([
+            "run",
+            "--camera",
+            "sim:reach,seed=3,size=64x48",
+            "--model",
+            "models/tiny-policy",
+            "--steps",
+            "6",
+            "--link",
+        ])
+        .arg(format!("pty:{}", pty.display()))
+        .output()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while arm.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = arm.kill();
+            panic!("arm-sim did not exit after the run's Stop");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = arm.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let summary: serde_json::Value =
+        serde_json::from_str(&text[text.find("\n{\n").unwrap() + 1..]).unwrap();
+    assert!(run.status.code().is_some());
+    let applied = summary["applied"].as_u64().unwrap();
+    assert!(applied > 0, "{summary}");
+    assert_eq!(
+        summary["world"]["steps"].as_u64(),
+        Some(applied),
+        "{summary}"
+    );
+    assert_eq!(summary["world"]["goal"], "reach the ball");
+}
+
+#[test]
+fn arm_sim_refuses_a_world_that_is_not_a_sim_spec() {
+    for bad in ["reach", "sim:push", "sim:reach,seed=x"] {
+        let out = bin()
+            .args(["arm-sim", "--link", "pty:/nonexistent/x", "--world", bad])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
+        assert!(err.contains("--world"), "{bad}: {err}");
+    }
+}

@@ -80,6 +80,9 @@ pub struct Episode {
     pub holds: BTreeMap<String, u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub loop_fps: Option<f64>,
+    /// A model's loop: each stage's median latency in this episode, ms.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub stage_p50_ms: BTreeMap<String, f64>,
 }
 
 /// One policy over all episodes.
@@ -99,6 +102,9 @@ pub struct PolicySummary {
     /// A model's held steps by reason, over all episodes.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub holds: BTreeMap<String, u64>,
+    /// A model's loop: each stage's median latency, averaged over the episodes, ms.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub stage_p50_ms: BTreeMap<String, f64>,
     pub per_episode: Vec<Episode>,
 }
 
@@ -143,12 +149,21 @@ fn summarise(policy: &str, episodes: Vec<Episode>) -> PolicySummary {
     };
     let mut ends = BTreeMap::new();
     let mut holds = BTreeMap::new();
+    let mut stages: BTreeMap<String, (f64, u32)> = BTreeMap::new();
     for e in &episodes {
         *ends.entry(e.end.clone()).or_insert(0) += 1;
         for (r, c) in &e.holds {
             *holds.entry(r.clone()).or_insert(0) += c;
         }
+        for (stage, ms) in &e.stage_p50_ms {
+            let s = stages.entry(stage.clone()).or_insert((0.0, 0));
+            *s = (s.0 + ms, s.1 + 1);
+        }
     }
+    let stage_p50_ms = stages
+        .into_iter()
+        .map(|(k, (sum, n))| (k, sum / f64::from(n.max(1))))
+        .collect();
     PolicySummary {
         policy: policy.to_string(),
         episodes: n,
@@ -159,6 +174,7 @@ fn summarise(policy: &str, episodes: Vec<Episode>) -> PolicySummary {
         mean_seconds_to_success: mean(&|e| e.seconds),
         ends,
         holds,
+        stage_p50_ms,
         per_episode: episodes,
     }
 }
@@ -187,6 +203,7 @@ fn episode_of(w: &World, seconds: f64) -> Episode {
         actions_sent: None,
         holds: BTreeMap::new(),
         loop_fps: None,
+        stage_p50_ms: BTreeMap::new(),
     }
 }
 
@@ -274,6 +291,12 @@ impl ModelRunner {
         e.actions_sent = Some(report.actions_sent);
         e.holds = report.holds.clone();
         e.loop_fps = Some(report.fps);
+        e.stage_p50_ms = report
+            .stages
+            .iter()
+            .filter(|s| s.count > 0)
+            .map(|s| (s.name.clone(), s.p50_ms))
+            .collect();
         Ok(Some((w, e)))
     }
 }
