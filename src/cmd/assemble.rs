@@ -325,8 +325,13 @@ pub fn assemble_loop(req: LoopRequest<'_>, startup: &mut Startup) -> anyhow::Res
     link_config.shutdown = Some(req.signal.clone());
     // The simulated camera and the built-in controller share one world: the actions the
     // controller applies move what the camera renders (crate::sim).
-    if let (CameraSpec::Sim(sim), LinkSpec::Sim) = (req.camera, req.link) {
-        link_config.sim_world = Some(sim.world.clone());
+    match (req.camera, req.link) {
+        (CameraSpec::Sim(sim), LinkSpec::Sim) => link_config.sim_world = Some(sim.world.clone()),
+        (CameraSpec::Sim(_), _) => tracing::warn!(
+            "the sim camera renders a world that only the built-in controller (--link sim) moves; over {} it stays where it started",
+            req.link
+        ),
+        _ => {}
     }
     let spec = load_policy_spec(req.model_dir)?;
     let load_started = Instant::now();
