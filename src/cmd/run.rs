@@ -26,7 +26,7 @@ pub struct Args {
     /// Board profile (TOML). Default: the dev profile.
     #[arg(long, value_name = "FILE")]
     pub board: Option<PathBuf>,
-    /// Camera: realsense[:SERIAL], v4l2:/dev/videoN, replay:PATH, synthetic. Default: a
+    /// Camera: realsense[:SERIAL], v4l2:/dev/videoN, replay:PATH, synthetic, sim:TASK. Default: a
     /// RealSense camera if one is attached, else the shipped sample recording.
     #[arg(long, value_name = "SPEC")]
     pub camera: Option<String>,
