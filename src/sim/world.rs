@@ -150,6 +150,8 @@ pub struct World {
     pub gripper: Gripper,
     /// Actions applied.
     pub steps: u64,
+    /// The episode ends after this many actions (the task's [`TaskKind::step_limit`]).
+    pub step_limit: u64,
     /// An applied action had terminate = 1.
     pub terminated: bool,
     /// The step at which the task first succeeded.
@@ -282,6 +284,7 @@ impl World {
             objects,
             gripper,
             steps: 0,
+            step_limit: kind.step_limit(),
             terminated: false,
             success_step: None,
             path,
@@ -291,7 +294,13 @@ impl World {
     /// Applies one action in the wire's default layout: dx, dy, dz (m), droll, dpitch, dyaw
     /// (rad), gripper (0 closed … 1 open), terminate (exactly 1 ends the episode). A value that
     /// is not finite leaves its axis alone (the controller rejects such an action anyway).
+    ///
+    /// Once the episode is over ([`World::done`]) actions change nothing: the state the episode
+    /// ended in is the one it is judged by, whatever a loop still had in flight.
     pub fn apply(&mut self, action: &[f32; 8]) {
+        if self.done() {
+            return;
+        }
         let v = action.map(|x| {
             if x.is_finite() {
                 f64::from(x)
@@ -464,7 +473,7 @@ impl World {
 
     /// The episode is over: success, terminate = 1, or the task's step limit.
     pub fn done(&self) -> bool {
-        self.success_step.is_some() || self.terminated || self.steps >= self.task.kind.step_limit()
+        self.success_step.is_some() || self.terminated || self.steps >= self.step_limit
     }
 
     /// The task's object.
@@ -512,6 +521,7 @@ mod tests {
     #[test]
     fn the_arm_integrates_actions_and_stops_at_the_workspace() {
         let mut w = World::new(TaskKind::Reach, 1);
+        w.step_limit = u64::MAX;
         let start = w.gripper.pos;
         w.apply(&[0.01, -0.02, 0.005, 0.0, 0.0, 0.1, 1.0, 0.0]);
         let p = w.gripper.pos;
@@ -544,7 +554,7 @@ mod tests {
 
     #[test]
     fn closing_around_an_object_grasps_it_opening_releases_it_and_it_falls() {
-        let (mut w, ball) = at_ball(TaskKind::Pick, 3);
+        let (mut w, ball) = at_ball(TaskKind::Place, 3);
         w.apply(&[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
         assert_eq!(w.gripper.held, Some(ball));
         for _ in 0..10 {
@@ -637,5 +647,9 @@ mod tests {
             w.apply(&still());
         }
         assert!(w.done() && w.success_step.is_none());
+        // After the end nothing moves.
+        let end = w.clone();
+        w.apply(&[0.01, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        assert_eq!(w, end);
     }
 }
