@@ -68,6 +68,7 @@ pub struct Episode {
     /// `success`, `terminated` (terminate = 1 before success), `step_limit`, or for a model the
     /// loop's stop reason when it ended before the world did.
     pub end: String,
+    /// Wall time of the episode: for a model the control loop's (start-up excluded).
     pub seconds: f64,
     /// The gripper's distance to the task's object at the end, m.
     pub final_distance_m: f64,
@@ -287,6 +288,8 @@ impl ModelRunner {
         if !w.done() {
             e.end = format!("loop_{}", report.stop_reason);
         }
+        // The loop's own time, without loading the model.
+        e.seconds = report.wall_s;
         e.loop_steps = Some(report.steps);
         e.actions_sent = Some(report.actions_sent);
         e.holds = report.holds.clone();
@@ -378,7 +381,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         Candidate::Model(runner) => {
             let mut episodes = Vec::new();
             for &seed in &seeds {
-                match progress.suspend(|| runner.episode(kind, seed))? {
+                match runner.episode(kind, seed)? {
                     Some((w, e)) => {
                         if keep_pictures {
                             pictures.push(("model".into(), World::new(kind, seed), w));
