@@ -132,13 +132,16 @@ pub fn wilson95(k: u64, n: u64) -> [f64; 2] {
         return [0.0, 1.0];
     }
     let z = 1.959_963_984_540_054_f64;
-    let n = n as f64;
-    let p = k as f64 / n;
+    let (k, n) = (k as f64, n as f64);
+    let p = k / n;
     let z2 = z * z;
     let denom = 1.0 + z2 / n;
     let centre = (p + z2 / (2.0 * n)) / denom;
     let half = z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt() / denom;
-    [(centre - half).max(0.0), (centre + half).min(1.0)]
+    // Exact at the ends (rounding would leave 0.9999999999999999 for k = n).
+    let lo = if k == 0.0 { 0.0 } else { (centre - half).max(0.0) };
+    let hi = if k == n { 1.0 } else { (centre + half).min(1.0) };
+    [lo, hi]
 }
 
 fn summarise(policy: &str, episodes: Vec<Episode>) -> PolicySummary {
