@@ -139,8 +139,16 @@ pub fn wilson95(k: u64, n: u64) -> [f64; 2] {
     let centre = (p + z2 / (2.0 * n)) / denom;
     let half = z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt() / denom;
     // Exact at the ends (rounding would leave 0.9999999999999999 for k = n).
-    let lo = if k == 0.0 { 0.0 } else { (centre - half).max(0.0) };
-    let hi = if k == n { 1.0 } else { (centre + half).min(1.0) };
+    let lo = if k == 0.0 {
+        0.0
+    } else {
+        (centre - half).max(0.0)
+    };
+    let hi = if k == n {
+        1.0
+    } else {
+        (centre + half).min(1.0)
+    };
     [lo, hi]
 }
 
@@ -488,6 +496,24 @@ fn print_text(r: &EvalReport) {
             .map(|(k, v)| format!("{k} {v}"))
             .collect();
         outln!("held steps: {}", holds.join(", "));
+    }
+    if !r.policy.stage_p50_ms.is_empty() {
+        let stages: Vec<String> = [
+            "preprocess",
+            "vision",
+            "generate",
+            "end_to_end",
+            "step_interval",
+        ]
+        .iter()
+        .filter_map(|k| {
+            r.policy
+                .stage_p50_ms
+                .get(*k)
+                .map(|ms| format!("{k} {ms:.1} ms"))
+        })
+        .collect();
+        outln!("loop medians: {}", stages.join(", "));
     }
     if r.interrupted {
         outln!("interrupted: the report covers the episodes before the signal");
