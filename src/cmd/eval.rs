@@ -445,11 +445,55 @@ fn write_out(
         spatialbot_edge::imageio::write_rgb_png(&path, &render::top_down(start, end))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
+    // The expert's episodes are deterministic: replayed to show what its camera saw.
+    let renderer = render::SimRenderer::new(&render::calibration(SHEET_W, SHEET_H));
+    for (label, start, end) in pictures.iter().filter(|(l, _, _)| l == "expert") {
+        let path = pics.join(format!("{label}-{}-frames.png", end.seed));
+        let sheet = contact_sheet(&renderer, start.clone(), end.steps);
+        spatialbot_edge::imageio::write_rgb_png(&path, &sheet)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
     let text = serde_json::to_string_pretty(report)?;
     let path = dir.join("report.json");
     spatialbot_edge::fsutil::write_atomic(&path, text.as_bytes())
         .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
     Ok(())
+}
+
+/// A contact sheet's tiles: 4 × 2 colour frames of 160 × 120.
+const SHEET_W: usize = 160;
+const SHEET_H: usize = 120;
+const SHEET_COLS: usize = 4;
+const SHEET_ROWS: usize = 2;
+
+/// The colour camera's view at 8 evenly spaced steps of an expert episode of `steps` steps,
+/// from its start to its end, left to right and top to bottom.
+fn contact_sheet(
+    renderer: &render::SimRenderer,
+    mut world: World,
+    steps: u64,
+) -> spatialbot_edge::rgbd::RgbImage {
+    let tiles = (SHEET_COLS * SHEET_ROWS) as u64;
+    let (w, h) = (SHEET_W * SHEET_COLS, SHEET_H * SHEET_ROWS);
+    let mut data = vec![0u8; w * h * 3];
+    for tile in 0..tiles {
+        let at_step = steps * tile / (tiles - 1).max(1);
+        while world.steps < at_step && !world.done() {
+            let a = expert::next_action(&world);
+            world.apply(&a);
+        }
+        let frame = renderer.color(&world);
+        let (col, row) = (tile as usize % SHEET_COLS, tile as usize / SHEET_COLS);
+        for y in 0..SHEET_H {
+            let src = &frame.data[y * SHEET_W * 3..(y + 1) * SHEET_W * 3];
+            let at = ((row * SHEET_H + y) * w + col * SHEET_W) * 3;
+            if let Some(dst) = data.get_mut(at..at + SHEET_W * 3) {
+                dst.copy_from_slice(src);
+            }
+        }
+    }
+    spatialbot_edge::rgbd::RgbImage::new(w, h, data)
+        .unwrap_or_else(|| spatialbot_edge::rgbd::RgbImage::filled(w, h, [0; 3]))
 }
 
 fn print_text(r: &EvalReport) {
