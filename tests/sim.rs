@@ -196,7 +196,9 @@ fn eval_expert_through_the_binary_reports_a_rate_with_a_confidence_interval() {
             let png = out_dir.path().join(format!("episodes/{policy}-{seed}.png"));
             assert!(png.is_file(), "{}", png.display());
         }
-        let sheet = out_dir.path().join(format!("episodes/expert-{seed}-frames.png"));
+        let sheet = out_dir
+            .path()
+            .join(format!("episodes/expert-{seed}-frames.png"));
         assert!(sheet.is_file(), "{}", sheet.display());
     }
 }
