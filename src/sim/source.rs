@@ -41,12 +41,15 @@ impl SharedWorld {
 
 impl std::fmt::Debug for SharedWorld {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let w = self.lock();
-        write!(
-            f,
-            "SharedWorld({} seed {}, step {})",
-            w.task.kind, w.seed, w.steps
-        )
+        // try_lock: formatting a handle must never wait for (or deadlock on) the world.
+        match self.0.try_lock() {
+            Ok(w) => write!(
+                f,
+                "SharedWorld({} seed {}, step {})",
+                w.task.kind, w.seed, w.steps
+            ),
+            Err(_) => f.write_str("SharedWorld(in use)"),
+        }
     }
 }
 
