@@ -144,18 +144,25 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     if let Some(mut w) = log.take() {
         w.flush().context("writing the log file")?;
     }
-    let mut report = serde_json::to_value(&summary)?;
-    if let (Some(w), Some(map)) = (&world, report.as_object_mut()) {
-        let w = w.snapshot();
-        map.insert(
-            "world".into(),
+    // The summary as before, with the world's outcome beside it when there is one.
+    #[derive(serde::Serialize)]
+    struct Report<'a> {
+        #[serde(flatten)]
+        summary: &'a spatialbot_edge::link::sim::SimSummary,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        world: Option<serde_json::Value>,
+    }
+    let report = Report {
+        summary: &summary,
+        world: world.as_ref().map(|w| {
+            let w = w.snapshot();
             json!({
                 "task": w.task.kind, "seed": w.seed, "goal": w.task.goal, "steps": w.steps,
                 "success": w.success_step.is_some(), "success_step": w.success_step,
                 "terminated": w.terminated, "gripper": w.gripper.pos,
-            }),
-        );
-    }
+            })
+        }),
+    };
     if json {
         super::print_json(&report)?;
     } else {
