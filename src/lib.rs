@@ -18,4 +18,5 @@ pub mod policy;
 pub mod preprocess;
 pub mod progress;
 pub mod rgbd;
+pub mod sim;
 pub mod telemetry;

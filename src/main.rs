@@ -51,6 +51,8 @@ enum Command {
     Replay(cmd::replay::Args),
     /// A controller simulator speaking the wire protocol.
     ArmSim(cmd::arm_sim::Args),
+    /// Closed-loop success rate of a policy in the simulated tabletop world.
+    Eval(cmd::eval::Args),
 }
 
 /// Whether log lines may carry ANSI colour codes: only when stderr is a terminal, and never
@@ -157,6 +159,7 @@ fn main() -> ExitCode {
         Command::Record(a) => cmd::record::run(a, json),
         Command::Replay(a) => cmd::replay::run(a, json),
         Command::ArmSim(a) => cmd::arm_sim::run(a, json),
+        Command::Eval(a) => cmd::eval::run(a, json),
     };
     match result {
         Ok(code) => ExitCode::from(code),

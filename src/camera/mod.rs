@@ -13,6 +13,7 @@ pub mod pairing;
 #[cfg(feature = "realsense")]
 pub mod realsense;
 pub mod recording;
+pub mod sim;
 pub mod spec;
 pub mod synthetic;
 pub mod v4l2;
@@ -128,6 +129,7 @@ pub fn open(spec: &CameraSpec, options: &OpenOptions) -> Result<Box<dyn Source>,
             let source = synthetic::SyntheticSource::new(opts.clone());
             Box::new(source.with_depth(need))
         }
+        CameraSpec::Sim(opts) => Box::new(sim::SimSource::new(opts.clone()).with_depth(need)),
         #[cfg(feature = "realsense")]
         CameraSpec::Replay(opts) if is_bag(&opts.path) => {
             let path = opts.path.clone();

@@ -4,6 +4,8 @@
 //! - `replay[,fast][,loop]:PATH` — a PNG-folder recording (or a `.bag` with the `realsense` feature)
 //! - `realsense[,depth=WxH@FPS][,color=WxH@FPS][,reset][,retry=SECONDS][:SERIAL]`
 //! - `v4l2[,mode=WxH@FPS][,format=yuyv|mjpeg][,calib=FILE][,retry=SECONDS]:/dev/videoN`
+//! - `sim:TASK[,seed=N][,size=WxH[@FPS]][,fast][,noise]` — the simulated tabletop world
+//!   (`crate::sim`), rendering the world the in-process arm controller moves
 //! - `pair[,calib=FILE][,skew=MS]:COLOUR_SPEC+DEPTH_SPEC` — the colour of one camera (a V4L2
 //!   webcam) with the depth of another, paired by host capture time; FILE calibrates the pair
 //!
@@ -128,6 +130,8 @@ pub enum CameraSpec {
     },
     Replay(ReplayOptions),
     Synthetic(SyntheticOptions),
+    /// The simulated world (`crate::sim`); the options carry the world itself.
+    Sim(super::sim::SimOptions),
     Pair {
         color: Box<CameraSpec>,
         depth: Box<CameraSpec>,
@@ -211,6 +215,11 @@ impl std::str::FromStr for CameraSpec {
         let mut words = head.split(',');
         let kind = words.next().unwrap_or_default().trim();
         let options: Vec<&str> = words.map(str::trim).collect();
+        if kind == "sim" {
+            return super::sim::SimOptions::parse(&options, argument)
+                .map(CameraSpec::Sim)
+                .map_err(bad);
+        }
         let mut pacing = Pacing::RealTime;
         let mut looping = false;
         let mut realsense = RealSenseOptions::default();
@@ -297,9 +306,9 @@ impl std::str::FromStr for CameraSpec {
                 }
                 Ok(CameraSpec::Synthetic(opts))
             }
-            "" => Err(bad("empty; use realsense[:SERIAL], v4l2:/dev/videoN, pair:COLOUR+DEPTH, replay:PATH or synthetic".into())),
+            "" => Err(bad("empty; use realsense[:SERIAL], v4l2:/dev/videoN, pair:COLOUR+DEPTH, replay:PATH, synthetic or sim:TASK".into())),
             other => Err(bad(format!(
-                "unknown camera kind `{other}`; use realsense[:SERIAL], v4l2:/dev/videoN, pair:COLOUR+DEPTH, replay:PATH or synthetic"
+                "unknown camera kind `{other}`; use realsense[:SERIAL], v4l2:/dev/videoN, pair:COLOUR+DEPTH, replay:PATH, synthetic or sim:TASK"
             ))),
         }
     }

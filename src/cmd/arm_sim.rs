@@ -49,10 +49,28 @@ pub struct Args {
     /// Print each applied action on stdout (human output only).
     #[arg(long)]
     verbose: bool,
+    /// Apply every applied action (default layout) to a simulated world too, e.g.
+    /// `sim:reach,seed=3`; the summary then says whether its task succeeded. The camera that
+    /// renders this world lives in this process only (docs/simulation.md).
+    #[arg(long, value_name = "sim:TASK[,seed=N]")]
+    world: Option<String>,
 }
 
 pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     let spec: LinkSpec = args.link.parse().map_err(bad_input)?;
+    let world = match &args.world {
+        Some(text) => {
+            let rest = text.strip_prefix("sim:").ok_or_else(|| {
+                bad_input(format!(
+                    "--world {text}: give sim:TASK[,seed=N], e.g. sim:reach,seed=3"
+                ))
+            })?;
+            let options = spatialbot_edge::camera::sim::SimOptions::parse(&[], Some(rest))
+                .map_err(|e| bad_input(format!("--world {text}: {e}")))?;
+            Some(options.world)
+        }
+        None => None,
+    };
     let tick = Duration::from_millis(args.tick_ms.max(1));
     let shutdown = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -104,6 +122,11 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         }
     };
     let mut write_log = |e: &Event| {
+        if let (Some(world), Event::Applied { action, .. }) = (world.as_ref(), e) {
+            world
+                .lock()
+                .apply_layout(&spatialbot_link::DEFAULT_LAYOUT, &action.values);
+        }
         let line = event_json(e);
         if let Some(w) = log.as_mut() {
             let _ = writeln!(w, "{line}");
@@ -121,10 +144,29 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     if let Some(mut w) = log.take() {
         w.flush().context("writing the log file")?;
     }
+    // The summary as before, with the world's outcome beside it when there is one.
+    #[derive(serde::Serialize)]
+    struct Report<'a> {
+        #[serde(flatten)]
+        summary: &'a spatialbot_edge::link::sim::SimSummary,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        world: Option<serde_json::Value>,
+    }
+    let report = Report {
+        summary: &summary,
+        world: world.as_ref().map(|w| {
+            let w = w.snapshot();
+            json!({
+                "task": w.task.kind, "seed": w.seed, "goal": w.task.goal, "steps": w.steps,
+                "success": w.success_step.is_some(), "success_step": w.success_step,
+                "terminated": w.terminated, "gripper": w.gripper.pos,
+            })
+        }),
+    };
     if json {
-        super::print_json(&summary)?;
+        super::print_json(&report)?;
     } else {
-        outln!("{}", serde_json::to_string(&summary)?);
+        outln!("{}", serde_json::to_string(&report)?);
     }
     let _ = shutdown.load(Ordering::Relaxed);
     Ok(match summary.exit {

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use spatialbot_edge::camera::CameraSpec;
 use spatialbot_edge::config::Board;
-use spatialbot_edge::link::{LinkConfig, LinkSpec};
+use spatialbot_edge::link::{AppliedHook, LinkConfig, LinkSpec};
 use spatialbot_edge::model::backend::LoadStep;
 use spatialbot_edge::model::{manifest, BackendConfig, Engine, ModelFolder};
 use spatialbot_edge::pipeline::camera_source::{CameraFrames, DepthNeed};
@@ -296,6 +296,15 @@ pub fn graph_backends(describe: &str) -> Vec<GraphBackend> {
         .collect()
 }
 
+/// The built-in controller's hook that moves `world` by each action it applies: the one
+/// place the link and the simulated world meet.
+pub fn sim_world_hook(world: &spatialbot_edge::sim::SharedWorld) -> AppliedHook {
+    let world = world.clone();
+    AppliedHook(Arc::new(move |layout, values| {
+        world.lock().apply_layout(layout, values)
+    }))
+}
+
 /// What the loop is assembled from, besides the board.
 pub struct LoopRequest<'a> {
     pub board: &'a Board,
@@ -333,6 +342,18 @@ pub fn assemble_loop(req: LoopRequest<'_>, startup: &mut Startup) -> anyhow::Res
     let interrupted = || req.signal.load(Ordering::SeqCst);
     let mut link_config = req.link_config;
     link_config.shutdown = Some(req.signal.clone());
+    // The simulated camera and the built-in controller share one world: the actions the
+    // controller applies move what the camera renders (crate::sim).
+    match (req.camera, req.link) {
+        (CameraSpec::Sim(sim), LinkSpec::Sim) => {
+            link_config.on_applied = Some(sim_world_hook(&sim.world))
+        }
+        (CameraSpec::Sim(_), _) => tracing::warn!(
+            "the sim camera renders a world that only the built-in controller (--link sim) moves; over {} it stays where it started",
+            req.link
+        ),
+        _ => {}
+    }
     let spec = load_policy_spec(req.model_dir)?;
     let load_started = Instant::now();
     let folder = open_folder(req.model_dir, req.board, startup).map_err(bad_input)?;

@@ -21,6 +21,7 @@ pub mod assemble;
 pub mod bench;
 pub mod devices;
 pub mod doctor;
+pub mod eval;
 pub mod pack;
 pub mod preprocess;
 pub mod record;

@@ -70,7 +70,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     };
     let endless = match &spec {
         CameraSpec::Replay(o) => o.looping,
-        CameraSpec::Synthetic(_) => true,
+        CameraSpec::Synthetic(_) | CameraSpec::Sim(_) => true,
         _ => false,
     };
     if endless && args.frames.is_none() {

@@ -26,7 +26,7 @@ pub struct Args {
     /// Board profile (TOML). Default: the dev profile.
     #[arg(long, value_name = "FILE")]
     pub board: Option<PathBuf>,
-    /// Camera: realsense[:SERIAL], v4l2:/dev/videoN, replay:PATH, synthetic. Default: a
+    /// Camera: realsense[:SERIAL], v4l2:/dev/videoN, replay:PATH, synthetic, sim:TASK. Default: a
     /// RealSense camera if one is attached, else the shipped sample recording.
     #[arg(long, value_name = "SPEC")]
     pub camera: Option<String>,
@@ -117,6 +117,12 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     }
     let (camera_arg, camera_spec) =
         assemble::camera_spec(&board, args.camera.as_deref(), Replay::RealTime)?;
+    // The simulated world names its own goal unless --goal says otherwise.
+    if let spatialbot_edge::camera::CameraSpec::Sim(sim) = &camera_spec {
+        if args.goal == DEFAULT_GOAL {
+            cfg.goal = sim.world.lock().task.goal.clone();
+        }
+    }
     let link_arg = args.link.clone().unwrap_or_else(|| board.link.cli_spec());
     let link_spec: LinkSpec = link_arg.parse().map_err(bad_input)?;
     tracing::info!(board = %board.name, model = %model_dir.display(), camera = %camera_arg, link = %link_arg, "starting the control loop");

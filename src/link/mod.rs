@@ -95,6 +95,20 @@ impl Default for ReconnectPolicy {
     }
 }
 
+/// What the built-in simulated controller calls with each action it applies: the session's
+/// layout and the action's values (see [`LinkConfig::on_applied`]).
+#[derive(Clone)]
+pub struct AppliedHook(pub Arc<AppliedFn>);
+
+/// The function inside an [`AppliedHook`].
+pub type AppliedFn = dyn Fn(&[spatialbot_link::Axis; ACTION_LEN], &[f32; ACTION_LEN]) + Send + Sync;
+
+impl std::fmt::Debug for AppliedHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AppliedHook")
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct LinkConfig {
     /// Sent in `Hello`; the controller rejects actions outside them.
@@ -120,6 +134,10 @@ pub struct LinkConfig {
     pub shutdown: Option<Arc<AtomicBool>>,
     /// How often the control loop sends a Heartbeat when it has no action to send.
     pub heartbeat: Duration,
+    /// With `LinkSpec::Sim`: called with each action the built-in controller applies (its
+    /// slots in the session's layout), e.g. to move a simulated world the camera renders.
+    /// `None`: the controller only integrates its pose.
+    pub on_applied: Option<AppliedHook>,
 }
 
 impl LinkConfig {
@@ -137,6 +155,7 @@ impl LinkConfig {
             max_rejected_in_a_row: DEFAULT_MAX_REJECTED_IN_A_ROW,
             shutdown: None,
             heartbeat: Duration::from_millis(50),
+            on_applied: None,
         }
     }
 }
@@ -1103,10 +1122,19 @@ fn connect(
             let (host, controller) = transport::pipe_pair(sim_cfg.tick);
             let shutdown = Arc::new(AtomicBool::new(false));
             let flag = shutdown.clone();
+            let on_applied = cfg.on_applied.clone();
+            let layout = cfg.limits.layout;
             let handle = std::thread::Builder::new()
                 .name("arm-sim".into())
                 .spawn(move || {
-                    let mut log = |e: &controller::Event| tracing::debug!(?e, "arm-sim");
+                    let mut log = |e: &controller::Event| {
+                        tracing::debug!(?e, "arm-sim");
+                        if let (Some(hook), controller::Event::Applied { action, .. }) =
+                            (&on_applied, e)
+                        {
+                            (hook.0)(&layout, &action.values);
+                        }
+                    };
                     if let Err(e) = sim::run_controller(controller, &sim_cfg, &flag, &mut log) {
                         tracing::error!(%e, "in-process arm simulator failed");
                     }
