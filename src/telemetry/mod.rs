@@ -57,7 +57,7 @@
 //! | `stages[].per` | string | what one sample is: `frame`; `image` (`vision`: one per image through the vision graph); `token` (`decode`: one per generated token after the first, i.e. ms/token) |
 //! | `stages[].count`, `.dropped` | int | samples, and frames this stage dropped (`link` in `bench`: actions the governor or the link held) |
 //! | `stages[].mean_ms`, `.min_ms`, `.p50_ms`, `.p90_ms`, `.p99_ms`, `.max_ms` | number | nearest-rank quantiles, at most 0.1 % high; min and max exact |
-//! | `stages[].series` | array of `[s, ms]` | latency over time (thinned to ≤ 2,000 points) |
+//! | `stages[].series` | array of `[s, ms]` | latency over time (thinned to ≤ 2,000 points); `bench` only, absent in `run`'s report |
 //! | `stages_not_run[]` | `{name, why}` | stages this build, model or run did not run |
 //! | `notes[]` | string | what the stages ran with: camera, image sizes, link |
 //! | `graphs[]` | `{graph, backend, provider}` | which backend (`tract`, `onnxruntime`) and execution provider (`cpu`, `cuda`, `tensorrt`) ran each graph (`vision`, `embed`, `decoder`) |

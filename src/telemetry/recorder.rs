@@ -171,9 +171,10 @@ pub(crate) struct Series {
 }
 
 impl Series {
+    /// `cap` 0 keeps no points at all.
     fn new(cap: usize) -> Self {
         Self {
-            cap: cap.max(2),
+            cap: if cap == 0 { 0 } else { cap.max(2) },
             stride: 1,
             seen: 0,
             points: Vec::new(),
@@ -181,6 +182,9 @@ impl Series {
     }
 
     fn push(&mut self, t_s: f64, ms: f64) {
+        if self.cap == 0 {
+            return;
+        }
         if self.seen.is_multiple_of(self.stride) {
             if self.points.len() >= self.cap {
                 let mut keep = 0;

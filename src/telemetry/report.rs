@@ -84,8 +84,9 @@ pub struct StageSummary {
     /// (decode, once per generated token after the first).
     #[serde(default = "per_frame")]
     pub per: String,
-    /// `[seconds since start, milliseconds]` per sample, thinned on long runs.
-    #[serde(default)]
+    /// `[seconds since start, milliseconds]` per sample, thinned on long runs (`bench`; the
+    /// loop of `run` keeps none, so its report stays small however long it runs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub series: Vec<[f64; 2]>,
 }
 
