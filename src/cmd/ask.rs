@@ -12,7 +12,7 @@ use spatialbot_edge::imageio;
 use spatialbot_edge::model::backend::{BackendConfig, BackendKind, LoadStep, Provider};
 use spatialbot_edge::model::manifest::ModelKind;
 use spatialbot_edge::model::{
-    npy, vqa, GenerateOptions, ImageTensor, ModelError, ModelFolder, Overflow, Sampling,
+    npy, vqa, GenerateOptions, Grammar, ImageTensor, ModelError, ModelFolder, Overflow, Sampling,
 };
 use spatialbot_edge::preprocess;
 use spatialbot_edge::rgbd::{pack, DepthMm, Encoding, RgbImage};
@@ -69,6 +69,10 @@ pub struct Args {
     /// Refuse a prompt longer than the context limit instead of truncating it.
     #[arg(long)]
     pub refuse_overflow: bool,
+    /// Constrained decoding: every Depth API call the model writes is `Depth(x, y)` with x, y
+    /// in [0, 1] (docs/decoding.md). Default: off.
+    #[arg(long, value_name = "on|off", default_value = "off")]
+    pub constrain: super::OnOff,
     /// Already-preprocessed RGB tensor (.npy f32 [3,S,S]) instead of preprocessing --rgb
     /// (for checks against a reference preprocessing).
     #[arg(long, hide = true, requires = "depth_tensor")]
@@ -311,6 +315,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         } else {
             Overflow::Truncate
         },
+        grammar: args.constrain.is_on().then_some(Grammar::DepthCalls),
     };
     let generate_started = Instant::now();
     let mut stdout = std::io::stdout();

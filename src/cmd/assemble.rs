@@ -15,7 +15,7 @@ use spatialbot_edge::camera::CameraSpec;
 use spatialbot_edge::config::Board;
 use spatialbot_edge::link::{AppliedHook, LinkConfig, LinkSpec};
 use spatialbot_edge::model::backend::LoadStep;
-use spatialbot_edge::model::{manifest, BackendConfig, Engine, ModelFolder};
+use spatialbot_edge::model::{manifest, BackendConfig, Engine, Grammar, ModelFolder};
 use spatialbot_edge::pipeline::camera_source::{CameraFrames, DepthNeed};
 use spatialbot_edge::pipeline::engine_model::{EngineGuard, EngineModel, EngineVision};
 use spatialbot_edge::pipeline::link_sink::LinkSink;
@@ -247,7 +247,17 @@ fn load_guard(
     let (Some(config), Some(dir)) = (board.guard_config(), board.guard_model_dir()) else {
         return Ok(None);
     };
-    let folder = open_folder(&dir, board, startup).map_err(|e| {
+    Ok(Some((config, load_guard_model(board, &dir, startup)?)))
+}
+
+/// The guard's SpatialBot model from `dir` on the board's backends (`run`'s guard and
+/// `guard-eval` load it here).
+pub fn load_guard_model(
+    board: &Board,
+    dir: &Path,
+    startup: &mut Startup,
+) -> anyhow::Result<Box<dyn GuardModel>> {
+    let folder = open_folder(dir, board, startup).map_err(|e| {
         bad_input(format!(
             "the [guard] of {}: {e}; fix guard.model or pass --no-guard",
             board.source.display()
@@ -266,7 +276,7 @@ fn load_guard(
     let engine = load_engine(&folder, board, "guard's SpatialBot model")?;
     startup.phase("guard model");
     startup.model_load_steps("guard", engine.load_steps());
-    Ok(Some((config, Box::new(EngineGuard::new(engine, tensors)))))
+    Ok(Box::new(EngineGuard::new(engine, tensors)))
 }
 
 /// Which backend and provider ran each graph, from the loaded engine's description of itself
@@ -305,6 +315,25 @@ pub fn sim_world_hook(world: &spatialbot_edge::sim::SharedWorld) -> AppliedHook 
     }))
 }
 
+/// The grammar the policy's answers are constrained to (docs/decoding.md): `constrain` (the
+/// command line), else the board's `models.constrain`; `None` when off.
+pub fn policy_grammar(
+    board: &Board,
+    constrain: Option<bool>,
+    spec: &PolicySpec,
+    model_dir: &Path,
+) -> anyhow::Result<Option<Grammar>> {
+    if !constrain.unwrap_or(board.models.constrain) {
+        return Ok(None);
+    }
+    Grammar::for_actions(&spec.actions).map(Some).map_err(|e| {
+        bad_input(format!(
+            "{}: constrained decoding: {e}; fix [[policy.action]] or turn it off (--constrain off, or models.constrain = false in the board profile)",
+            model_dir.join("manifest.toml").display()
+        ))
+    })
+}
+
 /// What the loop is assembled from, besides the board.
 pub struct LoopRequest<'a> {
     pub board: &'a Board,
@@ -316,6 +345,8 @@ pub struct LoopRequest<'a> {
     pub link_config: LinkConfig,
     /// SIGINT/SIGTERM: checked between start-up phases; the link refuses actions once raised.
     pub signal: Arc<AtomicBool>,
+    /// Constrained decoding of the policy's answers; `None`: the board's `models.constrain`.
+    pub constrain: Option<bool>,
 }
 
 /// The assembled loop, ready for `pipeline::run_loop`.
@@ -384,6 +415,7 @@ pub fn assemble_loop(req: LoopRequest<'_>, startup: &mut Startup) -> anyhow::Res
     if interrupted() {
         return Ok(Assembled::Interrupted("after opening the camera"));
     }
+    let grammar = policy_grammar(req.board, req.constrain, &spec, req.model_dir)?;
     let names: Vec<String> = spec.actions.dims().iter().map(|d| d.name.clone()).collect();
     let sink = LinkSink::open(req.link, link_config, &names).map_err(|e| {
         let code = e.exit_code();
@@ -398,7 +430,7 @@ pub fn assemble_loop(req: LoopRequest<'_>, startup: &mut Startup) -> anyhow::Res
         parts: LoopParts {
             source,
             vision: EngineVision::new(engine.clone(), tensors),
-            model: EngineModel::new(engine),
+            model: EngineModel::new(engine).with_grammar(grammar),
             sink,
             guard,
         },

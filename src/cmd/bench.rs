@@ -423,7 +423,9 @@ fn plan(board: &Board, args: &Args) -> anyhow::Result<(String, Plan)> {
                         prompt: build_policy_prompt(&spec, &args.goal).map_err(bad_input)?,
                         history: EmbeddingHistory::new(&spec),
                         vision: EngineVision::new(engine.clone(), tensors),
-                        model: EngineModel::new(engine),
+                        model: EngineModel::new(engine).with_grammar(
+                            super::assemble::policy_grammar(board, None, &spec, &dir)?,
+                        ),
                         spec,
                         names,
                         unparsable: 0,

@@ -53,6 +53,10 @@ pub struct Args {
     /// `size=320x240@15`, `fast` or `noise`.
     #[arg(long, value_name = "OPTIONS")]
     pub camera_options: Option<String>,
+    /// Constrained decoding of a model's answers (docs/decoding.md). Default: the board's
+    /// `models.constrain`.
+    #[arg(long, value_name = "on|off")]
+    pub constrain: Option<super::OnOff>,
 }
 
 /// One episode's outcome.
@@ -243,6 +247,7 @@ struct ModelRunner {
     dir: PathBuf,
     camera_options: Option<String>,
     signal: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    constrain: Option<bool>,
 }
 
 impl ModelRunner {
@@ -269,6 +274,7 @@ impl ModelRunner {
             link: &link,
             link_config: self.board.link_config().map_err(bad_input)?,
             signal: self.signal.clone(),
+            constrain: self.constrain,
         };
         let mut startup = Startup::new(started);
         let assembled = match assemble::assemble_loop(request, &mut startup)? {
@@ -344,6 +350,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
                 dir,
                 camera_options: args.camera_options.clone(),
                 signal: spatialbot_edge::link::signals::shutdown_flag()?,
+                constrain: args.constrain.map(super::OnOff::is_on),
             }))
         }
     };

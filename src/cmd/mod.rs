@@ -22,6 +22,7 @@ pub mod bench;
 pub mod devices;
 pub mod doctor;
 pub mod eval;
+pub mod guard_eval;
 pub mod pack;
 pub mod preprocess;
 pub mod record;
@@ -91,6 +92,19 @@ pub fn one_line(err: &anyhow::Error) -> String {
         }
     }
     parts.join(": ").replace('\n', " ")
+}
+
+/// `--constrain on|off`: constrained decoding (docs/decoding.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+impl OnOff {
+    pub fn is_on(self) -> bool {
+        self == OnOff::On
+    }
 }
 
 /// Wraps an error caused by a bad input file or argument so it exits with code 2.

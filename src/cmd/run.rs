@@ -71,6 +71,11 @@ pub struct Args {
     /// Do not ask the board's [guard] question.
     #[arg(long)]
     pub no_guard: bool,
+    /// Constrained decoding of the policy's answers (a well-formed action list of the
+    /// manifest's length, each value in range; docs/decoding.md). Default: the board's
+    /// `models.constrain` (on in the shipped profiles).
+    #[arg(long, value_name = "on|off")]
+    pub constrain: Option<super::OnOff>,
 }
 
 pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
@@ -134,6 +139,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         link: &link_spec,
         link_config: board.link_config().map_err(bad_input)?,
         signal: signal.clone(),
+        constrain: args.constrain.map(super::OnOff::is_on),
     };
     let assembled = match assemble::assemble_loop(request, &mut startup)? {
         Assembled::Ready(assembled) => assembled,

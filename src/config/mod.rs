@@ -272,6 +272,15 @@ pub struct Models {
     pub spatialbot: Option<PathBuf>,
     /// Precision the GPU backends run at; CPU backends run the graphs' own dtype.
     pub precision: Precision,
+    /// Constrained decoding of the policy's answers: each is a well-formed action list of the
+    /// manifest's length with every value in its range (docs/decoding.md). Default on;
+    /// `run --constrain off` overrides it.
+    #[serde(default = "constrain_on")]
+    pub constrain: bool,
+}
+
+fn constrain_on() -> bool {
+    true
 }
 
 /// `[guard]`: a yes/no question asked of the SpatialBot model every `every_steps` steps and/or

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::backend::{self, Backend, BackendConfig, KvCache, LoadStep};
+use super::constrain::{Constrainer, TokenTable};
+use super::grammar::Grammar;
 use super::manifest::Manifest;
 use super::prompt::{self, Prompt, PromptPiece};
 use super::sampling::{self, Rng, Sampling};
@@ -44,6 +46,8 @@ pub struct GenerateOptions {
     /// `None` = the manifest's `stop_ids`.
     pub stop_ids: Option<Vec<u32>>,
     pub overflow: Overflow,
+    /// Restricts the answer to a grammar (docs/decoding.md); `None`: unconstrained.
+    pub grammar: Option<Grammar>,
 }
 
 impl Default for GenerateOptions {
@@ -53,6 +57,7 @@ impl Default for GenerateOptions {
             sampling: Sampling::Greedy,
             stop_ids: None,
             overflow: Overflow::Truncate,
+            grammar: None,
         }
     }
 }
@@ -85,6 +90,8 @@ pub struct GenerationTimings {
     pub prefill: Duration,
     /// One entry per decode step (the first token comes from the prefill).
     pub decode_steps: Vec<Duration>,
+    /// Time spent masking the logits to the grammar, all steps together (zero unconstrained).
+    pub constrain: Duration,
 }
 
 impl GenerationTimings {
@@ -114,6 +121,10 @@ pub struct Engine {
     tokenizer: TextTokenizer,
     backend: Box<dyn Backend>,
     steps: Vec<LoadStep>,
+    /// Every token's text, made the first time a grammar is used.
+    token_table: Option<Arc<TokenTable>>,
+    /// The last grammar used, with its cached masks.
+    constrainer: Option<Constrainer>,
 }
 
 impl Engine {
@@ -137,7 +148,41 @@ impl Engine {
             tokenizer,
             backend,
             steps,
+            token_table: None,
+            constrainer: None,
         })
+    }
+
+    /// The constrainer for `grammar` and `stop_ids`, taken out of the engine (the cached one
+    /// when it matches, else a new one); [`Engine::keep_constrainer`] puts it back.
+    fn take_constrainer(
+        &mut self,
+        grammar: &Grammar,
+        stop_ids: &[u32],
+    ) -> Result<Constrainer, ModelError> {
+        if let Some(c) = self.constrainer.take() {
+            let mut sorted = stop_ids.to_vec();
+            sorted.sort_unstable();
+            if c.grammar() == grammar && c.stop_ids() == sorted {
+                return Ok(c);
+            }
+        }
+        let table = match &self.token_table {
+            Some(t) => t.clone(),
+            None => {
+                let t = Arc::new(TokenTable::new(
+                    &self.tokenizer,
+                    self.manifest.llm.vocab_size,
+                )?);
+                self.token_table = Some(t.clone());
+                t
+            }
+        };
+        Constrainer::new(grammar.clone(), table, stop_ids)
+    }
+
+    fn keep_constrainer(&mut self, c: Constrainer) {
+        self.constrainer = Some(c);
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -383,6 +428,14 @@ impl Session {
         timings.prefill_positions = self.pending_len;
         let mut logits = self.flush(engine)?;
         timings.prefill = started.elapsed();
+        let mut constraint = match &options.grammar {
+            Some(g) => {
+                let c = engine.take_constrainer(g, &stop_ids)?;
+                let start = c.grammar().start();
+                Some((c, start))
+            }
+            None => None,
+        };
         let mut ids: Vec<u32> = Vec::new();
         let mut stop = FinishReason::MaxNewTokens;
         let mut last = Instant::now();
@@ -392,7 +445,20 @@ impl Session {
                     "nothing to generate from: the prompt is empty".into(),
                 ));
             };
-            let id = sampling::choose(&current, &options.sampling, &mut rng) as u32;
+            let id = match constraint.as_mut() {
+                None => sampling::choose(&current, &options.sampling, &mut rng) as u32,
+                Some((c, state)) => {
+                    let t = Instant::now();
+                    let id = c.choose(*state, &current, &options.sampling, &mut rng)?;
+                    *state = c.advance(*state, id).ok_or_else(|| {
+                        ModelError::Input(format!(
+                            "constrained decoding: token {id} left the grammar in state {state:?}"
+                        ))
+                    })?;
+                    timings.constrain += t.elapsed();
+                    id
+                }
+            };
             ids.push(id);
             let text = engine.tokenizer.decode(&[id], true)?;
             on_token(&Token {
@@ -419,6 +485,9 @@ impl Session {
             logits = self.flush(engine)?;
             timings.decode_steps.push(step.elapsed());
             last = Instant::now();
+        }
+        if let Some((c, _)) = constraint {
+            engine.keep_constrainer(c);
         }
         let text = engine.tokenizer.decode(&ids, true)?.trim().to_string();
         Ok(Generation {

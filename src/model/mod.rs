@@ -30,9 +30,11 @@
 //!   feature, TensorRT → CUDA → CPU providers).
 
 pub mod backend;
+pub mod constrain;
 pub mod depth_api;
 pub mod engine;
 pub mod folder;
+pub mod grammar;
 pub mod manifest;
 pub mod npy;
 pub mod prompt;
@@ -49,6 +51,7 @@ pub use engine::{
     ImageTensor, Overflow, Session, Token,
 };
 pub use folder::ModelFolder;
+pub use grammar::{Grammar, ValueRange};
 pub use manifest::Manifest;
 pub use prompt::{Prompt, PromptPiece};
 pub use sampling::Sampling;

@@ -4,7 +4,9 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::model::{Engine, GenerateOptions, ImageEmbedding, ImageTensor, Prompt, PromptPiece};
+use crate::model::{
+    Engine, GenerateOptions, Grammar, ImageEmbedding, ImageTensor, Prompt, PromptPiece,
+};
 use crate::policy::PolicyPrompt;
 
 use super::vision::FrameTensors;
@@ -47,6 +49,8 @@ pub struct EngineModel {
     /// The prompt is the same every step: tokenised once.
     tokenised: Option<(Vec<String>, Prompt)>,
     timings: Option<crate::model::GenerationTimings>,
+    /// The grammar answers are constrained to (docs/decoding.md); `None`: unconstrained.
+    grammar: Option<Grammar>,
 }
 
 impl EngineModel {
@@ -55,7 +59,14 @@ impl EngineModel {
             engine,
             tokenised: None,
             timings: None,
+            grammar: None,
         }
+    }
+
+    /// Constrains every answer to `grammar` (the policy's action list).
+    pub fn with_grammar(mut self, grammar: Option<Grammar>) -> Self {
+        self.grammar = grammar;
+        self
     }
 }
 
@@ -90,6 +101,7 @@ impl LanguageModel<ImageEmbedding> for EngineModel {
         let embeddings: Vec<ImageEmbedding> = images.iter().map(|e| (**e).clone()).collect();
         let options = GenerateOptions {
             max_new_tokens: Some(max_new_tokens),
+            grammar: self.grammar.clone(),
             ..GenerateOptions::default()
         };
         let generation = engine.generate(tokens, &embeddings, &options, &mut |_| {})?;

@@ -90,6 +90,28 @@ pub trait GuardModel: Send {
     fn ask(&mut self, frame: &RgbdFrame, question: &str) -> Result<String, StageError>;
 }
 
+/// Registers `frame`'s depth, asks `cfg`'s question of `model` and judges the answer: the
+/// loop's one path from a frame to a guard verdict (`guard-eval` measures this same path).
+/// Returns the verdict and the answer (an error's text when the guard could not be asked).
+pub fn consult_guard(
+    cfg: &crate::policy::guard::GuardConfig,
+    model: &mut dyn GuardModel,
+    frame: &mut RgbdFrame,
+) -> (crate::policy::guard::GuardVerdict, Result<String, String>) {
+    use crate::policy::guard::GuardVerdict;
+    if let Err(e) = frame.register_depth() {
+        let why = format!("guard: cannot register the frame's depth: {e}");
+        return (GuardVerdict::Veto(why.clone()), Err(why));
+    }
+    match model.ask(frame, &cfg.question) {
+        Ok(a) => (cfg.verdict(&a), Ok(a)),
+        Err(e) => {
+            let why = format!("guard failed: {}", error_chain(&*e));
+            (GuardVerdict::Veto(why.clone()), Err(why))
+        }
+    }
+}
+
 /// A decoded action, ready for the governor.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Action {

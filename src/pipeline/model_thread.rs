@@ -173,19 +173,13 @@ pub(super) fn ask_guard(
         return GuardVerdict::Proceed;
     }
     let t0 = Instant::now();
-    if let Err(e) = frame.register_depth() {
-        return GuardVerdict::Veto(format!("guard: cannot register the frame's depth: {e}"));
-    }
-    let answer = model.ask(frame, &cfg.question);
+    let (verdict, answer) = super::consult_guard(cfg, model.as_mut(), frame);
     shared.stats().record(stats::stage::GUARD, t0.elapsed());
-    match answer {
-        Ok(a) => {
-            shared.log(
-                LogLevel::Info,
-                format!("step {}: guard {:?} → {a:?}", action.step, cfg.question),
-            );
-            cfg.verdict(&a)
-        }
-        Err(e) => GuardVerdict::Veto(format!("guard failed: {}", error_chain(&*e))),
+    if let Ok(a) = &answer {
+        shared.log(
+            LogLevel::Info,
+            format!("step {}: guard {:?} → {a:?}", action.step, cfg.question),
+        );
     }
+    verdict
 }
