@@ -424,7 +424,7 @@ fn plan(board: &Board, args: &Args) -> anyhow::Result<(String, Plan)> {
                         history: EmbeddingHistory::new(&spec),
                         vision: EngineVision::new(engine.clone(), tensors),
                         model: EngineModel::new(engine).with_grammar(
-                            super::assemble::policy_grammar(board, None, &spec, &dir)?,
+                            super::assemble::policy_grammar(board, None, &spec, dir)?,
                         ),
                         spec,
                         names,

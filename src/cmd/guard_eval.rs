@@ -66,7 +66,7 @@ pub struct Decision {
     pub state: &'static str,
     /// The world's truth: closing here grasps the task's object.
     pub label_yes: bool,
-    /// The TCP's distance to the object's centre, m.
+    /// The TCP's distance to the object's surface (0 inside), m.
     pub distance_m: f64,
     /// The guard's answer (an error's text when it could not be asked).
     pub answer: String,
@@ -172,7 +172,7 @@ fn episode_states(seed: u64) -> Vec<(&'static str, World)> {
             .filter(|w| w.object().distance(w.gripper.pos) >= 0.05)
             .collect();
         if !far.is_empty() {
-            let k = Rng::new(seed ^ 0x6775_6172_64).below(far.len());
+            let k = Rng::new(seed ^ 0x6775_6172).below(far.len());
             out.push(("approach", far[k].clone()));
         }
     }

@@ -641,8 +641,11 @@ fn model_cases(tmp: &Path, cases: &mut Vec<Case>) {
     let board = dev_board_text(tmp)
         .replace("enabled = false", "enabled = true")
         .replace(
-            "question = \"Is the gripper",
-            &format!("model = \"{}\"\nquestion = \"Is the gripper", dir.display()),
+            "question = \"Can the gripper",
+            &format!(
+                "model = \"{}\"\nquestion = \"Can the gripper",
+                dir.display()
+            ),
         );
     let board_path = tmp.join("board-guard.toml");
     std::fs::write(&board_path, board).unwrap();
@@ -837,8 +840,11 @@ fn doctor_fails_what_run_refuses() {
     let board = dev_board_text(tmp.path())
         .replace("enabled = false", "enabled = true")
         .replace(
-            "question = \"Is the gripper",
-            &format!("model = \"{}\"\nquestion = \"Is the gripper", dir.display()),
+            "question = \"Can the gripper",
+            &format!(
+                "model = \"{}\"\nquestion = \"Can the gripper",
+                dir.display()
+            ),
         );
     let board_path = tmp.path().join("board-guard.toml");
     std::fs::write(&board_path, board).unwrap();

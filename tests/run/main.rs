@@ -9,6 +9,7 @@ mod support;
 
 mod nothing_lost;
 mod run_cli;
+mod run_constrained;
 mod run_e2e_reference;
 mod run_faults_e2e;
 mod run_guard;
