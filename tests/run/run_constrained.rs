@@ -77,3 +77,36 @@ fn guard_eval_counts_the_tiny_models_fail_safe_vetoes() {
         .iter()
         .all(|d| d["label_yes"] == (d["state"] == "before_close")));
 }
+
+/// Asked about a point off its training grid, the tiny SpatialBot opens a Depth API call it
+/// never closes (`Depth(0.2,0.0.2,…`); under the grammar the call is well-formed, looked up, and
+/// the second round answers with its millimetres.
+#[test]
+fn ask_under_the_grammar_makes_a_well_formed_depth_call() {
+    let ask = |constrain: &str| {
+        run_json(&[
+            "ask",
+            "--json",
+            "--model",
+            "models/tiny-spatialbot",
+            "--camera",
+            "replay:tests/data/sample",
+            "--constrain",
+            constrain,
+            "What is the depth value of point <0.55,0.25>?",
+        ])
+    };
+    let on = ask("on");
+    let rounds = on["rounds"].as_array().unwrap();
+    let calls = rounds[0]["calls"].as_array().unwrap();
+    assert!(!calls.is_empty(), "{on}");
+    for c in calls {
+        for k in ["x", "y"] {
+            let v: f64 = c[k].as_str().unwrap().parse().unwrap();
+            assert!((0.0..=1.0).contains(&v), "{on}");
+        }
+        assert!(c["mm"].is_u64(), "{on}");
+    }
+    let off = ask("off");
+    eprintln!("unconstrained: {}", off["rounds"][0]["generation"]["text"]);
+}
