@@ -24,6 +24,7 @@ pub mod doctor;
 pub mod eval;
 pub mod pack;
 pub mod preprocess;
+pub mod qa_eval;
 pub mod record;
 pub mod register;
 pub mod replay;

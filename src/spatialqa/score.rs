@@ -75,6 +75,63 @@ pub fn is_correct(q: &Question, response: &str) -> bool {
     }
 }
 
+/// One SpatialBench record's outcome: file stem, record index, ground truth, the model's final
+/// answer (`None`: not asked).
+pub struct BenchRecord<'a> {
+    pub file: &'a str,
+    pub index: usize,
+    pub answer: &'a str,
+    pub response: Option<&'a str>,
+}
+
+/// SpatialBench's score of one task file, as its evaluation script computes it (reference §5):
+/// reach and size in (positive, negative) record pairs, +1 per right answer and +1 when both
+/// are, out of 3; existence in pairs, 1 when both are right; positional plain accuracy;
+/// counting 100 − the mean relative error in %. A response without a whole number counts as a
+/// 100 % error (the script would stop there); a record not asked counts as wrong.
+pub fn spatialbench_score(file: &str, records: &[BenchRecord<'_>]) -> Option<f64> {
+    let right = |r: &BenchRecord<'_>| r.response.is_some_and(|resp| resp.contains(r.answer));
+    let mut mine: Vec<&BenchRecord<'_>> = records.iter().filter(|r| r.file == file).collect();
+    mine.sort_by_key(|r| r.index);
+    let last = mine.last()?.index;
+    let at = |i: usize| mine.iter().find(|r| r.index == i).copied();
+    let pairs = (last + 2) / 2;
+    match file {
+        "reach" | "size" => {
+            let mut score = 0;
+            for k in 0..pairs {
+                let p = at(2 * k).is_some_and(right);
+                let n = at(2 * k + 1).is_some_and(right);
+                score += usize::from(p) + usize::from(n) + usize::from(p && n);
+            }
+            Some(100.0 * score as f64 / (3 * pairs) as f64)
+        }
+        "existence" => {
+            let both = (0..pairs)
+                .filter(|k| at(2 * k).is_some_and(right) && at(2 * k + 1).is_some_and(right))
+                .count();
+            Some(100.0 * both as f64 / pairs as f64)
+        }
+        "positional" => {
+            Some(100.0 * mine.iter().filter(|r| right(r)).count() as f64 / mine.len() as f64)
+        }
+        "counting" => {
+            let errors: Vec<f64> = mine
+                .iter()
+                .map(|r| {
+                    let gt = r.answer.trim().parse::<f64>().unwrap_or(0.0);
+                    match (r.response.and_then(first_integer), gt > 0.0) {
+                        (Some(got), true) => (got as f64 - gt).abs() / gt * 100.0,
+                        _ => 100.0,
+                    }
+                })
+                .collect();
+            Some(100.0 - errors.iter().sum::<f64>() / errors.len() as f64)
+        }
+        _ => None,
+    }
+}
+
 fn number_word(n: i64) -> String {
     const WORDS: [&str; 11] = [
         "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
@@ -106,6 +163,31 @@ mod tests {
             tolerance,
             conversation: vec![Turn::human("q")],
         }
+    }
+
+    #[test]
+    fn spatialbench_pairs_and_counting() {
+        let r = |file, index, answer, response| BenchRecord {
+            file,
+            index,
+            answer,
+            response,
+        };
+        let recs = [
+            r("reach", 0, "Yes", Some("Yes")),
+            r("reach", 1, "No", Some("No")),
+            r("reach", 2, "Yes", Some("No")),
+            r("reach", 3, "No", Some("No")),
+            r("existence", 0, "Yes", Some("Yes")),
+            r("existence", 1, "No", Some("Yes")),
+            r("counting", 0, "4", Some("2")),
+            r("counting", 1, "2", None),
+        ];
+        // Pair 1: 1 + 1 + 1; pair 2: 0 + 1 + 0 → 4 of 6.
+        assert!((spatialbench_score("reach", &recs).unwrap() - 400.0 / 6.0).abs() < 1e-9);
+        assert_eq!(spatialbench_score("existence", &recs), Some(0.0));
+        // Errors 50 % and 100 % → 25.
+        assert_eq!(spatialbench_score("counting", &recs), Some(25.0));
     }
 
     #[test]

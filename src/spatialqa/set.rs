@@ -1,5 +1,7 @@
-//! Reading a question set: ours (a folder with `meta.json` and `questions.jsonl`).
-//! Every error names the file, the line and the field.
+//! Reading a question set: ours (a folder with `meta.json` and `questions.jsonl`) or
+//! SpatialBench's released layout (a folder of `positional.json`, `existence.json`,
+//! `counting.json`, `reach.json`, `size.json`; docs/spatialqa.md). Every error names the file,
+//! the line or record, and the field.
 
 use std::path::{Path, PathBuf};
 
@@ -51,6 +53,10 @@ pub struct QuestionSet {
     pub layout: &'static str,
     pub meta: Option<Meta>,
     pub questions: Vec<Question>,
+    /// SpatialBench: each question's file stem and record index (for the paired scores).
+    pub records: Vec<Option<(String, usize)>>,
+    /// Records that cannot be asked, with the reason (counted as skipped).
+    pub skipped: Vec<(String, String)>,
 }
 
 impl QuestionSet {
@@ -157,6 +163,156 @@ pub fn read_ours(dir: &Path) -> Result<QuestionSet, SetError> {
         root: dir.to_path_buf(),
         layout: "spatialqa",
         meta: Some(meta),
+        records: vec![None; questions.len()],
         questions,
+        skipped: Vec::new(),
     })
+}
+
+/// SpatialBench's task files and the category each holds.
+pub const SPATIALBENCH_FILES: [(&str, &str); 5] = [
+    ("positional", "position"),
+    ("existence", "existence"),
+    ("counting", "counting"),
+    ("reach", "reaching"),
+    ("size", "size"),
+];
+
+/// Reads `path`: our layout when it is a folder with `meta.json`, SpatialBench's when it is a
+/// folder with any of its task files or one such file.
+pub fn read(path: &Path) -> Result<QuestionSet, SetError> {
+    if path.is_dir() && path.join("meta.json").is_file() {
+        return read_ours(path);
+    }
+    if path.is_file() && path.extension().is_some_and(|e| e == "json") {
+        let root = path.parent().unwrap_or(Path::new("."));
+        return read_spatialbench(root, &[path.to_path_buf()]);
+    }
+    if path.is_dir() {
+        let files: Vec<PathBuf> = SPATIALBENCH_FILES
+            .iter()
+            .map(|(stem, _)| path.join(format!("{stem}.json")))
+            .filter(|p| p.is_file())
+            .collect();
+        if !files.is_empty() {
+            return read_spatialbench(path, &files);
+        }
+    }
+    Err(bad(
+        path,
+        "not a question set: give a folder with meta.json and questions.jsonl (ours), or \
+         SpatialBench's folder (positional.json, existence.json, counting.json, reach.json, \
+         size.json) or one of its files",
+    ))
+}
+
+/// SpatialBench's layout: each file is a JSON list of records {image: path or [paths],
+/// question, answer, id?}; an image `SUBSET/NAME.EXT` has its depth at `SUBSET_d/STEM.png`
+/// (STEM: NAME up to its first dot), both relative to the folder.
+fn read_spatialbench(root: &Path, files: &[PathBuf]) -> Result<QuestionSet, SetError> {
+    let mut set = QuestionSet {
+        root: root.to_path_buf(),
+        layout: "spatialbench",
+        meta: None,
+        questions: Vec::new(),
+        records: Vec::new(),
+        skipped: Vec::new(),
+    };
+    for file in files {
+        let stem = file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let category = SPATIALBENCH_FILES
+            .iter()
+            .find(|(s, _)| *s == stem)
+            .map(|(_, c)| *c)
+            .ok_or_else(|| {
+                bad(
+                    file,
+                    "not one of SpatialBench's task files (positional, existence, counting, reach, size .json)",
+                )
+            })?;
+        let value: serde_json::Value = serde_json::from_str(&read_text(file)?)
+            .map_err(|e| bad(file, format!("not JSON: {e}")))?;
+        let records = value
+            .as_array()
+            .ok_or_else(|| bad(file, "expected a JSON list of records"))?;
+        for (i, r) in records.iter().enumerate() {
+            if set.questions.len() + set.skipped.len() >= MAX_QUESTIONS {
+                return Err(bad(
+                    file,
+                    format!("more than {MAX_QUESTIONS} records (docs/limits.md)"),
+                ));
+            }
+            let field = |name: &str| -> Result<String, SetError> {
+                match r.get(name) {
+                    Some(serde_json::Value::String(s)) => Ok(s.clone()),
+                    Some(serde_json::Value::Number(n)) => Ok(n.to_string()),
+                    _ => Err(bad(
+                        file,
+                        format!("record {i}: field `{name}` missing or not a string"),
+                    )),
+                }
+            };
+            let question = field("question")?;
+            let answer = field("answer")?;
+            let id = match r.get("id") {
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(serde_json::Value::Number(n)) => n.to_string(),
+                _ => i.to_string(),
+            };
+            let id = format!("{stem}-{id}");
+            let images: Vec<String> = match r.get("image") {
+                Some(serde_json::Value::String(s)) => vec![s.clone()],
+                Some(serde_json::Value::Array(a)) => a
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_string))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| {
+                        bad(file, format!("record {i}: field `image`: a list of paths"))
+                    })?,
+                _ => return Err(bad(file, format!("record {i}: field `image` missing"))),
+            };
+            if images.len() != 1 {
+                set.skipped.push((
+                    id,
+                    format!(
+                        "{} images; the model takes one RGB image and its depth",
+                        images.len()
+                    ),
+                ));
+                continue;
+            }
+            let image = images[0].clone();
+            check_relative(file, i, "image", &image)?;
+            let subset = image.split('/').next().unwrap_or_default();
+            let name = image.rsplit('/').next().unwrap_or_default();
+            let depth_stem = name.split('.').next().unwrap_or_default();
+            let depth = format!("{subset}_d/{depth_stem}.png");
+            let (level, bench) = super::level_and_bench(category).unwrap_or(("high", "position"));
+            let kind = if category == "counting" {
+                Kind::Count
+            } else {
+                Kind::Text
+            };
+            set.questions.push(Question {
+                id,
+                category: category.to_string(),
+                bench_category: bench.to_string(),
+                level: level.to_string(),
+                image,
+                depth,
+                question,
+                answer,
+                kind,
+                choices: Vec::new(),
+                tolerance: None,
+                conversation: Vec::new(),
+            });
+            set.records.push(Some((stem.clone(), i)));
+        }
+    }
+    Ok(set)
 }
