@@ -14,6 +14,8 @@ pub enum ImageIoError {
     },
     #[error("{path}: not a valid PNG: {message}")]
     Decode { path: String, message: String },
+    #[error("{path}: not a valid JPEG: {message}")]
+    Jpeg { path: String, message: String },
     #[error("{path}: expected {expected}, found {found}")]
     WrongFormat {
         path: String,
@@ -173,6 +175,44 @@ pub fn read_depth_png(path: &Path) -> Result<DepthMm, ImageIoError> {
 
 pub fn read_rgb_png(path: &Path) -> Result<RgbImage, ImageIoError> {
     rgb_from_png_bytes(&read_file(path)?, &path.display().to_string())
+}
+
+/// Reads an 8-bit colour image, PNG or baseline/progressive JPEG (told apart by their first
+/// bytes), into RGB8 (datasets such as SpatialBench ship JPEGs).
+pub fn read_rgb_image(path: &Path) -> Result<RgbImage, ImageIoError> {
+    let bytes = read_file(path)?;
+    let name = path.display().to_string();
+    if bytes.starts_with(&[0xFF, 0xD8]) {
+        rgb_from_jpeg_bytes(&bytes, &name)
+    } else {
+        rgb_from_png_bytes(&bytes, &name)
+    }
+}
+
+/// Decodes a JPEG into RGB8; sizes over `crate::limits` are refused before decoding.
+pub fn rgb_from_jpeg_bytes(bytes: &[u8], name: &str) -> Result<RgbImage, ImageIoError> {
+    use zune_jpeg::zune_core::colorspace::ColorSpace;
+    use zune_jpeg::zune_core::options::DecoderOptions;
+    let side = crate::limits::MAX_IMAGE_SIDE as usize;
+    let options = DecoderOptions::default()
+        .jpeg_set_out_colorspace(ColorSpace::RGB)
+        .set_max_width(side)
+        .set_max_height(side);
+    let bad = |message: String| ImageIoError::Jpeg {
+        path: name.to_string(),
+        message,
+    };
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(bytes, options);
+    decoder
+        .decode_headers()
+        .map_err(|e| bad(format!("{e:?}")))?;
+    let (w, h) = decoder
+        .dimensions()
+        .ok_or_else(|| bad("no frame header".into()))?;
+    crate::limits::check_image(name, w as u64, h as u64).map_err(ImageIoError::TooLarge)?;
+    let data = decoder.decode().map_err(|e| bad(format!("{e:?}")))?;
+    RgbImage::new(w, h, data)
+        .ok_or_else(|| bad("decoder returned a buffer of the wrong size".into()))
 }
 
 fn encode_png(

@@ -19,4 +19,5 @@ pub mod preprocess;
 pub mod progress;
 pub mod rgbd;
 pub mod sim;
+pub mod spatialqa;
 pub mod telemetry;

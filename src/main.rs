@@ -55,6 +55,10 @@ enum Command {
     Eval(cmd::eval::Args),
     /// Precision and recall of the SpatialBot guard on labelled gripper-close decisions.
     GuardEval(cmd::guard_eval::Args),
+    /// Generate a SpatialQA question set from the simulated tabletop's ground truth.
+    Spatialqa(cmd::spatialqa::Args),
+    /// A SpatialBot model on a question set (ours or SpatialBench's), scored per category.
+    QaEval(cmd::qa_eval::Args),
 }
 
 /// Whether log lines may carry ANSI colour codes: only when stderr is a terminal, and never
@@ -163,6 +167,8 @@ fn main() -> ExitCode {
         Command::ArmSim(a) => cmd::arm_sim::run(a, json),
         Command::Eval(a) => cmd::eval::run(a, json),
         Command::GuardEval(a) => cmd::guard_eval::run(a, json),
+        Command::Spatialqa(a) => cmd::spatialqa::run(a, json),
+        Command::QaEval(a) => cmd::qa_eval::run(a, json),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -95,7 +95,7 @@ struct Report<'a> {
     stage_ms: Vec<(&'static str, f64)>,
 }
 
-fn model_error(e: ModelError) -> anyhow::Error {
+pub(super) fn model_error(e: ModelError) -> anyhow::Error {
     if e.is_bad_input() || e.is_not_built() {
         bad_input(e)
     } else {
@@ -124,13 +124,22 @@ fn preprocess_pair(
     rgb: &RgbImage,
     depth: &DepthMm,
 ) -> anyhow::Result<Vec<ImageTensor>> {
+    preprocess_images(folder, rgb, Some(depth))
+}
+
+/// RGB and, when given, its packed depth → the `[3,S,S]` tensors the vision graph takes.
+pub(super) fn preprocess_images(
+    folder: &ModelFolder,
+    rgb: &RgbImage,
+    depth: Option<&DepthMm>,
+) -> anyhow::Result<Vec<ImageTensor>> {
     let v = &folder.manifest.vision;
     let tower = v.tower;
     let mut pre =
         preprocess::Preprocessor::new(tower, v.image_size, v.pad_to_square).map_err(bad_input)?;
-    let (packed, _) = pack::pack(depth, Encoding::SpatialBot);
+    let packed = depth.map(|d| pack::pack(d, Encoding::SpatialBot).0);
     let mut out = Vec::with_capacity(2);
-    for image in [rgb, &packed] {
+    for image in std::iter::once(rgb).chain(packed.as_ref()) {
         let t = pre.tensor(image).map_err(bad_input)?;
         out.push(ImageTensor {
             size: v.image_size,

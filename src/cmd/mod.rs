@@ -25,10 +25,12 @@ pub mod eval;
 pub mod guard_eval;
 pub mod pack;
 pub mod preprocess;
+pub mod qa_eval;
 pub mod record;
 pub mod register;
 pub mod replay;
 pub mod run;
+pub mod spatialqa;
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};

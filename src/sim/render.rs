@@ -282,6 +282,11 @@ fn for_each_covered(
     }
 }
 
+/// [`SimRenderer::color_labels`]: a pixel showing the table, floor or wall.
+pub const LABEL_BACKGROUND: u8 = 255;
+/// [`SimRenderer::color_labels`]: a pixel showing the gripper.
+pub const LABEL_GRIPPER: u8 = 254;
+
 /// Depth noise and holes, seeded: off by default.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct DepthNoise {
@@ -352,9 +357,9 @@ impl SimRenderer {
         (self.color(world), self.depth(world, noise, frame))
     }
 
-    /// Only the colour image.
-    pub fn color(&self, world: &World) -> RgbImage {
-        let prims = primitives(world);
+    /// For each colour pixel where a moving primitive is nearer than the background:
+    /// `f(pixel index, primitive index, normal, albedo)` of the nearest one.
+    fn cast_color(&self, prims: &[Prim], mut f: impl FnMut(usize, usize, [f64; 3], [f64; 3])) {
         let k = &self.calib.color;
         let o = self.color_origin;
         let rects: Vec<([usize; 4], usize)> = prims
@@ -362,8 +367,6 @@ impl SimRenderer {
             .enumerate()
             .filter_map(|(i, p)| covered_rect(k, o, p.bounds()).map(|r| (r, i)))
             .collect();
-        let mut rgb = self.bg_color.clone();
-        let l = light();
         for_each_covered(&rects, k.width, k.height, |u, v, active| {
             let d = ray(k, u, v);
             let at = v * k.width + u;
@@ -371,16 +374,49 @@ impl SimRenderer {
             for &i in active {
                 if let Some((t, n, albedo)) = prims[i].hit(o, d) {
                     if t < best.0 {
-                        best = (t, Some((n, albedo)));
+                        best = (t, Some((i, n, albedo)));
                     }
                 }
             }
-            if let (Some((n, albedo)), Some(px)) = (best.1, rgb.get_mut(at * 3..at * 3 + 3)) {
+            if let Some((i, n, albedo)) = best.1 {
+                f(at, i, n, albedo);
+            }
+        });
+    }
+
+    /// Only the colour image.
+    pub fn color(&self, world: &World) -> RgbImage {
+        let prims = primitives(world);
+        let k = &self.calib.color;
+        let mut rgb = self.bg_color.clone();
+        let l = light();
+        self.cast_color(&prims, |at, _, n, albedo| {
+            if let Some(px) = rgb.get_mut(at * 3..at * 3 + 3) {
                 px.copy_from_slice(&shade(albedo, n, l));
             }
         });
         RgbImage::new(k.width, k.height, rgb)
             .unwrap_or_else(|| RgbImage::filled(k.width, k.height, [0; 3]))
+    }
+
+    /// What each colour pixel shows, row by row: [`LABEL_BACKGROUND`], [`LABEL_GRIPPER`], or
+    /// the index of the object in `world.objects` (the ground truth of the colour image's
+    /// object masks).
+    pub fn color_labels(&self, world: &World) -> Vec<u8> {
+        let prims = primitives(world);
+        let k = &self.calib.color;
+        let objects = world.objects.len();
+        let mut labels = vec![LABEL_BACKGROUND; k.width * k.height];
+        self.cast_color(&prims, |at, i, _, _| {
+            if let Some(px) = labels.get_mut(at) {
+                *px = if i < objects {
+                    u8::try_from(i).unwrap_or(LABEL_GRIPPER)
+                } else {
+                    LABEL_GRIPPER
+                };
+            }
+        });
+        labels
     }
 
     /// Only the depth image (mm, the depth camera's frame).

@@ -361,25 +361,33 @@ impl World {
         self.apply(&action);
     }
 
-    /// The gripper closed: grasps the nearest object whose centre is within the tolerance
-    /// between the fingers and that fitted between them open.
-    fn try_grasp(&mut self) {
+    /// The object closing the gripper now would grasp: the nearest whose centre is within the
+    /// grasp tolerance between the fingers and that fits between them open.
+    pub fn graspable(&self) -> Option<usize> {
         let g = &self.gripper;
         let (s, c) = sin_cos(g.rpy[2]);
-        let open_gap = GAP_OPEN_M;
         let mut best: Option<(usize, f64)> = None;
         for (i, o) in self.objects.iter().enumerate() {
+            if Some(i) == g.held {
+                continue;
+            }
             let d = sub(o.pos, g.pos);
             let dxy = (d[0] * d[0] + d[1] * d[1]).sqrt();
             if dxy <= GRASP_XY_M
                 && d[2].abs() <= GRASP_Z_M
-                && o.width_along(c, s) <= open_gap
+                && o.width_along(c, s) <= GAP_OPEN_M
                 && best.is_none_or(|(_, bd)| dxy < bd)
             {
                 best = Some((i, dxy));
             }
         }
-        if let Some((i, _)) = best {
+        best.map(|(i, _)| i)
+    }
+
+    /// The gripper closed: grasps the nearest object whose centre is within the tolerance
+    /// between the fingers and that fitted between them open.
+    fn try_grasp(&mut self) {
+        if let Some(i) = self.graspable() {
             self.gripper.held = Some(i);
             self.gripper.grip_offset = sub(self.objects[i].pos, self.gripper.pos);
             self.objects[i].fall_speed = 0.0;

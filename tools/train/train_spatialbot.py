@@ -1,0 +1,343 @@
+"""Trains a small SpatialBot on a SpatialQA set (docs/spatialqa.md) on the CPU, fixed seeds.
+
+    python tools/train/train_spatialbot.py --train DIR --val DIR --out CHECKPOINT_DIR \
+        [--steps N] [--threads 2]
+
+Writes a release-layout checkpoint folder (config.json, model.safetensors, tokenizer.json) that
+tools/export/export.py turns into a model folder, plus training.json (the recipe, the loss
+curve, wall and CPU time) and, every --save-every steps, step-N/ checkpoints.
+
+The model is Bunny's layout (bunny.py): a SigLIP-like tower (its layer −2), the mlp2x_gelu
+projector, a Phi-like language model. Every example is the conversation the runtime builds:
+the bunny template, chunked tokenisation, Depth API turns as `ask` sends them
+("USER: API: Depth(x,y)=V ASSISTANT:"), the loss on the assistant's turns and their
+<|endoftext|>. A share of the examples is RGB-only (one image placeholder, the final answer
+given directly) so the same model answers without a depth image (`qa-eval --no-depth`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "export"))
+
+import bunny  # noqa: E402
+
+VOCAB = 1024
+RGB_ONLY_SHARE = 0.2
+
+
+def config(vocab: int, eos: int) -> dict:
+    return {
+        "architectures": ["BunnyPhiForCausalLM"],
+        "model_type": "bunny-phi",
+        "hidden_size": 192,
+        "intermediate_size": 768,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 6,
+        "num_key_value_heads": 6,
+        "hidden_act": "gelu_new",
+        "layer_norm_eps": 1e-5,
+        "partial_rotary_factor": 0.5,
+        "rope_theta": 10000.0,
+        "max_position_embeddings": 2048,
+        "qk_layernorm": False,
+        "tie_word_embeddings": False,
+        "mm_vision_tower": "sim-siglip-patch16-128",
+        "mm_vision_config": {
+            "model_type": "siglip_vision_model",
+            "hidden_size": 128,
+            "intermediate_size": 512,
+            # Bunny takes layer −2: the last of these four is in the release but unused.
+            "num_hidden_layers": 4,
+            "num_attention_heads": 4,
+            "image_size": 128,
+            "patch_size": 16,
+            "hidden_act": "gelu_pytorch_tanh",
+            "layer_norm_eps": 1e-6,
+        },
+        "mm_hidden_size": 128,
+        "mm_projector_type": "mlp2x_gelu",
+        "image_aspect_ratio": "pad",
+        "tokenizer_model_max_length": 2048,
+        "tokenizer_padding_side": "right",
+        "torch_dtype": "float32",
+        "vocab_size": vocab,
+        "bos_token_id": eos,
+        "eos_token_id": eos,
+        "pad_token_id": eos,
+    }
+
+
+def read_set(folder: Path) -> tuple[dict, list[dict]]:
+    meta = json.loads((folder / "meta.json").read_text())
+    questions = [json.loads(line) for line in (folder / "questions.jsonl").read_text().splitlines() if line.strip()]
+    return meta, questions
+
+
+# --- conversations -----------------------------------------------------------------------------
+
+
+def pieces_rgbd(q: dict) -> list[tuple[str, bool]]:
+    """The conversation as the runtime prompts it: (text, is_target) pieces."""
+    turns = q["conversation"]
+    pieces: list[tuple[str, bool]] = []
+    for i, t in enumerate(turns):
+        if t["from"] == "human":
+            head = f"{bunny.BUNNY_SYSTEM} USER: " if i == 0 else "USER: "
+            pieces.append((f"{head}{t['value']} ASSISTANT:", False))
+        else:
+            pieces.append((f" {t['value']}{bunny.EOS_TEXT}", True))
+    return pieces
+
+
+def pieces_rgb(q: dict) -> list[tuple[str, bool]]:
+    """RGB only: one image, the final answer given directly."""
+    last = [t["value"] for t in q["conversation"] if t["from"] == "gpt"][-1]
+    return [
+        (bunny.spatialbot_prompt(q["question"], n_images=1), False),
+        (f" {last}{bunny.EOS_TEXT}", True),
+    ]
+
+
+def segments_to_ids(tok, pieces):
+    """Token ids of the whole conversation and which are targets; each prompt prefix tokenises
+    exactly as the runtime tokenises that round's prompt on its own (checked)."""
+    text = ""
+    ids: list[int] = []
+    flags: list[bool] = []
+    for piece, target in pieces:
+        text += piece
+        whole = bunny.tokenize_chunked(tok, text)
+        if whole[: len(ids)] != ids:
+            raise AssertionError(f"tokenisation merges across turns: {text[-80:]!r}")
+        flags += [target] * (len(whole) - len(ids))
+        ids = whole
+    return ids, flags
+
+
+def corpus(questions: list[dict]) -> list[str]:
+    lines = [bunny.BUNNY_SYSTEM + " USER: "] * 200
+    for q in questions:
+        for p, _ in pieces_rgbd(q):
+            lines.append(bunny.IMAGE_PLACEHOLDER_RE.sub("", p))
+    return lines
+
+
+def train_tokenizer(questions: list[dict]):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB,
+        special_tokens=[bunny.EOS_TEXT],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(corpus(questions), trainer=trainer)
+    return tok
+
+
+# --- images ------------------------------------------------------------------------------------
+
+
+class Images:
+    """Each scene's RGB and packed depth, padded and resized once (uint8), normalised per batch."""
+
+    def __init__(self, root: Path, size: int):
+        self.root = root
+        self.size = size
+        self.cache: dict[str, np.ndarray] = {}
+
+    def _load(self, rel: str, depth: bool) -> np.ndarray:
+        from PIL import Image
+
+        key = ("d:" if depth else "c:") + rel
+        if key not in self.cache:
+            im = np.asarray(Image.open(self.root / rel))
+            if depth:
+                im = bunny.pack_depth(im.astype(np.uint16))
+            else:
+                im = im[:, :, :3]
+            im = bunny.expand2square(np.ascontiguousarray(im), [127, 127, 127])
+            self.cache[key] = bunny.resize_bicubic(im, self.size, self.size)
+        return self.cache[key]
+
+    def tensors(self, q: dict, with_depth: bool) -> list[np.ndarray]:
+        out = [self._load(q["image"], False)]
+        if with_depth:
+            out.append(self._load(q["depth"], True))
+        return [bunny.normalize(im, bunny.SIGLIP_MEAN, bunny.SIGLIP_STD) for im in out]
+
+
+# --- training ----------------------------------------------------------------------------------
+
+
+def batch_loss(model, batch, images: Images):
+    T = model.spec.tokens_per_image
+    px = [p for ex in batch for p in images.tensors(ex["q"], ex["depth"])]
+    embeds_img = model.encode_images(torch.from_numpy(np.stack(px)))
+    seqs, targets = [], []
+    k = 0
+    for ex in batch:
+        n = 2 if ex["depth"] else 1
+        seqs.append(bunny.splice(model, ex["ids"], embeds_img[k : k + n])[0])
+        k += n
+        expanded: list[int] = []
+        for t, f in zip(ex["ids"], ex["flags"]):
+            if t < 0:
+                expanded += [-100] * T
+            else:
+                expanded.append(t if f else -100)
+        targets.append(expanded[1:] + [-100])
+    L = max(s.shape[0] for s in seqs)
+    H = seqs[0].shape[1]
+    embeds = torch.zeros(len(seqs), L, H)
+    mask = torch.zeros(len(seqs), L, dtype=torch.long)
+    tgt = torch.full((len(seqs), L), -100, dtype=torch.long)
+    for i, (s, t) in enumerate(zip(seqs, targets)):
+        embeds[i, : s.shape[0]] = s
+        mask[i, : s.shape[0]] = 1
+        tgt[i, : len(t)] = torch.tensor(t)
+    pos = torch.arange(L)[None].expand(len(seqs), L)
+    logits = model.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=pos).logits
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1))
+
+
+def examples_of(questions, tok, rng: random.Random, rgb_share: float):
+    out = []
+    for q in questions:
+        depth = rng.random() >= rgb_share
+        ids, flags = segments_to_ids(tok, pieces_rgbd(q) if depth else pieces_rgb(q))
+        out.append(dict(q=q, depth=depth, ids=ids, flags=flags))
+    return out
+
+
+def save_checkpoint(model, full_tower, cfg, tok, folder: Path):
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    tok.save(str(folder / "tokenizer.json"))
+    sd = model.release_state_dict(full_tower)
+    save_file(sd, str(folder / "model.safetensors"), metadata={"format": "pt"})
+
+
+@torch.no_grad()
+def val_loss(model, examples, images, batch: int) -> float:
+    model.eval()
+    losses = [batch_loss(model, examples[i : i + batch], images).item() for i in range(0, len(examples), batch)]
+    model.train()
+    return float(np.mean(losses))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--train", type=Path, required=True)
+    ap.add_argument("--val", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--steps", type=int, default=700)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--save-every", type=int, default=100)
+    ap.add_argument("--val-questions", type=int, default=192)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    torch.use_deterministic_algorithms(True)
+    rng = random.Random(args.seed)
+    t_wall, t_cpu = time.time(), time.process_time()
+
+    train_meta, train_q = read_set(args.train)
+    val_meta, val_q = read_set(args.val)
+    if set(range(*train_meta["seeds"])) & set(range(*val_meta["seeds"])):
+        raise SystemExit("train and val seeds overlap")
+    tok = train_tokenizer(train_q)
+    eos = tok.token_to_id(bunny.EOS_TEXT)
+    cfg = config(tok.get_vocab_size(), eos)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    tok.save(str(args.out / "tokenizer.json"))
+    spec = bunny.read_spec(args.out)
+    full_tower = bunny.build_tower(spec)
+    model = bunny.Bunny(spec)
+    model.tower.load_state_dict(
+        {k: v for k, v in full_tower.state_dict().items() if k in model.tower.state_dict()}, strict=True
+    )
+    params = sum(p.numel() for p in model.parameters())
+    print(f"parameters: {params / 1e6:.2f} M (trained), vocab {cfg['vocab_size']}", flush=True)
+
+    train_images = Images(args.train, spec.image_size)
+    val_images = Images(args.val, spec.image_size)
+    train_ex = examples_of(train_q, tok, rng, RGB_ONLY_SHARE)
+    val_sel = random.Random(1).sample(val_q, min(args.val_questions, len(val_q)))
+    val_ex = examples_of(val_sel, tok, random.Random(2), RGB_ONLY_SHARE)
+    lengths = [len(e["ids"]) for e in train_ex]
+    print(f"train examples {len(train_ex)}, text tokens mean {np.mean(lengths):.0f} max {max(lengths)}", flush=True)
+
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
+    warm = max(1, args.steps // 30)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt,
+        lambda s: min(1.0, (s + 1) / warm) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, args.steps) / args.steps))),
+    )
+    curve = []
+    order: list[int] = []
+    model.train()
+    for step in range(args.steps):
+        if len(order) < args.batch:
+            more = list(range(len(train_ex)))
+            rng.shuffle(more)
+            order += more
+        batch = [train_ex[i] for i in order[: args.batch]]
+        del order[: args.batch]
+        loss = batch_loss(model, batch, train_images)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        point = dict(step=step, loss=round(loss.item(), 5), wall_s=round(time.time() - t_wall, 1),
+                     cpu_s=round(time.process_time() - t_cpu, 1))
+        if step % 25 == 0:
+            print(json.dumps(point), flush=True)
+        if (step + 1) % args.save_every == 0 or step == args.steps - 1:
+            point["val_loss"] = round(val_loss(model, val_ex, val_images, args.batch), 5)
+            print(json.dumps(point), flush=True)
+            save_checkpoint(model, full_tower, cfg, tok, args.out / f"step-{step + 1}")
+        curve.append(point)
+        (args.out / "curve.jsonl").open("a").write(json.dumps(point) + "\n") if step % 25 == 0 or "val_loss" in point else None
+    save_checkpoint(model, full_tower, cfg, tok, args.out)
+    record = dict(
+        recipe=dict(vars(args), train=str(args.train), val=str(args.val), out=str(args.out),
+                    rgb_only_share=RGB_ONLY_SHARE, vocab=VOCAB),
+        train_set=train_meta,
+        val_set=val_meta,
+        parameters=params,
+        wall_s=round(time.time() - t_wall, 1),
+        cpu_s=round(time.process_time() - t_cpu, 1),
+        curve=[c for c in curve if c["step"] % 25 == 0 or "val_loss" in c],
+    )
+    (args.out / "training.json").write_text(json.dumps(record, indent=1) + "\n")
+    print(f"done: wall {record['wall_s']} s, cpu {record['cpu_s']} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
