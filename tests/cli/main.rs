@@ -11,3 +11,4 @@ mod bench_report;
 mod board_profiles;
 mod doctor_checks;
 mod fuzz_parsers;
+mod spatialqa;

@@ -1,0 +1,279 @@
+//! `spatialqa` (question sets from the simulated tabletop) and `qa-eval` (a SpatialBot model on
+//! a set, ours or SpatialBench's layout), driven through the real binary on the committed
+//! held-out set (tests/data/spatialqa-test), a SpatialBench-layout set
+//! (tests/data/spatialbench-mini) and broken copies of them.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::support;
+use spatialbot_edge::imageio;
+
+fn run(args: &[&str]) -> Output {
+    Command::new(support::bin())
+        .args(args)
+        .current_dir(support::repo_root())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("spawn")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn json_out(o: &Output) -> serde_json::Value {
+    assert!(
+        o.status.success(),
+        "exit {:?}: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).expect("JSON on stdout")
+}
+
+#[test]
+fn generation_is_deterministic_and_the_depth_api_values_are_the_depth_images() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    let b = tmp.path().join("b");
+    for out in [&a, &b] {
+        let o = run(&[
+            "spatialqa",
+            "--json",
+            "--seeds",
+            "7..10",
+            "--split",
+            "val",
+            "--out",
+            s(out),
+        ]);
+        let summary = json_out(&o);
+        assert_eq!(summary["scenes"], 3);
+    }
+    let qa = std::fs::read_to_string(a.join("questions.jsonl")).unwrap();
+    assert_eq!(
+        qa,
+        std::fs::read_to_string(b.join("questions.jsonl")).unwrap()
+    );
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["schema"], "spatialbot-edge.spatialqa/1");
+    assert_eq!(meta["seeds"], serde_json::json!([7, 10]));
+    let mut categories = std::collections::BTreeSet::new();
+    let mut api_turns = 0;
+    for line in qa.lines() {
+        let q: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(meta["count"].as_u64().map(|_| ()), Some(()));
+        categories.insert(q["category"].as_str().unwrap().to_string());
+        let depth = imageio::read_depth_png(&a.join(q["depth"].as_str().unwrap())).unwrap();
+        assert!(a.join(q["image"].as_str().unwrap()).is_file());
+        let turns = q["conversation"].as_array().unwrap();
+        assert!(turns[0]["value"]
+            .as_str()
+            .unwrap()
+            .starts_with("<image 1>\n<image 2>\n"));
+        // Every API reply is the registered depth at (floor(x·W), floor(y·H)).
+        for t in turns.iter().skip(1).filter(|t| t["from"] == "human") {
+            for reply in t["value"].as_str().unwrap().lines() {
+                let rest = reply.strip_prefix("API: Depth(").unwrap();
+                let (xy, value) = rest.split_once(")=").unwrap();
+                let (x, y) = xy.split_once(',').unwrap();
+                let (x, y): (f64, f64) = (x.parse().unwrap(), y.parse().unwrap());
+                let col = ((x * depth.width() as f64).floor() as usize).min(depth.width() - 1);
+                let row = ((y * depth.height() as f64).floor() as usize).min(depth.height() - 1);
+                assert_eq!(
+                    depth.get(col, row).unwrap().to_string(),
+                    value,
+                    "{}",
+                    q["id"]
+                );
+                api_turns += 1;
+            }
+        }
+    }
+    assert!(api_turns >= 6, "{api_turns}");
+    for c in [
+        "point_depth",
+        "proximity",
+        "reaching",
+        "counting",
+        "existence",
+    ] {
+        assert!(categories.contains(c), "{c} missing: {categories:?}");
+    }
+}
+
+#[test]
+fn qa_eval_scores_our_set_the_same_every_run_and_writes_results() {
+    let tmp = tempfile::tempdir().unwrap();
+    let set = support::repo_root().join("tests/data/spatialqa-test");
+    let mut runs = Vec::new();
+    for k in 0..2 {
+        let out = tmp.path().join(format!("run{k}"));
+        let o = run(&[
+            "qa-eval",
+            "--json",
+            "--model",
+            "models/tiny-spatialbot",
+            "--set",
+            s(&set),
+            "--limit",
+            "20",
+            "--threads",
+            "1",
+            "--out",
+            s(&out),
+        ]);
+        let report = json_out(&o);
+        assert_eq!(report["layout"], "spatialqa");
+        assert_eq!(report["questions"], 20);
+        assert_eq!(report["answered"], 20);
+        let results = std::fs::read_to_string(out.join("results.jsonl")).unwrap();
+        assert_eq!(results.lines().count(), 20);
+        let written: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
+                .unwrap();
+        assert_eq!(written["per_category"], report["per_category"]);
+        let answers: Vec<serde_json::Value> = results
+            .lines()
+            .map(|l| {
+                let r: serde_json::Value = serde_json::from_str(l).unwrap();
+                serde_json::json!([r["id"], r["response"], r["correct"], r["depth_calls"]])
+            })
+            .collect();
+        runs.push(answers);
+    }
+    assert_eq!(runs[0], runs[1], "greedy answers differ between runs");
+    // RGB only: one image, Depth API answered "unknown".
+    let o = run(&[
+        "qa-eval",
+        "--json",
+        "--no-depth",
+        "--model",
+        "models/tiny-spatialbot",
+        "--set",
+        s(&set),
+        "--limit",
+        "5",
+        "--threads",
+        "1",
+    ]);
+    assert_eq!(json_out(&o)["input"], "rgb");
+}
+
+#[test]
+fn qa_eval_reads_spatialbench_layout_and_counts_what_it_skips() {
+    let set = support::repo_root().join("tests/data/spatialbench-mini");
+    let o = run(&[
+        "qa-eval",
+        "--json",
+        "--model",
+        "models/tiny-spatialbot",
+        "--set",
+        s(&set),
+        "--threads",
+        "1",
+    ]);
+    let report = json_out(&o);
+    assert_eq!(report["layout"], "spatialbench");
+    assert_eq!(report["questions"], 10);
+    assert_eq!(report["answered"], 9);
+    assert_eq!(
+        report["skipped"]["2 images; the model takes one RGB image and its depth"],
+        1
+    );
+    for file in ["positional", "existence", "counting", "reach"] {
+        assert!(report["spatialbench"][file].is_number(), "{file}");
+    }
+    // One task file alone.
+    let o = run(&[
+        "qa-eval",
+        "--json",
+        "--model",
+        "models/tiny-spatialbot",
+        "--set",
+        s(&set.join("counting.json")),
+        "--threads",
+        "1",
+    ]);
+    assert_eq!(json_out(&o)["per_category"]["counting"]["answered"], 2);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn qa_eval_bad_input_exits_2_or_skips_with_the_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = support::repo_root().join("tests/data/spatialqa-test");
+    let text = std::fs::read_to_string(src.join("questions.jsonl")).unwrap();
+    let first: Vec<&str> = text.lines().take(3).collect();
+    let mk = |name: &str, lines: &[String]| -> std::path::PathBuf {
+        let d = tmp.path().join(name);
+        copy_dir(&src.join("images"), &d.join("images"));
+        copy_dir(&src.join("depth"), &d.join("depth"));
+        std::fs::write(d.join("questions.jsonl"), lines.join("\n") + "\n").unwrap();
+        let meta = serde_json::json!({
+            "schema": "spatialbot-edge.spatialqa/1", "split": "test", "source": "sim",
+            "seeds": [300000, 300030], "count": lines.len()
+        });
+        std::fs::write(d.join("meta.json"), meta.to_string()).unwrap();
+        d
+    };
+    let model = ["--model", "models/tiny-spatialbot", "--threads", "1"];
+
+    // A malformed line: exit 2 naming the file and the line.
+    let mut lines: Vec<String> = first.iter().map(|l| l.to_string()).collect();
+    lines[1] = "{\"id\": 3".into();
+    let d = mk("malformed", &lines);
+    let o = run(&[&["qa-eval", "--set", s(&d)][..], &model[..]].concat());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("questions.jsonl") && err.contains("line 2"),
+        "{err}"
+    );
+
+    // An unknown category and a path leaving the set: exit 2 naming the field.
+    for (field, value) in [("category", "\"depthish\""), ("image", "\"../x.png\"")] {
+        let mut q: serde_json::Value = serde_json::from_str(first[0]).unwrap();
+        q[field] = serde_json::from_str(value).unwrap();
+        let d = mk(&format!("bad-{field}"), &[q.to_string()]);
+        let o = run(&[&["qa-eval", "--set", s(&d)][..], &model[..]].concat());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains(field), "{err}");
+    }
+
+    // A missing image and a question over the context limit: answered around, counted.
+    let mut missing: serde_json::Value = serde_json::from_str(first[0]).unwrap();
+    missing["id"] = "missing".into();
+    missing["image"] = "images/none.png".into();
+    let mut long: serde_json::Value = serde_json::from_str(first[1]).unwrap();
+    long["id"] = "long".into();
+    long["question"] = "Which is closer? ".repeat(1500).into();
+    let d = mk(
+        "skips",
+        &[missing.to_string(), long.to_string(), first[2].to_string()],
+    );
+    let o = run(&[&["qa-eval", "--json", "--set", s(&d)][..], &model[..]].concat());
+    let report = json_out(&o);
+    assert_eq!(report["answered"], 1);
+    assert_eq!(report["skipped"]["image"], 1, "{report}");
+    assert_eq!(report["skipped"]["over the context limit"], 1, "{report}");
+
+    // Not a set at all.
+    let o = run(&[&["qa-eval", "--set", s(tmp.path())][..], &model[..]].concat());
+    assert_eq!(o.status.code(), Some(2));
+}
