@@ -28,6 +28,7 @@ pub mod record;
 pub mod register;
 pub mod replay;
 pub mod run;
+pub mod triton_repo;
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
