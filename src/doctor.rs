@@ -94,7 +94,90 @@ pub fn run_checks(board: &Board, roots: &Roots) -> Vec<Check> {
         power_mode_check(board),
     ])
     .chain(model_folder_checks(board))
+    .chain(triton_checks(board))
     .collect()
+}
+
+/// The profile's Triton server, for each model folder it would serve: live, ready, and each
+/// model's metadata against the manifest. Fails when `backend.order` uses the server, warns
+/// otherwise (the local backends run everything then).
+fn triton_checks(board: &Board) -> Vec<Check> {
+    let Some(server) = board.triton_config() else {
+        return Vec::new();
+    };
+    let used = board.backend.order.contains(&BackendChoice::Triton);
+    let mut folders = Vec::new();
+    let policy = board.policy_model_dir();
+    if policy.join("manifest.toml").exists() {
+        folders.push(policy);
+    }
+    folders.extend(board.guard_model_dir());
+    if folders.is_empty() {
+        return vec![check(
+            "triton server",
+            Status::Skip,
+            format!(
+                "{}: no model folder of this profile is here to check it against",
+                server.url
+            ),
+            "",
+        )];
+    }
+    folders
+        .into_iter()
+        .map(|dir| {
+            let manifest = match crate::model::folder::read_manifest(&dir) {
+                Ok(m) => m,
+                Err(e) => return check("triton server", Status::Skip, e.to_string(), ""),
+            };
+            let name = format!("triton server for {}", manifest.name);
+            triton_check(&name, &server, &manifest, used)
+        })
+        .collect()
+}
+
+#[cfg(feature = "triton")]
+fn triton_check(
+    name: &str,
+    server: &crate::model::backend::TritonConfig,
+    manifest: &crate::model::manifest::Manifest,
+    used: bool,
+) -> Check {
+    let c = crate::model::backend::triton::probe_server(server, manifest);
+    let detail = format!(
+        "{}: live {}, ready {}{}{}",
+        c.url,
+        c.live,
+        c.ready,
+        if c.models.is_empty() { "" } else { "; " },
+        c.models.join("; ")
+    );
+    if c.usable {
+        check(name, Status::Pass, detail, "")
+    } else {
+        let status = if used { Status::Fail } else { Status::Warn };
+        check(
+            name,
+            status,
+            format!("{detail}; {}", c.problem),
+            "start the server with the repository `spatialbot-edge triton-repo --model DIR --out REPO` writes (docs/triton.md), or fix [backend.triton] url; meanwhile the next backend of backend.order runs every call",
+        )
+    }
+}
+
+#[cfg(not(feature = "triton"))]
+fn triton_check(
+    name: &str,
+    _server: &crate::model::backend::TritonConfig,
+    _manifest: &crate::model::manifest::Manifest,
+    used: bool,
+) -> Check {
+    check(
+        name,
+        if used { Status::Fail } else { Status::Skip },
+        crate::model::backend::triton::TRITON_UNAVAILABLE,
+        "rebuild with the default features",
+    )
 }
 
 fn arch_check(board: &Board) -> Check {
@@ -278,6 +361,17 @@ fn backend_check(board: &Board, libs: &[(String, PathBuf)]) -> Check {
     for kind in &board.backend.order {
         match kind {
             BackendChoice::TractCpu => usable.push(kind.to_string()),
+            BackendChoice::Triton if !cfg!(feature = "triton") => missing.push(format!(
+                "{kind}: not built in (build with the default features)"
+            )),
+            BackendChoice::Triton => usable.push(format!(
+                "{kind} ({}; the server is checked below)",
+                board
+                    .backend
+                    .triton
+                    .as_ref()
+                    .map_or("no [backend.triton]", |t| t.url.as_str())
+            )),
             BackendChoice::TractCuda if !cfg!(feature = "cuda") => {
                 missing.push(format!("{kind}: not built in (build with --features cuda)"))
             }
@@ -359,6 +453,7 @@ fn backend_probe_checks(board: &Board) -> Vec<Check> {
                     BackendChoice::OrtCpu | BackendChoice::OrtCuda | BackendChoice::OrtTensorrt
                 ),
                 "tract-cuda" => *k == BackendChoice::TractCuda,
+                "triton" => *k == BackendChoice::Triton,
                 _ => false,
             });
             let name = format!("backend {}", p.backend);

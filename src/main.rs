@@ -41,6 +41,8 @@ enum Command {
     Doctor(cmd::doctor::Args),
     /// Depth PNG (uint16 mm) → SpatialBot 3-channel image.
     Pack(cmd::pack::Args),
+    /// A Triton Inference Server model repository for a model folder (its three graphs).
+    TritonRepo(cmd::triton_repo::Args),
     /// One image → the f32 CHW tensor the vision graph eats (.npy).
     Preprocess(cmd::preprocess::Args),
     /// Depth registered into the colour camera's frame.
@@ -160,6 +162,7 @@ fn main() -> ExitCode {
         Command::Devices(a) => cmd::devices::run(a, json),
         Command::Doctor(a) => cmd::doctor::run(a, json),
         Command::Pack(a) => cmd::pack::run(a, json),
+        Command::TritonRepo(a) => cmd::triton_repo::run(a, json),
         Command::Preprocess(a) => cmd::preprocess::run(a, json),
         Command::Register(a) => cmd::register::run(a, json),
         Command::Record(a) => cmd::record::run(a, json),

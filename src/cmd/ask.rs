@@ -44,6 +44,13 @@ pub struct Args {
     /// Threads for matrix products (0 = all cores, at most 64; default: the profile's, else 0).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Run the graphs on this Triton Inference Server (gRPC URL), the other backend flags
+    /// choosing the local backend that stands in when it does not answer in time.
+    #[arg(long, value_name = "URL")]
+    pub triton: Option<String>,
+    /// Longest wait for one answer of the --triton server, ms.
+    #[arg(long, default_value_t = 500, requires = "triton")]
+    pub triton_deadline_ms: u64,
     /// onnxruntime library (libonnxruntime.so) for the ort backend; default: the profile's
     /// backend.onnxruntime_library, else ORT_DYLIB_PATH, else the dynamic loader's path.
     #[arg(long)]
@@ -179,6 +186,18 @@ fn backend_config(args: &Args) -> anyhow::Result<BackendConfig> {
         return Err(bad_input(
             "--ort-library, --providers and --cpu-fallback are for the ort backend: add --backend ort",
         ));
+    }
+    if let Some(url) = &args.triton {
+        let mut server = spatialbot_edge::model::backend::TritonConfig::new(url.clone());
+        server.deadline = std::time::Duration::from_millis(args.triton_deadline_ms.max(1));
+        let local = (config.kind != BackendKind::Triton).then(|| Box::new(config.clone()));
+        config = BackendConfig {
+            kind: BackendKind::Triton,
+            threads: config.threads,
+            triton: Some(server),
+            fallback: local,
+            ..BackendConfig::default()
+        };
     }
     Ok(config)
 }

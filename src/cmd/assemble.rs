@@ -282,6 +282,17 @@ pub fn load_guard_model(
 /// Which backend and provider ran each graph, from the loaded engine's description of itself
 /// (the board's order may have fallen back past its first entry).
 pub fn graph_backends(describe: &str) -> Vec<GraphBackend> {
+    if let Some(rest) = describe.strip_prefix("triton ") {
+        let url = rest.split_whitespace().next().unwrap_or("");
+        return ["vision", "embed", "decoder"]
+            .iter()
+            .map(|g| GraphBackend {
+                graph: g.to_string(),
+                backend: "triton".to_string(),
+                provider: url.to_string(),
+            })
+            .collect();
+    }
     let ort = describe.starts_with("onnxruntime");
     ["vision", "embed", "decoder"]
         .iter()
@@ -358,6 +369,8 @@ pub struct AssembledLoop {
     pub model_name: String,
     /// Loading the policy model folder and its engine, ms.
     pub model_load_ms: f64,
+    /// The inference server's counters, when the policy runs on the `triton` backend.
+    pub remote: Option<Arc<spatialbot_edge::model::backend::RemoteStats>>,
 }
 
 /// How assembly ended.
@@ -400,6 +413,7 @@ pub fn assemble_loop(req: LoopRequest<'_>, startup: &mut Startup) -> anyhow::Res
         return Ok(Assembled::Interrupted("after loading the policy model"));
     }
     let backend = engine.describe();
+    let remote = engine.remote_stats();
     let model_name = folder.manifest.name.clone();
     let engine = Arc::new(Mutex::new(engine));
     let guard = load_guard(req.board, startup)?;
@@ -437,5 +451,6 @@ pub fn assemble_loop(req: LoopRequest<'_>, startup: &mut Startup) -> anyhow::Res
         backend,
         model_name,
         model_load_ms,
+        remote,
     })))
 }

@@ -335,6 +335,8 @@ struct Plan {
     notes: Vec<String>,
     model: Option<ModelRun>,
     graphs: Vec<GraphBackend>,
+    /// The inference server's counters (the `triton` backend).
+    remote: Option<Arc<spatialbot_edge::model::backend::RemoteStats>>,
 }
 
 /// Assembles the loop's parts for `board` as `run` does (model folder and engine, camera,
@@ -388,6 +390,7 @@ fn plan(board: &Board, args: &Args) -> anyhow::Result<(String, Plan)> {
 
     let mut model_run = None;
     let mut graphs = Vec::new();
+    let mut remote = None;
     let max_new_tokens = args.max_new_tokens.map(|n| n as usize);
     let brain = match (&dir, kind) {
         (Some(dir), Some(kind)) => {
@@ -397,6 +400,7 @@ fn plan(board: &Board, args: &Args) -> anyhow::Result<(String, Plan)> {
             let load_ms = started.elapsed().as_secs_f64() * 1e3;
             let describe = engine.describe();
             graphs = assemble::graph_backends(&describe);
+            remote = engine.remote_stats();
             let v = &folder.manifest.vision;
             let tensors = FrameTensors::new(v.tower, v.image_size, v.pad_to_square)
                 .map_err(|e| anyhow::anyhow!(e))?;
@@ -538,6 +542,7 @@ fn plan(board: &Board, args: &Args) -> anyhow::Result<(String, Plan)> {
             notes,
             model: model_run,
             graphs,
+            remote,
         },
     ))
 }
@@ -558,6 +563,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         notes,
         model,
         graphs,
+        remote,
     } = plan;
 
     let info = RunInfo {
@@ -626,6 +632,9 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         m.generated_tokens = count(stage::PREFILL) + count(stage::DECODE);
         m.prefill_positions = bench.prefill_positions;
     }
+    report.remote = remote
+        .map(|r| serde_json::to_value(r.counts()))
+        .transpose()?;
     report.set_frames_measured(args.frames, wall.as_secs_f64());
     report.frames.captured = args.warmup + args.frames;
     emit(&report, json, args.out.as_deref())?;

@@ -30,6 +30,13 @@ pub struct Args {
         requires = "calib_out"
     )]
     pub color: String,
+    /// Also check this Triton Inference Server (gRPC URL): live, ready, and its models'
+    /// metadata against --model's manifest.
+    #[arg(long, value_name = "URL")]
+    pub triton: Option<String>,
+    /// The model folder the server should serve (default: the shipped tiny policy).
+    #[arg(long, value_name = "DIR", requires = "triton")]
+    pub model: Option<PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -45,6 +52,8 @@ struct Report {
     serial_ports: Vec<SerialPortInfo>,
     gpus: Vec<spatialbot_edge::telemetry::system::GpuInfo>,
     backends: Vec<BackendProbe>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    triton: Option<serde_json::Value>,
     notes: Vec<String>,
     calibrations_written: Vec<String>,
 }
@@ -128,6 +137,10 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         serial_ports,
         gpus: spatialbot_edge::telemetry::system::gpus(),
         backends: backend::probe(None),
+        triton: match &args.triton {
+            Some(url) => Some(triton_server(url, args.model.as_deref())?),
+            None => None,
+        },
         notes,
         calibrations_written,
     };
@@ -174,6 +187,16 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         outln!("  {}  ({}, {})", g.name, g.kind, g.detail);
     }
     print_backends(&report.backends);
+    if let Some(t) = &report.triton {
+        outln!("triton server {}:", t["url"].as_str().unwrap_or(""));
+        outln!("  live {}  ready {}", t["live"], t["ready"]);
+        for m in t["models"].as_array().into_iter().flatten() {
+            outln!("  {}", m.as_str().unwrap_or(""));
+        }
+        if let Some(p) = t["problem"].as_str().filter(|p| !p.is_empty()) {
+            outln!("  problem: {p}");
+        }
+    }
     for path in &report.calibrations_written {
         outln!("wrote {path}");
     }
@@ -197,4 +220,33 @@ fn print_backends(backends: &[BackendProbe]) {
             outln!("  {:<11} fix: {}", "", b.fix);
         }
     }
+}
+
+/// The server at `url` checked against the manifest of `model` (default: the shipped policy).
+#[cfg(feature = "triton")]
+fn triton_server(url: &str, model: Option<&std::path::Path>) -> anyhow::Result<serde_json::Value> {
+    let dir = match model {
+        Some(d) => d.to_path_buf(),
+        None => {
+            super::assemble::find_shipped(super::assemble::SHIPPED_POLICY).ok_or_else(|| {
+                bad_input("--triton: no --model given and the shipped policy was not found")
+            })?
+        }
+    };
+    let manifest = spatialbot_edge::model::folder::read_manifest(&dir)
+        .map_err(|e| bad_input(format!("--model: {e}")))?;
+    let config = backend::TritonConfig::new(url);
+    let check = backend::triton::probe_server(&config, &manifest);
+    Ok(serde_json::to_value(check)?)
+}
+
+#[cfg(not(feature = "triton"))]
+fn triton_server(
+    _url: &str,
+    _model: Option<&std::path::Path>,
+) -> anyhow::Result<serde_json::Value> {
+    Err(bad_input(format!(
+        "--triton: {}",
+        backend::triton::TRITON_UNAVAILABLE
+    )))
 }

@@ -31,6 +31,7 @@ pub mod register;
 pub mod replay;
 pub mod run;
 pub mod spatialqa;
+pub mod triton_repo;
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -164,6 +164,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         backend,
         model_name,
         model_load_ms,
+        remote,
     } = *assembled;
     let images_per_frame = spec.images_per_frame() as u64;
     let mut summary =
@@ -175,6 +176,9 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     summary.camera = camera_arg;
     summary.host = HostInfo::read();
     summary.graphs = assemble::graph_backends(&backend);
+    summary.remote = remote
+        .map(|r| serde_json::to_value(r.counts()))
+        .transpose()?;
     let count = |name: &str| summary.stages.get(name).map_or(0, |s| s.count);
     summary.model = Some(ModelRun {
         dir: model_dir.display().to_string(),

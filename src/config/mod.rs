@@ -166,6 +166,42 @@ pub struct Backend {
     /// `ORT_DYLIB_PATH`, then the dynamic loader's path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub onnxruntime_library: Option<PathBuf>,
+    /// The inference server the `triton` entry of `order` names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub triton: Option<TritonServer>,
+}
+
+/// `[backend.triton]`: a Triton Inference Server serving the repository `triton-repo` writes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TritonServer {
+    /// `grpc://HOST:PORT`, `https://HOST:PORT` (TLS) or `HOST:PORT` (Triton's gRPC port, 8001).
+    pub url: String,
+    /// Longest wait for one answer (an image, an embedding, a decoder step), ms; a call past it
+    /// runs on the next backend of `order`.
+    #[serde(default = "default_triton_deadline_ms")]
+    pub deadline_ms: u32,
+    /// Longest wait for a connection, ms.
+    #[serde(default = "default_triton_deadline_ms")]
+    pub connect_timeout_ms: u32,
+    /// After a failed call the server is left alone this long, ms.
+    #[serde(default = "default_triton_retry_after_ms")]
+    pub retry_after_ms: u32,
+    /// PEM CA certificate for an `https://` server (relative to the profile's folder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_certificate: Option<PathBuf>,
+    /// Model names on the server are `{prefix}_vision`, `_embed`, `_decoder`; unset: the
+    /// model folder's manifest name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_prefix: Option<String>,
+}
+
+fn default_triton_deadline_ms() -> u32 {
+    500
+}
+
+fn default_triton_retry_after_ms() -> u32 {
+    1000
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -483,8 +519,34 @@ impl Board {
                 "a folder (engines take minutes to build; they must be kept between runs)",
             ));
         }
+        match (&b.triton, b.order.contains(&BackendChoice::Triton)) {
+            (None, true) => return Err(self.invalid(
+                "backend.triton",
+                "(none)",
+                "a [backend.triton] table with the server's url, since backend.order names triton",
+            )),
+            (Some(t), _) => {
+                if t.url.trim().is_empty() {
+                    return Err(self.invalid("backend.triton.url", "\"\"", "grpc://HOST:PORT"));
+                }
+                self.check_u32("backend.triton.deadline_ms", t.deadline_ms, 1, 600_000)?;
+                self.check_u32(
+                    "backend.triton.connect_timeout_ms",
+                    t.connect_timeout_ms,
+                    1,
+                    600_000,
+                )?;
+                self.check_u32(
+                    "backend.triton.retry_after_ms",
+                    t.retry_after_ms,
+                    0,
+                    3_600_000,
+                )?;
+            }
+            (None, false) => {}
+        }
         if !b.cpu_fallback {
-            let first_gpu = b.order.iter().position(|k| !k.is_cpu());
+            let first_gpu = b.order.iter().position(|k| !k.is_cpu() && !k.is_remote());
             if let Some(cpu_after_gpu) =
                 first_gpu.and_then(|g| b.order[g..].iter().find(|k| k.is_cpu()))
             {

@@ -6,7 +6,7 @@ use spatialbot_link::{ACTION_LEN, DEFAULT_LAYOUT};
 use super::{Board, BoardError};
 use crate::camera::SpecDefaults;
 use crate::link::{Limits, LinkConfig, LinkSpec};
-use crate::model::backend::{BackendConfig, OrtConfig};
+use crate::model::backend::{BackendConfig, OrtConfig, TritonConfig};
 use crate::policy::guard::GuardConfig;
 
 impl Board {
@@ -81,7 +81,26 @@ impl Board {
             cache_dir: Some(self.engine_cache_dir()),
             providers: Vec::new(),
         };
-        BackendConfig::from_order(&b.order, b.threads as usize, &ort)
+        BackendConfig::from_order(
+            &b.order,
+            b.threads as usize,
+            &ort,
+            self.triton_config().as_ref(),
+        )
+    }
+
+    /// The inference server of `[backend.triton]`, when the profile has one.
+    pub fn triton_config(&self) -> Option<TritonConfig> {
+        let t = self.backend.triton.as_ref()?;
+        let ms = |v: u32| std::time::Duration::from_millis(u64::from(v));
+        Some(TritonConfig {
+            url: t.url.clone(),
+            deadline: ms(t.deadline_ms),
+            connect_timeout: ms(t.connect_timeout_ms),
+            retry_after: ms(t.retry_after_ms),
+            ca_certificate: t.ca_certificate.as_deref().map(|p| self.path(p)),
+            model_prefix: t.model_prefix.clone(),
+        })
     }
 
     /// What `[camera]` fills in where a camera SPEC leaves it unset: the stream modes, the
@@ -123,5 +142,54 @@ mod tests {
         assert_eq!(l.max[6], 1.0);
         assert_eq!((l.min[7], l.max[7]), (0.0, 1.0));
         assert_eq!(l.max_age_ms, board.safety.max_age_ms);
+    }
+
+    fn dev_with(order: &str, triton: &str) -> Result<Board, BoardError> {
+        let text = crate::config::BUILTIN_PROFILES
+            .iter()
+            .find(|(name, _)| *name == crate::config::DEV_PROFILE)
+            .map(|(_, text)| *text)
+            .unwrap()
+            .replace("order = [\"tract-cpu\"]", order)
+            .replace("[camera]", &format!("{triton}\n[camera]"));
+        Board::from_toml_str(
+            &text,
+            std::path::Path::new("t.toml"),
+            std::path::Path::new("b"),
+        )
+    }
+
+    #[test]
+    fn triton_first_with_tract_standing_in() {
+        let board = dev_with(
+            "order = [\"triton\", \"tract-cpu\"]",
+            "[backend.triton]\nurl = \"grpc://gpu:8001\"\ndeadline_ms = 250\nca_certificate = \"ca.pem\"",
+        )
+        .unwrap();
+        let c = board.backend_config();
+        assert_eq!(c.kind, crate::model::backend::BackendKind::Triton);
+        let t = c.triton.as_ref().unwrap();
+        assert_eq!(t.url, "grpc://gpu:8001");
+        assert_eq!(t.deadline, std::time::Duration::from_millis(250));
+        assert_eq!(t.retry_after, std::time::Duration::from_millis(1000));
+        assert_eq!(
+            t.ca_certificate.as_deref(),
+            Some(std::path::Path::new("b/ca.pem"))
+        );
+        let next = c.fallback.as_deref().unwrap();
+        assert_eq!(next.kind, crate::model::backend::BackendKind::Tract);
+        assert!(next.triton.is_none());
+    }
+
+    #[test]
+    fn triton_in_the_order_needs_its_server() {
+        let e = dev_with("order = [\"triton\", \"tract-cpu\"]", "").unwrap_err();
+        assert!(e.to_string().contains("backend.triton"), "{e}");
+        let e = dev_with(
+            "order = [\"triton\", \"tract-cpu\"]",
+            "[backend.triton]\nurl = \"grpc://gpu:8001\"\ndeadline_ms = 0",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("deadline_ms"), "{e}");
     }
 }

@@ -203,6 +203,11 @@ impl Engine {
         &self.steps
     }
 
+    /// The remote backend's counters (calls, fall-backs, bytes); `None` on a local backend.
+    pub fn remote_stats(&self) -> Option<Arc<backend::RemoteStats>> {
+        self.backend.remote_stats()
+    }
+
     /// One vision run for all `images`; one embedding per image, in order.
     pub fn encode_images(
         &mut self,

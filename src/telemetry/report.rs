@@ -273,6 +273,10 @@ pub struct Report {
     #[serde(default)]
     pub notes: Vec<String>,
     pub graphs: Vec<GraphBackend>,
+    /// The inference server's share of the run (the `triton` backend): calls it answered, calls
+    /// the local backend ran instead, switches between them and why, bytes on the wire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<serde_json::Value>,
     pub host: HostInfo,
     #[serde(default)]
     pub model: Option<ModelRun>,
@@ -326,6 +330,7 @@ impl Report {
             stages_not_run: info.stages_not_run,
             notes: info.notes,
             graphs,
+            remote: None,
             host: info.host,
             model: info.model,
         }
@@ -446,6 +451,16 @@ impl Report {
                 "  arm (session {}): {} applied, {} held, {} rejected, {} duplicate, {} unacknowledged of {} sent; {} faults, {} bad frames, {} reconnects, {} new hellos, {} new sessions\n",
                 l.session, l.applied, l.held, l.rejected, l.duplicate, l.unacknowledged, l.actions_sent,
                 l.faults, l.bad_frames, l.reconnects, l.rehellos, l.new_sessions
+            ));
+        }
+        if let Some(r) = &self.remote {
+            let n = |k: &str| r[k].as_u64().unwrap_or(0);
+            out.push_str(&format!(
+                "  inference server {}: {} calls answered, {} ran locally; {} switches to local ({} unreachable, {} deadline, {} server error), {} back; {} generations replayed locally; {} B sent, {} B received\n",
+                r["url"].as_str().unwrap_or(""),
+                n("remote_calls"), n("local_calls"), n("switches_to_local"),
+                n("switches_unreachable"), n("switches_deadline"), n("switches_server_error"),
+                n("switches_back"), n("replays"), n("bytes_sent"), n("bytes_received")
             ));
         }
         if !self.holds.is_empty() {

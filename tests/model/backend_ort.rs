@@ -27,6 +27,7 @@ fn ort_config(library: &Path, providers: &[Provider], allow_cpu_fallback: bool) 
             ..OrtConfig::default()
         },
         fallback: None,
+        triton: None,
     }
 }
 

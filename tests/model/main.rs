@@ -11,6 +11,7 @@ mod ask_e2e;
 mod backend_config;
 mod backend_cuda;
 mod backend_ort;
+mod backend_triton;
 mod constrained;
 mod model_errors;
 mod model_reference;

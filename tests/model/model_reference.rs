@@ -43,11 +43,11 @@ fn load(name: &str, config: &BackendConfig) -> (ModelFolder, Box<dyn Backend>, s
     (f, b, cases)
 }
 
-fn read(path: &Path) -> npy::NpyArray {
+pub(crate) fn read(path: &Path) -> npy::NpyArray {
     npy::read(path).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn max_abs(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn max_abs(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "lengths differ");
     a.iter()
         .zip(b)
@@ -59,7 +59,7 @@ fn tolerance(cases: &serde_json::Value, key: &str) -> f32 {
     cases["tolerance"][key].as_f64().unwrap() as f32
 }
 
-fn check_fixture(name: &str, config: &BackendConfig) {
+pub(crate) fn check_fixture(name: &str, config: &BackendConfig) {
     let (f, mut b, cases) = load(name, config);
     let name = format!("{name} on {}", b.describe());
     let r = f.dir.join("reference");

@@ -17,4 +17,5 @@ mod run_link_pty;
 mod run_loop_faults;
 mod run_register_in_loop;
 mod run_sample;
+mod run_triton;
 mod sim;

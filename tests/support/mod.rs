@@ -14,6 +14,7 @@ pub mod link;
 pub mod ort;
 pub mod python;
 pub mod register_scene;
+pub mod triton;
 
 use std::path::PathBuf;
 

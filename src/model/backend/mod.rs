@@ -12,6 +12,9 @@ pub mod ort;
 pub mod tract;
 #[cfg(feature = "cuda")]
 pub mod tract_cuda;
+pub mod triton;
+
+pub use triton::{RemoteCounts, RemoteStats, TritonConfig};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -23,6 +26,9 @@ pub enum BackendKind {
     /// tract's CUDA runtime (cargo feature `cuda`).
     #[serde(rename = "tract-cuda")]
     TractCuda,
+    /// A Triton Inference Server over KServe v2 gRPC (cargo feature `triton`, on by default),
+    /// with the next backend of the order standing in call by call.
+    Triton,
 }
 
 impl std::str::FromStr for BackendKind {
@@ -32,8 +38,9 @@ impl std::str::FromStr for BackendKind {
             "tract" => Ok(BackendKind::Tract),
             "ort" => Ok(BackendKind::Ort),
             "tract-cuda" => Ok(BackendKind::TractCuda),
+            "triton" => Ok(BackendKind::Triton),
             other => Err(format!(
-                "unknown backend {other:?}: use tract, ort or tract-cuda"
+                "unknown backend {other:?}: use tract, ort, tract-cuda or triton"
             )),
         }
     }
@@ -58,15 +65,20 @@ pub enum BackendChoice {
     /// onnxruntime, TensorRT execution provider (feature `ort`).
     #[serde(rename = "ort-tensorrt")]
     OrtTensorrt,
+    /// A Triton Inference Server (`[backend.triton]` says where); the entries after it run
+    /// what the server does not answer in time.
+    #[serde(rename = "triton")]
+    Triton,
 }
 
 impl BackendChoice {
-    pub const ALL: [BackendChoice; 5] = [
+    pub const ALL: [BackendChoice; 6] = [
         Self::TractCpu,
         Self::TractCuda,
         Self::OrtCpu,
         Self::OrtCuda,
         Self::OrtTensorrt,
+        Self::Triton,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -76,6 +88,7 @@ impl BackendChoice {
             Self::OrtCpu => "ort-cpu",
             Self::OrtCuda => "ort-cuda",
             Self::OrtTensorrt => "ort-tensorrt",
+            Self::Triton => "triton",
         }
     }
 
@@ -85,13 +98,14 @@ impl BackendChoice {
             Self::TractCpu => BackendKind::Tract,
             Self::TractCuda => BackendKind::TractCuda,
             Self::OrtCpu | Self::OrtCuda | Self::OrtTensorrt => BackendKind::Ort,
+            Self::Triton => BackendKind::Triton,
         }
     }
 
     /// The onnxruntime execution provider (`None` for the tract engines).
     pub fn provider(self) -> Option<Provider> {
         match self {
-            Self::TractCpu | Self::TractCuda => None,
+            Self::TractCpu | Self::TractCuda | Self::Triton => None,
             Self::OrtCpu => Some(Provider::Cpu),
             Self::OrtCuda => Some(Provider::Cuda),
             Self::OrtTensorrt => Some(Provider::Tensorrt),
@@ -100,6 +114,11 @@ impl BackendChoice {
 
     pub fn is_cpu(self) -> bool {
         matches!(self, Self::TractCpu | Self::OrtCpu)
+    }
+
+    /// Runs on another machine (the inference server).
+    pub fn is_remote(self) -> bool {
+        self == Self::Triton
     }
 }
 
@@ -208,7 +227,10 @@ pub struct BackendConfig {
     pub ort: OrtConfig,
     /// Loaded instead when this backend cannot start (its library or provider is missing), as a
     /// board profile with `cpu_fallback = true` allows. A bad model folder is never retried.
+    /// For `triton`: loaded beside it, and runs each call the server does not answer in time.
     pub fallback: Option<Box<BackendConfig>>,
+    /// The server, for `kind = Triton`.
+    pub triton: Option<TritonConfig>,
 }
 
 impl Default for BackendConfig {
@@ -218,6 +240,7 @@ impl Default for BackendConfig {
             threads: 0,
             ort: OrtConfig::default(),
             fallback: None,
+            triton: None,
         }
     }
 }
@@ -237,7 +260,12 @@ impl BackendConfig {
     /// consecutive `ort-*` entries become one onnxruntime provider list, and each engine falls
     /// back to the next. `ort` is the onnxruntime template (library, caches, CPU fallback);
     /// its provider list is replaced.
-    pub fn from_order(order: &[BackendChoice], threads: usize, ort: &OrtConfig) -> BackendConfig {
+    pub fn from_order(
+        order: &[BackendChoice],
+        threads: usize,
+        ort: &OrtConfig,
+        triton: Option<&TritonConfig>,
+    ) -> BackendConfig {
         let mut groups: Vec<BackendConfig> = Vec::new();
         for choice in order {
             match (choice.provider(), groups.last_mut()) {
@@ -252,6 +280,7 @@ impl BackendConfig {
                         ..ort.clone()
                     },
                     fallback: None,
+                    triton: triton.filter(|_| choice.is_remote()).cloned(),
                 }),
             }
         }
@@ -397,11 +426,18 @@ pub trait Backend: Send {
         embeds: &[f32],
         len: usize,
     ) -> Result<Vec<f32>, ModelError>;
+    /// A remote backend's counters (calls, fall-backs, bytes); `None` for local backends.
+    fn remote_stats(&self) -> Option<std::sync::Arc<RemoteStats>> {
+        None
+    }
 }
 
 /// Loads the backend `config` names; when it cannot start and `config.fallback` is set, loads
 /// that one instead (with a warning saying why).
 pub fn load(folder: &ModelFolder, config: &BackendConfig) -> Result<Box<dyn Backend>, ModelError> {
+    if config.kind == BackendKind::Triton {
+        return load_triton(folder, config);
+    }
     match load_one(folder, config) {
         Err(e) if !e.is_bad_input() && config.fallback.is_some() => {
             let Some(next) = config.fallback.as_deref() else {
@@ -416,6 +452,37 @@ pub fn load(folder: &ModelFolder, config: &BackendConfig) -> Result<Box<dyn Back
         }
         other => other,
     }
+}
+
+/// The Triton backend with the rest of the order loaded beside it as its local stand-in.
+#[cfg(feature = "triton")]
+fn load_triton(
+    folder: &ModelFolder,
+    config: &BackendConfig,
+) -> Result<Box<dyn Backend>, ModelError> {
+    let Some(server) = config.triton.as_ref() else {
+        return Err(ModelError::Input(
+            "the triton backend needs a server: [backend.triton] url".into(),
+        ));
+    };
+    let local = match config.fallback.as_deref() {
+        Some(next) => Some(load(folder, next)?),
+        None => None,
+    };
+    Ok(Box::new(triton::TritonBackend::load(
+        folder, server, local,
+    )?))
+}
+
+#[cfg(not(feature = "triton"))]
+fn load_triton(
+    _folder: &ModelFolder,
+    _config: &BackendConfig,
+) -> Result<Box<dyn Backend>, ModelError> {
+    Err(ModelError::NotBuilt {
+        backend: "triton".into(),
+        reason: triton::TRITON_UNAVAILABLE.into(),
+    })
 }
 
 #[cfg_attr(not(any(feature = "tract", feature = "ort")), allow(unused_variables))]
@@ -446,6 +513,7 @@ fn load_one(folder: &ModelFolder, config: &BackendConfig) -> Result<Box<dyn Back
             backend: "tract-cuda".into(),
             reason: TRACT_CUDA_UNAVAILABLE.into(),
         }),
+        BackendKind::Triton => load_triton(folder, config),
     }
 }
 
@@ -458,6 +526,7 @@ impl BackendKind {
             BackendKind::Tract => "tract",
             BackendKind::Ort => "ort",
             BackendKind::TractCuda => "tract-cuda",
+            BackendKind::Triton => "triton",
         }
     }
 }
@@ -559,5 +628,23 @@ pub fn probe(ort_library: Option<&Path>) -> Vec<BackendProbe> {
         detail: "not built in".into(),
         fix: TRACT_CUDA_UNAVAILABLE.into(),
     };
-    vec![tract, ort, cuda]
+    let triton = BackendProbe {
+        backend: "triton",
+        compiled: cfg!(feature = "triton"),
+        usable: cfg!(feature = "triton"),
+        version: None,
+        library: None,
+        providers: Vec::new(),
+        detail: if cfg!(feature = "triton") {
+            "KServe v2 gRPC client (TLS with https://); a server is checked by `doctor` (the profile's [backend.triton]) or `devices --triton URL`".into()
+        } else {
+            "not built in".into()
+        },
+        fix: if cfg!(feature = "triton") {
+            String::new()
+        } else {
+            triton::TRITON_UNAVAILABLE.into()
+        },
+    };
+    vec![tract, ort, cuda, triton]
 }

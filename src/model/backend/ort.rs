@@ -787,6 +787,7 @@ mod tests {
                 ..OrtConfig::default()
             },
             fallback: None,
+            triton: None,
         };
         OrtBackend::load(&folder, &config).unwrap()
     }

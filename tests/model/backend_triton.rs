@@ -1,0 +1,201 @@
+//! The `triton` backend against a real Triton Inference Server on loopback (tests/support/triton):
+//! the tiny fixtures' reference cases through the server, a server whose models disagree with the
+//! manifest, a server killed mid-generation and a server slower than the deadline (both: the
+//! local backend takes over, counted).
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crate::model_reference::{check_fixture, max_abs, read};
+use crate::support;
+use crate::support::triton::TritonServer;
+use spatialbot_edge::model::backend::{self, BackendConfig, BackendKind, TritonConfig};
+use spatialbot_edge::model::{sampling, ModelFolder};
+
+fn folder(name: &str) -> PathBuf {
+    support::repo_root().join("models").join(name)
+}
+
+fn tract() -> BackendConfig {
+    BackendConfig {
+        kind: BackendKind::Tract,
+        threads: 1,
+        ..BackendConfig::default()
+    }
+}
+
+/// The server alone (`local = false`: no stand-in, so every answer is the server's) or with
+/// tract standing in.
+fn triton(url: &str, deadline_ms: u64, local: bool) -> BackendConfig {
+    let mut server = TritonConfig::new(url);
+    server.deadline = Duration::from_millis(deadline_ms);
+    server.retry_after = Duration::from_millis(200);
+    BackendConfig {
+        kind: BackendKind::Triton,
+        threads: 1,
+        triton: Some(server),
+        fallback: local.then(|| Box::new(tract())),
+        ..BackendConfig::default()
+    }
+}
+
+#[test]
+fn reference_cases_through_the_server() {
+    let Some(server) = TritonServer::start(
+        &[&folder("tiny-policy"), &folder("tiny-spatialbot")],
+        |_| {},
+    ) else {
+        return;
+    };
+    for name in ["tiny-policy", "tiny-spatialbot"] {
+        check_fixture(name, &triton(&server.url, 10_000, false));
+    }
+}
+
+#[test]
+fn a_server_whose_models_disagree_with_the_manifest_is_refused_naming_the_model() {
+    let Some(server) = TritonServer::start(&[&folder("tiny-policy")], |_| {}) else {
+        return;
+    };
+    // The SpatialBot fixture against the policy's models (same names, other shapes).
+    let f = ModelFolder::open(folder("tiny-spatialbot")).unwrap();
+    let mut config = triton(&server.url, 10_000, true);
+    if let Some(t) = config.triton.as_mut() {
+        t.model_prefix = Some("tiny-policy".into());
+    }
+    let err = match backend::load(&f, &config) {
+        Ok(b) => panic!("loaded on {}", b.describe()),
+        Err(e) => e,
+    };
+    assert!(err.is_bad_input(), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("tiny-policy_"), "{text}");
+    assert!(text.contains("disagrees with the manifest"), "{text}");
+}
+
+/// Prefill and greedy steps from the reference case; the server is killed after `kill_after`
+/// steps; the tokens and logits must still be the reference's.
+#[test]
+fn a_server_killed_mid_generation_falls_back_and_goes_on() {
+    let Some(mut server) = TritonServer::start(&[&folder("tiny-policy")], |_| {}) else {
+        return;
+    };
+    let f = ModelFolder::open(folder("tiny-policy")).unwrap();
+    let mut b = backend::load(&f, &triton(&server.url, 10_000, true)).unwrap();
+    let stats = b.remote_stats().expect("remote stats");
+    let r = f.dir.join("reference");
+    let cases: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(r.join("cases.json")).unwrap()).unwrap();
+    let tolerance = cases["tolerance"]["logits"].as_f64().unwrap() as f32;
+    let steps = cases["decode_steps"].as_u64().unwrap() as usize;
+    let mut cache = b.new_cache().unwrap();
+    for k in 0..=steps {
+        if k == 2 {
+            server.kill();
+        }
+        let dir = r.join(format!("case_decoder/step_{k}"));
+        let embeds = read(&dir.join("in_inputs_embeds.npy"));
+        let logits = b
+            .decode(&mut cache, &embeds.to_f32(), embeds.shape[1])
+            .unwrap_or_else(|e| panic!("step {k}: {e}"));
+        let want = read(&dir.join("out_logits.npy")).to_f32();
+        let err = max_abs(&logits, &want);
+        assert!(err <= tolerance, "step {k}: max abs {err}");
+        assert_eq!(
+            sampling::argmax(&logits) as u64,
+            cases["greedy_tokens"][k].as_u64().unwrap(),
+            "token at step {k}"
+        );
+    }
+    let c = stats.counts();
+    assert_eq!(c.remote_calls, 2, "{c:?}");
+    assert_eq!(c.switches_unreachable, 1, "{c:?}");
+    assert_eq!(c.replays, 1, "{c:?}");
+    assert!(c.local_calls as usize >= steps - 1, "{c:?}");
+    // The next image goes to the local backend too, without waiting on the dead server.
+    let pixels = read(&r.join("case_vision/in_pixel_values.npy"));
+    let got = b.vision(&pixels.to_f32(), pixels.shape[0]).unwrap();
+    let want = read(&r.join("case_vision/out_image_embeds.npy")).to_f32();
+    assert!(max_abs(&got, &want) <= 1e-3);
+    assert_eq!(stats.remote_calls.load(Ordering::Relaxed), 2);
+}
+
+#[test]
+fn a_server_slower_than_the_deadline_is_not_waited_for() {
+    // The vision model waits 8 s before it answers; the deadline is 1.5 s (room for a loaded
+    // machine: the embed call below must make it).
+    let Some(server) = TritonServer::start(&[&folder("tiny-policy")], |repo| {
+        let config = repo.join("tiny-policy_vision/config.pbtxt");
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text.push_str("parameters: { key: \"delay_ms\" value: { string_value: \"8000\" } }\n");
+        std::fs::write(&config, text).unwrap();
+    }) else {
+        return;
+    };
+    let f = ModelFolder::open(folder("tiny-policy")).unwrap();
+    let mut b = backend::load(&f, &triton(&server.url, 1500, true)).unwrap();
+    let stats = b.remote_stats().unwrap();
+    let r = f.dir.join("reference");
+    let pixels = read(&r.join("case_vision/in_pixel_values.npy"));
+    let want = read(&r.join("case_vision/out_image_embeds.npy")).to_f32();
+    let got = b.vision(&pixels.to_f32(), pixels.shape[0]).unwrap();
+    assert!(max_abs(&got, &want) <= 1e-3);
+    let c = stats.counts();
+    assert_eq!(c.switches_deadline, 1, "{c:?}");
+    assert_eq!(c.local_calls, 1, "{c:?}");
+    // The other graphs still answer from the server once it has rested.
+    std::thread::sleep(Duration::from_millis(250));
+    let ids = read(&r.join("case_embed/in_input_ids.npy"));
+    let ids: Vec<u32> = ids.to_i64().iter().map(|&i| i as u32).collect();
+    let want = read(&r.join("case_embed/out_inputs_embeds.npy")).to_f32();
+    assert!(max_abs(&b.embed(&ids).unwrap(), &want) <= 1e-4);
+    let c = stats.counts();
+    assert_eq!((c.remote_calls, c.switches_back), (1, 1), "{c:?}");
+}
+
+/// `ask --triton URL` gives the tokens of the reference pipeline (and of tract), every call
+/// answered by the server.
+#[test]
+fn ask_on_the_server_gives_the_reference_tokens() {
+    let Some(server) = TritonServer::start(&[&folder("tiny-spatialbot")], |_| {}) else {
+        return;
+    };
+    let e2e_dir = folder("tiny-spatialbot").join("reference/e2e");
+    let e2e: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(e2e_dir.join("e2e.json")).unwrap()).unwrap();
+    let case = &e2e["cases"][0];
+    let out = std::process::Command::new(support::bin())
+        .args(["ask", "--json", "--threads", "1", "--triton", &server.url])
+        .args(["--triton-deadline-ms", "10000", "--model"])
+        .arg(folder("tiny-spatialbot"))
+        .arg("--rgb")
+        .arg(e2e_dir.join(case["rgb"].as_str().unwrap()))
+        .arg("--depth")
+        .arg(e2e_dir.join(case["depth"].as_str().unwrap()))
+        .arg(case["question"].as_str().unwrap())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        report["backend"].as_str().unwrap().starts_with("triton"),
+        "{}",
+        report["backend"]
+    );
+    let got: Vec<serde_json::Value> = report["rounds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["generation"]["token_ids"].clone())
+        .collect();
+    let want: Vec<serde_json::Value> = case["rounds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["tokens"].clone())
+        .collect();
+    assert_eq!(got, want, "reference tokens");
+    assert!(!stderr.contains("falling back"), "{stderr}");
+}
