@@ -27,7 +27,10 @@
 //!   by a later CPU entry of `order` (false: stop with an error instead); `threads` is the
 //!   intra-op thread count for CPU kernels; `tensorrt_fp16` and `engine_cache_dir` configure
 //!   the TensorRT execution provider (engines and the timing cache are kept there so a restart
-//!   never rebuilds them: see [`Board::engine_cache_dir`]).
+//!   never rebuilds them: see [`Board::engine_cache_dir`]); `triton` in `order` runs the graphs
+//!   on the inference server of `[backend.triton]` ([`TritonServer`]: url, per-call deadline,
+//!   rest after a failure, CA certificate), the entries after it standing in per call
+//!   ([`Board::triton_config`]).
 //! - `board.camera` — [`Camera`]: `spec` is a camera SPEC as on the command line, or `auto`
 //!   (a RealSense camera if one is attached, else the shipped sample recording); `serial` is
 //!   `any` or the RealSense serial number to insist on; `depth` and `color` are the requested

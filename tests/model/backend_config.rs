@@ -138,7 +138,7 @@ fn board_profiles_map_to_backend_configs() {
 fn probe_reports_every_backend() {
     let probes = backend::probe(Some(Path::new("/nonexistent/libonnxruntime.so.1.32.0")));
     let names: Vec<&str> = probes.iter().map(|p| p.backend).collect();
-    assert_eq!(names, ["tract", "ort", "tract-cuda"]);
+    assert_eq!(names, ["tract", "ort", "tract-cuda", "triton"]);
     assert!(probes[0].usable && probes[0].compiled);
     let ort = &probes[1];
     assert_eq!(ort.compiled, cfg!(feature = "ort"));
@@ -155,6 +155,7 @@ fn probe_reports_every_backend() {
         assert!(ort.fix.contains("--features ort"), "{}", ort.fix);
     }
     assert!(!probes[2].usable && !probes[2].fix.is_empty());
+    assert_eq!(probes[3].compiled, cfg!(feature = "triton"));
 }
 
 #[test]
@@ -166,7 +167,7 @@ fn devices_and_doctor_list_the_backends() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
     let backends = v["backends"].as_array().unwrap();
-    assert_eq!(backends.len(), 3);
+    assert_eq!(backends.len(), 4);
     assert_eq!(backends[0]["backend"], "tract");
     assert_eq!(backends[0]["usable"], true);
     assert_eq!(backends[1]["compiled"], cfg!(feature = "ort"));
@@ -189,6 +190,7 @@ fn devices_and_doctor_list_the_backends() {
         assert_eq!(ort["status"], "skip", "{ort}");
     }
     find("backend tract-cuda");
+    assert_eq!(find("backend triton")["status"], "pass");
 
     // A Jetson profile asks for onnxruntime: without it built in (or loadable) that is a failure
     // with a fix, never a silent CPU run.

@@ -84,15 +84,19 @@ fn free_port() -> u16 {
 
 /// Writes the python-platform repository for `model_dir` into `out`.
 pub fn write_repo(model_dir: &Path, out: &Path, extra: &[&str]) {
-    let status = Command::new(super::bin())
+    let out = Command::new(super::bin())
         .args(["triton-repo", "--platform", "python", "--model"])
         .arg(model_dir)
         .arg("--out")
         .arg(out)
         .args(extra)
-        .status()
+        .output()
         .expect("run triton-repo");
-    assert!(status.success(), "triton-repo failed");
+    assert!(
+        out.status.success(),
+        "triton-repo failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl TritonServer {
