@@ -157,7 +157,8 @@ fn a_server_slower_than_the_deadline_is_not_waited_for() {
 }
 
 /// `ask --triton URL` gives the tokens of the reference pipeline (and of tract), every call
-/// answered by the server.
+/// answered by the server; with `--triton-top-k 1` (the server sends only each step's largest
+/// logit) too.
 #[test]
 fn ask_on_the_server_gives_the_reference_tokens() {
     let Some(server) = TritonServer::start(&[&folder("tiny-spatialbot")], |_| {}) else {
@@ -167,39 +168,42 @@ fn ask_on_the_server_gives_the_reference_tokens() {
     let e2e: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(e2e_dir.join("e2e.json")).unwrap()).unwrap();
     let case = &e2e["cases"][0];
-    let out = std::process::Command::new(support::bin())
-        .args(["ask", "--json", "--threads", "1", "--triton", &server.url])
-        .args(["--triton-deadline-ms", "10000", "--model"])
-        .arg(folder("tiny-spatialbot"))
-        .arg("--rgb")
-        .arg(e2e_dir.join(case["rgb"].as_str().unwrap()))
-        .arg("--depth")
-        .arg(e2e_dir.join(case["depth"].as_str().unwrap()))
-        .arg(case["question"].as_str().unwrap())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(
-        report["backend"].as_str().unwrap().starts_with("triton"),
-        "{}",
-        report["backend"]
-    );
-    let got: Vec<serde_json::Value> = report["rounds"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["generation"]["token_ids"].clone())
-        .collect();
-    let want: Vec<serde_json::Value> = case["rounds"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["tokens"].clone())
-        .collect();
-    assert_eq!(got, want, "reference tokens");
-    assert!(!stderr.contains("falling back"), "{stderr}");
+    for extra in [&[][..], &["--triton-top-k", "1"][..]] {
+        let out = std::process::Command::new(support::bin())
+            .args(["ask", "--json", "--threads", "1", "--triton", &server.url])
+            .args(["--triton-deadline-ms", "10000", "--model"])
+            .arg(folder("tiny-spatialbot"))
+            .arg("--rgb")
+            .arg(e2e_dir.join(case["rgb"].as_str().unwrap()))
+            .arg("--depth")
+            .arg(e2e_dir.join(case["depth"].as_str().unwrap()))
+            .args(extra)
+            .arg(case["question"].as_str().unwrap())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{extra:?}: {stderr}");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(
+            report["backend"].as_str().unwrap().starts_with("triton"),
+            "{}",
+            report["backend"]
+        );
+        let got: Vec<serde_json::Value> = report["rounds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["generation"]["token_ids"].clone())
+            .collect();
+        let want: Vec<serde_json::Value> = case["rounds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["tokens"].clone())
+            .collect();
+        assert_eq!(got, want, "{extra:?}: reference tokens");
+        assert!(!stderr.contains("falling back"), "{extra:?}: {stderr}");
+    }
 }
 
 /// The dev profile with the server first in its order, its model paths made absolute.
