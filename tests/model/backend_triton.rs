@@ -149,11 +149,18 @@ fn a_server_slower_than_the_deadline_is_not_waited_for() {
     let c = stats.counts();
     assert_eq!(c.switches_deadline, 1, "{c:?}");
     assert_eq!((c.remote_calls, c.local_calls), (1, 1), "{c:?}");
-    // The other graphs still answer from the server once it has rested.
-    std::thread::sleep(Duration::from_millis(250));
-    assert!(max_abs(&b.embed(&ids).unwrap(), &want_embeds) <= 1e-4);
+    // The other graphs answer from the server again once it has rested (a few tries: on a
+    // loaded machine one may miss the deadline too, and run locally).
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(max_abs(&b.embed(&ids).unwrap(), &want_embeds) <= 1e-4);
+        if stats.counts().switches_back > 0 {
+            break;
+        }
+    }
     let c = stats.counts();
-    assert_eq!((c.remote_calls, c.switches_back), (2, 1), "{c:?}");
+    assert_eq!(c.switches_back, 1, "{c:?}");
+    assert!(c.remote_calls >= 2, "{c:?}");
 }
 
 /// `ask --triton URL` gives the tokens of the reference pipeline (and of tract), every call
