@@ -51,6 +51,10 @@ pub struct Args {
     /// Longest wait for one answer of the --triton server, ms.
     #[arg(long, default_value_t = 500, requires = "triton")]
     pub triton_deadline_ms: u64,
+    /// The --triton server sends only the K largest logits per token (exact for greedy
+    /// decoding), 1..=65536.
+    #[arg(long, value_name = "K", requires = "triton", value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub triton_top_k: Option<u32>,
     /// onnxruntime library (libonnxruntime.so) for the ort backend; default: the profile's
     /// backend.onnxruntime_library, else ORT_DYLIB_PATH, else the dynamic loader's path.
     #[arg(long)]
@@ -190,6 +194,7 @@ fn backend_config(args: &Args) -> anyhow::Result<BackendConfig> {
     if let Some(url) = &args.triton {
         let mut server = spatialbot_edge::model::backend::TritonConfig::new(url.clone());
         server.deadline = std::time::Duration::from_millis(args.triton_deadline_ms.max(1));
+        server.logits_top_k = args.triton_top_k;
         let local = (config.kind != BackendKind::Triton).then(|| Box::new(config.clone()));
         config = BackendConfig {
             kind: BackendKind::Triton,

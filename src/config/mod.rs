@@ -197,6 +197,10 @@ pub struct TritonServer {
     /// model folder's manifest name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_prefix: Option<String>,
+    /// The server sends only the k largest logits per token (exact for greedy decoding);
+    /// unset: all of them (vocabulary × 4 bytes per token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logits_top_k: Option<u32>,
 }
 
 fn default_triton_deadline_ms() -> u32 {

@@ -100,6 +100,7 @@ impl Board {
             retry_after: ms(t.retry_after_ms),
             ca_certificate: t.ca_certificate.as_deref().map(|p| self.path(p)),
             model_prefix: t.model_prefix.clone(),
+            logits_top_k: t.logits_top_k,
         })
     }
 

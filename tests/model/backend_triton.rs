@@ -149,15 +149,23 @@ fn a_server_slower_than_the_deadline_is_not_waited_for() {
     let c = stats.counts();
     assert_eq!(c.switches_deadline, 1, "{c:?}");
     assert_eq!((c.remote_calls, c.local_calls), (1, 1), "{c:?}");
-    // The other graphs still answer from the server once it has rested.
-    std::thread::sleep(Duration::from_millis(250));
-    assert!(max_abs(&b.embed(&ids).unwrap(), &want_embeds) <= 1e-4);
+    // The other graphs answer from the server again once it has rested (a few tries: on a
+    // loaded machine one may miss the deadline too, and run locally).
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(max_abs(&b.embed(&ids).unwrap(), &want_embeds) <= 1e-4);
+        if stats.counts().switches_back > 0 {
+            break;
+        }
+    }
     let c = stats.counts();
-    assert_eq!((c.remote_calls, c.switches_back), (2, 1), "{c:?}");
+    assert_eq!(c.switches_back, 1, "{c:?}");
+    assert!(c.remote_calls >= 2, "{c:?}");
 }
 
 /// `ask --triton URL` gives the tokens of the reference pipeline (and of tract), every call
-/// answered by the server.
+/// answered by the server; with `--triton-top-k 1` (the server sends only each step's largest
+/// logit) too.
 #[test]
 fn ask_on_the_server_gives_the_reference_tokens() {
     let Some(server) = TritonServer::start(&[&folder("tiny-spatialbot")], |_| {}) else {
@@ -167,39 +175,42 @@ fn ask_on_the_server_gives_the_reference_tokens() {
     let e2e: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(e2e_dir.join("e2e.json")).unwrap()).unwrap();
     let case = &e2e["cases"][0];
-    let out = std::process::Command::new(support::bin())
-        .args(["ask", "--json", "--threads", "1", "--triton", &server.url])
-        .args(["--triton-deadline-ms", "10000", "--model"])
-        .arg(folder("tiny-spatialbot"))
-        .arg("--rgb")
-        .arg(e2e_dir.join(case["rgb"].as_str().unwrap()))
-        .arg("--depth")
-        .arg(e2e_dir.join(case["depth"].as_str().unwrap()))
-        .arg(case["question"].as_str().unwrap())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(
-        report["backend"].as_str().unwrap().starts_with("triton"),
-        "{}",
-        report["backend"]
-    );
-    let got: Vec<serde_json::Value> = report["rounds"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["generation"]["token_ids"].clone())
-        .collect();
-    let want: Vec<serde_json::Value> = case["rounds"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["tokens"].clone())
-        .collect();
-    assert_eq!(got, want, "reference tokens");
-    assert!(!stderr.contains("falling back"), "{stderr}");
+    for extra in [&[][..], &["--triton-top-k", "1"][..]] {
+        let out = std::process::Command::new(support::bin())
+            .args(["ask", "--json", "--threads", "1", "--triton", &server.url])
+            .args(["--triton-deadline-ms", "10000", "--model"])
+            .arg(folder("tiny-spatialbot"))
+            .arg("--rgb")
+            .arg(e2e_dir.join(case["rgb"].as_str().unwrap()))
+            .arg("--depth")
+            .arg(e2e_dir.join(case["depth"].as_str().unwrap()))
+            .args(extra)
+            .arg(case["question"].as_str().unwrap())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{extra:?}: {stderr}");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(
+            report["backend"].as_str().unwrap().starts_with("triton"),
+            "{}",
+            report["backend"]
+        );
+        let got: Vec<serde_json::Value> = report["rounds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["generation"]["token_ids"].clone())
+            .collect();
+        let want: Vec<serde_json::Value> = case["rounds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["tokens"].clone())
+            .collect();
+        assert_eq!(got, want, "{extra:?}: reference tokens");
+        assert!(!stderr.contains("falling back"), "{extra:?}: {stderr}");
+    }
 }
 
 /// The dev profile with the server first in its order, its model paths made absolute.

@@ -233,6 +233,59 @@ impl Client {
         sequence: Option<Sequence>,
         deadline: Duration,
     ) -> Result<(Vec<i64>, Vec<f32>, Traffic), CallError> {
+        let (shape, datatype, raw, traffic) =
+            self.infer(model, inputs, output, None, sequence, deadline)?;
+        let bad = |why: String| CallError::Server(format!("model {model}: {why}"));
+        if datatype != "FP32" {
+            return Err(bad(format!("output {output:?} is {datatype}, not FP32")));
+        }
+        let count: i64 = shape.iter().product();
+        if shape.iter().any(|&d| d < 0) || raw.len() as i64 != count * 4 {
+            return Err(bad(format!(
+                "output {output:?} has shape {shape:?} but {} bytes",
+                raw.len()
+            )));
+        }
+        let values = raw
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        Ok((shape, values, traffic))
+    }
+
+    /// Like [`Client::infer_f32`], but the server sends only the `k` largest values of
+    /// `output` with their indices (KServe's classification extension), largest first.
+    pub fn infer_top_k(
+        &self,
+        model: &str,
+        inputs: Vec<Input>,
+        output: &str,
+        k: u32,
+        sequence: Option<Sequence>,
+        deadline: Duration,
+    ) -> Result<(Vec<(f32, usize)>, Traffic), CallError> {
+        let (_, datatype, raw, traffic) =
+            self.infer(model, inputs, output, Some(k), sequence, deadline)?;
+        let bad = |why: String| CallError::Server(format!("model {model}: {why}"));
+        if datatype != "BYTES" {
+            return Err(bad(format!(
+                "the top {k} of {output:?} came as {datatype}, not BYTES"
+            )));
+        }
+        let top = parse_classes(&raw).map_err(bad)?;
+        Ok((top, traffic))
+    }
+
+    /// One `ModelInfer`: the requested output's shape, datatype and raw bytes.
+    fn infer(
+        &self,
+        model: &str,
+        inputs: Vec<Input>,
+        output: &str,
+        classification: Option<u32>,
+        sequence: Option<Sequence>,
+        deadline: Duration,
+    ) -> Result<(Vec<i64>, String, Vec<u8>, Traffic), CallError> {
         let mut parameters = HashMap::new();
         if let Some(s) = sequence {
             // Triton takes the id as int64_param (or a string), not uint64_param.
@@ -249,11 +302,19 @@ impl Client {
                 InferParameter::new(ParameterChoice::BoolParam(false)),
             );
         }
+        let mut output_parameters = HashMap::new();
+        if let Some(k) = classification {
+            output_parameters.insert(
+                "classification".to_string(),
+                InferParameter::new(ParameterChoice::Int64Param(i64::from(k))),
+            );
+        }
         let mut request = proto::ModelInferRequest {
             model_name: model.to_string(),
             parameters,
             outputs: vec![proto::InferRequestedOutputTensor {
                 name: output.to_string(),
+                parameters: output_parameters,
             }],
             ..Default::default()
         };
@@ -265,7 +326,7 @@ impl Client {
             });
             request.raw_input_contents.push(input.data);
         }
-        let (reply, traffic): (proto::ModelInferResponse, _) =
+        let (mut reply, traffic): (proto::ModelInferResponse, _) =
             self.call(proto::MODEL_INFER, request, deadline)?;
         let bad = |why: String| CallError::Server(format!("model {model}: {why}"));
         let at = reply
@@ -273,31 +334,40 @@ impl Client {
             .iter()
             .position(|o| o.name == output)
             .ok_or_else(|| bad(format!("no output {output:?} in the reply")))?;
-        let tensor = &reply.outputs[at];
-        if tensor.datatype != "FP32" {
-            return Err(bad(format!(
-                "output {output:?} is {}, not FP32",
-                tensor.datatype
-            )));
+        if at >= reply.raw_output_contents.len() {
+            return Err(bad(format!("output {output:?} has no raw contents")));
         }
-        let raw = reply
-            .raw_output_contents
-            .get(at)
-            .ok_or_else(|| bad(format!("output {output:?} has no raw contents")))?;
-        let count: i64 = tensor.shape.iter().product();
-        if tensor.shape.iter().any(|&d| d < 0) || raw.len() as i64 != count * 4 {
-            return Err(bad(format!(
-                "output {output:?} has shape {:?} but {} bytes",
-                tensor.shape,
-                raw.len()
-            )));
-        }
-        let values = raw
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        Ok((tensor.shape.clone(), values, traffic))
+        let raw = reply.raw_output_contents.swap_remove(at);
+        let tensor = reply.outputs.swap_remove(at);
+        Ok((tensor.shape, tensor.datatype, raw, traffic))
     }
+}
+
+/// A BYTES tensor of `score:index[:label]` strings (each a little-endian u32 length, then the
+/// bytes), as the classification extension sends it.
+pub fn parse_classes(raw: &[u8]) -> Result<Vec<(f32, usize)>, String> {
+    let mut out = Vec::new();
+    let mut rest = raw;
+    while !rest.is_empty() {
+        let (len, tail) = rest
+            .split_first_chunk::<4>()
+            .ok_or("a truncated BYTES element")?;
+        let len = u32::from_le_bytes(*len) as usize;
+        if tail.len() < len {
+            return Err("a truncated BYTES element".into());
+        }
+        let (text, tail) = tail.split_at(len);
+        let text = std::str::from_utf8(text).map_err(|_| "a class that is not UTF-8")?;
+        let mut parts = text.split(':');
+        let score = parts.next().and_then(|v| v.parse::<f32>().ok());
+        let index = parts.next().and_then(|v| v.parse::<usize>().ok());
+        match (score, index) {
+            (Some(s), Some(i)) => out.push((s, i)),
+            _ => return Err(format!("a class {text:?} that is not score:index")),
+        }
+        rest = tail;
+    }
+    Ok(out)
 }
 
 fn status_error(status: tonic::Status, deadline: Duration) -> CallError {
@@ -328,6 +398,21 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn classes() {
+        let mut raw = Vec::new();
+        for t in ["4.021417:61", "3.88:0:label"] {
+            raw.extend((t.len() as u32).to_le_bytes());
+            raw.extend(t.as_bytes());
+        }
+        assert_eq!(
+            parse_classes(&raw).unwrap(),
+            vec![(4.021417, 61), (3.88, 0)]
+        );
+        assert!(parse_classes(&raw[..raw.len() - 1]).is_err());
+        assert!(parse_classes(&[3, 0, 0, 0, b'x', b'y', b'z']).is_err());
+    }
 
     #[test]
     fn urls() {

@@ -44,6 +44,10 @@ pub struct TritonConfig {
     /// Model names on the server are `{prefix}_vision`, `{prefix}_embed`, `{prefix}_decoder`;
     /// `None` = the manifest's `name`.
     pub model_prefix: Option<String>,
+    /// The decoder sends only the `k` largest logits of each step (with 6 decimals), the rest
+    /// standing at −∞: exact for greedy decoding, sampling sees the top k only. `None` = all
+    /// (vocabulary × 4 bytes per token).
+    pub logits_top_k: Option<u32>,
 }
 
 impl TritonConfig {
@@ -55,6 +59,7 @@ impl TritonConfig {
             retry_after: Duration::from_millis(1000),
             ca_certificate: None,
             model_prefix: None,
+            logits_top_k: None,
         }
     }
 }

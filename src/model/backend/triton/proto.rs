@@ -118,6 +118,9 @@ pub struct InferInputTensor {
 pub struct InferRequestedOutputTensor {
     #[prost(string, tag = "1")]
     pub name: String,
+    /// `classification` (int64 k): the server returns the top k as `score:index` strings.
+    #[prost(map = "string, message", tag = "2")]
+    pub parameters: HashMap<String, InferParameter>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -382,6 +382,28 @@ impl TritonBackend {
             id: self.sequence_id,
             start: past == 0,
         };
+        let vocab = self.manifest.llm.vocab_size;
+        if let Some(k) = self.config.logits_top_k {
+            let (top, traffic) = self.client.infer_top_k(
+                &self.names[2],
+                inputs,
+                "logits",
+                k,
+                Some(sequence),
+                self.config.deadline,
+            )?;
+            let mut logits = vec![f32::NEG_INFINITY; vocab];
+            for (score, index) in top {
+                let slot = logits.get_mut(index).ok_or_else(|| {
+                    CallError::Server(format!(
+                        "{}: logit index {index} beyond the vocabulary ({vocab})",
+                        self.names[2]
+                    ))
+                })?;
+                *slot = score;
+            }
+            return Ok((logits, traffic));
+        }
         let (shape, values, traffic) = self.client.infer_f32(
             &self.names[2],
             inputs,
@@ -389,7 +411,6 @@ impl TritonBackend {
             Some(sequence),
             self.config.deadline,
         )?;
-        let vocab = self.manifest.llm.vocab_size;
         if values.len() != vocab {
             return Err(CallError::Server(format!(
                 "{}: logits {shape:?}, expected {vocab} values",
