@@ -59,7 +59,16 @@ pub fn choose(logits: &[f32], sampling: &Sampling, rng: &mut Rng) -> usize {
             if temperature.is_nan() || temperature <= 0.0 || logits.is_empty() {
                 return argmax(logits);
             }
-            let max = logits[argmax(logits)] as f64;
+            // Only finite logits take part: an infinite or NaN logit (a broken graph) never
+            // reaches the softmax, and with no finite logit at all the choice is argmax's.
+            let Some(max) = logits
+                .iter()
+                .filter(|v| v.is_finite())
+                .map(|&v| v as f64)
+                .reduce(f64::max)
+            else {
+                return argmax(logits);
+            };
             let mut probs: Vec<(usize, f64)> = logits
                 .iter()
                 .enumerate()
@@ -93,6 +102,27 @@ pub fn choose(logits: &[f32], sampling: &Sampling, rng: &mut Rng) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sampling_without_a_finite_logit_falls_back_to_argmax() {
+        let sampling = Sampling::TopP {
+            temperature: 0.7,
+            top_p: 0.9,
+            seed: 1,
+        };
+        let mut rng = Rng::new(1);
+        assert_eq!(
+            choose(&[f32::NAN, f32::NAN], &sampling, &mut rng),
+            argmax(&[f32::NAN, f32::NAN])
+        );
+        assert_eq!(
+            choose(&[f32::NEG_INFINITY; 3], &sampling, &mut rng),
+            argmax(&[f32::NEG_INFINITY; 3])
+        );
+        // An infinite logit does not poison the others.
+        let t = choose(&[f32::INFINITY, 1.0, 5.0], &sampling, &mut rng);
+        assert!(t == 1 || t == 2);
+    }
 
     #[test]
     fn greedy_takes_first_maximum_and_ignores_nan() {
