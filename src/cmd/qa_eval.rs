@@ -159,6 +159,10 @@ fn tally(
     out
 }
 
+/// One question's images encoded, with the depth its Depth API calls read; `Err` is a skip
+/// reason.
+type Encoded = Result<(Vec<ImageEmbedding>, DepthMm), String>;
+
 /// The images of one question, encoded; `Err` is a skip reason.
 fn encode(
     engine: &mut spatialbot_edge::model::Engine,
@@ -166,7 +170,7 @@ fn encode(
     set: &QuestionSet,
     q: &Question,
     no_depth: bool,
-) -> anyhow::Result<Result<(Vec<ImageEmbedding>, DepthMm), String>> {
+) -> anyhow::Result<Encoded> {
     let image = set.image_path(q);
     let rgb = match imageio::read_rgb_image(&image) {
         Ok(rgb) => rgb,
@@ -278,7 +282,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         .filter(|(_, q)| {
             args.categories
                 .as_ref()
-                .is_none_or(|c| c.iter().any(|c| *c == q.category))
+                .is_none_or(|c| c.contains(&q.category))
         })
         .collect();
     if let Some(n) = args.limit {
@@ -286,7 +290,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     }
     let progress = Progress::new(questions.len() as u64, "questions");
     let mut results: Vec<QuestionResult> = Vec::with_capacity(questions.len());
-    let mut cached: Option<(String, Result<(Vec<ImageEmbedding>, DepthMm), String>)> = None;
+    let mut cached: Option<(String, Encoded)> = None;
     let mut vision_ms: Vec<f64> = Vec::new();
     for &(_, q) in &questions {
         let key = format!("{}|{}", q.image, q.depth);

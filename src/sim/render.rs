@@ -585,6 +585,26 @@ mod tests {
     use crate::camera::synthetic::calibration;
     use crate::sim::TaskKind;
 
+    #[test]
+    fn labels_mark_exactly_the_pixels_the_objects_and_gripper_colour() {
+        let calib = calibration(128, 96);
+        let r = SimRenderer::new(&calib);
+        let world = World::new(TaskKind::Reach, 3);
+        let labels = r.color_labels(&world);
+        let rgb = r.color(&world);
+        for (at, &label) in labels.iter().enumerate() {
+            let moving = label != LABEL_BACKGROUND;
+            let differs = rgb.data[at * 3..at * 3 + 3] != r.bg_color[at * 3..at * 3 + 3];
+            // A moving primitive's pixel may shade like the background by chance, never the
+            // other way round.
+            assert!(moving || !differs, "pixel {at}");
+        }
+        for i in 0..world.objects.len() {
+            assert!(labels.iter().any(|&l| l == i as u8), "object {i} unseen");
+        }
+        assert!(labels.contains(&LABEL_GRIPPER));
+    }
+
     /// Every pixel cast: what the renderer's shortcuts must equal.
     fn full(calib: &Calibration, world: &World) -> (RgbImage, DepthMm) {
         let prims = primitives(world);

@@ -17,4 +17,5 @@ mod model_errors;
 mod model_reference;
 mod model_tokenizer;
 mod policy_reference;
+mod sim_spatialbot;
 mod tract_fullsize_reference;

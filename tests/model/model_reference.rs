@@ -124,6 +124,13 @@ fn tiny_spatialbot_reference_cases() {
 }
 
 #[test]
+fn sim_spatialbot_reference_cases() {
+    for config in configs() {
+        check_fixture("sim-spatialbot", &config);
+    }
+}
+
+#[test]
 fn tiny_policy_reference_cases() {
     for config in configs() {
         check_fixture("tiny-policy", &config);

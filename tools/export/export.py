@@ -451,7 +451,7 @@ def verify(model: bunny.Bunny, out: Path, kind: str, tok, tol: float | None = No
 
 
 def export(checkpoint: Path, out: Path, kind: str | None, name: str | None, dtype: str,
-           do_verify: bool, skip_verify_write: bool = False) -> int:
+           do_verify: bool, tolerance: float | None = None) -> int:
     import torch
 
     torch.manual_seed(0)
@@ -484,7 +484,7 @@ def export(checkpoint: Path, out: Path, kind: str | None, name: str | None, dtyp
     if do_verify:
         # fp16: the PyTorch side runs the fp16-rounded weights in fp32, so only the graph's fp16
         # arithmetic differs; its tolerance is wider.
-        tol = FP16_TOL if dtype == "fp16" else None
+        tol = tolerance or (FP16_TOL if dtype == "fp16" else None)
         errors = verify(model, out, kind, bunny.load_tokenizer(out), tol)
         if errors:
             for e in errors:
@@ -504,13 +504,16 @@ def main() -> int:
                     help="default: spatialbot for Phi, policy for Qwen2")
     ap.add_argument("--name", default=None, help="manifest name (default: the folder name)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 keeps outputs reproducible)")
+    ap.add_argument("--tolerance", type=float, default=None,
+                    help="absolute tolerance of --verify (default 1e-4 fp32, 2e-2 fp16); trained models "
+                         "whose activations are large need a wider one")
     args = ap.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        return export(args.checkpoint, args.out, args.kind, args.name, args.dtype, args.verify)
+        return export(args.checkpoint, args.out, args.kind, args.name, args.dtype, args.verify, tolerance=args.tolerance)
     except bunny.CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
