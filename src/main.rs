@@ -53,6 +53,8 @@ enum Command {
     ArmSim(cmd::arm_sim::Args),
     /// Closed-loop success rate of a policy in the simulated tabletop world.
     Eval(cmd::eval::Args),
+    /// Demonstrations of the scripted expert in the simulated world, for training.
+    Demos(cmd::demos::Args),
 }
 
 /// Whether log lines may carry ANSI colour codes: only when stderr is a terminal, and never
@@ -160,6 +162,7 @@ fn main() -> ExitCode {
         Command::Replay(a) => cmd::replay::run(a, json),
         Command::ArmSim(a) => cmd::arm_sim::run(a, json),
         Command::Eval(a) => cmd::eval::run(a, json),
+        Command::Demos(a) => cmd::demos::run(a, json),
     };
     match result {
         Ok(code) => ExitCode::from(code),

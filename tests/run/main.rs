@@ -17,3 +17,4 @@ mod run_loop_faults;
 mod run_register_in_loop;
 mod run_sample;
 mod sim;
+mod sim_policy_reference;
