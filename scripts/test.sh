@@ -55,7 +55,7 @@ ldconfig -p | grep -q 'libusb-1.0.so.0' || apt_install libusb-1.0-0
 export SBE_PYTHON="$PWD/.venv/bin/python"
 "$SBE_PYTHON" -c 'import pyrealsense2' || { echo "scripts/test.sh: pyrealsense2 does not import" >&2; exit 1; }
 # Committed model fixtures: manifest hashes and reference cases on onnxruntime (no PyTorch needed).
-"$SBE_PYTHON" tools/export/check_fixtures.py models/tiny-spatialbot models/tiny-policy models/sim-spatialbot
+"$SBE_PYTHON" tools/export/check_fixtures.py models/tiny-spatialbot models/tiny-policy models/sim-spatialbot models/sim-policy
 cargo test --workspace --locked
 # aarch64 (Jetson): the wire crate's tests and the main library's unit tests (the pure parts,
 # without the tract backend) cross-built and run under qemu-user. Prints SKIPPED and goes on

@@ -61,6 +61,8 @@ enum Command {
     Spatialqa(cmd::spatialqa::Args),
     /// A SpatialBot model on a question set (ours or SpatialBench's), scored per category.
     QaEval(cmd::qa_eval::Args),
+    /// Demonstrations of the scripted expert in the simulated world, for training.
+    Demos(cmd::demos::Args),
 }
 
 /// Whether log lines may carry ANSI colour codes: only when stderr is a terminal, and never
@@ -172,6 +174,7 @@ fn main() -> ExitCode {
         Command::GuardEval(a) => cmd::guard_eval::run(a, json),
         Command::Spatialqa(a) => cmd::spatialqa::run(a, json),
         Command::QaEval(a) => cmd::qa_eval::run(a, json),
+        Command::Demos(a) => cmd::demos::run(a, json),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,4 +1,4 @@
-//! The `sim:TASK[,seed=N][,size=WxH[@FPS]][,fast][,noise]` camera: it renders a simulated world
+//! The `sim:TASK[,seed=N][,size=WxH[@FPS]][,fast][,noise]` camera (default 640×480 @ 9 fps): it renders a simulated world
 //! (`crate::sim`) with the synthetic camera's calibration.
 //!
 //! Parsing the SPEC creates the world in its start state ([`SharedWorld`], an
@@ -40,8 +40,12 @@ pub struct SimOptions {
     pub world: SharedWorld,
 }
 
-/// The default frame size and rate: a RealSense's 640×480 at 15 fps.
-pub const DEFAULT_SIZE: (usize, usize, u32) = (640, 480, 15);
+/// The default frame size and rate: a RealSense's 640×480, at 9 fps. The world steps 0.1 s per
+/// action (10 Hz control) and the dev board's governor sends at most 10 actions a second; a
+/// frame every 111 ms keeps the loop's step just above the governor's 100 ms interval, so the
+/// loop's jitter does not hold steps (at 10 fps about half would be held for arriving a few ms
+/// early, at 15 fps a third at least).
+pub const DEFAULT_SIZE: (usize, usize, u32) = (640, 480, 9);
 
 impl SimOptions {
     pub fn new(task: TaskKind, seed: u64) -> Self {
@@ -242,7 +246,7 @@ mod tests {
         let o = SimOptions::parse(&["fast"], Some("reach")).unwrap();
         assert_eq!(
             (o.seed, o.width, o.fps, o.pacing),
-            (0, 640, 15, Pacing::AsFastAsPossible)
+            (0, 640, 9, Pacing::AsFastAsPossible)
         );
         for bad in [
             None,

@@ -31,8 +31,28 @@ use super::bad_input;
 
 /// The policy folder used when neither `--model` nor the profile's `models.policy` exists here.
 pub const SHIPPED_POLICY: &str = "models/tiny-policy";
-/// The recording `auto` falls back to where no camera is attached.
+/// The recording `auto` falls back to where no camera is attached (`ask`, `bench`).
 pub const SAMPLE_RECORDING: &str = "tests/data/sample";
+/// The policy trained in the simulated world: `run`'s default where it runs that world.
+pub const SHIPPED_SIM_POLICY: &str = "models/sim-policy";
+/// `run`'s camera where the profile says `auto` and no camera is attached: the simulated world's
+/// reach task, on a seed no demonstration was recorded on (docs/simulation.md).
+pub const SIM_DEFAULT_CAMERA: &str = "sim:reach,seed=1000";
+
+/// `run`'s camera SPEC when the command line names none: the simulated world
+/// ([`SIM_DEFAULT_CAMERA`]) where the profile's camera is `auto` and no RealSense camera is
+/// on USB; `None` leaves the choice to [`camera_spec`].
+pub fn run_default_camera(board: &Board, arg: Option<&str>) -> Option<String> {
+    use spatialbot_edge::camera::enumerate;
+    let auto = arg.is_none() && board.camera.spec == "auto";
+    (auto && enumerate::first_realsense().is_none() && enumerate::realsense_on_usb().is_empty())
+        .then(|| SIM_DEFAULT_CAMERA.to_string())
+}
+
+/// The shipped sim policy, where it is found.
+pub fn shipped_sim_policy() -> Option<PathBuf> {
+    find_shipped(SHIPPED_SIM_POLICY).filter(|d| d.join("manifest.toml").is_file())
+}
 
 /// The loop `run` and `bench` drive: the real camera source, vision, model and link parts.
 pub type PolicyLoopParts = LoopParts<CameraFrames, EngineVision, EngineModel, LinkSink>;
@@ -380,9 +400,71 @@ pub enum Assembled {
     Interrupted(&'static str),
 }
 
+/// A policy model folder loaded on the board's backends, ready to drive any number of loops
+/// (`eval` runs every episode on one: loading it again per episode would cost each a start-up).
+pub struct LoadedPolicy {
+    pub spec: PolicySpec,
+    engine: Arc<Mutex<Engine>>,
+    tower: spatialbot_edge::preprocess::Tower,
+    image_size: usize,
+    pad_to_square: bool,
+    /// The engine's description of itself (backend and providers per graph).
+    pub backend: String,
+    pub model_name: String,
+    /// Loading the policy model folder and its engine, ms.
+    pub model_load_ms: f64,
+    /// The remote (Triton) backend's switch counters, when the engine has one.
+    pub remote: Option<Arc<spatialbot_edge::model::backend::RemoteStats>>,
+}
+
+/// Loads the policy model folder (its manifest's policy section, files, engine).
+pub fn load_policy(
+    board: &Board,
+    model_dir: &Path,
+    startup: &mut Startup,
+) -> anyhow::Result<LoadedPolicy> {
+    let spec = load_policy_spec(model_dir)?;
+    let load_started = Instant::now();
+    let folder = open_folder(model_dir, board, startup).map_err(bad_input)?;
+    let v = &folder.manifest.vision;
+    let (tower, image_size, pad_to_square) = (v.tower, v.image_size, v.pad_to_square);
+    // Checked here, once: every loop builds its own from these.
+    FrameTensors::new(tower, image_size, pad_to_square).map_err(|e| anyhow::anyhow!(e))?;
+    startup.phase("policy preprocessing");
+    let engine = load_engine(&folder, board, "policy model")?;
+    let model_load_ms = load_started.elapsed().as_secs_f64() * 1e3;
+    startup.phase("policy model");
+    startup.model_load_steps("policy", engine.load_steps());
+    Ok(LoadedPolicy {
+        spec,
+        backend: engine.describe(),
+        remote: engine.remote_stats(),
+        model_name: folder.manifest.name.clone(),
+        engine: Arc::new(Mutex::new(engine)),
+        tower,
+        image_size,
+        pad_to_square,
+        model_load_ms,
+    })
+}
+
 /// Opens everything the loop needs, in the order that keeps the arm safest: the model folder
 /// and engine, the guard, the camera, and only then the link (whose Hello opens a session).
 pub fn assemble_loop(req: LoopRequest<'_>, startup: &mut Startup) -> anyhow::Result<Assembled> {
+    let policy = load_policy(req.board, req.model_dir, startup)?;
+    if req.signal.load(Ordering::SeqCst) {
+        return Ok(Assembled::Interrupted("after loading the policy model"));
+    }
+    attach(&policy, req, startup)
+}
+
+/// The loop around a loaded policy: the guard, the camera, and only then the link. `req`'s
+/// model folder is the one `policy` was loaded from.
+pub fn attach(
+    policy: &LoadedPolicy,
+    req: LoopRequest<'_>,
+    startup: &mut Startup,
+) -> anyhow::Result<Assembled> {
     let interrupted = || req.signal.load(Ordering::SeqCst);
     let mut link_config = req.link_config;
     link_config.shutdown = Some(req.signal.clone());
@@ -398,24 +480,10 @@ pub fn assemble_loop(req: LoopRequest<'_>, startup: &mut Startup) -> anyhow::Res
         ),
         _ => {}
     }
-    let spec = load_policy_spec(req.model_dir)?;
-    let load_started = Instant::now();
-    let folder = open_folder(req.model_dir, req.board, startup).map_err(bad_input)?;
-    let v = &folder.manifest.vision;
-    let tensors = FrameTensors::new(v.tower, v.image_size, v.pad_to_square)
+    let spec = policy.spec.clone();
+    let tensors = FrameTensors::new(policy.tower, policy.image_size, policy.pad_to_square)
         .map_err(|e| anyhow::anyhow!(e))?;
-    startup.phase("policy preprocessing");
-    let engine = load_engine(&folder, req.board, "policy model")?;
-    let model_load_ms = load_started.elapsed().as_secs_f64() * 1e3;
-    startup.phase("policy model");
-    startup.model_load_steps("policy", engine.load_steps());
-    if interrupted() {
-        return Ok(Assembled::Interrupted("after loading the policy model"));
-    }
-    let backend = engine.describe();
-    let remote = engine.remote_stats();
-    let model_name = folder.manifest.name.clone();
-    let engine = Arc::new(Mutex::new(engine));
+    let engine = policy.engine.clone();
     let guard = load_guard(req.board, startup)?;
     let depth = if spec.depth {
         DepthNeed::Registered
@@ -448,9 +516,9 @@ pub fn assemble_loop(req: LoopRequest<'_>, startup: &mut Startup) -> anyhow::Res
             sink,
             guard,
         },
-        backend,
-        model_name,
-        model_load_ms,
-        remote,
+        backend: policy.backend.clone(),
+        model_name: policy.model_name.clone(),
+        model_load_ms: policy.model_load_ms,
+        remote: policy.remote.clone(),
     })))
 }

@@ -40,9 +40,16 @@ pub struct Args {
     pub seed: u64,
     /// The policy under test: `expert` (scripted, privileged state), `none` (does nothing), or
     /// a policy model folder driven through the real control loop.
-    #[arg(long, default_value = "expert", value_name = "expert|none|MODEL_DIR")]
+    #[arg(
+        long,
+        visible_alias = "model",
+        default_value = "expert",
+        value_name = "expert|none|MODEL_DIR"
+    )]
     pub policy: String,
-    /// Write report.json and a top-down picture per episode (episodes/POLICY-SEED.png) here.
+    /// Write report.json, a top-down picture per episode (episodes/POLICY-SEED.png) and a
+    /// contact sheet of the camera's view per episode of the policy under test
+    /// (episodes/POLICY-SEED-frames.png) here.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Board profile for a model's loop (backend, governor limits, link). Default: the dev
@@ -241,10 +248,11 @@ enum Candidate {
     Model(Box<ModelRunner>),
 }
 
-/// What a model's episodes share: the board, its link config, the signal flag.
+/// What a model's episodes share: the board, the policy loaded once, the signal flag.
 struct ModelRunner {
     board: Board,
     dir: PathBuf,
+    policy: Option<assemble::LoadedPolicy>,
     camera_options: Option<String>,
     signal: std::sync::Arc<std::sync::atomic::AtomicBool>,
     constrain: Option<bool>,
@@ -277,7 +285,10 @@ impl ModelRunner {
             constrain: self.constrain,
         };
         let mut startup = Startup::new(started);
-        let assembled = match assemble::assemble_loop(request, &mut startup)? {
+        let Some(policy) = self.policy.as_ref() else {
+            return Err(anyhow::anyhow!("the policy model is not loaded"));
+        };
+        let assembled = match assemble::attach(policy, request, &mut startup)? {
             Assembled::Ready(a) => a,
             Assembled::Interrupted(_) => return Ok(None),
         };
@@ -348,6 +359,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
             Candidate::Model(Box::new(ModelRunner {
                 board: Board::default_dev().map_err(bad_input)?,
                 dir,
+                policy: None,
                 camera_options: args.camera_options.clone(),
                 signal: spatialbot_edge::link::signals::shutdown_flag()?,
                 constrain: args.constrain.map(super::OnOff::is_on),
@@ -366,8 +378,14 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         if let Some(path) = &args.board {
             runner.board = Board::load(path).map_err(bad_input)?;
         }
-        // Checked once up front, so a bad folder fails before any episode.
-        assemble::load_policy_spec(&runner.dir)?;
+        // Loaded once, before any episode: a bad folder fails here, and no episode pays for
+        // loading it.
+        let mut startup = Startup::new(Instant::now());
+        runner.policy = Some(assemble::load_policy(
+            &runner.board,
+            &runner.dir,
+            &mut startup,
+        )?);
     }
     let seeds: Vec<u64> = (0..args.episodes).map(|i| args.seed + i).collect();
     let n = args.episodes;
@@ -452,12 +470,18 @@ fn write_out(
         spatialbot_edge::imageio::write_rgb_png(&path, &render::top_down(start, end))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
-    // The expert's episodes are deterministic: replayed to show what its camera saw.
+    // The policy under test's episodes (the expert's when it is the one under test): the world
+    // replays the actions it applied to show what its camera saw.
     let renderer =
         render::SimRenderer::new(&spatialbot_edge::camera::sim::calibration(SHEET_W, SHEET_H));
-    for (label, start, end) in pictures.iter().filter(|(l, _, _)| l == "expert") {
+    let under_test = if pictures.iter().any(|(l, _, _)| l == "model") {
+        "model"
+    } else {
+        report.policy.policy.as_str()
+    };
+    for (label, _, end) in pictures.iter().filter(|(l, _, _)| l == under_test) {
         let path = pics.join(format!("{label}-{}-frames.png", end.seed));
-        let sheet = contact_sheet(&renderer, start.clone(), end.steps);
+        let sheet = contact_sheet(&renderer, end);
         spatialbot_edge::imageio::write_rgb_png(&path, &sheet)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
@@ -474,21 +498,23 @@ const SHEET_H: usize = 120;
 const SHEET_COLS: usize = 4;
 const SHEET_ROWS: usize = 2;
 
-/// The colour camera's view at 8 evenly spaced steps of an expert episode of `steps` steps,
-/// from its start to its end, left to right and top to bottom.
-fn contact_sheet(
-    renderer: &render::SimRenderer,
-    mut world: World,
-    steps: u64,
-) -> spatialbot_edge::rgbd::RgbImage {
+/// The colour camera's view at 8 evenly spaced steps of an episode that ended in `end`, from
+/// its start to its end, left to right and top to bottom (replayed from the actions it applied).
+fn contact_sheet(renderer: &render::SimRenderer, end: &World) -> spatialbot_edge::rgbd::RgbImage {
     let tiles = (SHEET_COLS * SHEET_ROWS) as u64;
+    let steps = end.applied.len() as u64;
     let (w, h) = (SHEET_W * SHEET_COLS, SHEET_H * SHEET_ROWS);
     let mut data = vec![0u8; w * h * 3];
+    let mut world = end.replay(0);
     for tile in 0..tiles {
         let at_step = steps * tile / (tiles - 1).max(1);
-        while world.steps < at_step && !world.done() {
-            let a = expert::next_action(&world);
-            world.apply(&a);
+        for a in end
+            .applied
+            .iter()
+            .take(at_step as usize)
+            .skip(world.applied.len())
+        {
+            world.apply(a);
         }
         let frame = renderer.color(&world);
         let (col, row) = (tile as usize % SHEET_COLS, tile as usize / SHEET_COLS);

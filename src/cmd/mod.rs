@@ -19,6 +19,7 @@ pub mod arm_sim;
 pub mod ask;
 pub mod assemble;
 pub mod bench;
+pub mod demos;
 pub mod devices;
 pub mod doctor;
 pub mod eval;

@@ -27,17 +27,19 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub board: Option<PathBuf>,
     /// Camera: realsense[:SERIAL], v4l2:/dev/videoN, replay:PATH, synthetic, sim:TASK. Default: a
-    /// RealSense camera if one is attached, else the shipped sample recording.
+    /// RealSense camera if one is attached, else the simulated world's reach task
+    /// (sim:reach,seed=1000; the sample recording is `replay,loop:tests/data/sample`).
     #[arg(long, value_name = "SPEC")]
     pub camera: Option<String>,
-    /// Policy model folder. Default: models/tiny-policy.
+    /// Policy model folder. Default: models/sim-policy on a sim: camera, else the profile's
+    /// models.policy (models/tiny-policy).
     #[arg(long, value_name = "DIR")]
     pub model: Option<PathBuf>,
     /// Link to the arm controller: serial:/dev/ttyACM0@921600, pty:PATH, sim. Default: sim.
     #[arg(long, value_name = "SPEC")]
     pub link: Option<String>,
     /// Stop after this many policy steps (at most 1000000000). Default: 20 when --duration is
-    /// not given either.
+    /// not given either; on a sim: camera, when the world's episode ends.
     #[arg(long, value_name = "N")]
     pub steps: Option<u64>,
     /// Stop after this many seconds (at most 31536000, 365 days).
@@ -116,16 +118,38 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     startup.phase("board profile");
     let mut cfg = loop_config(&args, &board)?;
     cfg.process_start = Some(process_start);
-    let (model_dir, note) = assemble::policy_dir(&board, args.model.as_deref())?;
+    // No camera named, none attached: the closed loop in the simulated world.
+    let camera = args
+        .camera
+        .clone()
+        .or_else(|| assemble::run_default_camera(&board, args.camera.as_deref()));
+    let (camera_arg, camera_spec) =
+        assemble::camera_spec(&board, camera.as_deref(), Replay::RealTime)?;
+    let sim_world = match &camera_spec {
+        spatialbot_edge::camera::CameraSpec::Sim(sim) => Some(sim.world.clone()),
+        _ => None,
+    };
+    let (model_dir, note) = match (&sim_world, args.model.as_deref()) {
+        // The simulated world's policy is the one trained there.
+        (Some(_), None) => match assemble::shipped_sim_policy() {
+            Some(dir) => (dir, None),
+            None => assemble::policy_dir(&board, None)?,
+        },
+        (_, model) => assemble::policy_dir(&board, model)?,
+    };
     if let Some(note) = note {
         tracing::info!("{note}");
     }
-    let (camera_arg, camera_spec) =
-        assemble::camera_spec(&board, args.camera.as_deref(), Replay::RealTime)?;
-    // The simulated world names its own goal unless --goal says otherwise.
-    if let spatialbot_edge::camera::CameraSpec::Sim(sim) = &camera_spec {
+    if let Some(world) = &sim_world {
+        let w = world.lock();
+        // The simulated world names its own goal unless --goal says otherwise.
         if args.goal == DEFAULT_GOAL {
-            cfg.goal = sim.world.lock().task.goal.clone();
+            cfg.goal = w.task.goal.clone();
+        }
+        // The world ends the episode (success, terminate, its step limit) and the camera with
+        // it; this bounds a loop whose steps all hold.
+        if args.steps.is_none() && args.duration.is_none() {
+            cfg.steps = Some(2 * w.step_limit + 10);
         }
     }
     let link_arg = args.link.clone().unwrap_or_else(|| board.link.cli_spec());
@@ -190,13 +214,80 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         prefill_positions: 0,
         generated_tokens: count(stage::PREFILL) + count(stage::DECODE),
     });
+    let episode = sim_world.map(|w| SimEpisode::of(&w.snapshot()));
     if json {
-        print_json(&summary)?;
+        let mut value = serde_json::to_value(&summary)?;
+        if let (Some(map), Some(e)) = (value.as_object_mut(), &episode) {
+            map.insert("sim".into(), serde_json::to_value(e)?);
+        }
+        print_json(&value)?;
     } else {
+        let mut text = summary.to_text();
+        if let Some(e) = &episode {
+            text.push_str(&e.to_text());
+        }
         // Not eprint!: a closed stderr must not replace the loop's exit code with a panic.
-        let _ = std::io::Write::write_all(&mut std::io::stderr(), summary.to_text().as_bytes());
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), text.as_bytes());
     }
     Ok(summary.exit_code)
+}
+
+/// How the simulated world's episode ended (`run` on a `sim:` camera): `sim` in --json.
+#[derive(serde::Serialize)]
+struct SimEpisode {
+    task: spatialbot_edge::sim::TaskKind,
+    seed: u64,
+    goal: String,
+    success: bool,
+    /// Actions the world applied.
+    steps: u64,
+    /// The step at which the task succeeded.
+    success_step: Option<u64>,
+    step_limit: u64,
+    /// `success`, `terminated`, `step_limit`, or `running` when the loop stopped first.
+    end: &'static str,
+    /// The gripper's distance to the task's object at the end, m.
+    final_distance_m: f64,
+}
+
+impl SimEpisode {
+    fn of(w: &spatialbot_edge::sim::World) -> Self {
+        let end = if w.success_step.is_some() {
+            "success"
+        } else if w.terminated {
+            "terminated"
+        } else if w.steps >= w.step_limit {
+            "step_limit"
+        } else {
+            "running"
+        };
+        Self {
+            task: w.task.kind,
+            seed: w.seed,
+            goal: w.task.goal.clone(),
+            success: w.success_step.is_some(),
+            steps: w.steps,
+            success_step: w.success_step,
+            step_limit: w.step_limit,
+            end,
+            final_distance_m: w.object().distance(w.gripper.pos),
+        }
+    }
+
+    fn to_text(&self) -> String {
+        let what = format!("sim {} (seed {}): \"{}\"", self.task, self.seed, self.goal);
+        match (self.success_step, self.end) {
+            (Some(n), _) => format!("{what}: succeeded in {n} steps\n"),
+            (None, "running") => format!(
+                "{what}: not done: the loop stopped after {} applied actions (gripper {:.3} m from the object)\n",
+                self.steps, self.final_distance_m
+            ),
+            (None, end) => format!(
+                "{what}: failed ({end} after {} steps; gripper {:.3} m from the object)\n",
+                self.steps, self.final_distance_m
+            ),
+        }
+    }
 }
 
 /// Every count and duration flag against its cap (`crate::limits`), before anything uses it.

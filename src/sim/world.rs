@@ -159,6 +159,10 @@ pub struct World {
     /// The TCP after each step, from the start (for the episode's top-down picture).
     #[serde(skip)]
     pub path: Vec<[f64; 3]>,
+    /// The actions applied, in order (the default layout): replaying them on the start state
+    /// reproduces every state of the episode (`World::replay`), e.g. for a contact sheet.
+    #[serde(skip)]
+    pub applied: Vec<[f32; 8]>,
 }
 
 const BOX_COLOURS: [(&str, [f64; 3]); 4] = [
@@ -288,7 +292,18 @@ impl World {
             terminated: false,
             success_step: None,
             path,
+            applied: Vec::new(),
         }
+    }
+
+    /// The state after the first `steps` of `applied`, replayed from the start state of this
+    /// world's task and seed (the world is deterministic).
+    pub fn replay(&self, steps: usize) -> World {
+        let mut w = World::new(self.task.kind, self.seed);
+        for a in self.applied.iter().take(steps) {
+            w.apply(a);
+        }
+        w
     }
 
     /// Applies one action in the wire's default layout: dx, dy, dz (m), droll, dpitch, dyaw
@@ -309,6 +324,7 @@ impl World {
             }
         });
         self.steps += 1;
+        self.applied.push(*action);
         let g = &mut self.gripper;
         for a in 0..3 {
             if v[a].is_finite() {

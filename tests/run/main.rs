@@ -19,3 +19,4 @@ mod run_register_in_loop;
 mod run_sample;
 mod run_triton;
 mod sim;
+mod sim_policy_reference;

@@ -55,7 +55,7 @@ fn reference_steps(root: &Path) -> Vec<Value> {
 
 /// The dev profile with limits the loop cannot hit on timing: no step is rate limited or
 /// stale, and no controller reply late enough to hold, whatever the machine's load.
-fn write_board(dir: &Path) -> (PathBuf, Board) {
+pub(crate) fn write_board(dir: &Path) -> (PathBuf, Board) {
     let root = support::repo_root();
     let text = std::fs::read_to_string(root.join("boards/dev-x86_64.toml")).unwrap();
     for from in [

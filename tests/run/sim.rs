@@ -268,23 +268,33 @@ fn run_drives_the_tiny_policy_in_the_simulated_world() {
 
 #[test]
 fn eval_of_a_model_runs_the_real_loop_until_the_world_ends_the_episode() {
+    let out_dir = tempfile::tempdir().unwrap();
     let out = bin()
         .args([
             "eval",
             "--task",
             "reach",
             "--episodes",
-            "1",
+            "2",
             "--seed",
             "3",
-            "--policy",
+            "--model",
             "models/tiny-policy",
             "--camera-options",
             "size=64x48",
             "--json",
+            "--out",
         ])
+        .arg(out_dir.path())
         .output()
         .unwrap();
+    // Both episodes ran on the one loaded model, and each has its contact sheet.
+    for seed in [3, 4] {
+        let sheet = out_dir
+            .path()
+            .join(format!("episodes/model-{seed}-frames.png"));
+        assert!(sheet.is_file(), "{}", sheet.display());
+    }
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -412,4 +422,94 @@ fn arm_sim_refuses_a_world_that_is_not_a_sim_spec() {
         assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
         assert!(err.contains("--world"), "{bad}: {err}");
     }
+}
+
+/// `demos`: the expert's episodes as a dataset (docs/training.md): meta.json, a colour frame and
+/// a steps.jsonl line per step, every episode solved; the labels are the expert's actions for
+/// the frames' states (replaying the executed actions reproduces them).
+#[test]
+fn demos_write_the_experts_episodes_as_a_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demos");
+    let run = bin()
+        .args([
+            "demos",
+            "--task",
+            "pick",
+            "--episodes",
+            "2",
+            "--seed",
+            "40",
+            "--size",
+            "64x48",
+        ])
+        .args(["--noise", "0.01", "--json", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["schema"], "spatialbot-edge/demos/1");
+    assert_eq!(meta["width"], 64);
+    assert_eq!(meta["action_layout"][6], "gripper");
+    for (i, seed) in [40u64, 41].into_iter().enumerate() {
+        let ep = &meta["episodes"][i];
+        assert_eq!(ep["seed"], seed);
+        assert_eq!(ep["success"], true, "{ep}");
+        let folder = out.join(format!("episodes/{seed}"));
+        let text = std::fs::read_to_string(folder.join("steps.jsonl")).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len() as u64, ep["steps"].as_u64().unwrap());
+        let mut w = World::new(TaskKind::Pick, seed);
+        for line in &lines {
+            assert!(folder.join(line["frame"].as_str().unwrap()).is_file());
+            assert_eq!(line["goal"], w.task.goal.as_str());
+            let label: Vec<f32> = serde_json::from_value(line["action"].clone()).unwrap();
+            assert_eq!(label, expert::next_action(&w).to_vec());
+            let executed: [f32; 8] = serde_json::from_value(line["executed"].clone()).unwrap();
+            w.apply(&executed);
+        }
+        assert!(w.success_step.is_some());
+        assert_eq!(lines.last().unwrap()["success"], true);
+    }
+    // An output that is not empty is refused, and so are bad flags, naming them.
+    for (args, flag) in [
+        (
+            vec!["--task", "pick", "--out", out.to_str().unwrap()],
+            "--out",
+        ),
+        (vec!["--task", "push", "--out", "x"], "--task"),
+        (
+            vec!["--task", "reach", "--noise", "0.5", "--out", "x"],
+            "--noise",
+        ),
+        (
+            vec!["--task", "reach", "--size", "8x8", "--out", "x"],
+            "--size",
+        ),
+        (
+            vec!["--task", "reach", "--episodes", "0", "--out", "x"],
+            "--episodes",
+        ),
+    ] {
+        let run = bin()
+            .arg("demos")
+            .args(&args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(flag), "{args:?}: {err}");
+    }
+    assert!(!dir.path().join("x").exists());
 }

@@ -297,7 +297,7 @@ def manifest_text(spec: bunny.Spec, kind: str, name: str, dtype: str, files: dic
     if kind == "policy":
         lines += [
             "[policy]",
-            "frames = 4",
+            f"frames = {int(spec.config.get('policy_frames', 4))}",
             f"order = {toml_value('newest_first')}",
             f"pad = {toml_value('repeat_oldest')}",
             f"instruction = {toml_value(bunny.POLICY_INSTRUCTION)}",
@@ -343,9 +343,10 @@ def verify_case(spec: bunny.Spec, kind: str, tok):
         prompt = bunny.spatialbot_prompt("What is the depth value of point <0.4,0.6>?")
         pad = spec.image_aspect_ratio == "pad"
     else:
+        n = int(spec.config.get("policy_frames", 4))
         frames = scenes.moved(rng, 96, 72, 4)
-        images = [f[0] for f in reversed(frames)]
-        prompt = bunny.policy_prompt("pick up the box")
+        images = [f[0] for f in reversed(frames)][:n]
+        prompt = bunny.policy_prompt("pick up the box", n)
         pad = False
     pixels = np.stack([bunny.preprocess(im, spec.tower, spec.image_size, pad) for im in images])
     return pixels, bunny.tokenize_chunked(tok, prompt)
@@ -451,7 +452,7 @@ def verify(model: bunny.Bunny, out: Path, kind: str, tok, tol: float | None = No
 
 
 def export(checkpoint: Path, out: Path, kind: str | None, name: str | None, dtype: str,
-           do_verify: bool, tolerance: float | None = None) -> int:
+           do_verify: bool, skip_verify_write: bool = False, tolerance: float | None = None) -> int:
     import torch
 
     torch.manual_seed(0)
@@ -484,7 +485,7 @@ def export(checkpoint: Path, out: Path, kind: str | None, name: str | None, dtyp
     if do_verify:
         # fp16: the PyTorch side runs the fp16-rounded weights in fp32, so only the graph's fp16
         # arithmetic differs; its tolerance is wider.
-        tol = tolerance or (FP16_TOL if dtype == "fp16" else None)
+        tol = tolerance if tolerance is not None else (FP16_TOL if dtype == "fp16" else None)
         errors = verify(model, out, kind, bunny.load_tokenizer(out), tol)
         if errors:
             for e in errors:
@@ -505,15 +506,16 @@ def main() -> int:
     ap.add_argument("--name", default=None, help="manifest name (default: the folder name)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 keeps outputs reproducible)")
     ap.add_argument("--tolerance", type=float, default=None,
-                    help="absolute tolerance of --verify (default 1e-4 fp32, 2e-2 fp16); trained models "
-                         "whose activations are large need a wider one")
+                    help="absolute tolerance of every verified output (default 1e-4 fp32, 2e-2 fp16); "
+                         "a model whose image embeddings are large (sim-policy: |x| up to ~200) needs more")
     args = ap.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        return export(args.checkpoint, args.out, args.kind, args.name, args.dtype, args.verify, tolerance=args.tolerance)
+        return export(args.checkpoint, args.out, args.kind, args.name, args.dtype, args.verify,
+                      tolerance=args.tolerance)
     except bunny.CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

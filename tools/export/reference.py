@@ -3,6 +3,7 @@
     python tools/export/reference.py ask --checkpoint DIR --rgb RGB.png --depth DEPTH.png "question"
     python tools/export/reference.py policy --checkpoint DIR --goal "pick up the box" NEWEST.png [OLDER.png ...]
     python tools/export/reference.py e2e --checkpoint DIR --kind spatialbot|policy --out MODEL/reference/e2e
+    python tools/export/reference.py e2e --checkpoint DIR --kind policy --demos EPISODE... --out DIR
 
 `ask`: pack the depth (uint16 mm → 3-channel), pad to square and bicubic-resize both images, chunked
 tokenisation of the bunny prompt, splice, greedy generation; every Depth(x,y) call in the answer is
@@ -88,12 +89,18 @@ class Runner:
             prompt = bunny.spatialbot_followup(prompt, answer, rec["reply"])
         return {"question": question, "answer": answer, "rounds": rounds}
 
+    @property
+    def frames(self) -> int:
+        """The policy's frame history (config.json `policy_frames`, the manifest's [policy] frames)."""
+        return int(self.spec.config.get("policy_frames", 4))
+
     def policy(self, history: list[np.ndarray], goal: str) -> dict:
+        n = self.frames
         frames = list(history)
-        while len(frames) < 4:
+        while len(frames) < n:
             frames.append(frames[-1])
-        pixels = np.stack([bunny.preprocess(f, self.spec.tower, self.spec.image_size, False) for f in frames[:4]])
-        prompt = bunny.policy_prompt(goal)
+        pixels = np.stack([bunny.preprocess(f, self.spec.tower, self.spec.image_size, False) for f in frames[:n]])
+        prompt = bunny.policy_prompt(goal, n)
         ids, tokens, text = self.generate(prompt, pixels)
         return {"goal": goal, "prompt": prompt, "input_ids": ids, "tokens": tokens, "text": text,
                 **parse_actions(text)}
@@ -202,6 +209,30 @@ def e2e_policy(runner: Runner, out: Path, sample: Path | None) -> dict:
             "repository root" if sample is not None else "this folder", "steps": steps}
 
 
+def e2e_demos(runner: Runner, out: Path, episodes: list[Path], per_episode: int) -> dict:
+    """Frames of `spatialbot-edge demos` episodes (evenly spaced steps of each, copied into
+    out/frames/), each with its episode's goal; the history is each frame alone, repeated to the
+    manifest's frame count (what `run --every-frame` builds for a one-frame policy)."""
+    import shutil
+
+    (out / "frames").mkdir(parents=True, exist_ok=True)
+    steps = []
+    n = 0
+    for ep in episodes:
+        lines = [json.loads(line) for line in (ep / "steps.jsonl").read_text().splitlines()]
+        picks = sorted(set(np.linspace(0, len(lines) - 1, per_episode).round().astype(int).tolist()))
+        for k in picks:
+            step = lines[k]
+            name = f"frames/{n:06}.png"
+            shutil.copyfile(ep / step["frame"], out / name)
+            n += 1
+            rec = runner.policy([read_rgb(out / name)], step["goal"])
+            steps.append({"frames": [name] * runner.frames, "episode": f"{ep.parent.parent.name}/{ep.name}",
+                          "episode_step": step["step"], "expert_action": step["action"], **rec})
+    return {"kind": "policy", "max_new_tokens": MAX_NEW_TOKENS, "frames_relative_to": "this folder",
+            "steps": steps}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -219,6 +250,9 @@ def main() -> int:
     e.add_argument("--kind", choices=["spatialbot", "policy"], required=True)
     e.add_argument("--out", type=Path, required=True)
     e.add_argument("--sample", type=Path, default=None, help="a PNG recording folder (policy only)")
+    e.add_argument("--demos", type=Path, nargs="+", default=None,
+                   help="episode folders of `spatialbot-edge demos` (policy only)")
+    e.add_argument("--per-episode", type=int, default=6, help="frames taken from each --demos episode")
     args = ap.parse_args()
     try:
         runner = Runner(args.checkpoint)
@@ -233,6 +267,8 @@ def main() -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         if args.kind == "spatialbot":
             result = e2e_spatialbot(runner, args.out)
+        elif args.demos:
+            result = e2e_demos(runner, args.out, args.demos, args.per_episode)
         else:
             result = e2e_policy(runner, args.out, args.sample)
         (args.out / "e2e.json").write_text(dump_json(result))

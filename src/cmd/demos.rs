@@ -1,0 +1,296 @@
+//! `spatialbot-edge demos`: demonstrations of the scripted expert in the simulated world, written
+//! as a dataset a behaviour-cloning trainer reads (tools/train; docs/training.md describes the
+//! format).
+//!
+//! Each episode starts from its seed's world; at every step the colour camera renders the
+//! current state (the same renderer and calibration as the `sim:` camera), the expert
+//! (`sim::expert::next_action`, privileged state) labels it, and the world applies the label —
+//! or, with `--noise M`, while the expert is crossing (moving 2 cm along x or y), the label plus
+//! a seeded uniform error of at most M metres per axis, so the data also covers states off the
+//! expert's path (the label stays the expert's action for the state reached: it is stateless,
+//! so it can label any state).
+//!
+//! The dataset is written into a temporary sibling folder and renamed to `--out` at the end:
+//! an interrupted run leaves no half dataset under the name a trainer reads.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use spatialbot_edge::camera::sim::calibration;
+use spatialbot_edge::progress::Progress;
+use spatialbot_edge::sim::render::SimRenderer;
+use spatialbot_edge::sim::{expert, Rng, TaskKind, World};
+
+use super::{bad_input, print_json};
+
+pub const SCHEMA: &str = "spatialbot-edge/demos/1";
+/// Most episodes one command writes.
+pub const MAX_EPISODES: u64 = 100_000;
+/// The largest `--noise`, m per axis per step (the expert's own steps are at most 2 cm).
+pub const MAX_NOISE_M: f64 = 0.05;
+/// The wire's default layout, the order of `action` in steps.jsonl.
+pub const ACTION_LAYOUT: [&str; 8] = [
+    "dx",
+    "dy",
+    "dz",
+    "droll",
+    "dpitch",
+    "dyaw",
+    "gripper",
+    "terminate",
+];
+
+/// Write demonstrations of the scripted expert in the simulated world (frames, actions, goals).
+#[derive(clap::Args)]
+pub struct Args {
+    /// The task: reach, pick or place.
+    #[arg(long)]
+    pub task: String,
+    /// Episodes to write (1..=100000); episode i uses seed SEED + i.
+    #[arg(long, default_value_t = 20)]
+    pub episodes: u64,
+    /// The first episode's seed. Keep training seeds apart from evaluation seeds (eval uses
+    /// 1000 and up in docs/simulation.md).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output folder (must not exist, or be empty).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Colour frame size, WxH (default: the sim camera's 640x480, what the runtime's policy sees).
+    #[arg(long, default_value = "640x480", value_name = "WxH")]
+    pub size: String,
+    /// Perturb each executed step while crossing (the expert moving 2 cm along x or y) by a seeded
+    /// uniform error of at most this many metres per axis (0..=0.05); the recorded action stays
+    /// the expert's.
+    #[arg(long, default_value_t = 0.0)]
+    pub noise: f64,
+}
+
+/// One line of steps.jsonl.
+#[derive(Serialize)]
+struct Step<'a> {
+    step: u64,
+    frame: String,
+    goal: &'a str,
+    /// The expert's action for this frame's state, in [`ACTION_LAYOUT`].
+    action: [f32; 8],
+    /// What the world applied (the action plus `--noise`).
+    executed: [f32; 8],
+    /// The frame's state: the TCP (m), its roll, pitch, yaw (rad), the gripper value (0 closed
+    /// … 1 open), whether an object is held.
+    tcp: [f64; 3],
+    rpy: [f64; 3],
+    gripper: f64,
+    held: bool,
+    /// The task had succeeded after this step.
+    success: bool,
+}
+
+#[derive(Serialize)]
+struct EpisodeMeta {
+    seed: u64,
+    goal: String,
+    steps: u64,
+    success: bool,
+    success_step: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Meta<'a> {
+    schema: &'static str,
+    task: TaskKind,
+    first_seed: u64,
+    episodes: Vec<EpisodeMeta>,
+    noise_m: f64,
+    width: usize,
+    height: usize,
+    calibration: &'a spatialbot_edge::rgbd::Calibration,
+    action_layout: [&'static str; 8],
+    expert: &'static str,
+    frames: &'static str,
+}
+
+fn parse_size(text: &str) -> Option<(usize, usize)> {
+    let (w, h) = text.split_once('x')?;
+    let (w, h) = (w.trim().parse().ok()?, h.trim().parse().ok()?);
+    ((16..=4096).contains(&w) && (16..=4096).contains(&h)).then_some((w, h))
+}
+
+pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
+    let kind: TaskKind = args
+        .task
+        .parse()
+        .map_err(|e| bad_input(format!("--task: {e}")))?;
+    spatialbot_edge::limits::check_count("--episodes", "", args.episodes, 1, MAX_EPISODES)
+        .map_err(bad_input)?;
+    if args.seed.checked_add(args.episodes).is_none() {
+        return Err(bad_input(format!(
+            "--seed {}: the episodes' seeds SEED..SEED+{} overflow; give a smaller seed",
+            args.seed, args.episodes
+        )));
+    }
+    let (width, height) = parse_size(&args.size).ok_or_else(|| {
+        bad_input(format!(
+            "--size {}: give WxH, 16..=4096 pixels each, e.g. 640x480",
+            args.size
+        ))
+    })?;
+    if !(0.0..=MAX_NOISE_M).contains(&args.noise) {
+        return Err(bad_input(format!(
+            "--noise {}: give metres from 0 to {MAX_NOISE_M}",
+            args.noise
+        )));
+    }
+    let out = &args.out;
+    if out.is_file() || out.read_dir().is_ok_and(|mut d| d.next().is_some()) {
+        return Err(bad_input(format!(
+            "--out {}: exists and is not an empty folder",
+            out.display()
+        )));
+    }
+    let tmp = temp_folder(out);
+    let _ = std::fs::remove_dir_all(&tmp);
+    let written = write_all(&args, kind, (width, height), &tmp);
+    let meta = match written {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+    };
+    if out.is_dir() {
+        std::fs::remove_dir(out)
+            .map_err(|e| anyhow::anyhow!("replacing the empty folder {}: {e}", out.display()))?;
+    }
+    std::fs::rename(&tmp, out)
+        .map_err(|e| anyhow::anyhow!("renaming {} to {}: {e}", tmp.display(), out.display()))?;
+    let frames: u64 = meta.iter().map(|e| e.steps).sum();
+    let successes = meta.iter().filter(|e| e.success).count();
+    if json {
+        print_json(&serde_json::json!({
+            "out": out.display().to_string(),
+            "task": kind,
+            "episodes": meta.len(),
+            "successes": successes,
+            "frames": frames,
+        }))?;
+    } else {
+        outln!(
+            "wrote {} {kind} episodes ({} successful, {frames} frames) to {}",
+            meta.len(),
+            successes,
+            out.display()
+        );
+    }
+    Ok(spatialbot_edge::exit::OK)
+}
+
+fn temp_folder(out: &Path) -> PathBuf {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "demos".into());
+    out.with_file_name(format!(".{name}.partial-{}", std::process::id()))
+}
+
+fn io_err(path: &Path, e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("writing {}: {e}", path.display())
+}
+
+fn write_all(
+    args: &Args,
+    kind: TaskKind,
+    (width, height): (usize, usize),
+    dir: &Path,
+) -> anyhow::Result<Vec<EpisodeMeta>> {
+    let calib = calibration(width, height);
+    let renderer = SimRenderer::new(&calib);
+    let progress = Progress::new(args.episodes, &format!("demos {kind}")).with_unit("episodes");
+    let mut episodes = Vec::new();
+    for i in 0..args.episodes {
+        let seed = args.seed + i;
+        episodes.push(write_episode(&renderer, kind, seed, args.noise, dir)?);
+        progress.inc();
+    }
+    progress.finish();
+    let meta = Meta {
+        schema: SCHEMA,
+        task: kind,
+        first_seed: args.seed,
+        episodes,
+        noise_m: args.noise,
+        width,
+        height,
+        calibration: &calib,
+        action_layout: ACTION_LAYOUT,
+        expert: "sim::expert::next_action",
+        frames: "episodes/SEED/color/NNNNNN.png: the colour frame before step NNNNNN",
+    };
+    let path = dir.join("meta.json");
+    spatialbot_edge::fsutil::write_atomic(&path, serde_json::to_string_pretty(&meta)?.as_bytes())
+        .map_err(|e| io_err(&path, e))?;
+    Ok(meta.episodes)
+}
+
+fn write_episode(
+    renderer: &SimRenderer,
+    kind: TaskKind,
+    seed: u64,
+    noise: f64,
+    dir: &Path,
+) -> anyhow::Result<EpisodeMeta> {
+    let folder = dir.join("episodes").join(seed.to_string());
+    let color = folder.join("color");
+    std::fs::create_dir_all(&color).map_err(|e| io_err(&color, e))?;
+    let mut world = World::new(kind, seed);
+    let goal = world.task.goal.clone();
+    let mut rng = Rng::new(seed ^ 0xde40_5eed);
+    let mut lines = Vec::new();
+    while !world.done() {
+        let step = world.steps;
+        let frame = format!("color/{step:06}.png");
+        let path = folder.join(&frame);
+        spatialbot_edge::imageio::write_rgb_png(&path, &renderer.color(&world))
+            .map_err(|e| io_err(&path, e))?;
+        let action = expert::next_action(&world);
+        let mut executed = action;
+        // Only while crossing (the expert moving at full speed along x or y): near the goal and
+        // while descending its labels are exact moves onto it, and an error there makes it climb
+        // back to its safe height (over and over: no episode would end).
+        let transit = action[..2]
+            .iter()
+            .any(|v| f64::from(v.abs()) >= expert::MAX_STEP_M - 1e-6);
+        if noise > 0.0 && transit {
+            for v in executed.iter_mut().take(3) {
+                *v += rng.range(-noise, noise) as f32;
+            }
+        }
+        let g = world.gripper.clone();
+        world.apply(&executed);
+        let line = Step {
+            step,
+            frame,
+            goal: &goal,
+            action,
+            executed,
+            tcp: g.pos,
+            rpy: g.rpy,
+            gripper: g.opening,
+            held: g.held.is_some(),
+            success: world.success_step.is_some(),
+        };
+        serde_json::to_writer(&mut lines, &line)?;
+        lines.push(b'\n');
+    }
+    let path = folder.join("steps.jsonl");
+    spatialbot_edge::fsutil::write_atomic_with(&path, |f| f.write_all(&lines))
+        .map_err(|e| io_err(&path, e))?;
+    Ok(EpisodeMeta {
+        seed,
+        goal,
+        steps: world.steps,
+        success: world.success_step.is_some(),
+        success_step: world.success_step,
+    })
+}
