@@ -256,6 +256,8 @@ def main() -> int:
     ap.add_argument("--save-every", type=int, default=100)
     ap.add_argument("--val-questions", type=int, default=192)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init", type=Path, default=None,
+                    help="start from this checkpoint folder's weights and tokenizer (a second stage)")
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
@@ -268,7 +270,7 @@ def main() -> int:
     val_meta, val_q = read_set(args.val)
     if set(range(*train_meta["seeds"])) & set(range(*val_meta["seeds"])):
         raise SystemExit("train and val seeds overlap")
-    tok = train_tokenizer(train_q)
+    tok = bunny.load_tokenizer(args.init) if args.init else train_tokenizer(train_q)
     eos = tok.token_to_id(bunny.EOS_TEXT)
     cfg = config(tok.get_vocab_size(), eos)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -280,6 +282,9 @@ def main() -> int:
     model.tower.load_state_dict(
         {k: v for k, v in full_tower.state_dict().items() if k in model.tower.state_dict()}, strict=True
     )
+    if args.init:
+        model.load_checkpoint(bunny.read_checkpoint_tensors(args.init))
+        print(f"initialised from {args.init}", flush=True)
     params = sum(p.numel() for p in model.parameters())
     print(f"parameters: {params / 1e6:.2f} M (trained), vocab {cfg['vocab_size']}", flush=True)
 
@@ -325,7 +330,7 @@ def main() -> int:
         (args.out / "curve.jsonl").open("a").write(json.dumps(point) + "\n") if step % 25 == 0 or "val_loss" in point else None
     save_checkpoint(model, full_tower, cfg, tok, args.out)
     record = dict(
-        recipe=dict(vars(args), train=str(args.train), val=str(args.val), out=str(args.out),
+        recipe=dict(vars(args), train=str(args.train), val=str(args.val), out=str(args.out), init=str(args.init),
                     rgb_only_share=RGB_ONLY_SHARE, vocab=VOCAB),
         train_set=train_meta,
         val_set=val_meta,
