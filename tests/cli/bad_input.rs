@@ -952,8 +952,10 @@ fn closed_stdout_is_a_quiet_exit() {
             "{args:?}: {stderr}"
         );
         let code = out.status.code();
+        // 9: `run`'s one step was held (on a loaded machine the governor may find the frame
+        // too old), a documented outcome; what matters here is a quiet exit.
         assert!(
-            matches!(code, Some(0) | Some(1)),
+            matches!(code, Some(0) | Some(1) | Some(9)),
             "{args:?}: exit {code:?}: {stderr}"
         );
     }
