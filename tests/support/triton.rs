@@ -155,6 +155,9 @@ impl TritonServer {
                 Ok(())
             });
         }
+        // Its own process group: killing the group also ends the python backend's stub
+        // processes, which a SIGKILL of the server alone would leave behind.
+        command.process_group(0);
         let child = command.spawn().expect("start tritonserver");
         let mut server = TritonServer {
             child: Some(child),
@@ -197,6 +200,12 @@ impl TritonServer {
     /// Kills the server now (SIGKILL), as a crash or a pulled cable would.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
+            if let Ok(pid) = i32::try_from(child.id()) {
+                // SAFETY: kill(2) on the process group this server leads (its pid).
+                unsafe {
+                    libc::kill(-pid, libc::SIGKILL);
+                }
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
