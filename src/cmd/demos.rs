@@ -30,16 +30,7 @@ pub const MAX_EPISODES: u64 = 100_000;
 /// The largest `--noise`, m per axis per step (the expert's own steps are at most 2 cm).
 pub const MAX_NOISE_M: f64 = 0.05;
 /// The wire's default layout, the order of `action` in steps.jsonl.
-pub const ACTION_LAYOUT: [&str; 8] = [
-    "dx",
-    "dy",
-    "dz",
-    "droll",
-    "dpitch",
-    "dyaw",
-    "gripper",
-    "terminate",
-];
+pub const ACTION_LAYOUT: [&str; 8] = spatialbot_edge::link::WIRE_AXIS_NAMES;
 
 /// Write demonstrations of the scripted expert in the simulated world (frames, actions, goals).
 #[derive(clap::Args)]
@@ -122,14 +113,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         .task
         .parse()
         .map_err(|e| bad_input(format!("--task: {e}")))?;
-    spatialbot_edge::limits::check_count("--episodes", "", args.episodes, 1, MAX_EPISODES)
-        .map_err(bad_input)?;
-    if args.seed.checked_add(args.episodes).is_none() {
-        return Err(bad_input(format!(
-            "--seed {}: the episodes' seeds SEED..SEED+{} overflow; give a smaller seed",
-            args.seed, args.episodes
-        )));
-    }
+    super::eval::check_episodes(args.episodes, args.seed, MAX_EPISODES)?;
     let (width, height) = parse_size(&args.size).ok_or_else(|| {
         bad_input(format!(
             "--size {}: give WxH, 16..=4096 pixels each, e.g. 640x480",

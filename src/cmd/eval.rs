@@ -332,19 +332,24 @@ impl ModelRunner {
     }
 }
 
+/// `--episodes` within 1..=`max`, and every episode's seed (`seed` + i) a u64: exit 2 naming
+/// the flag otherwise. The one check of `eval`, `demos` and `guard-eval`.
+pub fn check_episodes(episodes: u64, seed: u64, max: u64) -> anyhow::Result<()> {
+    spatialbot_edge::limits::check_count("--episodes", "", episodes, 1, max).map_err(bad_input)?;
+    if seed.checked_add(episodes).is_none() {
+        return Err(bad_input(format!(
+            "--seed {seed}: the episodes' seeds SEED..SEED+{episodes} overflow; give a smaller seed"
+        )));
+    }
+    Ok(())
+}
+
 pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     let kind: TaskKind = args
         .task
         .parse()
         .map_err(|e| bad_input(format!("--task: {e}")))?;
-    spatialbot_edge::limits::check_count("--episodes", "", args.episodes, 1, MAX_EPISODES)
-        .map_err(bad_input)?;
-    if args.seed.checked_add(args.episodes).is_none() {
-        return Err(bad_input(format!(
-            "--seed {}: the episodes' seeds SEED..SEED+{} overflow; give a smaller seed",
-            args.seed, args.episodes
-        )));
-    }
+    check_episodes(args.episodes, args.seed, MAX_EPISODES)?;
     let mut candidate = match args.policy.as_str() {
         "expert" => Candidate::Expert,
         "none" => Candidate::Nothing,

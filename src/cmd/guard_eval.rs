@@ -184,18 +184,7 @@ fn ratio(k: u64, n: u64) -> Option<f64> {
 }
 
 pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
-    if args.episodes == 0 || args.episodes > MAX_EPISODES {
-        return Err(bad_input(format!(
-            "--episodes {}: must be 1..={MAX_EPISODES}",
-            args.episodes
-        )));
-    }
-    if args.seed.checked_add(args.episodes).is_none() {
-        return Err(bad_input(format!(
-            "--seed {} with --episodes {} runs past the largest seed",
-            args.seed, args.episodes
-        )));
-    }
+    super::eval::check_episodes(args.episodes, args.seed, MAX_EPISODES)?;
     let mut board = match &args.board {
         Some(p) => Board::load(p).map_err(bad_input)?,
         None => Board::default_dev().map_err(bad_input)?,
