@@ -452,7 +452,7 @@ def verify(model: bunny.Bunny, out: Path, kind: str, tok, tol: float | None = No
 
 
 def export(checkpoint: Path, out: Path, kind: str | None, name: str | None, dtype: str,
-           do_verify: bool, skip_verify_write: bool = False, tolerance: float | None = None) -> int:
+           do_verify: bool, tolerance: float | None = None) -> int:
     import torch
 
     torch.manual_seed(0)
