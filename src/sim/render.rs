@@ -600,7 +600,7 @@ mod tests {
             assert!(moving || !differs, "pixel {at}");
         }
         for i in 0..world.objects.len() {
-            assert!(labels.iter().any(|&l| l == i as u8), "object {i} unseen");
+            assert!(labels.contains(&(i as u8)), "object {i} unseen");
         }
         assert!(labels.contains(&LABEL_GRIPPER));
     }
