@@ -422,6 +422,44 @@ def splice(model: Bunny, ids: list[int], image_embeds: torch.Tensor) -> torch.Te
     return torch.cat(pieces, 0)[None]
 
 
+def answer_targets(ids: list[int], flags: list[bool], tokens_per_image: int) -> list[int]:
+    """Next-token targets over a spliced sequence: position k predicts token k + 1; image rows,
+    prompt tokens (flag False) and the last position are ignored (-100)."""
+    expanded: list[int] = []
+    for t, f in zip(ids, flags):
+        if t < 0:
+            expanded += [-100] * tokens_per_image
+        else:
+            expanded.append(t if f else -100)
+    return expanded[1:] + [-100]
+
+
+def padded_lm_loss(model: Bunny, seqs: list[torch.Tensor], targets: list[list[int]],
+                   weights: list[list[float]] | None = None) -> torch.Tensor:
+    """The language model's cross-entropy over a batch of spliced sequences (each [len, hidden]),
+    right-padded to the longest. Without weights: the mean over targets that are not -100. With
+    weights (one per position, targets then >= 0): the weighted mean of the per-token loss."""
+    L = max(s.shape[0] for s in seqs)
+    H = seqs[0].shape[1]
+    embeds = torch.zeros(len(seqs), L, H)
+    mask = torch.zeros(len(seqs), L, dtype=torch.long)
+    pad = -100 if weights is None else 0
+    tgt = torch.full((len(seqs), L), pad, dtype=torch.long)
+    wgt = torch.zeros((len(seqs), L))
+    for i, (s, t) in enumerate(zip(seqs, targets)):
+        embeds[i, : s.shape[0]] = s
+        mask[i, : s.shape[0]] = 1
+        tgt[i, : len(t)] = torch.tensor(t)
+        if weights is not None:
+            wgt[i, : len(weights[i])] = torch.tensor(weights[i])
+    pos = torch.arange(L)[None].expand(len(seqs), L)
+    logits = model.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=pos).logits
+    if weights is None:
+        return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1))
+    nll = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), reduction="none")
+    return (nll * wgt.reshape(-1)).sum() / wgt.sum()
+
+
 # --- image preprocessing (numpy + Pillow, as the released processors) ------------------------
 
 

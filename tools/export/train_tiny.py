@@ -104,25 +104,8 @@ def batch_loss(model: bunny.Bunny, tok, examples):
         n = len(px)
         seqs.append(bunny.splice(model, ids, image_embeds[img : img + n])[0])
         img += n
-        expanded: list[int] = []
-        for t, f in zip(ids, flags):
-            if t < 0:
-                expanded += [-100] * T
-            else:
-                expanded.append(t if f else -100)
-        targets.append(expanded[1:] + [-100])
-    L = max(s.shape[0] for s in seqs)
-    H = seqs[0].shape[1]
-    embeds = torch.zeros(len(seqs), L, H)
-    mask = torch.zeros(len(seqs), L, dtype=torch.long)
-    tgt = torch.full((len(seqs), L), -100, dtype=torch.long)
-    for i, (s, t) in enumerate(zip(seqs, targets)):
-        embeds[i, : s.shape[0]] = s
-        mask[i, : s.shape[0]] = 1
-        tgt[i, : len(t)] = torch.tensor(t)
-    pos = torch.arange(L)[None].expand(len(seqs), L)
-    logits = model.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=pos).logits
-    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1))
+        targets.append(bunny.answer_targets(ids, flags, T))
+    return bunny.padded_lm_loss(model, seqs, targets)
 
 
 @torch.no_grad()

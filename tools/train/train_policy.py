@@ -213,21 +213,7 @@ def batch_loss(model, examples, pixels):
         # Position k predicts token k + 1.
         targets.append(tg[1:] + [0])
         weights.append(wt[1:] + [0.0])
-    L = max(s.shape[0] for s in seqs)
-    H = seqs[0].shape[1]
-    embeds = torch.zeros(len(seqs), L, H)
-    mask = torch.zeros(len(seqs), L, dtype=torch.long)
-    tgt = torch.zeros((len(seqs), L), dtype=torch.long)
-    wgt = torch.zeros((len(seqs), L))
-    for i, (s, t, w) in enumerate(zip(seqs, targets, weights)):
-        embeds[i, : s.shape[0]] = s
-        mask[i, : s.shape[0]] = 1
-        tgt[i, : len(t)] = torch.tensor(t)
-        wgt[i, : len(w)] = torch.tensor(w)
-    pos = torch.arange(L)[None].expand(len(seqs), L)
-    logits = model.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=pos).logits
-    nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), reduction="none")
-    return (nll * wgt.reshape(-1)).sum() / wgt.sum()
+    return bunny.padded_lm_loss(model, seqs, targets, weights)
 
 
 def validate(model, tok, crops, goals, answers, actions, n: int) -> dict:
