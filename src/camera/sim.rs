@@ -1,4 +1,4 @@
-//! The `sim:TASK[,seed=N][,size=WxH[@FPS]][,fast][,noise]` camera (default 640×480 @ 9 fps): it renders a simulated world
+//! The `sim:TASK[,seed=N][,world=FILE][,size=WxH[@FPS]][,fast][,noise]` camera (default 640×480 @ 9 fps): it renders a simulated world
 //! (`crate::sim`) with the synthetic camera's calibration.
 //!
 //! Parsing the SPEC creates the world in its start state ([`SharedWorld`], an
@@ -62,7 +62,9 @@ impl SimOptions {
     }
 
     /// Parses `TASK[,OPTION...]` (the part after `sim:`) with `head` options given before the
-    /// colon (`sim,fast:reach`). Options: `seed=N`, `size=WxH[@FPS]`, `fast`, `noise`.
+    /// colon (`sim,fast:reach`). Options: `seed=N`, `world=FILE` (a layout written by hand,
+    /// `sim::world_file`; the error names the file and the field), `size=WxH[@FPS]`, `fast`,
+    /// `noise`.
     pub fn parse(head: &[&str], argument: Option<&str>) -> Result<Self, String> {
         let usage = "give the task, e.g. `sim:reach`, `sim:pick,seed=3` or `sim:place,seed=7,size=320x240@15,fast` (tasks: reach, pick, place)";
         let argument = argument
@@ -74,6 +76,7 @@ impl SimOptions {
         let (mut width, mut height, mut fps) = DEFAULT_SIZE;
         let mut pacing = Pacing::RealTime;
         let mut noise = false;
+        let mut world_file: Option<std::path::PathBuf> = None;
         for option in head.iter().copied().chain(parts).filter(|o| !o.is_empty()) {
             match option.split_once('=') {
                 None if option == "fast" => pacing = Pacing::AsFastAsPossible,
@@ -83,6 +86,7 @@ impl SimOptions {
                         format!("seed={v}: give a whole number from 0 to {}, e.g. seed=3", u64::MAX)
                     })?
                 }
+                Some(("world", v)) if !v.is_empty() => world_file = Some(v.into()),
                 Some(("size", v)) => {
                     let bad = || format!("size={v}: give WxH or WxH@FPS, 16..=4096 pixels and 1..=1000 fps, e.g. size=320x240@15");
                     let (size, rate) = match v.split_once('@') {
@@ -101,19 +105,25 @@ impl SimOptions {
                 }
                 _ => {
                     return Err(format!(
-                        "unknown option `{option}` for `sim` (it takes `seed=N`, `size=WxH[@FPS]`, `fast` and `noise`)"
+                        "unknown option `{option}` for `sim` (it takes `seed=N`, `world=FILE`, `size=WxH[@FPS]`, `fast` and `noise`)"
                     ))
                 }
             }
         }
-        Ok(Self {
+        let mut options = Self {
             width,
             height,
             fps,
             pacing,
             noise,
             ..Self::new(task, seed)
-        })
+        };
+        if let Some(path) = world_file {
+            let world = crate::sim::world_file::load(&path, task, seed)
+                .map_err(|e| format!("world={}: {e}", path.display()))?;
+            options.world = SharedWorld::new(world);
+        }
+        Ok(options)
     }
 }
 

@@ -64,6 +64,11 @@ pub struct Args {
     /// `models.constrain`.
     #[arg(long, value_name = "on|off")]
     pub constrain: Option<super::OnOff>,
+    /// Also write a policy model's episodes as a demonstrations dataset (docs/training.md):
+    /// the states the policy itself visited, each labelled with the expert's action (DAgger's
+    /// data; `executed` is what the model did). The folder must not exist, or be empty.
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
 }
 
 /// One episode's outcome.
@@ -230,10 +235,28 @@ fn episode_of(w: &World, seconds: f64) -> Episode {
     }
 }
 
+/// The model loop's camera for one episode: `sim:TASK,seed=N` and `--camera-options`.
+fn sim_camera(kind: TaskKind, seed: u64, options: Option<&str>) -> anyhow::Result<CameraSpec> {
+    let mut text = format!("sim:{kind},seed={seed}");
+    if let Some(extra) = options.filter(|o| !o.is_empty()) {
+        text = format!("{text},{extra}");
+    }
+    text.parse()
+        .map_err(|e| bad_input(format!("--camera-options: {e}")))
+}
+
+/// The start state of an episode: the seed's, or the world file's (`world=FILE` in
+/// `--camera-options`).
+fn start_world(kind: TaskKind, seed: u64, options: Option<&str>) -> anyhow::Result<World> {
+    match sim_camera(kind, seed, options)? {
+        CameraSpec::Sim(sim) => Ok(sim.world.snapshot()),
+        other => Err(anyhow::anyhow!("{other:?} is not a sim camera")),
+    }
+}
+
 /// An episode of a policy that reads the world directly (the expert, doing nothing).
-fn scripted(kind: TaskKind, seed: u64, policy: impl Fn(&World) -> [f32; 8]) -> (World, Episode) {
+fn scripted(mut w: World, policy: impl Fn(&World) -> [f32; 8]) -> (World, Episode) {
     let started = Instant::now();
-    let mut w = World::new(kind, seed);
     while !w.done() {
         let a = policy(&w);
         w.apply(&a);
@@ -262,15 +285,9 @@ impl ModelRunner {
     /// One episode through the real control loop; `None` when a signal interrupted it.
     fn episode(&self, kind: TaskKind, seed: u64) -> anyhow::Result<Option<(World, Episode)>> {
         let started = Instant::now();
-        let mut text = format!("sim:{kind},seed={seed}");
-        if let Some(extra) = self.camera_options.as_deref().filter(|o| !o.is_empty()) {
-            text = format!("{text},{extra}");
-        }
-        let camera: CameraSpec = text
-            .parse()
-            .map_err(|e| bad_input(format!("--camera-options: {e}")))?;
+        let camera = sim_camera(kind, seed, self.camera_options.as_deref())?;
         let CameraSpec::Sim(sim) = &camera else {
-            return Err(anyhow::anyhow!("`{text}` is not a sim camera"));
+            return Err(anyhow::anyhow!("{camera:?} is not a sim camera"));
         };
         let world = sim.world.clone();
         let goal = world.lock().task.goal.clone();
@@ -371,6 +388,25 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
             }))
         }
     };
+    if args.record.is_some() && !matches!(candidate, Candidate::Model(_)) {
+        return Err(bad_input(
+            "--record: records a policy model's episodes (DAgger); for the expert's, use `demos`",
+        ));
+    }
+    // A bad --camera-options (a world file that makes no sense) fails here, before anything runs.
+    let options = args.camera_options.as_deref();
+    let CameraSpec::Sim(first) = sim_camera(kind, args.seed, options)? else {
+        return Err(bad_input("--camera-options: not options of a sim camera"));
+    };
+    // Recorded frames have the camera's size: what the policy saw.
+    let mut record = match &args.record {
+        Some(dir) => Some(super::demos::DemoWriter::create(
+            "--record",
+            dir,
+            (first.width, first.height),
+        )?),
+        None => None,
+    };
     if let Some(out) = &args.out {
         if out.is_file() {
             return Err(bad_input(format!(
@@ -401,20 +437,21 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     let progress = Progress::new(total, &format!("eval {kind}")).with_unit("episodes");
     let mut pictures: Vec<(String, World, World)> = Vec::new();
     let keep_pictures = args.out.is_some();
-    let mut run_scripted = |label: &str, policy: &dyn Fn(&World) -> [f32; 8]| -> Vec<Episode> {
-        let mut out = Vec::new();
-        for &seed in &seeds {
-            let (w, e) = scripted(kind, seed, policy);
-            if keep_pictures {
-                pictures.push((label.to_string(), World::new(kind, seed), w));
+    let mut run_scripted =
+        |label: &str, policy: &dyn Fn(&World) -> [f32; 8]| -> anyhow::Result<Vec<Episode>> {
+            let mut out = Vec::new();
+            for &seed in &seeds {
+                let (w, e) = scripted(start_world(kind, seed, options)?, policy);
+                if keep_pictures {
+                    pictures.push((label.to_string(), w.replay(0), w));
+                }
+                out.push(e);
+                progress.inc();
             }
-            out.push(e);
-            progress.inc();
-        }
-        out
-    };
-    let expert_episodes = run_scripted("expert", &expert::next_action);
-    let none_episodes = run_scripted("none", &|_| expert::HOLD_STILL);
+            Ok(out)
+        };
+    let expert_episodes = run_scripted("expert", &expert::next_action)?;
+    let none_episodes = run_scripted("none", &|_| expert::HOLD_STILL)?;
     let mut interrupted = false;
     let policy = match &candidate {
         Candidate::Expert => summarise("expert", expert_episodes.clone()),
@@ -424,8 +461,11 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
             for &seed in &seeds {
                 match runner.episode(kind, seed)? {
                     Some((w, e)) => {
+                        if let Some(r) = record.as_mut() {
+                            r.add(&w)?;
+                        }
                         if keep_pictures {
-                            pictures.push(("model".into(), World::new(kind, seed), w));
+                            pictures.push(("model".into(), w.replay(0), w));
                         }
                         episodes.push(e);
                     }
@@ -453,6 +493,17 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
     };
     if let Some(dir) = &args.out {
         write_out(dir, &report, &pictures)?;
+    }
+    // An interrupted eval keeps the episodes it finished (each is whole).
+    if let (Some(r), Candidate::Model(runner)) = (record, &candidate) {
+        let driven_by = format!("model:{}", runner.dir.display());
+        let (frames, _, episodes) = r.finish(kind, args.seed, 0.0, &driven_by)?;
+        if !json {
+            outln!(
+                "recorded {episodes} episodes ({frames} frames, labelled by the expert) to {}",
+                args.record.as_deref().unwrap_or(Path::new("")).display()
+            );
+        }
     }
     if json {
         print_json(&report)?;

@@ -9,6 +9,7 @@
 //! - [`task`]: reach / pick / place with their goal text and success criteria.
 //! - [`render`]: a RealSense-like depth + colour pair (the calibration conventions of
 //!   `camera::synthetic`) ray-casting the world's current state; a top-down picture of an episode.
+//! - [`world_file`]: a layout written by hand (`sim:TASK,world=FILE`) instead of a seed's.
 //! - [`expert`]: a scripted policy reading the world's true state.
 //! - [`SharedWorld`]: the handle one camera renders (`camera::sim`, the `sim:TASK[,seed=N]`
 //!   camera) and one controller moves (the in-process arm controller of `--link sim`, through
@@ -21,6 +22,7 @@ pub mod expert;
 pub mod render;
 pub mod task;
 pub mod world;
+pub mod world_file;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 

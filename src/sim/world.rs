@@ -163,15 +163,19 @@ pub struct World {
     /// reproduces every state of the episode (`World::replay`), e.g. for a contact sheet.
     #[serde(skip)]
     pub applied: Vec<[f32; 8]>,
+    /// The start state's objects and gripper, which [`World::replay`] starts from (a seed's
+    /// layout or a world file's).
+    #[serde(skip)]
+    start: Box<(Vec<Object>, Gripper)>,
 }
 
-const BOX_COLOURS: [(&str, [f64; 3]); 4] = [
+pub(super) const BOX_COLOURS: [(&str, [f64; 3]); 4] = [
     ("red", [0.80, 0.15, 0.12]),
     ("blue", [0.15, 0.25, 0.80]),
     ("yellow", [0.90, 0.80, 0.15]),
     ("purple", [0.55, 0.20, 0.65]),
 ];
-const BALL_COLOURS: [(&str, [f64; 3]); 2] = [
+pub(super) const BALL_COLOURS: [(&str, [f64; 3]); 2] = [
     ("green", [0.15, 0.70, 0.25]),
     ("orange", [0.95, 0.50, 0.10]),
 ];
@@ -281,25 +285,45 @@ impl World {
                 }
             }
         };
-        let path = vec![gripper.pos];
+        Self::from_start(seed, task, objects, gripper, kind.step_limit())
+    }
+
+    /// A world in the start state given (a seed's draw, or a world file's layout,
+    /// `sim::world_file`).
+    pub fn from_start(
+        seed: u64,
+        task: Task,
+        objects: Vec<Object>,
+        gripper: Gripper,
+        step_limit: u64,
+    ) -> Self {
+        let start = Box::new((objects.clone(), gripper.clone()));
         Self {
             seed,
             task,
+            path: vec![gripper.pos],
             objects,
             gripper,
             steps: 0,
-            step_limit: kind.step_limit(),
+            step_limit,
             terminated: false,
             success_step: None,
-            path,
             applied: Vec::new(),
+            start,
         }
     }
 
     /// The state after the first `steps` of `applied`, replayed from the start state of this
     /// world's task and seed (the world is deterministic).
     pub fn replay(&self, steps: usize) -> World {
-        let mut w = World::new(self.task.kind, self.seed);
+        let (objects, gripper) = (*self.start).clone();
+        let mut w = World::from_start(
+            self.seed,
+            self.task.clone(),
+            objects,
+            gripper,
+            self.step_limit,
+        );
         for a in self.applied.iter().take(steps) {
             w.apply(a);
         }

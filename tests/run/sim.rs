@@ -513,3 +513,147 @@ fn demos_write_the_experts_episodes_as_a_dataset() {
     }
     assert!(!dir.path().join("x").exists());
 }
+
+const WORLD_FILE: &str = r#"
+[gripper]
+tcp = [0.05, 0.40, 0.20]
+
+[[boxes]]
+colour = "red"
+centre = [0.10, 0.60]
+size = [0.07, 0.07, 0.05]
+
+[ball]
+colour = "orange"
+centre = [-0.12, 0.55]
+
+[task]
+object = "the red box"
+"#;
+
+/// `sim:TASK,world=FILE`: the file's layout in `eval` (the expert solves it, the goal names the
+/// file's object); a file that makes no sense exits 2 naming the file and the field, in `eval`
+/// and in `run`.
+#[test]
+fn world_files_set_the_layout_and_nonsense_exits_2_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, WORLD_FILE).unwrap();
+    let out = bin()
+        .args(["eval", "--task", "reach", "--episodes", "2", "--json"])
+        .arg("--camera-options")
+        .arg(format!("world={}", good.display()))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["expert"]["successes"], 2, "{v}");
+    for e in v["expert"]["per_episode"].as_array().unwrap() {
+        assert_eq!(e["goal"], "reach the red box", "{v}");
+    }
+    let bad = dir.path().join("bad.toml");
+    for (text, field) in [
+        (
+            WORLD_FILE.replace("[0.10, 0.60]", "[-0.11, 0.56]"),
+            "boxes[0].centre: overlaps the ball",
+        ),
+        (WORLD_FILE.replace("\"red\"", "\"pink\""), "boxes[0].colour"),
+        (
+            WORLD_FILE.replace("the red box", "the blue box"),
+            "task.object",
+        ),
+        (WORLD_FILE.replace("0.20]", "9.0]"), "gripper.tcp[2]"),
+    ] {
+        std::fs::write(&bad, text).unwrap();
+        let spec = format!("world={}", bad.display());
+        let eval = bin()
+            .args([
+                "eval",
+                "--task",
+                "reach",
+                "--episodes",
+                "1",
+                "--camera-options",
+            ])
+            .arg(&spec)
+            .output()
+            .unwrap();
+        let run = bin()
+            .args(["run", "--link", "sim", "--steps", "1", "--camera"])
+            .arg(format!("sim:reach,{spec}"))
+            .output()
+            .unwrap();
+        for out in [eval, run] {
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{field}: {err}");
+            assert!(
+                err.contains("bad.toml") && err.contains(field),
+                "{field}: {err}"
+            );
+            assert!(!err.contains("panicked"), "{err}");
+        }
+    }
+}
+
+/// `eval --record`: a model's episodes as a demonstrations dataset — the frames the policy saw
+/// (the camera's size), the expert's label for each state, and what the model did (`executed`):
+/// replaying `executed` reproduces the states the labels are for (DAgger's data).
+#[test]
+fn eval_records_a_models_episodes_labelled_by_the_expert() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("dagger");
+    let out = bin()
+        .args([
+            "eval",
+            "--task",
+            "reach",
+            "--episodes",
+            "1",
+            "--seed",
+            "5",
+            "--model",
+            "models/tiny-policy",
+            "--camera-options",
+            "size=64x48",
+            "--json",
+            "--record",
+        ])
+        .arg(&rec)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(rec.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["schema"], "spatialbot-edge/demos/1");
+    assert_eq!(meta["width"], 64);
+    assert!(
+        meta["driven_by"].as_str().unwrap().starts_with("model:"),
+        "{meta}"
+    );
+    let folder = rec.join("episodes/5");
+    let text = std::fs::read_to_string(folder.join("steps.jsonl")).unwrap();
+    let mut w = World::new(TaskKind::Reach, 5);
+    for line in text.lines() {
+        let line: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(folder.join(line["frame"].as_str().unwrap()).is_file());
+        let label: Vec<f32> = serde_json::from_value(line["action"].clone()).unwrap();
+        assert_eq!(label, expert::next_action(&w).to_vec());
+        let executed: [f32; 8] = serde_json::from_value(line["executed"].clone()).unwrap();
+        w.apply(&executed);
+    }
+    assert_eq!(
+        meta["episodes"][0]["steps"].as_u64().unwrap(),
+        text.lines().count() as u64
+    );
+    // Only a model's episodes are recorded; the expert's are `demos`'.
+    let out = bin()
+        .args(["eval", "--task", "reach", "--episodes", "1", "--record"])
+        .arg(dir.path().join("x"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--record"));
+    assert!(!dir.path().join("x").exists());
+}

@@ -435,10 +435,12 @@ def answer_targets(ids: list[int], flags: list[bool], tokens_per_image: int) -> 
 
 
 def padded_lm_loss(model: Bunny, seqs: list[torch.Tensor], targets: list[list[int]],
-                   weights: list[list[float]] | None = None) -> torch.Tensor:
+                   weights: list[list[float]] | None = None, hidden_at: list[int] | None = None):
     """The language model's cross-entropy over a batch of spliced sequences (each [len, hidden]),
     right-padded to the longest. Without weights: the mean over targets that are not -100. With
-    weights (one per position, targets then >= 0): the weighted mean of the per-token loss."""
+    weights (one per position, targets then >= 0): the weighted mean of the per-token loss.
+    With hidden_at (one position per sequence): (loss, the last layer's normed hidden state at
+    each of those positions, [batch, hidden]) — for a trainer's auxiliary heads."""
     L = max(s.shape[0] for s in seqs)
     H = seqs[0].shape[1]
     embeds = torch.zeros(len(seqs), L, H)
@@ -453,11 +455,18 @@ def padded_lm_loss(model: Bunny, seqs: list[torch.Tensor], targets: list[list[in
         if weights is not None:
             wgt[i, : len(weights[i])] = torch.tensor(weights[i])
     pos = torch.arange(L)[None].expand(len(seqs), L)
-    logits = model.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=pos).logits
+    out = model.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=pos,
+                   output_hidden_states=hidden_at is not None)
+    logits = out.logits
     if weights is None:
-        return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1))
-    nll = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), reduction="none")
-    return (nll * wgt.reshape(-1)).sum() / wgt.sum()
+        loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1))
+    else:
+        nll = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), reduction="none")
+        loss = (nll * wgt.reshape(-1)).sum() / wgt.sum()
+    if hidden_at is None:
+        return loss
+    last = out.hidden_states[-1]
+    return loss, last[torch.arange(len(seqs)), torch.tensor(hidden_at)]
 
 
 # --- image preprocessing (numpy + Pillow, as the released processors) ------------------------

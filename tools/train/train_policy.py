@@ -14,6 +14,13 @@ The answer is the expert's action in the manifest's ManiSkill layout: `[terminat
 droll, dpitch, dyaw, gripper]`, translations as v = (a + 0.2) / 0.4 with two decimals (0.004 m
 per level; the runtime decodes 0.4·v − 0.2), rotations "0.5" (the expert does not turn),
 terminate "0", gripper "1" open or "0" closed. Fixed seeds; CPU.
+
+Auxiliary targets (--aux-weight, default 1): a linear head on the language model's last hidden
+state at the prompt's last position (the one that predicts the answer's first token) regresses
+privileged state from the demonstrations — the named object's offset from the TCP, the TCP, and
+the expert's continuous action — beside the answer's cross-entropy. It gives the vision tower a
+dense signal about where the gripper and the named object are; the head is not exported (the
+runtime's graphs are the model alone).
 """
 
 from __future__ import annotations
@@ -123,9 +130,23 @@ def crop_u8(rgb: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rgb[top : top + IMAGE_SIZE, left : left + IMAGE_SIZE])
 
 
+AUX = ["offset_x", "offset_y", "offset_z", "tcp_x", "tcp_y", "tcp_z", "dx", "dy", "dz", "gripper"]
+
+
+def aux_targets(step: dict, where: str) -> list[float]:
+    """The auxiliary regression targets of one step, each scaled to about ±1."""
+    if "objects" not in step or "task_object" not in step:
+        raise SystemExit(f"{where}: no `objects`/`task_object` (demos written before they were recorded; rewrite them)")
+    obj = step["objects"][step["task_object"]]["pos"]
+    tcp, a = step["tcp"], step["action"]
+    offset = [(obj[i] - tcp[i]) / 0.2 for i in range(3)]
+    centre = [tcp[0] / 0.2, (tcp[1] - 0.6) / 0.2, (tcp[2] - 0.15) / 0.1]
+    return offset + centre + [a[i] / 0.02 for i in range(3)] + [2 * a[6] - 1]
+
+
 def load_demos(folders: list[Path]):
-    """Every step of every episode: (cropped u8 frame, goal, action text)."""
-    crops, goals, answers, actions = [], [], [], []
+    """Every step of every episode: (cropped u8 frame, goal, action text, action, aux targets)."""
+    crops, goals, answers, actions, aux = [], [], [], [], []
     for folder in folders:
         meta = json.loads((folder / "meta.json").read_text())
         if meta.get("schema") != "spatialbot-edge/demos/1":
@@ -143,11 +164,12 @@ def load_demos(folders: list[Path]):
                 goals.append(step["goal"])
                 answers.append(action_text(step["action"]))
                 actions.append(step["action"])
+                aux.append(aux_targets(step, str(ep_dir / "steps.jsonl")))
         if cached is None:
             cached = np.stack(mine)
             np.save(cache, cached)
         crops.append(cached)
-    return np.concatenate(crops), goals, answers, np.array(actions, np.float64)
+    return np.concatenate(crops), goals, answers, np.array(actions, np.float64), np.array(aux, np.float32)
 
 
 def pixels_of(crops: np.ndarray) -> np.ndarray:
@@ -194,12 +216,14 @@ def encode(tok, goal: str, answer: str):
 # --- training --------------------------------------------------------------------------------------
 
 
-def batch_loss(model, examples, pixels):
+def batch_loss(model, examples, pixels, head=None, aux=None, aux_weight=0.0):
+    """The answers' weighted cross-entropy, plus aux_weight × the auxiliary head's mean squared
+    error on `aux` (when given); returns (total, cross-entropy, aux MSE or None)."""
     import torch
 
     T = model.spec.tokens_per_image
     image_embeds = model.encode_images(torch.from_numpy(pixels))
-    seqs, targets, weights = [], [], []
+    seqs, targets, weights, last_prompt = [], [], [], []
     for i, (ids, w) in enumerate(examples):
         seqs.append(bunny.splice(model, ids, image_embeds[i : i + 1])[0])
         tg, wt = [], []
@@ -213,7 +237,13 @@ def batch_loss(model, examples, pixels):
         # Position k predicts token k + 1.
         targets.append(tg[1:] + [0])
         weights.append(wt[1:] + [0.0])
-    return bunny.padded_lm_loss(model, seqs, targets, weights)
+        last_prompt.append(next(k for k, x in enumerate(wt) if x > 0) - 1)
+    if head is None:
+        ce = bunny.padded_lm_loss(model, seqs, targets, weights)
+        return ce, ce, None
+    ce, hidden = bunny.padded_lm_loss(model, seqs, targets, weights, hidden_at=last_prompt)
+    mse = torch.nn.functional.mse_loss(head(hidden), torch.from_numpy(aux))
+    return ce + aux_weight * mse, ce, mse
 
 
 def validate(model, tok, crops, goals, answers, actions, n: int) -> dict:
@@ -259,8 +289,11 @@ def main() -> int:
     ap.add_argument("--check-every", type=int, default=250)
     ap.add_argument("--val-frames", type=int, default=64)
     ap.add_argument("--bench", type=int, default=0, help="time this many steps and exit")
-    ap.add_argument("--init", type=Path, default=None, help="start from this checkpoint folder's weights")
+    ap.add_argument("--init", type=Path, default=None,
+                    help="start from this checkpoint folder's weights and tokenizer (a DAgger round)")
     ap.add_argument("--data-seed", type=int, default=20, help="seed of the data order")
+    ap.add_argument("--aux-weight", type=float, default=1.0,
+                    help="weight of the auxiliary privileged-state regression (0: answers only)")
     args = ap.parse_args()
 
     import torch
@@ -271,14 +304,20 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(args.data_seed)
     t0, c0 = time.time(), cpu_seconds()
-    crops, goals, answers, actions = load_demos(args.demos)
-    v_crops, v_goals, v_answers, v_actions = load_demos(args.val)
+    crops, goals, answers, actions, aux = load_demos(args.demos)
+    v_crops, v_goals, v_answers, v_actions, _ = load_demos(args.val)
     print(f"demos: {len(goals)} training frames, {len(v_goals)} validation frames "
           f"(loaded in {time.time() - t0:.0f} s)", flush=True)
 
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    tok = train_tokenizer(goals, answers)
+    if args.init is not None:
+        # Continuing (a DAgger round): the checkpoint's tokenizer, whatever the new data's mix.
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(str(args.init / "tokenizer.json"))
+    else:
+        tok = train_tokenizer(goals, answers)
     eos = tok.token_to_id(bunny.EOS_TEXT)
     vocab = (tok.get_vocab_size() + 63) // 64 * 64
     cfg = dict(CONFIG, vocab_size=vocab, bos_token_id=eos, eos_token_id=eos, pad_token_id=eos)
@@ -297,17 +336,17 @@ def main() -> int:
     model.tower.load_state_dict(
         {k: v for k, v in full_tower.state_dict().items() if k in model.tower.state_dict()}, strict=True)
     if args.init is not None:
-        # Continue from a checkpoint of the same config (its tokenizer must be this one).
-        if (args.init / "tokenizer.json").read_text() != (out / "tokenizer.json").read_text():
-            raise SystemExit(f"{args.init}: its tokenizer differs from the one trained on these demos")
+        # Continue from a checkpoint of the same config, with its tokenizer (above).
         unused = model.load_checkpoint(bunny.read_checkpoint_tensors(args.init))
         print(f"continuing from {args.init} ({len(unused)} tensors of the unused tower layer left out)", flush=True)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: {n_params / 1e6:.2f} M parameters, {spec.tokens_per_image} tokens per image, "
           f"vocab {vocab}", flush=True)
 
+    head = torch.nn.Linear(CONFIG["hidden_size"], len(AUX)) if args.aux_weight > 0 else None
+    params = list(model.parameters()) + (list(head.parameters()) if head is not None else [])
     steps = args.steps
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0, betas=(0.9, 0.98))
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0, betas=(0.9, 0.98))
     warm = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))))
@@ -328,13 +367,15 @@ def main() -> int:
             order, at = rng.permutation(len(goals)), 0
         idx = order[at : at + args.batch]
         at += args.batch
-        loss = batch_loss(model, [encoded[(goals[i], answers[i])] for i in idx], pixels_of(crops[idx]))
+        loss, ce, mse = batch_loss(model, [encoded[(goals[i], answers[i])] for i in idx], pixels_of(crops[idx]),
+                                   head, aux[idx], args.aux_weight)
         opt.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
-        rec = {"step": step, "loss": round(loss.item(), 5), "lr": sched.get_last_lr()[0],
+        rec = {"step": step, "loss": round(ce.item(), 5),
+               "aux_mse": None if mse is None else round(mse.item(), 5), "lr": sched.get_last_lr()[0],
                "wall_s": round(time.time() - t_train, 1), "cpu_s": round(cpu_seconds() - c_train, 1)}
         if args.bench and step + 1 == args.bench:
             print(f"bench: {args.bench} steps in {rec['wall_s']} s wall, {rec['cpu_s']} s CPU", flush=True)
