@@ -393,6 +393,11 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
             "--record: records a policy model's episodes (DAgger); for the expert's, use `demos`",
         ));
     }
+    if args.record.is_some() && args.record == args.out {
+        return Err(bad_input(
+            "--record and --out name the same folder; give two",
+        ));
+    }
     // A bad --camera-options (a world file that makes no sense) fails here, before anything runs.
     let options = args.camera_options.as_deref();
     let CameraSpec::Sim(first) = sim_camera(kind, args.seed, options)? else {

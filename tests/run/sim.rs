@@ -424,6 +424,29 @@ fn arm_sim_refuses_a_world_that_is_not_a_sim_spec() {
     }
 }
 
+/// Reads a dataset episode's steps.jsonl and replays its `executed` actions from `w` (its start
+/// state): every frame exists, every goal is the world's, every label is the expert's action
+/// for the state it was recorded in. Returns the lines and the world at the end.
+fn replay_dataset_episode(
+    folder: &std::path::Path,
+    mut w: World,
+) -> (Vec<serde_json::Value>, World) {
+    let text = std::fs::read_to_string(folder.join("steps.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for line in &lines {
+        assert!(folder.join(line["frame"].as_str().unwrap()).is_file());
+        assert_eq!(line["goal"], w.task.goal.as_str());
+        let label: Vec<f32> = serde_json::from_value(line["action"].clone()).unwrap();
+        assert_eq!(label, expert::next_action(&w).to_vec());
+        let executed: [f32; 8] = serde_json::from_value(line["executed"].clone()).unwrap();
+        w.apply(&executed);
+    }
+    (lines, w)
+}
+
 /// `demos`: the expert's episodes as a dataset (docs/training.md): meta.json, a colour frame and
 /// a steps.jsonl line per step, every episode solved; the labels are the expert's actions for
 /// the frames' states (replaying the executed actions reproduces them).
@@ -463,21 +486,8 @@ fn demos_write_the_experts_episodes_as_a_dataset() {
         assert_eq!(ep["seed"], seed);
         assert_eq!(ep["success"], true, "{ep}");
         let folder = out.join(format!("episodes/{seed}"));
-        let text = std::fs::read_to_string(folder.join("steps.jsonl")).unwrap();
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let (lines, w) = replay_dataset_episode(&folder, World::new(TaskKind::Pick, seed));
         assert_eq!(lines.len() as u64, ep["steps"].as_u64().unwrap());
-        let mut w = World::new(TaskKind::Pick, seed);
-        for line in &lines {
-            assert!(folder.join(line["frame"].as_str().unwrap()).is_file());
-            assert_eq!(line["goal"], w.task.goal.as_str());
-            let label: Vec<f32> = serde_json::from_value(line["action"].clone()).unwrap();
-            assert_eq!(label, expert::next_action(&w).to_vec());
-            let executed: [f32; 8] = serde_json::from_value(line["executed"].clone()).unwrap();
-            w.apply(&executed);
-        }
         assert!(w.success_step.is_some());
         assert_eq!(lines.last().unwrap()["success"], true);
     }
@@ -632,20 +642,11 @@ fn eval_records_a_models_episodes_labelled_by_the_expert() {
         meta["driven_by"].as_str().unwrap().starts_with("model:"),
         "{meta}"
     );
-    let folder = rec.join("episodes/5");
-    let text = std::fs::read_to_string(folder.join("steps.jsonl")).unwrap();
-    let mut w = World::new(TaskKind::Reach, 5);
-    for line in text.lines() {
-        let line: serde_json::Value = serde_json::from_str(line).unwrap();
-        assert!(folder.join(line["frame"].as_str().unwrap()).is_file());
-        let label: Vec<f32> = serde_json::from_value(line["action"].clone()).unwrap();
-        assert_eq!(label, expert::next_action(&w).to_vec());
-        let executed: [f32; 8] = serde_json::from_value(line["executed"].clone()).unwrap();
-        w.apply(&executed);
-    }
+    let (lines, _) =
+        replay_dataset_episode(&rec.join("episodes/5"), World::new(TaskKind::Reach, 5));
     assert_eq!(
         meta["episodes"][0]["steps"].as_u64().unwrap(),
-        text.lines().count() as u64
+        lines.len() as u64
     );
     // Only a model's episodes are recorded; the expert's are `demos`'.
     let out = bin()

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Regenerates models/sim-policy: demonstrations in the simulated world, behaviour cloning, export
-# with verification, the end-to-end reference on validation frames (docs/training.md).
-#   bash tools/train/sim-policy.sh WORK_DIR      (WORK_DIR holds the demos and the checkpoint)
+# Regenerates models/sim-policy: demonstrations in the simulated world, behaviour cloning, one
+# DAgger round (the round-0 policy's own episodes, labelled by the expert), export with
+# verification, the end-to-end reference on validation frames (docs/training.md).
+#   bash tools/train/sim-policy.sh WORK_DIR      (WORK_DIR holds the demos and the checkpoints)
 # Needs a release build (target/release/spatialbot-edge, or $SBE) and .venv-export (or
-# $EXPORT_PYTHON). Fixed seeds throughout; training runs single-threaded on the CPU.
+# $EXPORT_PYTHON). Fixed seeds throughout; training runs on the CPU with two torch threads.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 work=${1:?give a work folder}
@@ -12,16 +13,32 @@ PY=${EXPORT_PYTHON:-.venv-export/bin/python}
 export TOKENIZERS_PARALLELISM=false PYTHONHASHSEED=0
 mkdir -p "$work"
 d="$work/demos"
-# Training seeds 0..449, validation 500..519; `eval` reports on seeds 1000 and up.
-[ -d "$d/reach-clean" ] || "$SBE" demos --task reach --episodes 300 --seed 0 --out "$d/reach-clean"
-[ -d "$d/pick-clean" ] || "$SBE" demos --task pick --episodes 300 --seed 0 --out "$d/pick-clean"
-[ -d "$d/reach-noise" ] || "$SBE" demos --task reach --episodes 150 --seed 300 --noise 0.015 --out "$d/reach-noise"
-[ -d "$d/pick-noise" ] || "$SBE" demos --task pick --episodes 150 --seed 300 --noise 0.015 --out "$d/pick-noise"
+g="$work/dagger"
+# Training seeds 0..499 (clean) and 520..999 (noisy), validation 500..519; `eval` reports on
+# seeds 1000 and up.
+[ -d "$d/reach-clean" ] || "$SBE" demos --task reach --episodes 500 --seed 0 --out "$d/reach-clean"
+[ -d "$d/pick-clean" ] || "$SBE" demos --task pick --episodes 500 --seed 0 --out "$d/pick-clean"
+[ -d "$d/reach-noise" ] || "$SBE" demos --task reach --episodes 480 --seed 520 --noise 0.015 --out "$d/reach-noise"
+[ -d "$d/pick-noise" ] || "$SBE" demos --task pick --episodes 480 --seed 520 --noise 0.015 --out "$d/pick-noise"
 [ -d "$d/reach-val" ] || "$SBE" demos --task reach --episodes 20 --seed 500 --out "$d/reach-val"
 [ -d "$d/pick-val" ] || "$SBE" demos --task pick --episodes 20 --seed 500 --out "$d/pick-val"
-"$PY" tools/train/train_policy.py --demos "$d/reach-clean" "$d/pick-clean" "$d/reach-noise" "$d/pick-noise" \
-  --val "$d/reach-val" "$d/pick-val" --out "$work/checkpoint" ${TRAIN_ARGS:-}
-"$PY" tools/export/export.py --checkpoint "$work/checkpoint" --out models/sim-policy --verify --tolerance 1e-3
-"$PY" tools/export/reference.py e2e --checkpoint "$work/checkpoint" --kind policy \
+demos=("$d/reach-clean" "$d/pick-clean" "$d/reach-noise" "$d/pick-noise")
+val=("$d/reach-val" "$d/pick-val")
+# Round 0: behaviour cloning on the expert's demonstrations.
+[ -f "$work/round0/model.safetensors" ] || "$PY" tools/train/train_policy.py --demos "${demos[@]}" \
+  --val "${val[@]}" --out "$work/round0" --steps 5000 --minutes 65 --threads 2 --check-every 500
+"$PY" tools/export/export.py --checkpoint "$work/round0" --out "$work/round0-export" --verify --tolerance 1e-3
+# DAgger round 1: the round-0 policy drives the runtime's loop on training seeds; the expert
+# labels every state it reached. Recorded as fast as the loop runs (`fast`).
+[ -d "$g/reach-r1" ] || "$SBE" eval --task reach --episodes 50 --seed 0 --policy "$work/round0-export" \
+  --camera-options fast --record "$g/reach-r1" --json > "$g/reach-r1.json"
+[ -d "$g/pick-r1" ] || "$SBE" eval --task pick --episodes 40 --seed 0 --policy "$work/round0-export" \
+  --camera-options fast --record "$g/pick-r1" --json > "$g/pick-r1.json"
+# Round 1: continue from round 0 on everything, the policy's own states twice.
+"$PY" tools/train/train_policy.py --demos "${demos[@]}" "$g/reach-r1" "$g/pick-r1" "$g/reach-r1" "$g/pick-r1" \
+  --val "${val[@]}" --out "$work/round1" --init "$work/round0" --steps 4000 --lr 1.5e-3 --minutes 30 \
+  --threads 2 --check-every 500
+"$PY" tools/export/export.py --checkpoint "$work/round1" --out models/sim-policy --verify --tolerance 1e-3
+"$PY" tools/export/reference.py e2e --checkpoint "$work/round1" --kind policy \
   --demos "$d/reach-val/episodes/501" "$d/pick-val/episodes/502" --per-episode 6 \
   --out models/sim-policy/reference/e2e
