@@ -34,6 +34,18 @@ fn live_temps() -> MutexGuard<'static, Vec<PathBuf>> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Reads a text file of at most `max_bytes` (an input a user gave: never an unbounded read);
+/// a larger one is an error saying its size and the limit.
+pub fn read_to_string_limited(path: &Path, max_bytes: u64) -> std::io::Result<String> {
+    let len = std::fs::metadata(path)?.len();
+    if len > max_bytes {
+        return Err(std::io::Error::other(format!(
+            "{len} bytes; at most {max_bytes} are read (docs/limits.md)"
+        )));
+    }
+    std::fs::read_to_string(path)
+}
+
 /// Writes `bytes` to a temporary file beside the file `path` names, syncs it, then renames it
 /// over that file. A crash or an error leaves either the old file or none, never a truncated one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -12,6 +12,7 @@ use super::{
     SyntheticOptions,
 };
 use crate::rgbd::{Calibration, DepthMm, DistortionModel, Extrinsics, Intrinsics, RgbImage};
+use crate::sim::render::{LABEL_BACKGROUND, LABEL_GRIPPER};
 
 /// Depth beyond this is reported as 0 ("no data"), like a real sensor's range limit.
 pub const MAX_RANGE_M: f64 = 4.0;
@@ -87,6 +88,73 @@ struct Scene {
 
 /// The boxes standing on the table; they never move.
 const STILL_BOXES: usize = 3;
+
+/// The objects' names and colours, by label: the three boxes, then the ball.
+pub const OBJECTS: [(&str, &str); 4] = [
+    ("the red box", "red"),
+    ("the blue box", "blue"),
+    ("the yellow box", "yellow"),
+    ("the green ball", "green"),
+];
+const BALL_LABEL: u8 = 3;
+
+/// One object of the synthetic tabletop at a frame's time, in table coordinates (x right, y
+/// away from the camera, z up; metres).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObjectState {
+    pub name: &'static str,
+    pub colour: &'static str,
+    pub is_ball: bool,
+    pub centre_m: [f64; 3],
+    /// Full extents along x, y, z.
+    pub size_m: [f64; 3],
+}
+
+/// World (x right, y down, z away) → table (x right, y away, z up) coordinates.
+fn table_coords(p: [f64; 3]) -> [f64; 3] {
+    [p[0], p[2], -p[1]]
+}
+
+/// The ground truth of frame `index` at `fps`: the objects' states (indexed as the labels) and
+/// what each colour pixel shows (an index into [`OBJECTS`], [`LABEL_GRIPPER`] or
+/// [`LABEL_BACKGROUND`]), row by row.
+pub fn ground_truth(calib: &Calibration, index: u64, fps: u32) -> (Vec<ObjectState>, Vec<u8>) {
+    let scene = Scene::at(index as f64 / fps.max(1) as f64);
+    let mut objects: Vec<ObjectState> = scene
+        .boxes
+        .iter()
+        .take(STILL_BOXES)
+        .zip(OBJECTS)
+        .map(|(b, (name, colour))| ObjectState {
+            name,
+            colour,
+            is_ball: false,
+            centre_m: table_coords(b.center),
+            size_m: [2.0 * b.half[0], 2.0 * b.half[2], 2.0 * b.half[1]],
+        })
+        .collect();
+    if let Some(ball) = &scene.ball {
+        let (name, colour) = OBJECTS[BALL_LABEL as usize];
+        objects.push(ObjectState {
+            name,
+            colour,
+            is_ball: true,
+            centre_m: table_coords(ball.center),
+            size_m: [2.0 * ball.radius; 3],
+        });
+    }
+    let k = &calib.color;
+    let mut labels = Vec::with_capacity(k.width * k.height);
+    for v in 0..k.height {
+        for u in 0..k.width {
+            let label = scene
+                .hit_labelled(COLOR_ORIGIN, ray(k, u, v))
+                .map_or(LABEL_BACKGROUND, |(_, _, _, l)| l);
+            labels.push(label);
+        }
+    }
+    (objects, labels)
+}
 
 impl Scene {
     fn at(t_s: f64) -> Self {
@@ -169,20 +237,36 @@ impl Scene {
 
     /// The nearest hit along `origin + t·dir`: (t, surface normal, albedo).
     fn hit(&self, origin: [f64; 3], dir: [f64; 3]) -> Option<(f64, [f64; 3], [f64; 3])> {
-        let mut best: Option<(f64, [f64; 3], [f64; 3])> = None;
-        let mut consider = |t: f64, n: [f64; 3], rgb: [f64; 3]| {
-            if t > 1e-6 && best.is_none_or(|(bt, _, _)| t < bt) {
-                best = Some((t, n, rgb));
+        self.hit_labelled(origin, dir)
+            .map(|(t, n, rgb, _)| (t, n, rgb))
+    }
+
+    /// [`Scene::hit`] with what was hit: an index into [`OBJECTS`], [`LABEL_GRIPPER`] or
+    /// [`LABEL_BACKGROUND`] (table, floor, wall).
+    fn hit_labelled(
+        &self,
+        origin: [f64; 3],
+        dir: [f64; 3],
+    ) -> Option<(f64, [f64; 3], [f64; 3], u8)> {
+        let mut best: Option<(f64, [f64; 3], [f64; 3], u8)> = None;
+        let mut consider = |t: f64, n: [f64; 3], rgb: [f64; 3], label: u8| {
+            if t > 1e-6 && best.is_none_or(|(bt, _, _, _)| t < bt) {
+                best = Some((t, n, rgb, label));
             }
         };
-        for b in &self.boxes {
+        for (i, b) in self.boxes.iter().enumerate() {
             if let Some((t, n)) = hit_box(b, origin, dir) {
-                consider(t, n, b.rgb);
+                let label = if i < STILL_BOXES {
+                    i as u8
+                } else {
+                    LABEL_GRIPPER
+                };
+                consider(t, n, b.rgb, label);
             }
         }
         if let Some(ball) = &self.ball {
             if let Some((t, n)) = hit_sphere(ball, origin, dir) {
-                consider(t, n, ball.rgb);
+                consider(t, n, ball.rgb, BALL_LABEL);
             }
         }
         if dir[1] > 0.0 {
@@ -196,12 +280,13 @@ impl Scene {
                 } else {
                     [0.55, 0.39, 0.25]
                 };
-                consider(t, [0.0, -1.0, 0.0], rgb);
+                consider(t, [0.0, -1.0, 0.0], rgb, LABEL_BACKGROUND);
             }
             consider(
                 (FLOOR_Y - origin[1]) / dir[1],
                 [0.0, -1.0, 0.0],
                 [0.35, 0.35, 0.38],
+                LABEL_BACKGROUND,
             );
         }
         if dir[2] > 0.0 {
@@ -209,6 +294,7 @@ impl Scene {
                 (WALL_Z - origin[2]) / dir[2],
                 [0.0, 0.0, -1.0],
                 [0.85, 0.82, 0.75],
+                LABEL_BACKGROUND,
             );
         }
         best

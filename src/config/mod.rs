@@ -865,7 +865,7 @@ mod layering {
         ("sim", &["rgbd"]),
         ("camera", &["fsutil", "imageio", "limits", "rgbd", "sim"]),
         ("model", &["limits", "link", "policy", "preprocess", "rgbd"]),
-        ("spatialqa", &["model", "rgbd", "sim"]),
+        ("spatialqa", &["fsutil", "model", "rgbd", "sim"]),
         (
             "pipeline",
             &[

@@ -1,12 +1,21 @@
-//! SpatialQA questions from the simulated tabletop's ground truth.
+//! SpatialQA questions from ground truth.
 //!
-//! A scene is a world in its start state (`World::new(task, seed)`) with the gripper moved to a
-//! seeded pose (grasping, touching, hovering above an object, or elsewhere), rendered by the
-//! sim camera with its depth registered to the colour image. The renderer's label image gives
-//! each object's mask in the colour image; the registered depth under the mask gives its depth
-//! (the paper's four values: centre, max and min as the 95th and 5th percentiles, mean).
-//! Point and object depths and proximity are answered through Depth API turns, with the value
-//! the runtime's lookup (`model::depth_api`) returns for the coordinates written.
+//! A [`Frame`] is a colour image, depth registered to it, a label image (which object each
+//! colour pixel shows) and what is known about each object. Three sources fill it:
+//! - the simulated world ([`Frame::from_world`]): a world in its start state
+//!   (`World::new(task, seed)`) with the gripper moved to a seeded pose (grasping, touching,
+//!   hovering above an object, or elsewhere), rendered by the sim camera; everything is known,
+//!   so every category is asked;
+//! - the synthetic tabletop (`camera::synthetic`): the renderer's labels, the boxes' and the
+//!   ball's true sizes and positions; no gripper state, so no reaching questions;
+//! - a recording with a calibration and an object annotation ([`Annotation`]): masks are the
+//!   annotated boxes (the paper's rule for object depth), sizes and shapes only where annotated.
+//!
+//! The registered depth under an object's mask gives its depth (the paper's four values:
+//! centre, max and min as the 95th and 5th percentiles, mean). Point and object depths and
+//! proximity are answered through Depth API turns, with the value the runtime's lookup
+//! (`model::depth_api`) returns for the coordinates written. A category whose ground truth a
+//! source lacks is not asked.
 
 use crate::model::depth_api;
 use crate::rgbd::{DepthMm, RgbImage};
@@ -16,12 +25,71 @@ use crate::sim::{task::REACH_TOLERANCE_M, Rng, World};
 
 use super::{level_and_bench, Kind, Question, Turn};
 
-/// A rendered scene: colour, depth registered to it, and what each colour pixel shows.
+/// An object's shape class (counting and existence ask about boxes and balls).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShapeClass {
+    Box,
+    Ball,
+}
+
+/// What is known about one object. Positions and sizes are in table coordinates: x to the
+/// right, y away from the camera, z up, metres.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObjectTruth {
+    /// How questions name it: "the red box".
+    pub name: String,
+    pub colour: Option<String>,
+    pub shape: Option<ShapeClass>,
+    pub centre_m: Option<[f64; 3]>,
+    /// Full extents (x, y, z).
+    pub size_m: Option<[f64; 3]>,
+}
+
+/// A scene with its ground truth: colour, depth registered to it, what each colour pixel shows
+/// (an index into `objects`, [`LABEL_GRIPPER`] or [`LABEL_BACKGROUND`]) and what is known.
 pub struct Frame {
-    pub world: World,
     pub rgb: RgbImage,
     pub depth: DepthMm,
     pub labels: Vec<u8>,
+    pub objects: Vec<ObjectTruth>,
+    /// The world's state, where the scene is the simulated world (the gripper's pose and the
+    /// reach and grasp criteria: reaching and "is the gripper above" questions).
+    pub world: Option<World>,
+    /// The background is the tabletop scene's table and wall (the depth description says so).
+    pub tabletop: bool,
+    /// Existence questions: names known to be absent from the scene. `None`: the colour and
+    /// shape vocabulary of the tabletop worlds decides.
+    pub absent: Option<Vec<String>>,
+}
+
+impl Frame {
+    /// A rendered simulated world: everything known.
+    pub fn from_world(world: World, rgb: RgbImage, depth: DepthMm, labels: Vec<u8>) -> Self {
+        let objects = world
+            .objects
+            .iter()
+            .map(|o| ObjectTruth {
+                name: o.name.clone(),
+                colour: Some(o.colour.to_string()),
+                shape: Some(match o.shape {
+                    Shape::Box { .. } => ShapeClass::Box,
+                    Shape::Ball { .. } => ShapeClass::Ball,
+                }),
+                centre_m: Some(o.pos),
+                size_m: Some(o.half().map(|h| 2.0 * h)),
+            })
+            .collect();
+        Self {
+            rgb,
+            depth,
+            labels,
+            objects,
+            world: Some(world),
+            tabletop: true,
+            absent: None,
+        }
+    }
 }
 
 /// How the gripper was posed (for the record; the answers follow the true state).
@@ -142,7 +210,7 @@ pub fn seen_objects(frame: &Frame) -> Vec<Seen> {
     let (w, h) = (frame.rgb.width, frame.rgb.height);
     let min_pixels = (MIN_PIXELS_128 * (w * h) as f64 / (128.0 * 96.0)).max(1.0) as usize;
     let mut out = Vec::new();
-    for (i, o) in frame.world.objects.iter().enumerate() {
+    for (i, o) in frame.objects.iter().enumerate() {
         let mut pixels = Vec::new();
         for v in 0..h {
             for u in 0..w {
@@ -391,22 +459,29 @@ fn depth_description(frame: &Frame, seen: &[Seen]) -> Option<Draft> {
         .filter_map(|v| frame.depth.get(column, v).filter(|&mm| mm > 0 && mm < 1500))
         .collect();
     table.sort_unstable();
-    let (near, far) = (*table.first()?, *table.last()?);
     let (nearest, nd) = by_depth[0];
     let (farthest, fd) = by_depth[by_depth.len() - 1];
     let gripper = (0..w * h)
         .filter(|&i| frame.labels.get(i).copied() == Some(LABEL_GRIPPER))
         .filter_map(|i| frame.depth.get(i % w, i / w).filter(|&mm| mm > 0))
         .min();
-    let mut text = format!(
-        "The depth map shows a table top from about {} mm at the bottom of the image to about {} mm further up, with a wall behind it. {} is the closest object, at about {} mm; {} is the farthest, at about {} mm.",
-        about(near),
-        about(far),
+    let objects = format!(
+        "{} is the closest object, at about {} mm; {} is the farthest, at about {} mm.",
         capital(&nearest.name),
         about(nd),
         farthest.name,
         about(fd)
     );
+    let mut text = if frame.tabletop {
+        let (near, far) = (*table.first()?, *table.last()?);
+        format!(
+            "The depth map shows a table top from about {} mm at the bottom of the image to about {} mm further up, with a wall behind it. {objects}",
+            about(near),
+            about(far),
+        )
+    } else {
+        objects
+    };
     if let Some(g) = gripper {
         text.push_str(&format!(" The gripper is about {} mm away.", about(g)));
     }
@@ -505,15 +580,26 @@ fn counting(rng: &mut Rng, frame: &Frame, seen: &[Seen]) -> Option<Draft> {
     if seen.iter().any(|s| s.pixels > 0 && s.pixels < min_pixels) {
         return None;
     }
+    let shape = |s: &Seen| frame.objects.get(s.index).and_then(|o| o.shape);
+    let shapes_known = seen.iter().all(|s| shape(s).is_some());
     let boxes = seen
         .iter()
-        .filter(|s| s.pixels > 0 && matches!(frame.world.objects[s.index].shape, Shape::Box { .. }))
+        .filter(|s| s.pixels > 0 && shape(s) == Some(ShapeClass::Box))
         .count();
     let all = seen.iter().filter(|s| s.pixels > 0).count();
     let (question, n, noun) = if rng.unit() < 0.6 {
+        if !shapes_known {
+            return None;
+        }
         ("How many boxes are there in the image?", boxes, "boxes")
-    } else {
+    } else if frame.tabletop {
         ("How many objects are on the table?", all, "objects")
+    } else {
+        (
+            "How many of the named objects are in the image?",
+            all,
+            "objects",
+        )
     };
     let reply = if n == 1 {
         format!(
@@ -536,21 +622,25 @@ const BOX_COLOURS: [&str; 4] = ["red", "blue", "yellow", "purple"];
 const BALL_COLOURS: [&str; 2] = ["green", "orange"];
 
 fn existence(rng: &mut Rng, frame: &Frame, seen: &[Seen]) -> Option<Draft> {
+    if let Some(absent) = &frame.absent {
+        return existence_by_name(rng, seen, absent);
+    }
     let ball = rng.unit() < 0.25;
     let colours: &[&str] = if ball { &BALL_COLOURS } else { &BOX_COLOURS };
     let noun = if ball { "ball" } else { "box" };
-    let present = |c: &str| {
-        seen.iter().any(|s| {
-            let o = &frame.world.objects[s.index];
-            s.pixels > 0 && o.colour == c && matches!(o.shape, Shape::Ball { .. }) == ball
-        })
+    let shape = if ball {
+        ShapeClass::Ball
+    } else {
+        ShapeClass::Box
     };
-    let hidden = |c: &str| {
-        seen.iter().any(|s| {
-            let o = &frame.world.objects[s.index];
-            s.pixels == 0 && o.colour == c && matches!(o.shape, Shape::Ball { .. }) == ball
-        })
+    let is = |s: &Seen, c: &str| {
+        frame
+            .objects
+            .get(s.index)
+            .is_some_and(|o| o.colour.as_deref() == Some(c) && o.shape == Some(shape))
     };
+    let present = |c: &str| seen.iter().any(|s| s.pixels > 0 && is(s, c));
+    let hidden = |c: &str| seen.iter().any(|s| s.pixels == 0 && is(s, c));
     let want_yes = rng.unit() < 0.5;
     let candidates: Vec<&str> = colours
         .iter()
@@ -580,6 +670,51 @@ fn existence(rng: &mut Rng, frame: &Frame, seen: &[Seen]) -> Option<Draft> {
     ))
 }
 
+/// Existence from an annotation: an annotated object in view (yes) or a name annotated as
+/// absent (no), half each where both exist.
+fn existence_by_name(rng: &mut Rng, seen: &[Seen], absent: &[String]) -> Option<Draft> {
+    let present: Vec<&str> = seen
+        .iter()
+        .filter(|s| s.pixels > 0)
+        .map(|s| s.name.as_str())
+        .collect();
+    let want_yes = rng.unit() < 0.5;
+    let (names, yes): (Vec<&str>, bool) = match (want_yes, present.is_empty(), absent.is_empty()) {
+        (_, true, true) => return None,
+        (true, false, _) | (false, false, true) => (present, true),
+        _ => (absent.iter().map(String::as_str).collect(), false),
+    };
+    let name = *pick(rng, &names);
+    let reply = if yes {
+        format!("Yes, there is {name} in the image.")
+    } else {
+        format!("No, there is no {} in the image.", strip_article(name))
+    };
+    Some(Draft::direct(
+        "existence",
+        format!("Is there {} in the image?", with_indefinite(name)),
+        reply,
+        yes_no(yes),
+        Kind::YesNo,
+    ))
+}
+
+/// "the red box" → "red box".
+fn strip_article(name: &str) -> &str {
+    name.strip_prefix("the ").unwrap_or(name)
+}
+
+/// "the red box" → "a red box", "the orange ball" → "an orange ball".
+fn with_indefinite(name: &str) -> String {
+    let bare = strip_article(name);
+    let article = if bare.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {bare}")
+}
+
 fn two_visible<'a>(rng: &mut Rng, seen: &'a [Seen]) -> Option<(&'a Seen, &'a Seen)> {
     let visible: Vec<&Seen> = seen.iter().filter(|s| s.depth.is_some()).collect();
     if visible.len() < 2 {
@@ -595,7 +730,6 @@ fn two_visible<'a>(rng: &mut Rng, seen: &'a [Seen]) -> Option<(&'a Seen, &'a See
 
 fn position(rng: &mut Rng, frame: &Frame, seen: &[Seen], target: usize) -> Option<Draft> {
     let r = rng.unit();
-    let objects = &frame.world.objects;
     if r < 0.4 {
         let (a, b) = two_visible(rng, seen)?;
         if (a.u_frac - b.u_frac).abs() < 0.08 {
@@ -613,7 +747,13 @@ fn position(rng: &mut Rng, frame: &Frame, seen: &[Seen], target: usize) -> Optio
         Some(d)
     } else if r < 0.7 {
         let (a, b) = two_visible(rng, seen)?;
-        let (ya, yb) = (objects[a.index].pos[1], objects[b.index].pos[1]);
+        // Distance from the camera along the table: the true centres where known, otherwise
+        // the centre depths (an annotated recording).
+        let along = |s: &Seen| match frame.objects.get(s.index).and_then(|o| o.centre_m) {
+            Some(c) => Some(c[1]),
+            None => s.depth.map(|d| f64::from(d[0]) / 1000.0),
+        };
+        let (ya, yb) = (along(a)?, along(b)?);
         if (ya - yb).abs() < 0.04 {
             return None;
         }
@@ -628,8 +768,9 @@ fn position(rng: &mut Rng, frame: &Frame, seen: &[Seen], target: usize) -> Optio
         d.choices = vec!["in front of".into(), "behind".into()];
         Some(d)
     } else {
-        let o = objects.get(target)?;
-        let g = frame.world.gripper.pos;
+        let world = frame.world.as_ref()?;
+        let o = world.objects.get(target)?;
+        let g = world.gripper.pos;
         let h = o.half();
         let over = (g[0] - o.pos[0]).abs() <= h[0] && (g[1] - o.pos[1]).abs() <= h[1];
         let above = over && g[2] > o.top();
@@ -649,7 +790,7 @@ fn position(rng: &mut Rng, frame: &Frame, seen: &[Seen], target: usize) -> Optio
 }
 
 fn reaching(rng: &mut Rng, frame: &Frame, target: usize, close: bool) -> Option<Draft> {
-    let world = &frame.world;
+    let world = frame.world.as_ref()?;
     if close {
         let graspable = world.graspable();
         let reply = match graspable.and_then(|i| world.objects.get(i)) {
@@ -690,14 +831,14 @@ fn reaching(rng: &mut Rng, frame: &Frame, target: usize, close: bool) -> Option<
 
 fn size(rng: &mut Rng, frame: &Frame, seen: &[Seen]) -> Option<Draft> {
     let (a, b) = two_visible(rng, seen)?;
-    let (oa, ob) = (&frame.world.objects[a.index], &frame.world.objects[b.index]);
-    let (ha, hb) = (oa.half(), ob.half());
-    let volume = |o: &crate::sim::world::Object, h: [f64; 3]| match o.shape {
-        Shape::Box { .. } => 8.0 * h[0] * h[1] * h[2],
-        Shape::Ball { radius } => 4.0 / 3.0 * std::f64::consts::PI * radius * radius * radius,
+    let (oa, ob) = (frame.objects.get(a.index)?, frame.objects.get(b.index)?);
+    let (sa, sb) = (oa.size_m?, ob.size_m?);
+    let volume = |o: &ObjectTruth, s: [f64; 3]| match o.shape {
+        Some(ShapeClass::Ball) => std::f64::consts::PI / 6.0 * s[0] * s[1] * s[2],
+        _ => s[0] * s[1] * s[2],
     };
     if rng.unit() < 0.6 {
-        let (va, vb) = (volume(oa, ha), volume(ob, hb));
+        let (va, vb) = (volume(oa, sa), volume(ob, sb));
         if va.max(vb) < 1.25 * va.min(vb) {
             return None;
         }
@@ -714,7 +855,7 @@ fn size(rng: &mut Rng, frame: &Frame, seen: &[Seen]) -> Option<Draft> {
         d.choices = vec![a.name.clone(), b.name.clone()];
         Some(d)
     } else {
-        let (ta, tb) = (2.0 * ha[2], 2.0 * hb[2]);
+        let (ta, tb) = (sa[2], sb[2]);
         if ta.max(tb) < 1.25 * ta.min(tb) {
             return None;
         }

@@ -2,13 +2,16 @@
 //! their on-disk format, SpatialBench's released layout, and the paper's scoring rules.
 //! docs/spatialqa.md describes the format and the categories.
 //!
-//! - [`generate`]: questions about a simulated tabletop frame (`crate::sim`), from the world's
-//!   true state and the renderer's object masks; the conversations use the Depth API turns as
-//!   the runtime does (`model::depth_api`).
+//! - [`generate`]: questions about a frame with ground truth (the simulated world, the
+//!   synthetic tabletop, an annotated recording) from object masks and what is known of each
+//!   object; the conversations use the Depth API turns as the runtime does
+//!   (`model::depth_api`).
+//! - [`annotation`]: a recording's `objects.json` (objects as boxes in annotated frames).
 //! - [`set`]: reading a question set, ours (`meta.json` + `questions.jsonl`) or SpatialBench's
 //!   (one JSON file per task), into one list of [`Question`]s.
 //! - [`score`]: whether an answer is right, per kind, and the per-category summary.
 
+pub mod annotation;
 pub mod generate;
 pub mod score;
 pub mod set;

@@ -30,18 +30,10 @@ fn bad(path: &Path, message: impl Into<String>) -> SetError {
 }
 
 fn read_text(path: &Path) -> Result<String, SetError> {
-    let io = |source| SetError::Io {
+    crate::fsutil::read_to_string_limited(path, MAX_FILE_BYTES).map_err(|source| SetError::Io {
         path: path.display().to_string(),
         source,
-    };
-    let len = std::fs::metadata(path).map_err(io)?.len();
-    if len > MAX_FILE_BYTES {
-        return Err(bad(
-            path,
-            format!("{len} bytes; at most {MAX_FILE_BYTES} are read (docs/limits.md)"),
-        ));
-    }
-    std::fs::read_to_string(path).map_err(io)
+    })
 }
 
 /// A question set read into memory: where its files are relative to, and its questions.

@@ -32,6 +32,44 @@ fn json_out(o: &Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).expect("JSON on stdout")
 }
 
+/// Checks a generated set: every question's images exist, its first turn has the RGB-D
+/// placeholders, and every Depth API reply is the registered depth at (floor(x·W), floor(y·H)).
+/// Returns the categories asked and the number of API replies.
+fn check_set(dir: &Path) -> (std::collections::BTreeSet<String>, usize) {
+    let qa = std::fs::read_to_string(dir.join("questions.jsonl")).unwrap();
+    let mut categories = std::collections::BTreeSet::new();
+    let mut api_turns = 0;
+    for line in qa.lines() {
+        let q: serde_json::Value = serde_json::from_str(line).unwrap();
+        categories.insert(q["category"].as_str().unwrap().to_string());
+        let depth = imageio::read_depth_png(&dir.join(q["depth"].as_str().unwrap())).unwrap();
+        assert!(dir.join(q["image"].as_str().unwrap()).is_file());
+        let turns = q["conversation"].as_array().unwrap();
+        assert!(turns[0]["value"]
+            .as_str()
+            .unwrap()
+            .starts_with("<image 1>\n<image 2>\n"));
+        for t in turns.iter().skip(1).filter(|t| t["from"] == "human") {
+            for reply in t["value"].as_str().unwrap().lines() {
+                let rest = reply.strip_prefix("API: Depth(").unwrap();
+                let (xy, value) = rest.split_once(")=").unwrap();
+                let (x, y) = xy.split_once(',').unwrap();
+                let (x, y): (f64, f64) = (x.parse().unwrap(), y.parse().unwrap());
+                let col = ((x * depth.width() as f64).floor() as usize).min(depth.width() - 1);
+                let row = ((y * depth.height() as f64).floor() as usize).min(depth.height() - 1);
+                assert_eq!(
+                    depth.get(col, row).unwrap().to_string(),
+                    value,
+                    "{}",
+                    q["id"]
+                );
+                api_turns += 1;
+            }
+        }
+    }
+    (categories, api_turns)
+}
+
 #[test]
 fn generation_is_deterministic_and_the_depth_api_values_are_the_depth_images() {
     let tmp = tempfile::tempdir().unwrap();
@@ -60,38 +98,7 @@ fn generation_is_deterministic_and_the_depth_api_values_are_the_depth_images() {
         serde_json::from_str(&std::fs::read_to_string(a.join("meta.json")).unwrap()).unwrap();
     assert_eq!(meta["schema"], "spatialbot-edge.spatialqa/1");
     assert_eq!(meta["seeds"], serde_json::json!([7, 10]));
-    let mut categories = std::collections::BTreeSet::new();
-    let mut api_turns = 0;
-    for line in qa.lines() {
-        let q: serde_json::Value = serde_json::from_str(line).unwrap();
-        assert_eq!(meta["count"].as_u64().map(|_| ()), Some(()));
-        categories.insert(q["category"].as_str().unwrap().to_string());
-        let depth = imageio::read_depth_png(&a.join(q["depth"].as_str().unwrap())).unwrap();
-        assert!(a.join(q["image"].as_str().unwrap()).is_file());
-        let turns = q["conversation"].as_array().unwrap();
-        assert!(turns[0]["value"]
-            .as_str()
-            .unwrap()
-            .starts_with("<image 1>\n<image 2>\n"));
-        // Every API reply is the registered depth at (floor(x·W), floor(y·H)).
-        for t in turns.iter().skip(1).filter(|t| t["from"] == "human") {
-            for reply in t["value"].as_str().unwrap().lines() {
-                let rest = reply.strip_prefix("API: Depth(").unwrap();
-                let (xy, value) = rest.split_once(")=").unwrap();
-                let (x, y) = xy.split_once(',').unwrap();
-                let (x, y): (f64, f64) = (x.parse().unwrap(), y.parse().unwrap());
-                let col = ((x * depth.width() as f64).floor() as usize).min(depth.width() - 1);
-                let row = ((y * depth.height() as f64).floor() as usize).min(depth.height() - 1);
-                assert_eq!(
-                    depth.get(col, row).unwrap().to_string(),
-                    value,
-                    "{}",
-                    q["id"]
-                );
-                api_turns += 1;
-            }
-        }
-    }
+    let (categories, api_turns) = check_set(&a);
     assert!(api_turns >= 6, "{api_turns}");
     for c in [
         "point_depth",
@@ -198,6 +205,131 @@ fn qa_eval_reads_spatialbench_layout_and_counts_what_it_skips() {
         "1",
     ]);
     assert_eq!(json_out(&o)["per_category"]["counting"]["answered"], 2);
+}
+
+#[test]
+fn an_annotated_recording_and_the_synthetic_tabletop_are_sources_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The committed sample recording annotates frames 0, 10 and 45 (objects.json).
+    let rec = tmp.path().join("rec");
+    let o = run(&[
+        "spatialqa",
+        "--json",
+        "--source",
+        "recording:tests/data/sample",
+        "--split",
+        "test",
+        "--out",
+        s(&rec),
+    ]);
+    assert_eq!(json_out(&o)["scenes"], 3);
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(rec.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["seeds"], serde_json::json!([0, 46]));
+    assert_eq!(meta["size"], serde_json::json!([640, 480]));
+    let (categories, api_turns) = check_set(&rec);
+    assert!(api_turns >= 3, "{api_turns}");
+    for c in [
+        "point_depth",
+        "object_depth",
+        "proximity",
+        "counting",
+        "existence",
+        "size",
+    ] {
+        assert!(categories.contains(c), "{c} missing: {categories:?}");
+    }
+    assert!(
+        !categories.contains("reaching"),
+        "no gripper state in an annotation"
+    );
+    let qa = std::fs::read_to_string(rec.join("questions.jsonl")).unwrap();
+    for line in qa.lines() {
+        let q: serde_json::Value = serde_json::from_str(line).unwrap();
+        if q["category"] == "existence" && q["answer"] == "No" {
+            let text = q["question"].as_str().unwrap();
+            assert!(
+                text.contains("purple box") || text.contains("orange ball"),
+                "a No is asked about a name annotated absent: {text}"
+            );
+        }
+    }
+
+    let syn = tmp.path().join("syn");
+    let o = run(&[
+        "spatialqa",
+        "--json",
+        "--source",
+        "synthetic",
+        "--seeds",
+        "0..4",
+        "--size",
+        "160x120",
+        "--split",
+        "train",
+        "--out",
+        s(&syn),
+    ]);
+    assert_eq!(json_out(&o)["scenes"], 4);
+    let (categories, _) = check_set(&syn);
+    for c in ["point_depth", "object_depth", "counting", "existence"] {
+        assert!(categories.contains(c), "{c} missing: {categories:?}");
+    }
+    assert!(!categories.contains("reaching"));
+
+    // Nonsense: exit 2 naming the file and the field.
+    let bad = tmp.path().join("bad");
+    copy_dir(&support::repo_root().join("tests/data/sample"), &bad);
+    let source = format!("--source=recording:{}", s(&bad));
+    for (annotation, field) in [
+        (
+            r#"{"schema": "spatialbot-edge.objects/1", "frames": [{"frame": 0, "objects": [{"name": "the red box", "bbox": [10, 10, 700, 20]}]}]}"#,
+            "frames[0].objects[0].bbox",
+        ),
+        (
+            r#"{"schema": "spatialbot-edge.objects/1", "frames": [{"frame": 99, "objects": []}]}"#,
+            "frame 99",
+        ),
+        (
+            r#"{"schema": "spatialbot-edge.objects/1", "frames": [{"frame": 0, "objects": [{"name": "x", "bbox": [1, 1, 2, 2], "mass": 1}]}]}"#,
+            "mass",
+        ),
+    ] {
+        std::fs::write(bad.join("objects.json"), annotation).unwrap();
+        let o = run(&[
+            "spatialqa",
+            &source,
+            "--split",
+            "test",
+            "--out",
+            s(&tmp.path().join("x")),
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{annotation}: {err}");
+        assert!(err.contains("objects.json") && err.contains(field), "{err}");
+    }
+    std::fs::remove_file(bad.join("objects.json")).unwrap();
+    let o = run(&[
+        "spatialqa",
+        &source,
+        "--split",
+        "test",
+        "--out",
+        s(&tmp.path().join("x")),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("objects.json"));
+    let o = run(&[
+        "spatialqa",
+        "--source",
+        "synthetic",
+        "--split",
+        "test",
+        "--out",
+        s(&tmp.path().join("x")),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--seeds"));
 }
 
 fn copy_dir(from: &Path, to: &Path) {
