@@ -22,13 +22,13 @@ fn depth_at(spec: &str, x: f64, y: f64) -> u32 {
 #[test]
 fn ask_on_a_sim_frame_answers_depth_through_the_depth_api() {
     let model = support::repo_root().join("models/sim-spatialbot");
-    for seed in [300101u64, 300102] {
+    for (seed, x_asked, y_asked) in [(300101u64, "0.50", "0.70"), (300102, "0.31", "0.44")] {
         let spec = format!("sim:reach,seed={seed},size=128x96,fast");
-        let question = "What is the depth value of point <0.50,0.70>?";
+        let question = format!("What is the depth value of point <{x_asked},{y_asked}>?");
         let out = Command::new(support::bin())
             .args(["ask", "--json", "--threads", "1", "--model"])
             .arg(&model)
-            .args(["--camera", &spec, question])
+            .args(["--camera", &spec, &question])
             .output()
             .unwrap();
         assert!(
@@ -45,18 +45,22 @@ fn ask_on_a_sim_frame_answers_depth_through_the_depth_api() {
         );
         let calls = rounds[0]["calls"].as_array().unwrap();
         assert_eq!(calls.len(), 1, "{report}");
-        // The API's value is the frame's registered depth where the model pointed. (Where it
-        // points is the model's skill: docs/spatialqa.md reports how often it copies the asked
-        // coordinates.)
-        let x: f64 = calls[0]["x"].as_str().unwrap().parse().unwrap();
-        let y: f64 = calls[0]["y"].as_str().unwrap().parse().unwrap();
-        assert_eq!(calls[0]["mm"], depth_at(&spec, x, y), "{report}");
+        // The model calls the API at the asked point, and the API's value is the frame's
+        // registered depth there (read independently of the model).
+        assert_eq!(calls[0]["x"], x_asked, "{report}");
+        assert_eq!(calls[0]["y"], y_asked, "{report}");
+        let mm = depth_at(&spec, x_asked.parse().unwrap(), y_asked.parse().unwrap());
+        assert_eq!(calls[0]["mm"], mm, "{report}");
         assert!(rounds[0]["reply"]
             .as_str()
             .unwrap()
             .starts_with("API: Depth("));
+        // …and the answer reports those millimetres.
         assert!(
-            report["answer"].as_str().unwrap().ends_with("mm."),
+            report["answer"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!(" {mm} mm.")),
             "{report}"
         );
     }

@@ -186,10 +186,34 @@ class Images:
 # --- training ----------------------------------------------------------------------------------
 
 
-def batch_loss(model, batch, images: Images):
+def patch_statistics(pixels: torch.Tensor, patch: int) -> torch.Tensor:
+    """Per patch (row-major, as the tower's tokens): each channel's mean and standard deviation
+    of the normalised pixels, (N, tokens, 6)."""
+    n, c, _, _ = pixels.shape
+    p = pixels.unfold(2, patch, patch).unfold(3, patch, patch)  # N, C, gh, gw, patch, patch
+    p = p.reshape(n, c, -1, patch * patch)
+    return torch.cat([p.mean(-1), p.std(-1)], dim=1).transpose(1, 2)
+
+
+def aux_patch_loss(aux_head, embeds_img: torch.Tensor, pixels: torch.Tensor, patch: int) -> torch.Tensor:
+    """Auxiliary loss (training only, not exported): every image token, as the language model's
+    first layer norm sees it (normalised), must still tell its patch's colour and depth
+    statistics, and an image's tokens must not share one direction (the squared norm per feature
+    of its mean normalised token: 1 when all are alike). Without it the tokens collapse to one direction
+    and the model answers blind."""
+    normed = torch.nn.functional.layer_norm(embeds_img, embeds_img.shape[-1:])
+    stats = torch.nn.functional.mse_loss(aux_head(normed), patch_statistics(pixels, patch))
+    # Per image: 1 when all its tokens are the same normalised vector, near 0 when they spread
+    # out (so the patches of one image stay told apart, not only the RGB and depth images).
+    shared = normed.mean(1).pow(2).mean()
+    return stats + shared
+
+
+def batch_loss(model, batch, images: Images, aux_head=None):
     T = model.spec.tokens_per_image
     px = [p for ex in batch for p in images.tensors(ex["q"], ex["depth"])]
-    embeds_img = model.encode_images(torch.from_numpy(np.stack(px)))
+    pixels = torch.from_numpy(np.stack(px))
+    embeds_img = model.encode_images(pixels)
     seqs, targets = [], []
     k = 0
     for ex in batch:
@@ -197,7 +221,11 @@ def batch_loss(model, batch, images: Images):
         seqs.append(bunny.splice(model, ex["ids"], embeds_img[k : k + n])[0])
         k += n
         targets.append(bunny.answer_targets(ex["ids"], ex["flags"], T))
-    return bunny.padded_lm_loss(model, seqs, targets)
+    loss = bunny.padded_lm_loss(model, seqs, targets)
+    if aux_head is None:
+        return loss, None
+    aux = aux_patch_loss(aux_head, embeds_img, pixels, int(model.spec.vision_config["patch_size"]))
+    return loss, aux
 
 
 def examples_of(questions, tok, rng: random.Random, rgb_share: float):
@@ -222,7 +250,7 @@ def save_checkpoint(model, full_tower, cfg, tok, folder: Path):
 @torch.no_grad()
 def val_loss(model, examples, images, batch: int) -> float:
     model.eval()
-    losses = [batch_loss(model, examples[i : i + batch], images).item() for i in range(0, len(examples), batch)]
+    losses = [batch_loss(model, examples[i : i + batch], images)[0].item() for i in range(0, len(examples), batch)]
     model.train()
     return float(np.mean(losses))
 
@@ -241,6 +269,10 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--init", type=Path, default=None,
                     help="start from this checkpoint folder's weights and tokenizer (a second stage)")
+    ap.add_argument("--init-language-only", action="store_true",
+                    help="with --init: take only the language model's weights; the tower and projector start fresh")
+    ap.add_argument("--aux-weight", type=float, default=0.0,
+                    help="weight of the auxiliary patch-statistics loss on the image tokens (0: off)")
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
@@ -266,8 +298,12 @@ def main() -> int:
         {k: v for k, v in full_tower.state_dict().items() if k in model.tower.state_dict()}, strict=True
     )
     if args.init:
+        fresh = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("lm.")}
         model.load_checkpoint(bunny.read_checkpoint_tensors(args.init))
-        print(f"initialised from {args.init}", flush=True)
+        if args.init_language_only:
+            model.load_state_dict(fresh, strict=False)
+        print(f"initialised from {args.init}{' (language model only)' if args.init_language_only else ''}", flush=True)
+    aux_head = torch.nn.Linear(cfg["hidden_size"], 6) if args.aux_weight > 0 else None
     params = sum(p.numel() for p in model.parameters())
     print(f"parameters: {params / 1e6:.2f} M (trained), vocab {cfg['vocab_size']}", flush=True)
 
@@ -279,7 +315,8 @@ def main() -> int:
     lengths = [len(e["ids"]) for e in train_ex]
     print(f"train examples {len(train_ex)}, text tokens mean {np.mean(lengths):.0f} max {max(lengths)}", flush=True)
 
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
+    trained = list(model.parameters()) + (list(aux_head.parameters()) if aux_head is not None else [])
+    opt = torch.optim.AdamW(trained, lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
     warm = max(1, args.steps // 30)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt,
@@ -295,13 +332,13 @@ def main() -> int:
             order += more
         batch = [train_ex[i] for i in order[: args.batch]]
         del order[: args.batch]
-        loss = batch_loss(model, batch, train_images)
+        loss, aux = batch_loss(model, batch, train_images, aux_head)
         opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        (loss + args.aux_weight * aux if aux is not None else loss).backward()
+        torch.nn.utils.clip_grad_norm_(trained, 1.0)
         opt.step()
         sched.step()
-        point = dict(step=step, loss=round(loss.item(), 5), wall_s=round(time.time() - t_wall, 1),
+        point = dict(step=step, loss=round(loss.item(), 5), **({"aux": round(aux.item(), 5)} if aux is not None else {}), wall_s=round(time.time() - t_wall, 1),
                      cpu_s=round(time.process_time() - t_cpu, 1))
         if step % 25 == 0:
             print(json.dumps(point), flush=True)
