@@ -187,13 +187,8 @@ impl Scenes {
                     .collect::<Vec<_>>();
                 let target = rng.below(objects.len().max(1));
                 let frame = Frame {
-                    rgb,
-                    depth,
-                    labels,
-                    objects,
-                    world: None,
                     tabletop: true,
-                    absent: None,
+                    ..Frame::without_world(rgb, depth, labels, objects)
                 };
                 Ok((frame, target))
             }
@@ -218,13 +213,8 @@ impl Scenes {
                     annotation::labels_and_objects(annotated, &depth, rgb.width, rgb.height);
                 let target = rng.below(objects.len().max(1));
                 let frame = Frame {
-                    rgb,
-                    depth,
-                    labels,
-                    objects,
-                    world: None,
-                    tabletop: false,
                     absent: Some(annotated.absent.clone()),
+                    ..Frame::without_world(rgb, depth, labels, objects)
                 };
                 Ok((frame, target))
             }

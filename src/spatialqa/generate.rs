@@ -64,6 +64,25 @@ pub struct Frame {
 }
 
 impl Frame {
+    /// A scene without a world: the objects as given, no table or wall assumed, existence from
+    /// the tabletop vocabulary (set `tabletop` and `absent` where the source knows better).
+    pub fn without_world(
+        rgb: RgbImage,
+        depth: DepthMm,
+        labels: Vec<u8>,
+        objects: Vec<ObjectTruth>,
+    ) -> Self {
+        Self {
+            rgb,
+            depth,
+            labels,
+            objects,
+            world: None,
+            tabletop: false,
+            absent: None,
+        }
+    }
+
     /// A rendered simulated world: everything known.
     pub fn from_world(world: World, rgb: RgbImage, depth: DepthMm, labels: Vec<u8>) -> Self {
         let objects = world
