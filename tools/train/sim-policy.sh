@@ -26,7 +26,7 @@ demos=("$d/reach-clean" "$d/pick-clean" "$d/reach-noise" "$d/pick-noise")
 val=("$d/reach-val" "$d/pick-val")
 # Round 0: behaviour cloning on the expert's demonstrations.
 [ -f "$work/round0/model.safetensors" ] || "$PY" tools/train/train_policy.py --demos "${demos[@]}" \
-  --val "${val[@]}" --out "$work/round0" --steps 5000 --minutes 65 --threads 2 --check-every 500
+  --val "${val[@]}" --out "$work/round0" --steps 7000 --minutes 35 --threads 2 --check-every 500
 "$PY" tools/export/export.py --checkpoint "$work/round0" --out "$work/round0-export" --verify --tolerance 1e-3
 # DAgger round 1: the round-0 policy drives the runtime's loop on training seeds; the expert
 # labels every state it reached. Recorded as fast as the loop runs (`fast`).
@@ -36,7 +36,7 @@ val=("$d/reach-val" "$d/pick-val")
   --camera-options fast --record "$g/pick-r1" --json > "$g/pick-r1.json"
 # Round 1: continue from round 0 on everything, the policy's own states twice.
 "$PY" tools/train/train_policy.py --demos "${demos[@]}" "$g/reach-r1" "$g/pick-r1" "$g/reach-r1" "$g/pick-r1" \
-  --val "${val[@]}" --out "$work/round1" --init "$work/round0" --steps 4000 --lr 1.5e-3 --minutes 30 \
+  --val "${val[@]}" --out "$work/round1" --init "$work/round0" --steps 4000 --lr 1.5e-3 --minutes 20 \
   --threads 2 --check-every 500
 "$PY" tools/export/export.py --checkpoint "$work/round1" --out models/sim-policy --verify --tolerance 1e-3
 "$PY" tools/export/reference.py e2e --checkpoint "$work/round1" --kind policy \

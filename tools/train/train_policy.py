@@ -144,9 +144,52 @@ def aux_targets(step: dict, where: str) -> list[float]:
     return offset + centre + [a[i] / 0.02 for i in range(3)] + [2 * a[6] - 1]
 
 
-def load_demos(folders: list[Path]):
-    """Every step of every episode: (cropped u8 frame, goal, action text, action, aux targets)."""
-    crops, goals, answers, actions, aux = [], [], [], [], []
+# The sim camera's pose: src/sim/render.rs CAMERA_POS and AXIS_X/Y/Z (image right, image down,
+# optical axis) of the depth camera; the colour camera sits the calibration's baseline along x.
+CAMERA_POS = np.array([0.0, -0.05, 0.55])
+CAMERA_AXES = np.array([[1.0, 0.0, 0.0], [0.0, -0.6, -0.8], [0.0, 0.8, -0.6]])
+# The dense head's channels: every object name a goal can use, then the TCP.
+DENSE = ["the red box", "the blue box", "the yellow box", "the purple box", "the ball", "tcp"]
+DENSE_SIGMA = 0.7  # patches
+
+
+def crop_pixel(meta: dict, point) -> tuple[float, float]:
+    """Where a world point lands in the cropped S × S frame (pixel-centre coordinates)."""
+    color = meta["calibration"]["color"]
+    origin = CAMERA_POS - meta["calibration"]["depth_to_color"]["translation"][0] * CAMERA_AXES[0]
+    c = CAMERA_AXES @ (np.asarray(point, np.float64) - origin)
+    u = color["ppx"] + color["fx"] * c[0] / c[2]
+    v = color["ppy"] + color["fy"] * c[1] / c[2]
+    w, h = meta["width"], meta["height"]
+    short, long = (w, h) if w <= h else (h, w)
+    new_long = int(IMAGE_SIZE * long / short)
+    nw, nh = (IMAGE_SIZE, new_long) if w <= h else (new_long, IMAGE_SIZE)
+    u = (u + 0.5) * nw / w - 0.5 - (nw - IMAGE_SIZE) // 2
+    v = (v + 0.5) * nh / h - 0.5 - (nh - IMAGE_SIZE) // 2
+    return u, v
+
+
+def dense_targets(meta: dict, step: dict) -> np.ndarray:
+    """[patches, channels] heat maps: each channel's point as a Gaussian over the patch centres
+    (row-major, as the tower's tokens), zero where the object is not in the scene."""
+    g = IMAGE_SIZE // PATCH
+    centres = (np.arange(g) + 0.5) * PATCH - 0.5
+    out = np.zeros((g * g, len(DENSE)), np.float32)
+    points = {o["name"]: o["pos"] for o in step["objects"]}
+    points["tcp"] = step["tcp"]
+    for k, name in enumerate(DENSE):
+        if name not in points:
+            continue
+        u, v = crop_pixel(meta, points[name])
+        d2 = ((centres[None, :] - u) ** 2 + (centres[:, None] - v) ** 2) / PATCH**2
+        out[:, k] = np.exp(-d2 / (2 * DENSE_SIGMA**2)).reshape(-1)
+    return out
+
+
+def load_demos(folders: list[Path], with_dense: bool = False):
+    """Every step of every episode: (cropped u8 frame, goal, action text, action, aux targets,
+    dense targets or None)."""
+    crops, goals, answers, actions, aux, dense = [], [], [], [], [], []
     for folder in folders:
         meta = json.loads((folder / "meta.json").read_text())
         if meta.get("schema") != "spatialbot-edge/demos/1":
@@ -165,11 +208,14 @@ def load_demos(folders: list[Path]):
                 answers.append(action_text(step["action"]))
                 actions.append(step["action"])
                 aux.append(aux_targets(step, str(ep_dir / "steps.jsonl")))
+                if with_dense:
+                    dense.append(dense_targets(meta, step))
         if cached is None:
             cached = np.stack(mine)
             np.save(cache, cached)
         crops.append(cached)
-    return np.concatenate(crops), goals, answers, np.array(actions, np.float64), np.array(aux, np.float32)
+    return (np.concatenate(crops), goals, answers, np.array(actions, np.float64), np.array(aux, np.float32),
+            np.stack(dense) if with_dense else None)
 
 
 def pixels_of(crops: np.ndarray) -> np.ndarray:
@@ -216,13 +262,19 @@ def encode(tok, goal: str, answer: str):
 # --- training --------------------------------------------------------------------------------------
 
 
-def batch_loss(model, examples, pixels, head=None, aux=None, aux_weight=0.0):
+def batch_loss(model, examples, pixels, head=None, aux=None, aux_weight=0.0,
+               dense_head=None, dense=None, dense_weight=0.0):
     """The answers' weighted cross-entropy, plus aux_weight × the auxiliary head's mean squared
-    error on `aux` (when given); returns (total, cross-entropy, aux MSE or None)."""
+    error on `aux` and dense_weight × the dense head's per-patch binary cross-entropy on `dense`
+    (each when given); returns (total, cross-entropy, aux MSE or None, dense BCE or None)."""
     import torch
 
     T = model.spec.tokens_per_image
     image_embeds = model.encode_images(torch.from_numpy(pixels))
+    bce = None
+    if dense_head is not None:
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(
+            dense_head(image_embeds), torch.from_numpy(dense))
     seqs, targets, weights, last_prompt = [], [], [], []
     for i, (ids, w) in enumerate(examples):
         seqs.append(bunny.splice(model, ids, image_embeds[i : i + 1])[0])
@@ -238,12 +290,13 @@ def batch_loss(model, examples, pixels, head=None, aux=None, aux_weight=0.0):
         targets.append(tg[1:] + [0])
         weights.append(wt[1:] + [0.0])
         last_prompt.append(next(k for k, x in enumerate(wt) if x > 0) - 1)
+    extra = 0.0 if bce is None else dense_weight * bce
     if head is None:
         ce = bunny.padded_lm_loss(model, seqs, targets, weights)
-        return ce, ce, None
+        return ce + extra, ce, None, bce
     ce, hidden = bunny.padded_lm_loss(model, seqs, targets, weights, hidden_at=last_prompt)
     mse = torch.nn.functional.mse_loss(head(hidden), torch.from_numpy(aux))
-    return ce + aux_weight * mse, ce, mse
+    return ce + aux_weight * mse + extra, ce, mse, bce
 
 
 def validate(model, tok, crops, goals, answers, actions, n: int) -> dict:
@@ -294,6 +347,8 @@ def main() -> int:
     ap.add_argument("--data-seed", type=int, default=20, help="seed of the data order")
     ap.add_argument("--aux-weight", type=float, default=1.0,
                     help="weight of the auxiliary privileged-state regression (0: answers only)")
+    ap.add_argument("--dense-weight", type=float, default=10.0,
+                    help="weight of the per-patch heat maps of the objects and the TCP (0: none)")
     args = ap.parse_args()
 
     import torch
@@ -304,8 +359,8 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(args.data_seed)
     t0, c0 = time.time(), cpu_seconds()
-    crops, goals, answers, actions, aux = load_demos(args.demos)
-    v_crops, v_goals, v_answers, v_actions, _ = load_demos(args.val)
+    crops, goals, answers, actions, aux, dense = load_demos(args.demos, with_dense=args.dense_weight > 0)
+    v_crops, v_goals, v_answers, v_actions, _, _ = load_demos(args.val)
     print(f"demos: {len(goals)} training frames, {len(v_goals)} validation frames "
           f"(loaded in {time.time() - t0:.0f} s)", flush=True)
 
@@ -344,7 +399,8 @@ def main() -> int:
           f"vocab {vocab}", flush=True)
 
     head = torch.nn.Linear(CONFIG["hidden_size"], len(AUX)) if args.aux_weight > 0 else None
-    params = list(model.parameters()) + (list(head.parameters()) if head is not None else [])
+    dense_head = torch.nn.Linear(CONFIG["hidden_size"], len(DENSE)) if args.dense_weight > 0 else None
+    params = list(model.parameters()) + [p for h in (head, dense_head) if h is not None for p in h.parameters()]
     steps = args.steps
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0, betas=(0.9, 0.98))
     warm = max(1, steps // 20)
@@ -367,15 +423,17 @@ def main() -> int:
             order, at = rng.permutation(len(goals)), 0
         idx = order[at : at + args.batch]
         at += args.batch
-        loss, ce, mse = batch_loss(model, [encoded[(goals[i], answers[i])] for i in idx], pixels_of(crops[idx]),
-                                   head, aux[idx], args.aux_weight)
+        loss, ce, mse, bce = batch_loss(model, [encoded[(goals[i], answers[i])] for i in idx],
+                                        pixels_of(crops[idx]), head, aux[idx], args.aux_weight,
+                                        dense_head, None if dense is None else dense[idx], args.dense_weight)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
         rec = {"step": step, "loss": round(ce.item(), 5),
-               "aux_mse": None if mse is None else round(mse.item(), 5), "lr": sched.get_last_lr()[0],
+               "aux_mse": None if mse is None else round(mse.item(), 5),
+               "dense_bce": None if bce is None else round(bce.item(), 5), "lr": sched.get_last_lr()[0],
                "wall_s": round(time.time() - t_train, 1), "cpu_s": round(cpu_seconds() - c_train, 1)}
         if args.bench and step + 1 == args.bench:
             print(f"bench: {args.bench} steps in {rec['wall_s']} s wall, {rec['cpu_s']} s CPU", flush=True)
