@@ -288,6 +288,27 @@ pub fn write_rgb_png(path: &Path, img: &RgbImage) -> Result<(), ImageIoError> {
     })
 }
 
+/// Writes one byte per pixel (row-major, `width × height`) as an 8-bit greyscale PNG atomically:
+/// label maps.
+pub fn write_gray8_png(
+    path: &Path,
+    width: usize,
+    height: usize,
+    data: &[u8],
+) -> Result<(), ImageIoError> {
+    let bytes = encode_png(
+        width,
+        height,
+        png::ColorType::Grayscale,
+        png::BitDepth::Eight,
+        data,
+    );
+    crate::fsutil::write_atomic(path, &bytes).map_err(|source| ImageIoError::Write {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -59,6 +59,21 @@ pub struct Args {
     /// Seeded depth noise and holes, as the `sim:…,noise` camera.
     #[arg(long)]
     pub noise: bool,
+    /// Also write each scene's label map (`labels/ID.png`: per colour pixel the index of the
+    /// object it shows in `scenes.jsonl`, 254 the gripper, 255 background) and `scenes.jsonl`
+    /// (per scene: image, depth, labels, object names): privileged targets for a trainer.
+    #[arg(long)]
+    pub labels: bool,
+}
+
+/// One line of `scenes.jsonl` (written with `--labels`).
+#[derive(serde::Serialize)]
+struct SceneLabels<'a> {
+    image: &'a str,
+    depth: &'a str,
+    labels: &'a str,
+    /// Label value i is `objects[i]`.
+    objects: Vec<&'a str>,
 }
 
 fn parse_seeds(text: &str) -> anyhow::Result<(u64, u64)> {
@@ -343,7 +358,12 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         }
         SourceKind::Recording(dir) => open_recording(&dir, seeds)?,
     };
-    for sub in ["images", "depth"] {
+    let subs: &[&str] = if args.labels {
+        &["images", "depth", "labels"]
+    } else {
+        &["images", "depth"]
+    };
+    for sub in subs {
         std::fs::create_dir_all(args.out.join(sub))
             .map_err(|e| bad_input(format!("--out {}: {e}", args.out.display())))?;
     }
@@ -351,6 +371,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         .map_err(|e| anyhow::anyhow!("installing the SIGINT/SIGTERM cleanup: {e}"))?;
     let progress = Progress::new(wanted.len() as u64, "scenes");
     let mut questions: Vec<Question> = Vec::new();
+    let mut scene_lines = String::new();
     let mut size = None;
     for &seed in &wanted {
         let mut rng = Rng::new(seed ^ 0x5a17_a1c0_0000_0000);
@@ -359,6 +380,26 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         let image = format!("images/{seed:06}.png");
         let depth_rel = format!("depth/{seed:06}.png");
         write_images(&args.out, &image, &depth_rel, &frame.rgb, &frame.depth)?;
+        if args.labels {
+            if frame.labels.len() != frame.rgb.width * frame.rgb.height {
+                anyhow::bail!("scene {seed}: the label map does not cover the colour frame");
+            }
+            let labels = format!("labels/{seed:06}.png");
+            imageio::write_gray8_png(
+                &args.out.join(&labels),
+                frame.rgb.width,
+                frame.rgb.height,
+                &frame.labels,
+            )?;
+            let line = SceneLabels {
+                image: &image,
+                depth: &depth_rel,
+                labels: &labels,
+                objects: frame.objects.iter().map(|o| o.name.as_str()).collect(),
+            };
+            scene_lines.push_str(&serde_json::to_string(&line)?);
+            scene_lines.push('\n');
+        }
         questions.extend(generate::questions(
             &frame,
             target,
@@ -379,6 +420,9 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         *per_category.entry(q.category.clone()).or_insert(0) += 1;
     }
     fsutil::write_atomic(&args.out.join("questions.jsonl"), lines.as_bytes())?;
+    if args.labels {
+        fsutil::write_atomic(&args.out.join("scenes.jsonl"), scene_lines.as_bytes())?;
+    }
     let meta = Meta {
         schema: SCHEMA.into(),
         split: args.split.clone(),

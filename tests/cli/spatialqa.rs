@@ -70,13 +70,51 @@ fn check_set(dir: &Path) -> (std::collections::BTreeSet<String>, usize) {
     (categories, api_turns)
 }
 
+/// `--labels`: one scenes.jsonl line per scene, its label map the colour image's size, every
+/// value an object index of that scene, the gripper (254) or background (255), and objects seen.
+fn check_labels(dir: &Path) {
+    let scenes = std::fs::read_to_string(dir.join("scenes.jsonl")).unwrap();
+    assert_eq!(scenes.lines().count(), 3);
+    let mut object_pixels = 0;
+    for line in scenes.lines() {
+        let scene: serde_json::Value = serde_json::from_str(line).unwrap();
+        let objects = scene["objects"].as_array().unwrap().len();
+        assert!(objects >= 2, "{scene}");
+        let rgb = imageio::read_rgb_png(&dir.join(scene["image"].as_str().unwrap())).unwrap();
+        let file = std::fs::File::open(dir.join(scene["labels"].as_str().unwrap())).unwrap();
+        let mut reader = png::Decoder::new(std::io::BufReader::new(file))
+            .read_info()
+            .unwrap();
+        let mut data = vec![0u8; reader.output_buffer_size()];
+        let info = reader.next_frame(&mut data).unwrap();
+        assert_eq!(
+            (info.width as usize, info.height as usize),
+            (rgb.width, rgb.height)
+        );
+        assert_eq!(info.color_type, png::ColorType::Grayscale);
+        for &v in &data[..info.buffer_size()] {
+            assert!((v as usize) < objects || v >= 254, "label {v} in {scene}");
+            object_pixels += usize::from((v as usize) < objects);
+        }
+        let image = dir.join(scene["image"].as_str().unwrap());
+        let twin = dir
+            .parent()
+            .unwrap()
+            .join("a")
+            .join(scene["image"].as_str().unwrap());
+        assert_eq!(std::fs::read(image).unwrap(), std::fs::read(twin).unwrap());
+    }
+    assert!(object_pixels > 100, "{object_pixels}");
+}
+
 #[test]
 fn generation_is_deterministic_and_the_depth_api_values_are_the_depth_images() {
     let tmp = tempfile::tempdir().unwrap();
     let a = tmp.path().join("a");
     let b = tmp.path().join("b");
-    for out in [&a, &b] {
-        let o = run(&[
+    // b also writes the label maps: the questions and images must not change.
+    for (out, labels) in [(&a, false), (&b, true)] {
+        let mut args = vec![
             "spatialqa",
             "--json",
             "--seeds",
@@ -85,8 +123,11 @@ fn generation_is_deterministic_and_the_depth_api_values_are_the_depth_images() {
             "val",
             "--out",
             s(out),
-        ]);
-        let summary = json_out(&o);
+        ];
+        if labels {
+            args.push("--labels");
+        }
+        let summary = json_out(&run(&args));
         assert_eq!(summary["scenes"], 3);
     }
     let qa = std::fs::read_to_string(a.join("questions.jsonl")).unwrap();
@@ -94,6 +135,8 @@ fn generation_is_deterministic_and_the_depth_api_values_are_the_depth_images() {
         qa,
         std::fs::read_to_string(b.join("questions.jsonl")).unwrap()
     );
+    assert!(!a.join("scenes.jsonl").exists() && !a.join("labels").exists());
+    check_labels(&b);
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(a.join("meta.json")).unwrap()).unwrap();
     assert_eq!(meta["schema"], "spatialbot-edge.spatialqa/1");

@@ -13,6 +13,12 @@ the bunny template, chunked tokenisation, Depth API turns as `ask` sends them
 ("USER: API: Depth(x,y)=V ASSISTANT:"), the loss on the assistant's turns and their
 <|endoftext|>. A share of the examples is RGB-only (one image placeholder, the final answer
 given directly) so the same model answers without a depth image (`qa-eval --no-depth`).
+
+--dense-weight W (training only, not exported) needs a set written with `spatialqa --labels`:
+a linear head on every colour-image token predicts, per patch, whether it shows each object
+name of the set and the gripper (8 × its pixel share, capped at 1, from the scene's label map).
+The tower then learns where things are from the first step, not only through the answers' few
+coordinate tokens.
 """
 
 from __future__ import annotations
@@ -183,6 +189,64 @@ class Images:
         return [bunny.normalize(im, bunny.SIGLIP_MEAN, bunny.SIGLIP_STD) for im in out]
 
 
+class Labels:
+    """Per scene image: how much of each patch shows each class (the set's object names, then the
+    gripper; 8 × the pixel share, capped at 1), from `scenes.jsonl` and the label maps of
+    `spatialqa --labels`, padded to a square as the colour image is (background) at the tower's
+    input size."""
+
+    GRIPPER, BACKGROUND = 254, 255
+
+    def __init__(self, root: Path, size: int, patch: int, names: list[str] | None = None):
+        path = root / "scenes.jsonl"
+        if not path.is_file():
+            raise SystemExit(f"{path}: missing (write the set with `spatialqa --labels` for --dense-weight)")
+        self.root, self.size, self.patch = root, size, patch
+        self.scenes = {}
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            rec = json.loads(line)
+            if not isinstance(rec.get("objects"), list) or not isinstance(rec.get("labels"), str):
+                raise SystemExit(f"{path}:{n}: needs `labels` and `objects`")
+            self.scenes[rec["image"]] = rec
+        self.names = names if names is not None else sorted({o for r in self.scenes.values() for o in r["objects"]})
+        self.cache: dict[str, np.ndarray] = {}
+
+    def classes(self) -> int:
+        return len(self.names) + 1
+
+    def shares(self, image: str) -> np.ndarray:
+        """[tokens, classes] float32."""
+        if image not in self.cache:
+            from PIL import Image
+
+            rec = self.scenes.get(image)
+            if rec is None:
+                raise SystemExit(f"{self.root / 'scenes.jsonl'}: no scene for {image}")
+            lab = np.asarray(Image.open(self.root / rec["labels"]))
+            h, w = lab.shape
+            side = max(h, w)
+            sq = np.full((side, side), self.BACKGROUND, np.uint8)
+            sq[(side - h) // 2 : (side - h) // 2 + h, (side - w) // 2 : (side - w) // 2 + w] = lab
+            # Nearest-neighbour to the input size (the sets' frames are that size already).
+            pick = (np.arange(self.size) * side) // self.size
+            sq = sq[pick][:, pick]
+            codes = np.full(256, -1, np.int64)
+            for i, name in enumerate(rec["objects"]):
+                if name in self.names:
+                    codes[i] = self.names.index(name)
+            codes[self.GRIPPER] = len(self.names)
+            cls = codes[sq]
+            g = self.size // self.patch
+            out = np.zeros((g * g, self.classes()), np.float32)
+            blocks = cls.reshape(g, self.patch, g, self.patch).transpose(0, 2, 1, 3).reshape(g * g, -1)
+            for c in range(self.classes()):
+                # A patch an eighth covered counts as showing it: the objects are a few patches
+                # at most, and a share target of a few percent would teach almost nothing.
+                out[:, c] = np.minimum(1.0, 8.0 * (blocks == c).mean(1))
+            self.cache[image] = out
+        return self.cache[image]
+
+
 # --- training ----------------------------------------------------------------------------------
 
 
@@ -209,7 +273,8 @@ def aux_patch_loss(aux_head, embeds_img: torch.Tensor, pixels: torch.Tensor, pat
     return stats + shared
 
 
-def batch_loss(model, batch, images: Images, aux_head=None):
+def batch_loss(model, batch, images: Images, aux_head=None, dense_head=None, labels: Labels | None = None):
+    """(the answers' loss, the auxiliary loss or None, the dense loss or None)."""
     T = model.spec.tokens_per_image
     px = [p for ex in batch for p in images.tensors(ex["q"], ex["depth"])]
     pixels = torch.from_numpy(np.stack(px))
@@ -222,10 +287,17 @@ def batch_loss(model, batch, images: Images, aux_head=None):
         k += n
         targets.append(bunny.answer_targets(ex["ids"], ex["flags"], T))
     loss = bunny.padded_lm_loss(model, seqs, targets)
-    if aux_head is None:
-        return loss, None
-    aux = aux_patch_loss(aux_head, embeds_img, pixels, int(model.spec.vision_config["patch_size"]))
-    return loss, aux
+    aux = dense = None
+    if aux_head is not None:
+        aux = aux_patch_loss(aux_head, embeds_img, pixels, int(model.spec.vision_config["patch_size"]))
+    if dense_head is not None and labels is not None:
+        first, k = [], 0
+        for ex in batch:
+            first.append(k)
+            k += 2 if ex["depth"] else 1
+        want = torch.from_numpy(np.stack([labels.shares(ex["q"]["image"]) for ex in batch]))
+        dense = torch.nn.functional.binary_cross_entropy_with_logits(dense_head(embeds_img[first]), want)
+    return loss, aux, dense
 
 
 def examples_of(questions, tok, rng: random.Random, rgb_share: float):
@@ -273,6 +345,9 @@ def main() -> int:
                     help="with --init: take only the language model's weights; the tower and projector start fresh")
     ap.add_argument("--aux-weight", type=float, default=0.0,
                     help="weight of the auxiliary patch-statistics loss on the image tokens (0: off)")
+    ap.add_argument("--dense-weight", type=float, default=0.0,
+                    help="weight of the per-patch object/gripper share loss on the colour tokens "
+                         "(0: off; needs a set written with `spatialqa --labels`)")
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
@@ -304,6 +379,11 @@ def main() -> int:
             model.load_state_dict(fresh, strict=False)
         print(f"initialised from {args.init}{' (language model only)' if args.init_language_only else ''}", flush=True)
     aux_head = torch.nn.Linear(cfg["hidden_size"], 6) if args.aux_weight > 0 else None
+    labels = dense_head = None
+    if args.dense_weight > 0:
+        labels = Labels(args.train, spec.image_size, int(spec.vision_config["patch_size"]))
+        dense_head = torch.nn.Linear(cfg["hidden_size"], labels.classes())
+        print(f"dense targets: {labels.names} + gripper", flush=True)
     params = sum(p.numel() for p in model.parameters())
     print(f"parameters: {params / 1e6:.2f} M (trained), vocab {cfg['vocab_size']}", flush=True)
 
@@ -315,7 +395,7 @@ def main() -> int:
     lengths = [len(e["ids"]) for e in train_ex]
     print(f"train examples {len(train_ex)}, text tokens mean {np.mean(lengths):.0f} max {max(lengths)}", flush=True)
 
-    trained = list(model.parameters()) + (list(aux_head.parameters()) if aux_head is not None else [])
+    trained = list(model.parameters()) + [p for h in (aux_head, dense_head) if h is not None for p in h.parameters()]
     opt = torch.optim.AdamW(trained, lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
     warm = max(1, args.steps // 30)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -332,13 +412,19 @@ def main() -> int:
             order += more
         batch = [train_ex[i] for i in order[: args.batch]]
         del order[: args.batch]
-        loss, aux = batch_loss(model, batch, train_images, aux_head)
+        loss, aux, dense = batch_loss(model, batch, train_images, aux_head, dense_head, labels)
         opt.zero_grad()
-        (loss + args.aux_weight * aux if aux is not None else loss).backward()
+        total = loss
+        if aux is not None:
+            total = total + args.aux_weight * aux
+        if dense is not None:
+            total = total + args.dense_weight * dense
+        total.backward()
         torch.nn.utils.clip_grad_norm_(trained, 1.0)
         opt.step()
         sched.step()
-        point = dict(step=step, loss=round(loss.item(), 5), **({"aux": round(aux.item(), 5)} if aux is not None else {}), wall_s=round(time.time() - t_wall, 1),
+        point = dict(step=step, loss=round(loss.item(), 5), **({"aux": round(aux.item(), 5)} if aux is not None else {}),
+                     **({"dense": round(dense.item(), 5)} if dense is not None else {}), wall_s=round(time.time() - t_wall, 1),
                      cpu_s=round(time.process_time() - t_cpu, 1))
         if step % 25 == 0:
             print(json.dumps(point), flush=True)
