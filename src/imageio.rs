@@ -272,19 +272,19 @@ pub fn rgb_to_png_bytes(img: &RgbImage) -> Vec<u8> {
 /// Writes depth as a 16-bit PNG atomically.
 pub fn write_depth_png(path: &Path, depth: &DepthMm) -> Result<(), ImageIoError> {
     let bytes = depth_to_png_bytes(depth, &path.display().to_string())?;
-    crate::fsutil::write_atomic(path, &bytes).map_err(|source| ImageIoError::Write {
-        path: path.display().to_string(),
-        source,
-    })
+    write_png_bytes(path, &bytes)
 }
 
 /// Writes RGB8 as a PNG atomically.
 pub fn write_rgb_png(path: &Path, img: &RgbImage) -> Result<(), ImageIoError> {
-    crate::fsutil::write_atomic(path, &rgb_to_png_bytes(img)).map_err(|source| {
-        ImageIoError::Write {
-            path: path.display().to_string(),
-            source,
-        }
+    write_png_bytes(path, &rgb_to_png_bytes(img))
+}
+
+/// Writes encoded PNG bytes atomically, naming the path on failure.
+fn write_png_bytes(path: &Path, bytes: &[u8]) -> Result<(), ImageIoError> {
+    crate::fsutil::write_atomic(path, bytes).map_err(|source| ImageIoError::Write {
+        path: path.display().to_string(),
+        source,
     })
 }
 
@@ -303,10 +303,7 @@ pub fn write_gray8_png(
         png::BitDepth::Eight,
         data,
     );
-    crate::fsutil::write_atomic(path, &bytes).map_err(|source| ImageIoError::Write {
-        path: path.display().to_string(),
-        source,
-    })
+    write_png_bytes(path, &bytes)
 }
 
 #[cfg(test)]
