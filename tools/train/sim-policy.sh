@@ -14,6 +14,7 @@ export TOKENIZERS_PARALLELISM=false PYTHONHASHSEED=0
 mkdir -p "$work"
 d="$work/demos"
 g="$work/dagger"
+mkdir -p "$g"
 # Training seeds 0..499 (clean) and 520..999 (noisy), validation 500..519; `eval` reports on
 # seeds 1000 and up.
 [ -d "$d/reach-clean" ] || "$SBE" demos --task reach --episodes 500 --seed 0 --out "$d/reach-clean"
