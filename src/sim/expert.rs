@@ -8,14 +8,8 @@ use super::world::{Object, World, WORKSPACE_MIN};
 
 /// The largest translation per axis per action.
 pub const MAX_STEP_M: f64 = 0.02;
-/// Close enough to a waypoint (the safe height, the release point) to act there.
+/// Close enough to a waypoint to act there.
 const ARRIVED_M: f64 = 0.004;
-/// Horizontally this near a goal the arm moves straight at it; farther, it rises to the safe
-/// height first and crosses there.
-const NEAR_M: f64 = 0.02;
-/// Per axis this near the grasp point it closes: well inside the world's grasp tolerance
-/// (`GRASP_XY_M`, `GRASP_Z_M`), and coarse enough that a policy seeing 64-px frames can tell.
-const CLOSE_M: f64 = 0.012;
 /// How high above an object's top the fingertips travel before descending onto it.
 const CLEARANCE_M: f64 = 0.05;
 /// Where the ball's bottom is released above the target box's top.
@@ -47,14 +41,14 @@ fn horizontal(a: [f64; 3], b: [f64; 3]) -> f64 {
     (dx * dx + dy * dy).sqrt()
 }
 
-fn within(a: [f64; 3], b: [f64; 3], tolerance: f64) -> bool {
-    (0..3).all(|i| (a[i] - b[i]).abs() <= tolerance)
+fn arrived(a: [f64; 3], b: [f64; 3]) -> bool {
+    (0..3).all(|i| (a[i] - b[i]).abs() <= ARRIVED_M)
 }
 
 /// Moves `tcp` to `goal` the way a careful arm does: up to `safe_z` first while far from it
-/// horizontally, across, then down, correcting the last few centimetres on the way.
+/// horizontally, across, then straight down.
 fn approach(tcp: [f64; 3], goal: [f64; 3], safe_z: f64, gripper: f64) -> [f32; 8] {
-    let far = horizontal(tcp, goal) > NEAR_M;
+    let far = horizontal(tcp, goal) > ARRIVED_M;
     let target = if far {
         [goal[0], goal[1], safe_z.max(goal[2])]
     } else {
@@ -80,7 +74,7 @@ fn pick(world: &World, index: usize, o: &Object) -> Option<[f32; 8]> {
         return Some(action([0.0; 3], 1.0));
     }
     let grasp = [o.pos[0], o.pos[1], o.pos[2].max(WORKSPACE_MIN[2])];
-    if within(g.pos, grasp, CLOSE_M) {
+    if arrived(g.pos, grasp) {
         return Some(action([0.0; 3], 0.0));
     }
     let safe_z = world.objects.iter().map(|p| p.top()).fold(0.0, f64::max) + CLEARANCE_M;
@@ -121,7 +115,7 @@ pub fn next_action(world: &World) -> [f32; 8] {
                 b.pos[1] - off[1],
                 b.top() + RELEASE_ABOVE_M + half - off[2],
             ];
-            if within(g.pos, release, ARRIVED_M) {
+            if arrived(g.pos, release) {
                 return action([0.0; 3], 1.0);
             }
             let tallest = world
