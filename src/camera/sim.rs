@@ -175,7 +175,9 @@ impl Source for SimSource {
                 std::thread::sleep(due - now);
             }
         }
-        // A copy, so the controller is never kept waiting while a frame renders.
+        // A copy, so the controller is never kept waiting while a frame renders. The instant of
+        // the copy is the frame's capture: the state it shows is the world's then.
+        let capture = Instant::now();
         let world = self.options.world.snapshot();
         if world.done() {
             return Ok(None);
@@ -194,10 +196,6 @@ impl Source for SimSource {
             }
         };
         let arrival = Instant::now();
-        let capture = match self.options.pacing {
-            Pacing::RealTime => due.min(arrival),
-            Pacing::AsFastAsPossible => arrival,
-        };
         self.next_index = index + 1;
         let calib = self.renderer.calibration();
         Ok(Some(RgbdFrame {

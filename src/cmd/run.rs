@@ -54,6 +54,12 @@ pub struct Args {
     /// newest frame and count the ones skipped.
     #[arg(long)]
     pub every_frame: bool,
+    /// Let a step act on a frame captured before the previous step's action reached the arm
+    /// (the newest frame when the model asks for one). Default: the loop waits for a frame
+    /// taken after it, so each step sees what its last action did; with a model slower than
+    /// the camera this costs up to one frame period per step.
+    #[arg(long, conflicts_with = "every_frame")]
+    pub frames_before_action: bool,
     /// A frame older than this when the loop takes it is not acted on (the step holds).
     /// At most 86400000. Default: the board's safety.max_age_ms.
     #[arg(long, value_name = "MS")]
@@ -348,6 +354,7 @@ fn loop_config(args: &Args, board: &Board) -> anyhow::Result<LoopConfig> {
         max_frame_age: Duration::from_millis(max_age_ms),
         camera_stall_stop: Duration::from_millis(stall_stop_ms),
         every_frame: args.every_frame,
+        frame_after_action: !args.frames_before_action,
         stage_deadline: Some(Duration::from_millis(args.generate_deadline_ms)),
         status_line: std::io::stderr().is_terminal(),
         ..LoopConfig::default()

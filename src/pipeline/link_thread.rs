@@ -42,6 +42,12 @@ pub(super) fn link_thread<A: ActionSink>(
                 match sink.send(&action, t0) {
                     Ok(delivery) => {
                         let t1 = Instant::now();
+                        if matches!(delivery, Delivery::Sent) {
+                            shared
+                                .last_action_us
+                                .fetch_max(shared.micros(t1).max(1), Ordering::SeqCst);
+                        }
+                        shared.delivered(action.step);
                         let mut st = shared.stats();
                         st.record(stats::stage::LINK, t1 - t0);
                         match delivery {

@@ -4,9 +4,10 @@
 //! - The camera side keeps only the newest frame: a frame that arrives before the loop took the
 //!   previous one replaces it, and the drop is counted. The loop never works through a queue.
 //! - Vision runs on demand: when the language model has produced a step's answer, it asks for
-//!   the next frame, so the vision thread encodes the newest frame while the answer is decoded
-//!   and sent. Each frame goes through the vision graph once and its embedding is reused while
-//!   it stays in the history ([`crate::policy::EmbeddingHistory`]).
+//!   the next frame; the vision thread waits until the link thread is done with that step's
+//!   action and takes the first frame captured after it ([`LoopConfig::frame_after_action`]).
+//!   Each frame goes through the vision graph once and its embedding is reused while it stays
+//!   in the history ([`crate::policy::EmbeddingHistory`]).
 //! - Every frame carries its capture and ready times; every action carries its frame's capture
 //!   time; each stage boundary is recorded in [`stats::LoopStats`].
 //! - Loop threads never write logs themselves: they hand events to the supervisor (the calling
@@ -364,6 +365,14 @@ pub struct LoopConfig {
     /// governor's own age limit still applies at send time. Off: the loop acts on the newest
     /// frame.
     pub every_frame: bool,
+    /// Act only on frames captured after the previous step's action reached the arm: the loop
+    /// waits for the link to finish with an action, then skips frames captured before that
+    /// (counted in `frames.before_action`). Each step then sees the state its last action made,
+    /// as the demonstrations a policy learns from do, however slow the model is. Off: the
+    /// newest frame when the loop takes it, which a model slower than the camera's frame
+    /// period finds already waiting, taken before its last action moved the arm. Ignored with
+    /// `every_frame`.
+    pub frame_after_action: bool,
     /// A generation running longer than this stops the loop (exit 3); `None`: no deadline.
     pub stage_deadline: Option<Duration>,
     /// When the process started, for the `startup` stage (→ first action sent); default: when
@@ -384,6 +393,7 @@ impl Default for LoopConfig {
             camera_stall_stop: Duration::from_secs(2),
             max_consecutive_unparsable: 5,
             every_frame: false,
+            frame_after_action: true,
             process_start: None,
             stage_deadline: None,
             status_line: false,

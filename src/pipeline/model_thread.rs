@@ -61,6 +61,9 @@ pub(super) fn model_thread<E, L: LanguageModel<E>>(
         shared.busy_since_us.store(0, Ordering::SeqCst);
         let generated = Instant::now();
         let last_step = ctx.steps.is_some_and(|n| step >= n);
+        // Before the request: the vision thread must see that this step's action may be on
+        // its way to the arm.
+        shared.answered_step.fetch_max(step, Ordering::SeqCst);
         if !last_step {
             let _ = want.try_send(());
         }
@@ -133,8 +136,13 @@ pub(super) fn model_thread<E, L: LanguageModel<E>>(
                 LinkMsg::Hold(hold)
             }
         };
+        let acts = matches!(msg, LinkMsg::Act { .. });
         if link.send(msg).is_err() {
             return;
+        }
+        if !acts {
+            // A hold moves nothing: there is no action to wait for.
+            shared.delivered(step);
         }
         if unparsable_in_a_row >= ctx.max_consecutive_unparsable {
             shared.stop.request(

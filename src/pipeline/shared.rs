@@ -65,6 +65,14 @@ pub(super) struct Shared {
     pub(super) stats: Mutex<LoopStats>,
     pub(super) log_tx: Sender<LogEvent>,
     pub(super) log_dropped: AtomicU64,
+    /// The last step whose answer the model thread has (set before it asks for the next
+    /// frame), and the last step whose action the link thread is done with (sent, or held by
+    /// the governor; a step that holds before the link is done with at once). While the first
+    /// is ahead, an action may be on its way to the arm.
+    pub(super) answered_step: AtomicU64,
+    pub(super) delivered_step: AtomicU64,
+    /// µs since `epoch` when the link last finished sending an action the arm took (0: none).
+    pub(super) last_action_us: AtomicU64,
 }
 
 impl Shared {
@@ -75,6 +83,14 @@ impl Shared {
     }
     pub(super) fn stats(&self) -> MutexGuard<'_, LoopStats> {
         lock(&self.stats)
+    }
+    /// µs since `epoch` of `t` (0 for an instant before it).
+    pub(super) fn micros(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.epoch).as_micros() as u64
+    }
+    /// The link thread is done with `step`'s action, or there is none to send.
+    pub(super) fn delivered(&self, step: u64) {
+        self.delivered_step.fetch_max(step, Ordering::SeqCst);
     }
 }
 

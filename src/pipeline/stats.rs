@@ -17,6 +17,9 @@ pub struct LoopStats {
     pub frames_captured: u64,
     /// Frames the camera side dropped because a newer one arrived before the loop took it.
     pub frames_dropped: u64,
+    /// Frames the loop skipped because they were captured before its last action reached the
+    /// arm ([`super::LoopConfig::frame_after_action`]).
+    pub frames_before_action: u64,
     pub steps: u64,
     pub actions_sent: u64,
     /// Steps that ended without a sent action, by reason.
@@ -39,6 +42,7 @@ impl Default for LoopStats {
         Self {
             frames_captured: 0,
             frames_dropped: 0,
+            frames_before_action: 0,
             steps: 0,
             actions_sent: 0,
             holds: BTreeMap::new(),
@@ -110,6 +114,7 @@ pub fn report(
     r.holds = stats.holds.clone();
     r.frames.captured = stats.frames_captured;
     r.frames.dropped = stats.frames_dropped;
+    r.frames.before_action = stats.frames_before_action;
     r.log_events_dropped = stats.log_events_dropped;
     r.vision_cache = VisionCacheSummary {
         images_encoded: stats.cache.images_encoded,

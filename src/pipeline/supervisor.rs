@@ -57,6 +57,9 @@ where
         log_dropped: AtomicU64::new(0),
         busy_since_us: AtomicU64::new(0),
         epoch: Instant::now(),
+        answered_step: AtomicU64::new(0),
+        delivered_step: AtomicU64::new(0),
+        last_action_us: AtomicU64::new(0),
     });
     let started = Instant::now();
 
@@ -107,6 +110,7 @@ where
         let ctx = VisionCtx {
             history: EmbeddingHistory::new(spec),
             every_frame: cfg.every_frame,
+            frame_after_action: cfg.frame_after_action && !cfg.every_frame,
             max_frame_age: cfg.max_frame_age,
             camera_stall_stop: cfg.camera_stall_stop,
         };

@@ -1,6 +1,11 @@
 //! The vision thread: on the model thread's request, the newest fresh frame → registration (when
 //! left to consumers) → preprocessing → the vision graph, through the embedding history.
+//!
+//! With `frame_after_action` it first waits until the link thread is done with the previous
+//! step's action, then skips frames captured before that action reached the arm: each step
+//! sees the state its last action made.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,6 +15,9 @@ use super::shared::*;
 use super::{error_chain, stats, Hold, StageError, StopReason, VisionEncoder};
 use crate::policy::EmbeddingHistory;
 
+/// How often the vision thread looks whether the link thread is done with the last action.
+const ACTION_POLL: Duration = Duration::from_micros(200);
+
 pub(super) enum VisionFailure {
     Model(StageError),
     Register(String),
@@ -18,6 +26,7 @@ pub(super) enum VisionFailure {
 pub(super) struct VisionCtx<E> {
     pub(super) history: EmbeddingHistory<E>,
     pub(super) every_frame: bool,
+    pub(super) frame_after_action: bool,
     pub(super) max_frame_age: Duration,
     pub(super) camera_stall_stop: Duration,
 }
@@ -39,6 +48,22 @@ pub(super) fn vision_thread<V: VisionEncoder>(
             Err(RecvTimeoutError::Timeout) if !shared.stop.is_set() => continue,
             Err(_) => return,
         }
+        let not_before_us = if ctx.frame_after_action {
+            // The model thread asks for the next frame as soon as it has an answer; the action
+            // is on its way to the arm until the link thread is done with it (microseconds, or
+            // the guard's question first).
+            while shared.delivered_step.load(Ordering::SeqCst)
+                < shared.answered_step.load(Ordering::SeqCst)
+            {
+                if shared.stop.is_set() {
+                    return;
+                }
+                std::thread::sleep(ACTION_POLL);
+            }
+            shared.last_action_us.load(Ordering::SeqCst)
+        } else {
+            0
+        };
         let waiting_since = Instant::now();
         let mut held = false;
         let frame = loop {
@@ -46,6 +71,17 @@ pub(super) fn vision_thread<V: VisionEncoder>(
                 return;
             }
             match frames.recv_timeout(TICK) {
+                Ok(CaptureMsg::Frame(f)) if shared.micros(f.capture) < not_before_us => {
+                    // Captured before the last action reached the arm: the state it shows is
+                    // one the policy has already acted on. Not fresh, so a long wait for a
+                    // later one holds and then stops as a stalled camera does.
+                    shared.stats().frames_before_action += 1;
+                    if waiting_since.elapsed() > ctx.max_frame_age && !held {
+                        held = true;
+                        shared.stats().hold(Hold::CameraStall.name());
+                        let _ = hold_tx.try_send(LinkMsg::Hold(Hold::CameraStall));
+                    }
+                }
                 Ok(CaptureMsg::Frame(f)) => {
                     let age = Instant::now().saturating_duration_since(f.capture);
                     if ctx.every_frame || age <= ctx.max_frame_age {

@@ -50,6 +50,7 @@
 //! | `frames.warmup` | int | frames run before measuring (`bench --warmup`; not in the statistics) |
 //! | `frames.measured` | int | frames in the statistics (`run`: its steps) |
 //! | `frames.captured`, `frames.dropped` | int | frames the camera side delivered; frames dropped (a newer one arrived first, or a stage threw it away) |
+//! | `frames.before_action` | int | frames the loop skipped because they were captured before its last action reached the arm (`run`'s `--frames-before-action` turns this off) |
 //! | `wall_s`, `fps` | number | seconds measured; `frames.measured / wall_s` |
 //! | `peak_rss_mb` | number\|null | peak resident memory (`VmHWM`), MiB |
 //! | `stages[]` | array | one per stage that ran, in the order a frame meets them ([`stage::ALL`]): |

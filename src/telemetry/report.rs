@@ -133,6 +133,10 @@ pub struct Frames {
     pub captured: u64,
     /// Frames dropped: a newer one arrived before the loop took it, or a stage threw it away.
     pub dropped: u64,
+    /// Frames the loop skipped because they were captured before its last action reached the
+    /// arm (`run`; 0 in `bench`).
+    #[serde(default)]
+    pub before_action: u64,
 }
 
 /// The per-stage summaries in the order a frame meets the stages; indexable by stage name.
@@ -318,6 +322,7 @@ impl Report {
                 measured,
                 captured: 0,
                 dropped,
+                before_action: 0,
             },
             wall_s,
             fps: if wall_s > 0.0 {

@@ -5,13 +5,14 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::support::fakes::{Frames, RecordingSink, SeqEncoder};
 use spatialbot_edge::exit;
 use spatialbot_edge::pipeline::GuardModel;
 use spatialbot_edge::pipeline::{
-    run_loop, LanguageModel, LoopConfig, LoopParts, Report, RgbdFrame, StageError,
+    run_loop, Action, ActionSink, Delivery, Hold, LanguageModel, LoopConfig, LoopParts, Report,
+    RgbdFrame, SinkError, StageError, StopReason,
 };
 use spatialbot_edge::policy::guard::GuardConfig;
 use spatialbot_edge::policy::{PolicyPrompt, PolicySpec};
@@ -516,6 +517,70 @@ fn every_frame_mode_acts_on_each_frame_in_order() {
             [5, 4, 3, 2]
         ]
     );
+}
+
+/// Records when each action left the sink: the instant the arm had it.
+#[derive(Clone, Default)]
+struct TimedSink {
+    sent: Arc<Mutex<Vec<(Instant, Instant)>>>,
+}
+
+impl ActionSink for TimedSink {
+    fn send(&mut self, action: &Action, _now: Instant) -> Result<Delivery, SinkError> {
+        // Captured, delivered.
+        self.sent
+            .lock()
+            .unwrap()
+            .push((action.captured, Instant::now()));
+        Ok(Delivery::Sent)
+    }
+    fn hold(&mut self, _reason: &Hold, _now: Instant) -> Result<(), SinkError> {
+        Ok(())
+    }
+    fn stop(&mut self, _why: StopReason) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+/// A model 12× slower than the camera: the newest frame when it answers was taken before its
+/// action reached the arm. By default the loop skips such frames; `frame_after_action = false`
+/// acts on them.
+#[test]
+fn each_step_sees_a_frame_taken_after_its_previous_action() {
+    for frame_after_action in [true, false] {
+        let sink = TimedSink::default();
+        let cfg = LoopConfig {
+            steps: Some(8),
+            frame_after_action,
+            ..config()
+        };
+        let s = run_loop(
+            LoopParts {
+                source: Frames::endless(2),
+                vision: SeqEncoder::checked(),
+                model: Model::new(25),
+                sink: sink.clone(),
+                guard: None,
+            },
+            &spec(),
+            &cfg,
+            Default::default(),
+        )
+        .unwrap();
+        assert_eq!((s.steps, s.actions_sent), (8, 8), "{s:?}");
+        let sent = sink.sent.lock().unwrap().clone();
+        let after = sent.windows(2).filter(|w| w[1].0 >= w[0].1).count();
+        if frame_after_action {
+            assert_eq!(
+                after, 7,
+                "every frame after the previous delivery: {sent:?}"
+            );
+            assert!(s.frames.before_action > 0, "{s:?}");
+        } else {
+            assert!(after < 7, "the newest frame predates the action: {sent:?}");
+            assert_eq!(s.frames.before_action, 0, "{s:?}");
+        }
+    }
 }
 
 /// The real governor and wire link to the in-process controller simulator.
