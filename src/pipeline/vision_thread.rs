@@ -31,6 +31,15 @@ pub(super) struct VisionCtx<E> {
     pub(super) camera_stall_stop: Duration,
 }
 
+/// Tells the arm to hold (counted), once per wait for a frame.
+fn hold_once(held: &mut bool, hold: Hold, hold_tx: &Sender<LinkMsg>, shared: &Shared) {
+    if std::mem::replace(held, true) {
+        return;
+    }
+    shared.stats().hold(hold.name());
+    let _ = hold_tx.try_send(LinkMsg::Hold(hold));
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(super) fn vision_thread<V: VisionEncoder>(
     mut encoder: V,
@@ -76,10 +85,8 @@ pub(super) fn vision_thread<V: VisionEncoder>(
                     // one the policy has already acted on. Not fresh, so a long wait for a
                     // later one holds and then stops as a stalled camera does.
                     shared.stats().frames_before_action += 1;
-                    if waiting_since.elapsed() > ctx.max_frame_age && !held {
-                        held = true;
-                        shared.stats().hold(Hold::CameraStall.name());
-                        let _ = hold_tx.try_send(LinkMsg::Hold(Hold::CameraStall));
+                    if waiting_since.elapsed() > ctx.max_frame_age {
+                        hold_once(&mut held, Hold::CameraStall, &hold_tx, &shared);
                     }
                 }
                 Ok(CaptureMsg::Frame(f)) => {
@@ -88,7 +95,6 @@ pub(super) fn vision_thread<V: VisionEncoder>(
                         break f;
                     }
                     if !held {
-                        held = true;
                         shared.log(
                             LogLevel::Warn,
                             format!(
@@ -101,8 +107,7 @@ pub(super) fn vision_thread<V: VisionEncoder>(
                             frame_seq: f.sequence,
                             age_ms: age.as_millis() as u64,
                         };
-                        shared.stats().hold(hold.name());
-                        let _ = hold_tx.try_send(LinkMsg::Hold(hold));
+                        hold_once(&mut held, hold, &hold_tx, &shared);
                     }
                 }
                 Ok(CaptureMsg::Ended) => {
@@ -118,10 +123,8 @@ pub(super) fn vision_thread<V: VisionEncoder>(
                     return;
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    if waiting_since.elapsed() > ctx.max_frame_age && !held {
-                        held = true;
-                        shared.stats().hold(Hold::CameraStall.name());
-                        let _ = hold_tx.try_send(LinkMsg::Hold(Hold::CameraStall));
+                    if waiting_since.elapsed() > ctx.max_frame_age {
+                        hold_once(&mut held, Hold::CameraStall, &hold_tx, &shared);
                     }
                 }
                 Err(RecvTimeoutError::Disconnected) => {
