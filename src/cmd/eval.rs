@@ -636,6 +636,24 @@ fn print_text(r: &EvalReport) {
             .collect();
         outln!("held steps: {}", holds.join(", "));
     }
+    // An episode the loop ended before the world did measured the loop, not the policy: say so
+    // next to the rate (e.g. `fast` frames outrunning the board's rate limit hold most steps
+    // until the loop's step bound ends the episode).
+    let loop_ends: Vec<(&String, &u64)> = r
+        .policy
+        .ends
+        .iter()
+        .filter(|(k, _)| k.starts_with("loop_"))
+        .collect();
+    if !loop_ends.is_empty() {
+        let n: u64 = loop_ends.iter().map(|(_, n)| **n).sum();
+        let ends: Vec<String> = loop_ends.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        outln!(
+            "warning: {n} of {} episodes ended in the loop before the world did ({}); see held steps",
+            r.policy.episodes,
+            ends.join(", ")
+        );
+    }
     if !r.policy.stage_p50_ms.is_empty() {
         let stages: Vec<String> = [
             "preprocess",

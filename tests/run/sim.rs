@@ -310,6 +310,49 @@ fn eval_of_a_model_runs_the_real_loop_until_the_world_ends_the_episode() {
     assert_eq!(v["expert"]["success_rate"], 1.0);
 }
 
+/// Frames faster than the board's rate limit: most steps hold, the loop's step bound ends the
+/// episode before the world's step limit, and the report says so next to the rate.
+#[test]
+fn eval_warns_when_the_loop_ends_an_episode_before_the_world_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = std::fs::read_to_string("boards/dev-x86_64.toml").unwrap();
+    assert!(dev.contains("rate_limit_hz = 10.0"));
+    let board = dir.path().join("slow-arm.toml");
+    // One action per two seconds; the cache folder stays inside the temporary folder.
+    let slow = dev
+        .replace("rate_limit_hz = 10.0", "rate_limit_hz = 0.5")
+        .replace("../target/engine-cache", "engine-cache");
+    std::fs::write(&board, slow).unwrap();
+    let out = bin()
+        .args([
+            "eval",
+            "--task",
+            "reach",
+            "--episodes",
+            "1",
+            "--seed",
+            "1000",
+            "--model",
+            "models/sim-policy",
+            "--camera-options",
+            "size=64x48,fast",
+            "--board",
+        ])
+        .arg(&board)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{text}{err}");
+    assert!(text.contains("governor_rate_limited"), "{text}");
+    assert!(
+        text.contains(
+            "warning: 1 of 1 episodes ended in the loop before the world did (loop_steps 1)"
+        ),
+        "{text}"
+    );
+}
+
 /// One expert step; a finished episode starts again (another seed), so frames keep coming.
 fn step_or_restart(world: &spatialbot_edge::sim::SharedWorld) {
     let mut w = world.lock();
