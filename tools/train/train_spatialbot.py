@@ -19,6 +19,12 @@ a linear head on every colour-image token predicts, per patch, whether it shows 
 name of the set and the gripper (8 × its pixel share, capped at 1, from the scene's label map).
 The tower then learns where things are from the first step, not only through the answers' few
 coordinate tokens.
+
+--scene-weight W (training only, not exported; the same `--labels` set): a linear head on the
+language model's last-layer state where the first answer token is predicted must read the scene
+(SceneTargets: the named objects' and the gripper's visibility, centroid and depth). Tried once
+(docs/spatialqa.md, "Results"): it stayed at a constant's error; tools/train/probe_readout.py
+trains it alone.
 """
 
 from __future__ import annotations
@@ -247,6 +253,100 @@ class Labels:
         return self.cache[image]
 
 
+class SceneTargets:
+    """What the language model must read out of the images at the end of the first prompt (the
+    position that predicts the first answer token), for --scene-weight: for the first and second
+    object the question names and for the gripper, whether it is seen (mask pixels), its mask's
+    centroid on the padded square (x, y in [-1, 1]) and its median registered depth ((mm - 800)
+    / 100; RGB-only examples leave it out: their depth is not in the input); then, for every object
+    name of the set and the gripper, whether it is seen and where; and how many objects are seen
+    (/ 4). From `scenes.jsonl` and the label maps of `spatialqa --labels`. Returns (targets,
+    weights): a weight of 0 leaves a target out (an unseen object has no position)."""
+
+    MIN_PIXELS = 8  # at 128 × 96, as the question generator counts an object as seen
+
+    def __init__(self, labels: Labels):
+        self.labels = labels
+        self.names = labels.names
+        self.cores = [n.removeprefix("the ") for n in self.names]
+        self.cache: dict[str, dict] = {}
+
+    def width(self) -> int:
+        return 3 * 4 + 3 * (len(self.names) + 1) + 1
+
+    def _scene(self, image: str) -> dict:
+        if image not in self.cache:
+            from PIL import Image
+
+            lb = self.labels
+            rec = lb.scenes.get(image)
+            if rec is None:
+                raise SystemExit(f"{lb.root / 'scenes.jsonl'}: no scene for {image}")
+            lab = np.asarray(Image.open(lb.root / rec["labels"]))
+            depth = np.asarray(Image.open(lb.root / rec["depth"])).astype(np.float64)
+            h, w = lab.shape
+            side = max(h, w)
+            oy, ox = (side - h) / 2.0, (side - w) / 2.0
+            vv, uu = np.mgrid[0:h, 0:w]
+            found = {}
+            for i, name in enumerate(list(rec["objects"]) + ["gripper"]):
+                code = Labels.GRIPPER if name == "gripper" else i
+                m = lab == code
+                if m.sum() < self.MIN_PIXELS:
+                    continue
+                d = depth[m & (depth > 0)]
+                found[name] = (
+                    2.0 * (uu[m].mean() + 0.5 + ox) / side - 1.0,
+                    2.0 * (vv[m].mean() + 0.5 + oy) / side - 1.0,
+                    (float(np.median(d)) - 800.0) / 100.0 if d.size else None,
+                )
+            self.cache[image] = found
+        return self.cache[image]
+
+    def named(self, question: str) -> list[str]:
+        """The set's object names in the question, in order of appearance (longest match first at
+        each place, so "red box" is not also read as "box")."""
+        q = question.lower()
+        hits = []
+        for name, core in zip(self.names, self.cores):
+            at = q.find(core)
+            while at >= 0:
+                hits.append((at, -len(core), name))
+                at = q.find(core, at + 1)
+        hits.sort()
+        out, taken = [], -1
+        for at, neg, name in hits:
+            if at >= taken and name not in out:
+                out.append(name)
+                taken = at - neg
+        return out
+
+    def of(self, q: dict, with_depth: bool) -> tuple[np.ndarray, np.ndarray]:
+        found = self._scene(q["image"])
+        t, wt = [], []
+
+        def slot(name: str | None):
+            seen = name is not None and name in found
+            t.append(1.0 if seen else 0.0)
+            wt.append(0.0 if name is None else 1.0)
+            x, y, d = found[name] if seen else (0.0, 0.0, None)
+            t.extend([x, y, d if d is not None else 0.0])
+            wt.extend([1.0 if seen else 0.0] * 2 + [1.0 if seen and with_depth and d is not None else 0.0])
+
+        named = self.named(q["question"])
+        slot(named[0] if named else None)
+        slot(named[1] if len(named) > 1 else None)
+        slot("gripper")
+        for name in self.names + ["gripper"]:
+            seen = name in found
+            x, y, _ = found[name] if seen else (0.0, 0.0, None)
+            t.extend([1.0 if seen else 0.0, x, y])
+            wt.extend([1.0, 1.0 if seen else 0.0, 1.0 if seen else 0.0])
+        t.append(sum(1 for n in found if n != "gripper") / 4.0)
+        wt.append(1.0)
+        return np.array(t, np.float32), np.array(wt, np.float32)
+
+
 # --- training ----------------------------------------------------------------------------------
 
 
@@ -273,8 +373,29 @@ def aux_patch_loss(aux_head, embeds_img: torch.Tensor, pixels: torch.Tensor, pat
     return stats + shared
 
 
-def batch_loss(model, batch, images: Images, aux_head=None, dense_head=None, labels: Labels | None = None):
-    """(the answers' loss, the auxiliary loss or None, the dense loss or None)."""
+def first_answer_position(ids: list[int], flags: list[bool], tokens_per_image: int) -> int:
+    """The spliced sequence's position whose output predicts the first answer token: the first
+    prompt's last token."""
+    k = 0
+    for t, f in zip(ids, flags):
+        if f:
+            return k - 1
+        k += tokens_per_image if t < 0 else 1
+    raise AssertionError("an example without an answer")
+
+
+def scene_loss(readout, hidden: torch.Tensor, batch, scenes: SceneTargets) -> torch.Tensor:
+    """The scene readout's weighted mean squared error (SceneTargets)."""
+    pairs = [scenes.of(ex["q"], ex["depth"]) for ex in batch]
+    want = torch.from_numpy(np.stack([p[0] for p in pairs]))
+    wt = torch.from_numpy(np.stack([p[1] for p in pairs]))
+    return ((readout(hidden) - want).pow(2) * wt).sum() / wt.sum().clamp(min=1.0)
+
+
+def batch_loss(model, batch, images: Images, aux_head=None, dense_head=None, labels: Labels | None = None,
+               readout=None, scenes: SceneTargets | None = None):
+    """(the answers' loss, the auxiliary loss or None, the dense loss or None, the scene readout's
+    loss or None)."""
     T = model.spec.tokens_per_image
     px = [p for ex in batch for p in images.tensors(ex["q"], ex["depth"])]
     pixels = torch.from_numpy(np.stack(px))
@@ -286,8 +407,13 @@ def batch_loss(model, batch, images: Images, aux_head=None, dense_head=None, lab
         seqs.append(bunny.splice(model, ex["ids"], embeds_img[k : k + n])[0])
         k += n
         targets.append(bunny.answer_targets(ex["ids"], ex["flags"], T))
-    loss = bunny.padded_lm_loss(model, seqs, targets)
-    aux = dense = None
+    aux = dense = scene = None
+    if readout is not None and scenes is not None:
+        at = [first_answer_position(ex["ids"], ex["flags"], T) for ex in batch]
+        loss, hidden = bunny.padded_lm_loss(model, seqs, targets, hidden_at=at)
+        scene = scene_loss(readout, hidden, batch, scenes)
+    else:
+        loss = bunny.padded_lm_loss(model, seqs, targets)
     if aux_head is not None:
         aux = aux_patch_loss(aux_head, embeds_img, pixels, int(model.spec.vision_config["patch_size"]))
     if dense_head is not None and labels is not None:
@@ -297,7 +423,7 @@ def batch_loss(model, batch, images: Images, aux_head=None, dense_head=None, lab
             k += 2 if ex["depth"] else 1
         want = torch.from_numpy(np.stack([labels.shares(ex["q"]["image"]) for ex in batch]))
         dense = torch.nn.functional.binary_cross_entropy_with_logits(dense_head(embeds_img[first]), want)
-    return loss, aux, dense
+    return loss, aux, dense, scene
 
 
 def examples_of(questions, tok, rng: random.Random, rgb_share: float):
@@ -348,6 +474,9 @@ def main() -> int:
     ap.add_argument("--dense-weight", type=float, default=0.0,
                     help="weight of the per-patch object/gripper share loss on the colour tokens "
                          "(0: off; needs a set written with `spatialqa --labels`)")
+    ap.add_argument("--scene-weight", type=float, default=0.0,
+                    help="weight of the scene readout loss on the language model's state at the end of "
+                         "the first prompt (0: off; needs a set written with `spatialqa --labels`)")
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
@@ -384,6 +513,11 @@ def main() -> int:
         labels = Labels(args.train, spec.image_size, int(spec.vision_config["patch_size"]))
         dense_head = torch.nn.Linear(cfg["hidden_size"], labels.classes())
         print(f"dense targets: {labels.names} + gripper", flush=True)
+    scenes = readout = None
+    if args.scene_weight > 0:
+        scenes = SceneTargets(labels or Labels(args.train, spec.image_size, int(spec.vision_config["patch_size"])))
+        readout = torch.nn.Linear(cfg["hidden_size"], scenes.width())
+        print(f"scene readout: {scenes.width()} targets over {scenes.names} + gripper", flush=True)
     params = sum(p.numel() for p in model.parameters())
     print(f"parameters: {params / 1e6:.2f} M (trained), vocab {cfg['vocab_size']}", flush=True)
 
@@ -395,7 +529,7 @@ def main() -> int:
     lengths = [len(e["ids"]) for e in train_ex]
     print(f"train examples {len(train_ex)}, text tokens mean {np.mean(lengths):.0f} max {max(lengths)}", flush=True)
 
-    trained = list(model.parameters()) + [p for h in (aux_head, dense_head) if h is not None for p in h.parameters()]
+    trained = list(model.parameters()) + [p for h in (aux_head, dense_head, readout) if h is not None for p in h.parameters()]
     opt = torch.optim.AdamW(trained, lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
     warm = max(1, args.steps // 30)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -412,19 +546,22 @@ def main() -> int:
             order += more
         batch = [train_ex[i] for i in order[: args.batch]]
         del order[: args.batch]
-        loss, aux, dense = batch_loss(model, batch, train_images, aux_head, dense_head, labels)
+        loss, aux, dense, scene = batch_loss(model, batch, train_images, aux_head, dense_head, labels, readout, scenes)
         opt.zero_grad()
         total = loss
         if aux is not None:
             total = total + args.aux_weight * aux
         if dense is not None:
             total = total + args.dense_weight * dense
+        if scene is not None:
+            total = total + args.scene_weight * scene
         total.backward()
         torch.nn.utils.clip_grad_norm_(trained, 1.0)
         opt.step()
         sched.step()
         point = dict(step=step, loss=round(loss.item(), 5), **({"aux": round(aux.item(), 5)} if aux is not None else {}),
-                     **({"dense": round(dense.item(), 5)} if dense is not None else {}), wall_s=round(time.time() - t_wall, 1),
+                     **({"dense": round(dense.item(), 5)} if dense is not None else {}),
+                     **({"scene": round(scene.item(), 5)} if scene is not None else {}), wall_s=round(time.time() - t_wall, 1),
                      cpu_s=round(time.process_time() - t_cpu, 1))
         if step % 25 == 0:
             print(json.dumps(point), flush=True)
