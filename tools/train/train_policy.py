@@ -1,7 +1,7 @@
 """Behaviour cloning of a Bunny-format policy (Qwen2 + CLIP) on `spatialbot-edge demos` datasets.
 
     python tools/train/train_policy.py --demos DIR [DIR ...] --val DIR [DIR ...] --out CHECKPOINT \
-        [--steps N] [--minutes M] [--threads T]
+        [--steps N] [--minutes M] [--threads T] [--image-size S --patch P]
 
 Reads the demonstrations (docs/simulation.md, "Demonstrations"), trains a tokenizer on the goals
 and action texts, then trains the whole model end to end on exactly the prompts the runtime
@@ -13,7 +13,8 @@ tools/export/export.py converts, and train_log.jsonl (loss per step, validation 
 The answer is the expert's action in the manifest's ManiSkill layout: `[terminate, dx, dy, dz,
 droll, dpitch, dyaw, gripper]`, translations as v = (a + 0.2) / 0.4 with two decimals (0.004 m
 per level; the runtime decodes 0.4·v − 0.2), rotations "0.5" (the expert does not turn),
-terminate "0", gripper "1" open or "0" closed. Fixed seeds; CPU.
+terminate "0", gripper "1" open or "0" closed. Fixed seeds; CPU. The CLIP tower's input is 64 px in
+8-px patches unless --image-size / --patch say otherwise (64 image tokens either way at 128 / 16).
 
 Auxiliary targets (--aux-weight, default 1): a linear head on the language model's last hidden
 state at the prompt's last position (the one that predicts the answer's first token) regresses
@@ -46,41 +47,44 @@ PATCH = 8
 FRAMES = 1
 VOCAB = 320
 
-CONFIG = {
-    "architectures": ["BunnyQwen2ForCausalLM"],
-    "model_type": "bunny-qwen2",
-    "hidden_size": 128,
-    "intermediate_size": 512,
-    "num_hidden_layers": 4,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "hidden_act": "silu",
-    "rms_norm_eps": 1e-6,
-    "rope_theta": 10000.0,
-    "max_position_embeddings": 1024,
-    "tie_word_embeddings": True,
-    "mm_vision_tower": f"sim-clip-patch{PATCH}-{IMAGE_SIZE}",
-    "mm_vision_config": {
-        "model_type": "clip_vision_model",
-        "hidden_size": 96,
-        "intermediate_size": 384,
-        "num_hidden_layers": 5,
+
+def make_config() -> dict:
+    """The checkpoint's config.json for the current IMAGE_SIZE and PATCH."""
+    return {
+        "architectures": ["BunnyQwen2ForCausalLM"],
+        "model_type": "bunny-qwen2",
+        "hidden_size": 128,
+        "intermediate_size": 512,
+        "num_hidden_layers": 4,
         "num_attention_heads": 4,
-        "image_size": IMAGE_SIZE,
-        "patch_size": PATCH,
-        "hidden_act": "quick_gelu",
-        "layer_norm_eps": 1e-5,
-        "projection_dim": 96,
-    },
-    "mm_hidden_size": 96,
-    "mm_projector_type": "mlp2x_gelu",
-    "image_aspect_ratio": "pad",
-    "tokenizer_model_max_length": 1024,
-    "tokenizer_padding_side": "right",
-    "torch_dtype": "float32",
-    # Read by tools/export/export.py into the manifest's [policy] frames.
-    "policy_frames": FRAMES,
-}
+        "num_key_value_heads": 2,
+        "hidden_act": "silu",
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 10000.0,
+        "max_position_embeddings": 1024,
+        "tie_word_embeddings": True,
+        "mm_vision_tower": f"sim-clip-patch{PATCH}-{IMAGE_SIZE}",
+        "mm_vision_config": {
+            "model_type": "clip_vision_model",
+            "hidden_size": 96,
+            "intermediate_size": 384,
+            "num_hidden_layers": 5,
+            "num_attention_heads": 4,
+            "image_size": IMAGE_SIZE,
+            "patch_size": PATCH,
+            "hidden_act": "quick_gelu",
+            "layer_norm_eps": 1e-5,
+            "projection_dim": 96,
+        },
+        "mm_hidden_size": 96,
+        "mm_projector_type": "mlp2x_gelu",
+        "image_aspect_ratio": "pad",
+        "tokenizer_model_max_length": 1024,
+        "tokenizer_padding_side": "right",
+        "torch_dtype": "float32",
+        # Read by tools/export/export.py into the manifest's [policy] frames.
+        "policy_frames": FRAMES,
+    }
 
 
 # --- the answer text -----------------------------------------------------------------------------
@@ -330,6 +334,7 @@ def cpu_seconds() -> float:
 
 
 def main() -> int:
+    global IMAGE_SIZE, PATCH
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--demos", type=Path, nargs="+", required=True)
     ap.add_argument("--val", type=Path, nargs="+", required=True)
@@ -349,7 +354,16 @@ def main() -> int:
                     help="weight of the auxiliary privileged-state regression (0: answers only)")
     ap.add_argument("--dense-weight", type=float, default=10.0,
                     help="weight of the per-patch heat maps of the objects and the TCP (0: none)")
+    ap.add_argument("--image-size", type=int, default=IMAGE_SIZE,
+                    help="the vision tower's input side in pixels (with --init: the checkpoint's)")
+    ap.add_argument("--patch", type=int, default=PATCH, help="the vision tower's patch side (with --init: the checkpoint's)")
     args = ap.parse_args()
+    IMAGE_SIZE, PATCH = args.image_size, args.patch
+    if args.init is not None:
+        vision = json.loads((args.init / "config.json").read_text())["mm_vision_config"]
+        IMAGE_SIZE, PATCH = vision["image_size"], vision["patch_size"]
+    if IMAGE_SIZE % PATCH:
+        raise SystemExit(f"--image-size {IMAGE_SIZE} is not a multiple of --patch {PATCH}")
 
     import torch
     from safetensors.torch import save_file
@@ -375,7 +389,7 @@ def main() -> int:
         tok = train_tokenizer(goals, answers)
     eos = tok.token_to_id(bunny.EOS_TEXT)
     vocab = (tok.get_vocab_size() + 63) // 64 * 64
-    cfg = dict(CONFIG, vocab_size=vocab, bos_token_id=eos, eos_token_id=eos, pad_token_id=eos)
+    cfg = dict(make_config(), vocab_size=vocab, bos_token_id=eos, eos_token_id=eos, pad_token_id=eos)
     (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
     tok.save(str(out / "tokenizer.json"))
     encoded = {}
@@ -398,8 +412,8 @@ def main() -> int:
     print(f"model: {n_params / 1e6:.2f} M parameters, {spec.tokens_per_image} tokens per image, "
           f"vocab {vocab}", flush=True)
 
-    head = torch.nn.Linear(CONFIG["hidden_size"], len(AUX)) if args.aux_weight > 0 else None
-    dense_head = torch.nn.Linear(CONFIG["hidden_size"], len(DENSE)) if args.dense_weight > 0 else None
+    head = torch.nn.Linear(cfg["hidden_size"], len(AUX)) if args.aux_weight > 0 else None
+    dense_head = torch.nn.Linear(cfg["hidden_size"], len(DENSE)) if args.dense_weight > 0 else None
     params = list(model.parameters()) + [p for h in (head, dense_head) if h is not None for p in h.parameters()]
     steps = args.steps
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0, betas=(0.9, 0.98))
