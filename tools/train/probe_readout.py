@@ -3,7 +3,7 @@ train_spatialbot.py's scene readout (docs/spatialqa.md, "Results").
 
     python tools/train/probe_readout.py --train DIR (--init CHECKPOINT | --fresh CONFIG_DIR)
         [--path lm|direct] [--targets all|gripper|named] [--position-weight W]
-        [--steps N] [--threads T]
+        [--dense-weight W] [--rgb-share S] [--lr LR] [--warmup N] [--steps N] [--threads T]
 
 Trains only the readout loss (SceneTargets, weight 10) and prints its mean every 25 steps beside
 the constant predictor's mean squared error over the same targets, so a flat curve at that
@@ -15,6 +15,11 @@ level means nothing is read:
 - `--targets gripper|named`: only the gripper's or the first named object's centroid.
 - `--position-weight W`: a linear head on every (layer-normed) image token must also give its
   own patch's column and row in [-1, 1] (weight W).
+- `--dense-weight W`: a linear head on the colour image's tokens must give each patch's share of
+  every object and the gripper (train_spatialbot.py's --dense-weight).
+- `--rgb-share S`: the share of examples asked without the depth image (default the trainer's
+  0.2; 1.0: one image, 64 tokens).
+- `--warmup N`: the learning rate rises linearly over the first N steps.
 `--fresh DIR` builds a new model from DIR's config.json and tokenizer.json (a trainer's output
 folder); `--init` loads a checkpoint's weights. Needs a set written with `spatialqa --labels`.
 """
@@ -49,6 +54,10 @@ def main() -> int:
     ap.add_argument("--path", choices=["lm", "direct"], default="lm")
     ap.add_argument("--targets", choices=["all", "gripper", "named"], default="all")
     ap.add_argument("--position-weight", type=float, default=0.0)
+    ap.add_argument("--dense-weight", type=float, default=0.0)
+    ap.add_argument("--warmup", type=int, default=0)
+    ap.add_argument("--rgb-share", type=float, default=trainer.RGB_ONLY_SHARE,
+                    help="the share of examples asked without the depth image")
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=2)
@@ -67,7 +76,8 @@ def main() -> int:
     model.train()
     tok = bunny.load_tokenizer(folder)
     patch = int(spec.vision_config["patch_size"])
-    scenes = trainer.SceneTargets(trainer.Labels(args.train, spec.image_size, patch))
+    labels = trainer.Labels(args.train, spec.image_size, patch)
+    scenes = trainer.SceneTargets(labels)
     keep = np.ones(scenes.width(), np.float32)
     if args.targets != "all":
         keep[:] = 0.0
@@ -79,7 +89,7 @@ def main() -> int:
 
     _, questions = trainer.read_set(args.train)
     questions = rng.sample(questions, min(6000, len(questions)))
-    examples = trainer.examples_of(questions, tok, rng, trainer.RGB_ONLY_SHARE)
+    examples = trainer.examples_of(questions, tok, rng, args.rgb_share)
     images = trainer.Images(args.train, spec.image_size)
 
     # The constant predictor's error over these targets: the level of reading nothing.
@@ -95,8 +105,10 @@ def main() -> int:
     row, col = np.meshgrid(np.arange(grid), np.arange(grid), indexing="ij")
     own = torch.from_numpy(np.stack([col.reshape(-1), row.reshape(-1)], 1).astype(np.float32) / max(grid - 1, 1) * 2 - 1)
     position_head = torch.nn.Linear(hidden, 2)
-    params = list(model.parameters()) + list(head.parameters()) + list(position_head.parameters())
+    dense_head = torch.nn.Linear(hidden, labels.classes())
+    params = [p for m in (model, head, position_head, dense_head) for p in m.parameters()]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, args.warmup)))
     print(f"path {args.path}, targets {args.targets}, constant predictor {constant:.4f}", flush=True)
     t0, recent = time.time(), []
     for step in range(args.steps):
@@ -124,10 +136,16 @@ def main() -> int:
         if args.position_weight > 0:
             normed = torch.nn.functional.layer_norm(embeds, embeds.shape[-1:])
             total = total + args.position_weight * (position_head(normed) - own).pow(2).mean()
+        if args.dense_weight > 0:
+            first = np.cumsum([0] + [2 if ex["depth"] else 1 for ex in batch])[:-1]
+            shares = torch.from_numpy(np.stack([labels.shares(ex["q"]["image"]) for ex in batch]))
+            total = total + args.dense_weight * torch.nn.functional.binary_cross_entropy_with_logits(
+                dense_head(embeds[first]), shares)
         opt.zero_grad()
         total.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
+        sched.step()
         recent.append(readout.item())
         if (step + 1) % 25 == 0:
             print(json.dumps({"step": step + 1, "readout": round(float(np.mean(recent)), 4),

@@ -477,6 +477,9 @@ def main() -> int:
     ap.add_argument("--scene-weight", type=float, default=0.0,
                     help="weight of the scene readout loss on the language model's state at the end of "
                          "the first prompt (0: off; needs a set written with `spatialqa --labels`)")
+    ap.add_argument("--rgb-share", type=float, default=RGB_ONLY_SHARE,
+                    help="the share of training examples asked without the depth image (RGB-only prompt, "
+                         "direct answer); 1.0 trains on the colour image alone")
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
@@ -523,7 +526,7 @@ def main() -> int:
 
     train_images = Images(args.train, spec.image_size)
     val_images = Images(args.val, spec.image_size)
-    train_ex = examples_of(train_q, tok, rng, RGB_ONLY_SHARE)
+    train_ex = examples_of(train_q, tok, rng, args.rgb_share)
     val_sel = random.Random(1).sample(val_q, min(args.val_questions, len(val_q)))
     val_ex = examples_of(val_sel, tok, random.Random(2), RGB_ONLY_SHARE)
     lengths = [len(e["ids"]) for e in train_ex]
@@ -574,7 +577,7 @@ def main() -> int:
     save_checkpoint(model, full_tower, cfg, tok, args.out)
     record = dict(
         recipe=dict(vars(args), train=str(args.train), val=str(args.val), out=str(args.out), init=str(args.init),
-                    rgb_only_share=RGB_ONLY_SHARE, vocab=VOCAB),
+                    rgb_only_share=args.rgb_share, vocab=VOCAB),
         train_set=train_meta,
         val_set=val_meta,
         parameters=params,
