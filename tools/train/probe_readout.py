@@ -115,8 +115,9 @@ def main() -> int:
         batch = rng.sample(examples, 16)
         px = torch.from_numpy(np.stack([p for ex in batch for p in images.tensors(ex["q"], ex["depth"])]))
         embeds = model.encode_images(px)
+        # Each example's colour image: its first row in `embeds` (an RGB-D example has two).
+        first = np.cumsum([0] + [2 if ex["depth"] else 1 for ex in batch])[:-1]
         if args.path == "direct":
-            first = np.cumsum([0] + [2 if ex["depth"] else 1 for ex in batch])[:-1]
             feats = torch.nn.functional.layer_norm(embeds[first], embeds.shape[-1:]).flatten(1)
             pairs = [targets(ex["q"], False) for ex in batch]
         else:
@@ -137,7 +138,6 @@ def main() -> int:
             normed = torch.nn.functional.layer_norm(embeds, embeds.shape[-1:])
             total = total + args.position_weight * (position_head(normed) - own).pow(2).mean()
         if args.dense_weight > 0:
-            first = np.cumsum([0] + [2 if ex["depth"] else 1 for ex in batch])[:-1]
             shares = torch.from_numpy(np.stack([labels.shares(ex["q"]["image"]) for ex in batch]))
             total = total + args.dense_weight * torch.nn.functional.binary_cross_entropy_with_logits(
                 dense_head(embeds[first]), shares)
