@@ -25,6 +25,17 @@ language model's last-layer state where the first answer token is predicted must
 (SceneTargets: the named objects' and the gripper's visibility, centroid and depth). Tried once
 (docs/spatialqa.md, "Results"): it stayed at a constant's error for the 1,350 steps it ran;
 tools/train/probe_readout.py trains it alone (there it starts to learn after about 650 steps).
+
+--rgb-share S: the share of examples asked RGB-only (default 0.2; 1.0: a colour-only phase).
+--api-rgb: with it, the RGB-only examples of questions answered through the Depth API keep their
+API turns (one image) instead of a direct answer. --copy-weight W: the last answer's digits in
+conversations with API turns count W times in the answers' loss. --counterfactual-share S: that
+share of RGB-D conversations with API turns gets its API values moved by one random monotone map,
+reply and answer alike. All three were tried for copying (docs/spatialqa.md, "Tried, not shipped:
+copying"); none is in the recipe.
+
+The training-only heads are saved beside each checkpoint (training-heads.pt); --init continues
+them when the shapes agree instead of starting them fresh.
 """
 
 from __future__ import annotations
@@ -33,6 +44,7 @@ import argparse
 import json
 import math
 import random
+import re
 import sys
 import time
 from pathlib import Path
@@ -119,6 +131,18 @@ def pieces_rgb(q: dict) -> list[tuple[str, bool]]:
         (bunny.spatialbot_prompt(q["question"], n_images=1), False),
         (f" {last}{bunny.EOS_TEXT}", True),
     ]
+
+
+def pieces_rgb_api(q: dict) -> list[tuple[str, bool]]:
+    """RGB only with the Depth API turns kept (--api-rgb): the conversation as pieces_rgbd, one
+    image. Not an inference format (without the depth image the runtime's Depth API has nothing
+    to read); a training phase on the colour image alone uses it so that copying the API's value
+    is learned beside reading, instead of a direct answer from the colour image."""
+    pieces = pieces_rgbd(q)
+    two, one = bunny.images_text(2), bunny.images_text(1)
+    if two not in pieces[0][0]:
+        raise AssertionError(f"{q['id']}: the first turn does not carry two images")
+    return [(pieces[0][0].replace(two, one, 1), pieces[0][1])] + pieces[1:]
 
 
 def segments_to_ids(tok, pieces):
@@ -393,7 +417,7 @@ def scene_loss(readout, hidden: torch.Tensor, batch, scenes: SceneTargets) -> to
 
 
 def batch_loss(model, batch, images: Images, aux_head=None, dense_head=None, labels: Labels | None = None,
-               readout=None, scenes: SceneTargets | None = None):
+               readout=None, scenes: SceneTargets | None = None, copy_weight: float = 1.0):
     """(the answers' loss, the auxiliary loss or None, the dense loss or None, the scene readout's
     loss or None)."""
     T = model.spec.tokens_per_image
@@ -407,13 +431,21 @@ def batch_loss(model, batch, images: Images, aux_head=None, dense_head=None, lab
         seqs.append(bunny.splice(model, ex["ids"], embeds_img[k : k + n])[0])
         k += n
         targets.append(bunny.answer_targets(ex["ids"], ex["flags"], T))
+    weights = None
+    if copy_weight != 1.0:
+        # Weighted mean of the per-token loss: the answer's copied digits count copy_weight times.
+        weights = []
+        for i, ex in enumerate(batch):
+            w = bunny.answer_targets(ex["ids"], ex["copies"], T)
+            weights.append([0.0 if t < 0 else (copy_weight if c >= 0 else 1.0) for t, c in zip(targets[i], w)])
+            targets[i] = [max(t, 0) for t in targets[i]]
     aux = dense = scene = None
     if readout is not None and scenes is not None:
         at = [first_answer_position(ex["ids"], ex["flags"], T) for ex in batch]
-        loss, hidden = bunny.padded_lm_loss(model, seqs, targets, hidden_at=at)
+        loss, hidden = bunny.padded_lm_loss(model, seqs, targets, weights, hidden_at=at)
         scene = scene_loss(readout, hidden, batch, scenes)
     else:
-        loss = bunny.padded_lm_loss(model, seqs, targets)
+        loss = bunny.padded_lm_loss(model, seqs, targets, weights)
     if aux_head is not None:
         aux = aux_patch_loss(aux_head, embeds_img, pixels, int(model.spec.vision_config["patch_size"]))
     if dense_head is not None and labels is not None:
@@ -426,19 +458,79 @@ def batch_loss(model, batch, images: Images, aux_head=None, dense_head=None, lab
     return loss, aux, dense, scene
 
 
-def examples_of(questions, tok, rng: random.Random, rgb_share: float):
-    out = []
-    for q in questions:
-        depth = rng.random() >= rgb_share
-        ids, flags = segments_to_ids(tok, pieces_rgbd(q) if depth else pieces_rgb(q))
-        out.append(dict(q=q, depth=depth, ids=ids, flags=flags))
+def copied_digits(tok, ids: list[int], flags: list[bool], api: bool) -> list[bool]:
+    """Per token: a digit of the last answer of a conversation with Depth API turns — the values
+    and coordinates the answer copies from the API's reply and the question (--copy-weight)."""
+    out = [False] * len(ids)
+    if not api:
+        return out
+    k = len(ids) - 1
+    while k >= 0 and flags[k]:
+        t = ids[k]
+        out[k] = t >= 0 and (tok.id_to_token(t) or "").isdigit()
+        k -= 1
     return out
 
 
-def save_checkpoint(model, full_tower, cfg, tok, folder: Path):
+MM = re.compile(r"(?<![\d.])\d{3,5}(?![\d.])")
+API_VALUE = re.compile(r"Depth\([^)]*\)=(\d+)")
+
+
+def counterfactual(q: dict, rng: random.Random) -> dict | None:
+    """The conversation with every Depth API value v replaced by round(a·v + b) (a in [0.6, 1.6],
+    b in [-300, 300] mm, one draw per conversation) in the API's replies and the last answer, or
+    None where that cannot stay consistent: a value of the last answer that is not the API's (an
+    object's max, min and mean depth are read off the depth image), a value out of 200..4000 mm,
+    or an order between two values that changes (a proximity answer compares them). Only copying
+    the API's reply answers these; the depth image no longer does (--counterfactual-share)."""
+    conv = q["conversation"]
+    values = sorted({int(v) for t in conv if t["from"] == "human" for v in API_VALUE.findall(t["value"])})
+    if not values or any(int(v) not in values for v in MM.findall(conv[-1]["value"])):
+        return None
+    a, b = rng.uniform(0.6, 1.6), rng.uniform(-300.0, 300.0)
+    new = {v: round(a * v + b) for v in values}
+    after = [new[v] for v in values]
+    if min(after) < 200 or max(after) > 4000 or any(x >= y for x, y in zip(after, after[1:])):
+        return None
+
+    def swap(text: str) -> str:
+        return MM.sub(lambda m: str(new.get(int(m.group()), m.group())), text)
+
+    turns = [dict(t, value=swap(t["value"])) if i > 0 and (t["from"] == "human" or i == len(conv) - 1) else t
+             for i, t in enumerate(conv)]
+    return dict(q, conversation=turns)
+
+
+def examples_of(questions, tok, rng: random.Random, rgb_share: float, api_rgb: bool = False,
+                cf_share: float = 0.0, cf_rng: random.Random | None = None):
+    out = []
+    for q in questions:
+        depth = rng.random() >= rgb_share
+        api = sum(1 for t in q["conversation"] if t["from"] == "gpt") > 1
+        if depth and api and cf_rng is not None and cf_rng.random() < cf_share:
+            q = counterfactual(q, cf_rng) or q
+        if depth:
+            pieces = pieces_rgbd(q)
+        elif api_rgb and api:
+            pieces = pieces_rgb_api(q)
+        else:
+            pieces = pieces_rgb(q)
+        ids, flags = segments_to_ids(tok, pieces)
+        out.append(dict(q=q, depth=depth, ids=ids, flags=flags, copies=copied_digits(tok, ids, flags, api)))
+    return out
+
+
+HEADS = "training-heads.pt"
+
+
+def save_checkpoint(model, full_tower, cfg, tok, folder: Path, heads: dict | None = None):
+    """The release-layout checkpoint; the training-only heads (not exported) beside it in
+    training-heads.pt, so that a later stage's --init continues them instead of starting fresh."""
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
+    if heads:
+        torch.save({k: h.state_dict() for k, h in heads.items() if h is not None}, folder / HEADS)
     (folder / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
     tok.save(str(folder / "tokenizer.json"))
     sd = model.release_state_dict(full_tower)
@@ -477,6 +569,15 @@ def main() -> int:
     ap.add_argument("--scene-weight", type=float, default=0.0,
                     help="weight of the scene readout loss on the language model's state at the end of "
                          "the first prompt (0: off; needs a set written with `spatialqa --labels`)")
+    ap.add_argument("--copy-weight", type=float, default=1.0,
+                    help="weight of the last answer's digit tokens in conversations with Depth API turns "
+                         "(the copied values) in the answers' loss, a weighted mean (1: every token alike)")
+    ap.add_argument("--counterfactual-share", type=float, default=0.0,
+                    help="the share of RGB-D examples with Depth API turns whose API values are moved by one "
+                         "random monotone map (reply and answer alike), so that only copying answers them")
+    ap.add_argument("--api-rgb", action="store_true",
+                    help="RGB-only training examples of the questions answered through the Depth API keep "
+                         "their API turns (one image) instead of a direct answer; for a colour-only phase")
     ap.add_argument("--rgb-share", type=float, default=RGB_ONLY_SHARE,
                     help="the share of training examples asked without the depth image (RGB-only prompt, "
                          "direct answer); 1.0 trains on the colour image alone")
@@ -521,12 +622,26 @@ def main() -> int:
         scenes = SceneTargets(labels or Labels(args.train, spec.image_size, int(spec.vision_config["patch_size"])))
         readout = torch.nn.Linear(cfg["hidden_size"], scenes.width())
         print(f"scene readout: {scenes.width()} targets over {scenes.names} + gripper", flush=True)
+    heads = {"aux": aux_head, "dense": dense_head, "readout": readout}
+    if args.init and (args.init / HEADS).is_file():
+        saved = torch.load(args.init / HEADS)
+        for name, head in heads.items():
+            if head is not None and name in saved:
+                try:
+                    head.load_state_dict(saved[name])
+                    print(f"training head {name}: continued from {args.init / HEADS}", flush=True)
+                except RuntimeError as e:
+                    print(f"training head {name}: starts fresh ({e.__class__.__name__}: shapes differ)", flush=True)
     params = sum(p.numel() for p in model.parameters())
     print(f"parameters: {params / 1e6:.2f} M (trained), vocab {cfg['vocab_size']}", flush=True)
 
     train_images = Images(args.train, spec.image_size)
     val_images = Images(args.val, spec.image_size)
-    train_ex = examples_of(train_q, tok, rng, args.rgb_share)
+    train_ex = examples_of(train_q, tok, rng, args.rgb_share, args.api_rgb, args.counterfactual_share,
+                           random.Random(args.seed + 7919))
+    changed = sum(1 for e, q in zip(train_ex, train_q) if e["q"] is not q)
+    if args.counterfactual_share > 0:
+        print(f"counterfactual Depth API values: {changed} of {len(train_ex)} examples", flush=True)
     val_sel = random.Random(1).sample(val_q, min(args.val_questions, len(val_q)))
     val_ex = examples_of(val_sel, tok, random.Random(2), RGB_ONLY_SHARE)
     lengths = [len(e["ids"]) for e in train_ex]
@@ -549,7 +664,8 @@ def main() -> int:
             order += more
         batch = [train_ex[i] for i in order[: args.batch]]
         del order[: args.batch]
-        loss, aux, dense, scene = batch_loss(model, batch, train_images, aux_head, dense_head, labels, readout, scenes)
+        loss, aux, dense, scene = batch_loss(model, batch, train_images, aux_head, dense_head, labels, readout, scenes,
+                                             args.copy_weight)
         opt.zero_grad()
         total = loss
         if aux is not None:
@@ -571,10 +687,10 @@ def main() -> int:
         if (step + 1) % args.save_every == 0 or step == args.steps - 1:
             point["val_loss"] = round(val_loss(model, val_ex, val_images, args.batch), 5)
             print(json.dumps(point), flush=True)
-            save_checkpoint(model, full_tower, cfg, tok, args.out / f"step-{step + 1}")
+            save_checkpoint(model, full_tower, cfg, tok, args.out / f"step-{step + 1}", heads)
         curve.append(point)
         (args.out / "curve.jsonl").open("a").write(json.dumps(point) + "\n") if step % 25 == 0 or "val_loss" in point else None
-    save_checkpoint(model, full_tower, cfg, tok, args.out)
+    save_checkpoint(model, full_tower, cfg, tok, args.out, heads)
     record = dict(
         recipe=dict(vars(args), train=str(args.train), val=str(args.val), out=str(args.out), init=str(args.init),
                     rgb_only_share=args.rgb_share, vocab=VOCAB),
