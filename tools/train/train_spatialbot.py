@@ -34,6 +34,8 @@ share of RGB-D conversations with API turns gets its API values moved by one ran
 reply and answer alike. All three were tried for copying (docs/spatialqa.md, "Tried, not shipped:
 copying"); none is in the recipe.
 
+--stop-after N stops after N steps of the --steps schedule (its warm-up and cosine unchanged).
+
 The training-only heads are saved beside each checkpoint (training-heads.pt); --init continues
 them when the shapes agree instead of starting them fresh.
 """
@@ -569,6 +571,8 @@ def main() -> int:
     ap.add_argument("--scene-weight", type=float, default=0.0,
                     help="weight of the scene readout loss on the language model's state at the end of "
                          "the first prompt (0: off; needs a set written with `spatialqa --labels`)")
+    ap.add_argument("--stop-after", type=int, default=None,
+                    help="stop after this many steps of the --steps schedule (warm-up and cosine over --steps)")
     ap.add_argument("--copy-weight", type=float, default=1.0,
                     help="weight of the last answer's digit tokens in conversations with Depth API turns "
                          "(the copied values) in the answers' loss, a weighted mean (1: every token alike)")
@@ -657,7 +661,8 @@ def main() -> int:
     curve = []
     order: list[int] = []
     model.train()
-    for step in range(args.steps):
+    last = args.steps if args.stop_after is None else min(args.steps, args.stop_after)
+    for step in range(last):
         if len(order) < args.batch:
             more = list(range(len(train_ex)))
             rng.shuffle(more)
@@ -684,7 +689,7 @@ def main() -> int:
                      cpu_s=round(time.process_time() - t_cpu, 1))
         if step % 25 == 0:
             print(json.dumps(point), flush=True)
-        if (step + 1) % args.save_every == 0 or step == args.steps - 1:
+        if (step + 1) % args.save_every == 0 or step == last - 1:
             point["val_loss"] = round(val_loss(model, val_ex, val_images, args.batch), 5)
             print(json.dumps(point), flush=True)
             save_checkpoint(model, full_tower, cfg, tok, args.out / f"step-{step + 1}", heads)
