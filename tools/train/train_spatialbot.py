@@ -643,8 +643,8 @@ def main() -> int:
     val_images = Images(args.val, spec.image_size)
     train_ex = examples_of(train_q, tok, rng, args.rgb_share, args.api_rgb, args.counterfactual_share,
                            random.Random(args.seed + 7919))
-    changed = sum(1 for e, q in zip(train_ex, train_q) if e["q"] is not q)
     if args.counterfactual_share > 0:
+        changed = sum(1 for e, q in zip(train_ex, train_q) if e["q"] is not q)
         print(f"counterfactual Depth API values: {changed} of {len(train_ex)} examples", flush=True)
     val_sel = random.Random(1).sample(val_q, min(args.val_questions, len(val_q)))
     val_ex = examples_of(val_sel, tok, random.Random(2), RGB_ONLY_SHARE)
