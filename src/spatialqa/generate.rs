@@ -556,14 +556,10 @@ fn proximity(frame: &Frame, rng: &mut Rng, seen: &[Seen]) -> Option<Draft> {
         show(&b.0)
     );
     let winner = if pick_a { &a.0 } else { &b.0 };
-    let (lo, hi) = if pick_a == closer_asked {
-        (a.3, b.3)
-    } else {
-        (b.3, a.3)
-    };
-    let cmp = if closer_asked { "<" } else { ">" };
-    let (first, second) = if closer_asked { (lo, hi) } else { (hi, lo) };
-    let _ = (lo, hi);
+    // The reply restates the two values in the order they were asked, then compares them: each
+    // value is a copy from a fixed API line, and the comparison is one token (`<` or `>`) with
+    // both values already written, instead of choosing which value to write first.
+    let cmp = if a.3 < b.3 { "<" } else { ">" };
     Some(Draft {
         category: "proximity",
         question,
@@ -586,7 +582,8 @@ fn proximity(frame: &Frame, rng: &mut Rng, seen: &[Seen]) -> Option<Draft> {
                 a.1, a.2, a.3, b.1, b.2, b.3
             )),
             Turn::gpt(format!(
-                "Since {first} {cmp} {second}, {winner} is {word} the camera."
+                "Since {} {cmp} {}, {winner} is {word} the camera.",
+                a.3, b.3
             )),
         ],
     })

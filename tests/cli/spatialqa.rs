@@ -66,8 +66,34 @@ fn check_set(dir: &Path) -> (std::collections::BTreeSet<String>, usize) {
                 api_turns += 1;
             }
         }
+        if q["category"] == "proximity" {
+            check_proximity_reply(&q);
+        }
     }
     (categories, api_turns)
+}
+
+/// A proximity reply restates the API's two values in the order they were asked, compares them
+/// and names the answer: "Since 843 < 904, the red box is closer to the camera."
+fn check_proximity_reply(q: &serde_json::Value) {
+    let turns = q["conversation"].as_array().unwrap();
+    let values: Vec<i64> = turns[2]["value"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .map(|l| l.rsplit_once('=').unwrap().1.parse().unwrap())
+        .collect();
+    let (a, b) = (values[0], values[1]);
+    let op = if a < b { '<' } else { '>' };
+    let reply = turns[3]["value"].as_str().unwrap();
+    let answer = q["answer"].as_str().unwrap();
+    assert!(
+        reply.starts_with(&format!("Since {a} {op} {b}, {answer} is ")),
+        "{reply} ({a}, {b}, {answer})"
+    );
+    let closer = q["question"].as_str().unwrap().contains("closer");
+    let first = q["choices"][0].as_str().unwrap();
+    assert_eq!((answer == first), (closer == (a < b)), "{}", q["id"]);
 }
 
 /// `--labels`: one scenes.jsonl line per scene, its label map the colour image's size, every
@@ -143,6 +169,8 @@ fn generation_is_deterministic_and_the_depth_api_values_are_the_depth_images() {
     assert_eq!(meta["seeds"], serde_json::json!([7, 10]));
     let (categories, api_turns) = check_set(&a);
     assert!(api_turns >= 6, "{api_turns}");
+    // The committed held-out set is in the generator's current form too.
+    check_set(&support::repo_root().join("tests/data/spatialqa-test"));
     for c in [
         "point_depth",
         "proximity",

@@ -22,9 +22,10 @@ coordinate tokens.
 
 --scene-weight W (training only, not exported; the same `--labels` set): a linear head on the
 language model's last-layer state where the first answer token is predicted must read the scene
-(SceneTargets: the named objects' and the gripper's visibility, centroid and depth). Tried once
-(docs/spatialqa.md, "Results"): it stayed at a constant's error for the 1,350 steps it ran;
-tools/train/probe_readout.py trains it alone (there it starts to learn after about 650 steps).
+(SceneTargets: the named objects' and the gripper's visibility, centroid and depth). With the
+depth image in every example it stayed at a constant's error (docs/spatialqa.md, "Results");
+on the colour image alone (--rgb-share 1.0) it learns within a few hundred steps, which is the
+recipe's first phase (tools/train/make_sim_spatialbot.sh).
 
 --rgb-share S: the share of examples asked RGB-only (default 0.2; 1.0: a colour-only phase).
 --api-rgb: with it, the RGB-only examples of questions answered through the Depth API keep their
@@ -32,7 +33,7 @@ API turns (one image) instead of a direct answer. --copy-weight W: the last answ
 conversations with API turns count W times in the answers' loss. --counterfactual-share S: that
 share of RGB-D conversations with API turns gets its API values moved by one random monotone map,
 reply and answer alike. All three were tried for copying (docs/spatialqa.md, "Tried, not shipped:
-copying"); none is in the recipe.
+copying"); the recipe's first phase uses --api-rgb, the other two are not in it.
 
 --stop-after N stops after N steps of the --steps schedule (its warm-up and cosine unchanged).
 
