@@ -558,7 +558,7 @@ fn proximity(frame: &Frame, rng: &mut Rng, seen: &[Seen]) -> Option<Draft> {
     let winner = if pick_a { &a.0 } else { &b.0 };
     // The reply restates the two values in the order they were asked, then compares them: each
     // value is a copy from a fixed API line, and the comparison is one token (`<` or `>`) with
-    // both values already written, instead of choosing which value to write first.
+    // both values already written.
     let cmp = if a.3 < b.3 { "<" } else { ">" };
     Some(Draft {
         category: "proximity",
