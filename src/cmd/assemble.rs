@@ -35,6 +35,8 @@ pub const SHIPPED_POLICY: &str = "models/tiny-policy";
 pub const SAMPLE_RECORDING: &str = "tests/data/sample";
 /// The policy trained in the simulated world: `run`'s default where it runs that world.
 pub const SHIPPED_SIM_POLICY: &str = "models/sim-policy";
+/// The SpatialBot model trained on SpatialQA from the simulated world: the guard's model there.
+pub const SHIPPED_SIM_SPATIALBOT: &str = "models/sim-spatialbot";
 /// `run`'s camera where the profile says `auto` and no camera is attached: the simulated world's
 /// reach task, on a seed no demonstration was recorded on (docs/simulation.md).
 pub const SIM_DEFAULT_CAMERA: &str = "sim:reach,seed=1000";
@@ -52,6 +54,25 @@ pub fn run_default_camera(board: &Board, arg: Option<&str>) -> Option<String> {
 /// The shipped sim policy, where it is found.
 pub fn shipped_sim_policy() -> Option<PathBuf> {
     find_shipped(SHIPPED_SIM_POLICY).filter(|d| d.join("manifest.toml").is_file())
+}
+
+/// In the simulated world the guard asks the SpatialBot model trained there: an enabled
+/// `[guard]` that names no `model` of its own gets the shipped [`SHIPPED_SIM_SPATIALBOT`]
+/// (where found) instead of `models.spatialbot`, as the loop's default policy there is
+/// [`SHIPPED_SIM_POLICY`]. `run` (with a sim camera) and `eval` call it.
+pub fn sim_world_guard(board: &mut Board) {
+    let Some(g) = board
+        .guard
+        .as_mut()
+        .filter(|g| g.enabled && g.model.is_none())
+    else {
+        return;
+    };
+    if let Some(dir) =
+        find_shipped(SHIPPED_SIM_SPATIALBOT).filter(|d| d.join("manifest.toml").is_file())
+    {
+        g.model = Some(dir);
+    }
 }
 
 /// The loop `run` and `bench` drive: the real camera source, vision, model and link parts.
@@ -259,24 +280,97 @@ pub fn open_folder(
     Ok(folder)
 }
 
+/// The board's `[guard]` as `--guard` / `--no-guard` leave it: `on` asks the question even
+/// where the profile has `enabled = false`, `off` never asks it. Exit 2 when the guard would be
+/// on but is never due or names no model, or `on` is given and the profile has no `[guard]`.
+/// The one check of `run`'s and `eval`'s flags.
+pub fn apply_guard_flags(board: &mut Board, on: bool, off: bool) -> anyhow::Result<()> {
+    let source = board.source.display().to_string();
+    let Some(g) = board.guard.as_mut() else {
+        if on {
+            return Err(bad_input(format!(
+                "--guard: the board profile {source} has no [guard] section; add one (see boards/dev-x86_64.toml)"
+            )));
+        }
+        return Ok(());
+    };
+    g.enabled = (g.enabled || on) && !off;
+    if g.enabled && g.every_steps == 0 && !g.before_gripper_close {
+        return Err(bad_input(format!(
+            "--guard: the [guard] of {source} is never asked (every_steps = 0, before_gripper_close = false); set one of them"
+        )));
+    }
+    if g.enabled && board.guard_model_dir().is_none() {
+        return Err(bad_input(format!(
+            "--guard: the [guard] of {source} names no model (guard.model or models.spatialbot)"
+        )));
+    }
+    Ok(())
+}
+
+/// A model's image preprocessing from its manifest: tower, image size, pad to square.
+type Preprocessing = (spatialbot_edge::preprocess::Tower, usize, bool);
+
+/// The SpatialBot guard, loaded once: its question and rules, and its model's engine. Each
+/// loop gets its own [`GuardModel`] on the shared engine ([`LoadedGuard::model`]).
+pub struct LoadedGuard {
+    config: GuardConfig,
+    engine: Arc<Mutex<Engine>>,
+    tensors: Preprocessing,
+    /// The guard model's folder.
+    pub dir: PathBuf,
+}
+
+impl LoadedGuard {
+    /// The guard's question and rules.
+    pub fn config(&self) -> &GuardConfig {
+        &self.config
+    }
+
+    /// A guard model for one loop, on the shared engine.
+    pub fn model(&self) -> anyhow::Result<Box<dyn GuardModel>> {
+        let (tower, size, pad) = self.tensors;
+        let tensors = FrameTensors::new(tower, size, pad).map_err(|e| anyhow::anyhow!(e))?;
+        Ok(Box::new(EngineGuard::new(self.engine.clone(), tensors)))
+    }
+}
+
 /// The SpatialBot guard the board profile configures, loaded; `None` when it is off.
-fn load_guard(
-    board: &Board,
-    startup: &mut Startup,
-) -> anyhow::Result<Option<(GuardConfig, Box<dyn GuardModel>)>> {
+pub fn load_guard(board: &Board, startup: &mut Startup) -> anyhow::Result<Option<LoadedGuard>> {
     let (Some(config), Some(dir)) = (board.guard_config(), board.guard_model_dir()) else {
         return Ok(None);
     };
-    Ok(Some((config, load_guard_model(board, &dir, startup)?)))
+    let (engine, tensors) = open_guard_engine(board, &dir, startup)?;
+    Ok(Some(LoadedGuard {
+        config,
+        engine: Arc::new(Mutex::new(engine)),
+        tensors,
+        dir,
+    }))
 }
 
-/// The guard's SpatialBot model from `dir` on the board's backends (`run`'s guard and
-/// `guard-eval` load it here).
+/// The guard's SpatialBot model from `dir` on the board's backends (`guard-eval` loads it
+/// here; a loop's guard is [`load_guard`]'s).
 pub fn load_guard_model(
     board: &Board,
     dir: &Path,
     startup: &mut Startup,
 ) -> anyhow::Result<Box<dyn GuardModel>> {
+    let (engine, (tower, size, pad)) = open_guard_engine(board, dir, startup)?;
+    let tensors = FrameTensors::new(tower, size, pad).map_err(|e| anyhow::anyhow!(e))?;
+    Ok(Box::new(EngineGuard::new(
+        Arc::new(Mutex::new(engine)),
+        tensors,
+    )))
+}
+
+/// The SpatialBot model folder `dir` on the board's backends, and its image preprocessing
+/// (tower, size, pad to square).
+fn open_guard_engine(
+    board: &Board,
+    dir: &Path,
+    startup: &mut Startup,
+) -> anyhow::Result<(Engine, Preprocessing)> {
     let folder = open_folder(dir, board, startup).map_err(|e| {
         bad_input(format!(
             "the [guard] of {}: {e}; fix guard.model or pass --no-guard",
@@ -291,12 +385,13 @@ pub fn load_guard_model(
         )));
     }
     let v = &folder.manifest.vision;
-    let tensors = FrameTensors::new(v.tower, v.image_size, v.pad_to_square)
-        .map_err(|e| anyhow::anyhow!(e))?;
+    // Checked here, so that a bad size fails at start-up rather than in a loop.
+    FrameTensors::new(v.tower, v.image_size, v.pad_to_square).map_err(|e| anyhow::anyhow!(e))?;
+    let preprocessing = (v.tower, v.image_size, v.pad_to_square);
     let engine = load_engine(&folder, board, "guard's SpatialBot model")?;
     startup.phase("guard model");
     startup.model_load_steps("guard", engine.load_steps());
-    Ok(Box::new(EngineGuard::new(engine, tensors)))
+    Ok((engine, preprocessing))
 }
 
 /// Which backend and provider ran each graph, from the loaded engine's description of itself
@@ -455,13 +550,19 @@ pub fn assemble_loop(req: LoopRequest<'_>, startup: &mut Startup) -> anyhow::Res
     if req.signal.load(Ordering::SeqCst) {
         return Ok(Assembled::Interrupted("after loading the policy model"));
     }
-    attach(&policy, req, startup)
+    let guard = load_guard(req.board, startup)?;
+    if req.signal.load(Ordering::SeqCst) {
+        return Ok(Assembled::Interrupted("after loading the guard model"));
+    }
+    attach(&policy, guard.as_ref(), req, startup)
 }
 
-/// The loop around a loaded policy: the guard, the camera, and only then the link. `req`'s
-/// model folder is the one `policy` was loaded from.
+/// The loop around a loaded policy and guard (`None`: no guard): the camera, and only then the
+/// link. `req`'s model folder is the one `policy` was loaded from; `guard` is the board's
+/// ([`load_guard`]).
 pub fn attach(
     policy: &LoadedPolicy,
+    guard: Option<&LoadedGuard>,
     req: LoopRequest<'_>,
     startup: &mut Startup,
 ) -> anyhow::Result<Assembled> {
@@ -484,7 +585,10 @@ pub fn attach(
     let tensors = FrameTensors::new(policy.tower, policy.image_size, policy.pad_to_square)
         .map_err(|e| anyhow::anyhow!(e))?;
     let engine = policy.engine.clone();
-    let guard = load_guard(req.board, startup)?;
+    let guard = match guard {
+        Some(g) => Some((g.config().clone(), g.model()?)),
+        None => None,
+    };
     let depth = if spec.depth {
         DepthNeed::Registered
     } else if guard.is_some() {

@@ -69,6 +69,15 @@ pub struct Args {
     /// data; `executed` is what the model did). The folder must not exist, or be empty.
     #[arg(long, value_name = "DIR")]
     pub record: Option<PathBuf>,
+    /// Ask the board's [guard] question in a model's loop even where the profile has
+    /// `enabled = false` (the dev profile: "Can the gripper close now?" before every gripper
+    /// close). A guard that names no model of its own asks models/sim-spatialbot. Its vetoes are
+    /// counted under held steps (`guard_veto`).
+    #[arg(long, conflicts_with = "no_guard")]
+    pub guard: bool,
+    /// Do not ask the board's [guard] question.
+    #[arg(long)]
+    pub no_guard: bool,
 }
 
 /// One episode's outcome.
@@ -140,6 +149,16 @@ pub struct EvalReport {
     pub none: PolicySummary,
     /// An episode interrupted by SIGINT/SIGTERM (the report covers the episodes before it).
     pub interrupted: bool,
+    /// The SpatialBot guard in the model's loop; absent when it was off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guard: Option<EvalGuard>,
+}
+
+/// The guard a model's loop asked before acting (the board's `[guard]`).
+#[derive(Clone, Debug, Serialize)]
+pub struct EvalGuard {
+    pub model: String,
+    pub question: String,
 }
 
 /// The 95 % Wilson score interval for `k` successes in `n` trials.
@@ -276,6 +295,8 @@ struct ModelRunner {
     board: Board,
     dir: PathBuf,
     policy: Option<assemble::LoadedPolicy>,
+    /// The board's guard, loaded with the policy; `None` when it is off.
+    guard: Option<assemble::LoadedGuard>,
     camera_options: Option<String>,
     signal: std::sync::Arc<std::sync::atomic::AtomicBool>,
     constrain: Option<bool>,
@@ -305,7 +326,8 @@ impl ModelRunner {
         let Some(policy) = self.policy.as_ref() else {
             return Err(anyhow::anyhow!("the policy model is not loaded"));
         };
-        let assembled = match assemble::attach(policy, request, &mut startup)? {
+        let assembled = match assemble::attach(policy, self.guard.as_ref(), request, &mut startup)?
+        {
             Assembled::Ready(a) => a,
             Assembled::Interrupted(_) => return Ok(None),
         };
@@ -382,6 +404,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
                 board: Board::default_dev().map_err(bad_input)?,
                 dir,
                 policy: None,
+                guard: None,
                 camera_options: args.camera_options.clone(),
                 signal: spatialbot_edge::link::signals::shutdown_flag()?,
                 constrain: args.constrain.map(super::OnOff::is_on),
@@ -424,6 +447,8 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         if let Some(path) = &args.board {
             runner.board = Board::load(path).map_err(bad_input)?;
         }
+        assemble::apply_guard_flags(&mut runner.board, args.guard, args.no_guard)?;
+        assemble::sim_world_guard(&mut runner.board);
         // Loaded once, before any episode: a bad folder fails here, and no episode pays for
         // loading it.
         let mut startup = Startup::new(Instant::now());
@@ -432,6 +457,11 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
             &runner.dir,
             &mut startup,
         )?);
+        runner.guard = assemble::load_guard(&runner.board, &mut startup)?;
+    } else if args.guard {
+        return Err(bad_input(
+            "--guard: asked in a policy model's loop; the expert and `none` have none",
+        ));
     }
     let seeds: Vec<u64> = (0..args.episodes).map(|i| args.seed + i).collect();
     let n = args.episodes;
@@ -495,6 +525,13 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         expert: summarise("expert", expert_episodes),
         none: summarise("none", none_episodes),
         interrupted,
+        guard: match &candidate {
+            Candidate::Model(runner) => runner.guard.as_ref().map(|g| EvalGuard {
+                model: g.dir.display().to_string(),
+                question: g.config().question.clone(),
+            }),
+            _ => None,
+        },
     };
     if let Some(dir) = &args.out {
         write_out(dir, &report, &pictures)?;
@@ -626,6 +663,9 @@ fn print_text(r: &EvalReport) {
             s.mean_steps_to_success
                 .map_or("-".to_string(), |m| format!("{m:.1}"))
         );
+    }
+    if let Some(g) = &r.guard {
+        outln!("guard: {:?} asked of {}", g.question, g.model);
     }
     if !r.policy.holds.is_empty() {
         let holds: Vec<String> = r

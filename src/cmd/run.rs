@@ -98,27 +98,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         None => Board::default_dev(),
     }
     .map_err(bad_input)?;
-    if let Some(g) = board.guard.as_mut() {
-        g.enabled = (g.enabled || args.guard) && !args.no_guard;
-        let never_due = g.every_steps == 0 && !g.before_gripper_close;
-        if g.enabled && never_due {
-            return Err(bad_input(format!(
-                "--guard: the [guard] of {} is never asked (every_steps = 0, before_gripper_close = false); set one of them",
-                board.source.display()
-            )));
-        }
-        if g.enabled && board.guard_model_dir().is_none() {
-            return Err(bad_input(format!(
-                "--guard: the [guard] of {} names no model (guard.model or models.spatialbot)",
-                board.source.display()
-            )));
-        }
-    } else if args.guard {
-        return Err(bad_input(format!(
-            "--guard: the board profile {} has no [guard] section; add one (see boards/dev-x86_64.toml)",
-            board.source.display()
-        )));
-    }
+    assemble::apply_guard_flags(&mut board, args.guard, args.no_guard)?;
     check_flag_limits(&args)?;
     let mut startup = Startup::new(process_start);
     startup.phase("board profile");
@@ -135,6 +115,9 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         spatialbot_edge::camera::CameraSpec::Sim(sim) => Some(sim.world.clone()),
         _ => None,
     };
+    if sim_world.is_some() {
+        assemble::sim_world_guard(&mut board);
+    }
     let (model_dir, note) = match (&sim_world, args.model.as_deref()) {
         // The simulated world's policy is the one trained there.
         (Some(_), None) => match assemble::shipped_sim_policy() {

@@ -114,16 +114,17 @@ impl LanguageModel<ImageEmbedding> for EngineModel {
     }
 }
 
-/// The SpatialBot guard on its own engine: the frame's colour image and packed depth through
+/// The SpatialBot guard on a SpatialBot engine: the frame's colour image and packed depth through
 /// the SpatialBot vision graph, then the question (Depth API rounds included).
 pub struct EngineGuard {
-    engine: Engine,
+    engine: Arc<Mutex<Engine>>,
     tensors: FrameTensors,
 }
 
 impl EngineGuard {
-    /// `engine` must hold a SpatialBot model; `tensors` its manifest's preprocessing.
-    pub fn new(engine: Engine, tensors: FrameTensors) -> Self {
+    /// `engine` must hold a SpatialBot model; `tensors` its manifest's preprocessing. Guards on
+    /// one engine share it (`eval` loads the guard model once for all its episodes).
+    pub fn new(engine: Arc<Mutex<Engine>>, tensors: FrameTensors) -> Self {
         Self { engine, tensors }
     }
 }
@@ -144,9 +145,10 @@ impl super::GuardModel for EngineGuard {
                 data: t.data,
             });
         }
-        let images = self.engine.encode_images(&inputs)?;
+        let mut engine = lock(&self.engine);
+        let images = engine.encode_images(&inputs)?;
         let answer = crate::model::vqa::answer(
-            &mut self.engine,
+            &mut engine,
             &images,
             depth,
             question,

@@ -229,6 +229,19 @@ fn eval_refuses_bad_input_naming_the_flag() {
             vec!["--task", "reach", "--policy", "no/such/model"],
             "--policy",
         ),
+        // The expert and `none` drive the world directly: no loop asks a guard.
+        (vec!["--task", "pick", "--guard"], "--guard"),
+        (
+            vec![
+                "--task",
+                "pick",
+                "--guard",
+                "--no-guard",
+                "--policy",
+                "none",
+            ],
+            "--guard",
+        ),
     ] {
         let out = bin().arg("eval").args(&args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
@@ -351,6 +364,68 @@ fn eval_warns_when_the_loop_ends_an_episode_before_the_world_does() {
         ),
         "{text}"
     );
+}
+
+/// `eval --guard`: the dev profile's guard, off in the profile, asks its question in the model's
+/// loop; in the simulated world it asks the SpatialBot trained there. Each question is the
+/// `guard` stage, each veto a `guard_veto` hold, and the report names the guard.
+#[test]
+fn eval_guard_asks_the_sim_spatialbot_before_each_close() {
+    let out = bin()
+        .args([
+            "eval",
+            "--task",
+            "pick",
+            "--episodes",
+            "1",
+            "--seed",
+            "1000",
+            "--model",
+            "models/sim-policy",
+            "--camera-options",
+            "size=128x96",
+            "--guard",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["guard"]["question"], "Can the gripper close now?", "{v}");
+    let model = v["guard"]["model"].as_str().unwrap();
+    assert!(
+        std::path::Path::new(model).ends_with("models/sim-spatialbot"),
+        "{model}"
+    );
+    let e = &v["policy"]["per_episode"][0];
+    // The guard is asked only before a close; every veto is one asked step.
+    let asked = e["stage_p50_ms"].get("guard").is_some();
+    let vetoes = e["holds"]["guard_veto"].as_u64().unwrap_or(0);
+    assert!(asked || vetoes == 0, "{e}");
+    // Without --guard the dev profile's guard stays off.
+    let off = bin()
+        .args([
+            "eval",
+            "--task",
+            "pick",
+            "--episodes",
+            "1",
+            "--seed",
+            "1000",
+            "--model",
+            "models/sim-policy",
+            "--camera-options",
+            "size=64x48",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(off.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&off.stdout).unwrap();
+    assert!(v.get("guard").is_none(), "{v}");
+    let e = &v["policy"]["per_episode"][0];
+    assert!(e["stage_p50_ms"].get("guard").is_none(), "{e}");
 }
 
 /// One expert step; a finished episode starts again (another seed), so frames keep coming.
