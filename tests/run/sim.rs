@@ -371,27 +371,26 @@ fn eval_warns_when_the_loop_ends_an_episode_before_the_world_does() {
 /// `guard` stage, each veto a `guard_veto` hold, and the report names the guard.
 #[test]
 fn eval_guard_asks_the_sim_spatialbot_before_each_close() {
-    let out = bin()
-        .args([
-            "eval",
-            "--task",
-            "pick",
-            "--episodes",
-            "1",
-            "--seed",
-            "1000",
-            "--model",
-            "models/sim-policy",
-            "--camera-options",
-            "size=128x96",
-            "--guard",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{err}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let eval = |extra: &[&str]| -> serde_json::Value {
+        let out = bin()
+            .args([
+                "eval",
+                "--task",
+                "pick",
+                "--episodes",
+                "1",
+                "--seed",
+                "1000",
+            ])
+            .args(["--model", "models/sim-policy", "--json"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{extra:?}: {err}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let v = eval(&["--camera-options", "size=128x96", "--guard"]);
     assert_eq!(v["guard"]["question"], "Can the gripper close now?", "{v}");
     let model = v["guard"]["model"].as_str().unwrap();
     assert!(
@@ -399,30 +398,12 @@ fn eval_guard_asks_the_sim_spatialbot_before_each_close() {
         "{model}"
     );
     let e = &v["policy"]["per_episode"][0];
-    // The guard is asked only before a close; every veto is one asked step.
+    // The guard is asked only before a close; a veto needs an asked step.
     let asked = e["stage_p50_ms"].get("guard").is_some();
     let vetoes = e["holds"]["guard_veto"].as_u64().unwrap_or(0);
     assert!(asked || vetoes == 0, "{e}");
     // Without --guard the dev profile's guard stays off.
-    let off = bin()
-        .args([
-            "eval",
-            "--task",
-            "pick",
-            "--episodes",
-            "1",
-            "--seed",
-            "1000",
-            "--model",
-            "models/sim-policy",
-            "--camera-options",
-            "size=64x48",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(off.status.code(), Some(0));
-    let v: serde_json::Value = serde_json::from_slice(&off.stdout).unwrap();
+    let v = eval(&["--camera-options", "size=64x48"]);
     assert!(v.get("guard").is_none(), "{v}");
     let e = &v["policy"]["per_episode"][0];
     assert!(e["stage_p50_ms"].get("guard").is_none(), "{e}");
