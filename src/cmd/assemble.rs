@@ -340,38 +340,19 @@ pub fn load_guard(board: &Board, startup: &mut Startup) -> anyhow::Result<Option
     let (Some(config), Some(dir)) = (board.guard_config(), board.guard_model_dir()) else {
         return Ok(None);
     };
-    let (engine, tensors) = open_guard_engine(board, &dir, startup)?;
-    Ok(Some(LoadedGuard {
-        config,
-        engine: Arc::new(Mutex::new(engine)),
-        tensors,
-        dir,
-    }))
+    open_guard(board, dir, config, startup).map(Some)
 }
 
-/// The guard's SpatialBot model from `dir` on the board's backends (`guard-eval` loads it
-/// here; a loop's guard is [`load_guard`]'s).
-pub fn load_guard_model(
+/// The guard's SpatialBot model folder `dir` on the board's backends, asking `config`'s
+/// question (`guard-eval` opens it here with its own question; a loop's guard is
+/// [`load_guard`]'s).
+pub fn open_guard(
     board: &Board,
-    dir: &Path,
+    dir: PathBuf,
+    config: GuardConfig,
     startup: &mut Startup,
-) -> anyhow::Result<Box<dyn GuardModel>> {
-    let (engine, (tower, size, pad)) = open_guard_engine(board, dir, startup)?;
-    let tensors = FrameTensors::new(tower, size, pad).map_err(|e| anyhow::anyhow!(e))?;
-    Ok(Box::new(EngineGuard::new(
-        Arc::new(Mutex::new(engine)),
-        tensors,
-    )))
-}
-
-/// The SpatialBot model folder `dir` on the board's backends, and its image preprocessing
-/// (tower, size, pad to square).
-fn open_guard_engine(
-    board: &Board,
-    dir: &Path,
-    startup: &mut Startup,
-) -> anyhow::Result<(Engine, Preprocessing)> {
-    let folder = open_folder(dir, board, startup).map_err(|e| {
+) -> anyhow::Result<LoadedGuard> {
+    let folder = open_folder(&dir, board, startup).map_err(|e| {
         bad_input(format!(
             "the [guard] of {}: {e}; fix guard.model or pass --no-guard",
             board.source.display()
@@ -387,11 +368,16 @@ fn open_guard_engine(
     let v = &folder.manifest.vision;
     // Checked here, so that a bad size fails at start-up rather than in a loop.
     FrameTensors::new(v.tower, v.image_size, v.pad_to_square).map_err(|e| anyhow::anyhow!(e))?;
-    let preprocessing = (v.tower, v.image_size, v.pad_to_square);
+    let tensors = (v.tower, v.image_size, v.pad_to_square);
     let engine = load_engine(&folder, board, "guard's SpatialBot model")?;
     startup.phase("guard model");
     startup.model_load_steps("guard", engine.load_steps());
-    Ok((engine, preprocessing))
+    Ok(LoadedGuard {
+        config,
+        engine: Arc::new(Mutex::new(engine)),
+        tensors,
+        dir,
+    })
 }
 
 /// Which backend and provider ran each graph, from the loaded engine's description of itself

@@ -217,7 +217,8 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<u8> {
         super::prepare_output("--out", out, &[])?;
     }
     let mut startup = Startup::new(Instant::now());
-    let mut model = assemble::load_guard_model(&board, &dir, &mut startup)?;
+    let mut model =
+        assemble::open_guard(&board, dir.clone(), cfg.clone(), &mut startup)?.model()?;
 
     let progress = Progress::new(args.episodes, "guard-eval").with_unit("episodes");
     let mut results: Vec<Decision> = Vec::new();
